@@ -1,0 +1,299 @@
+"""Typed configs for every stage, loaded from YAML recipes with ``--set key=value`` overrides.
+
+Each stage has one config class here; the stage module holds the behaviour. Validation
+happens once, at load: an unknown key, a wrong type or a missing required value raises
+:class:`ConfigError` naming the field (``sft.learning_rate: Input should be a valid number``).
+Defaults follow the R1-Onevision paper where it names a value; the demo recipe shrinks them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from r1ov import storage
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names every offending field."""
+
+
+class Strict(BaseModel):
+    # extra="forbid": a misspelt key is an error, never a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+# --------------------------------------------------------------------------- shared parts
+
+
+class TeacherConfig(Strict):
+    """An OpenAI-compatible chat endpoint (GPT-4o, DeepSeek-R1, vLLM in-cluster, or offline)."""
+
+    base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible base URL, ending in /v1")
+    model: str = Field("gpt-4o", description="model name sent in each request")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    max_retries: int = Field(5, ge=0, description="retries per request on 429/5xx/timeouts")
+    timeout_s: float = Field(120.0, gt=0, description="seconds per request")
+    temperature: float = Field(0.2, ge=0, description="sampling temperature")
+    max_tokens: int = Field(4096, ge=1, description="completion token limit per request")
+    cache_uri: str | None = Field(None, description="response cache (content-hash keyed); none disables it")
+    max_requests: int | None = Field(None, ge=1, description="budget: refuse to send more requests than this")
+
+
+class TrackingConfig(Strict):
+    """Where runs are tracked; a local SQLite file by default so nothing needs a server."""
+
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI")
+    experiment: str = Field("r1ov", description="MLflow experiment name")
+    artifact_location: str | None = Field(None, description="artifact root for a new experiment")
+    run_name: str | None = Field(None, description="MLflow run name")
+    parent_run_id: str | None = Field(None, description="nest this stage's run under a pipeline run")
+    tags: dict[str, str] = Field(default_factory=dict, description="extra run tags (lineage)")
+
+
+class ClusterJobConfig(Strict):
+    """How a training stage runs on Kubernetes (PyTorchJob or TrainJob launchers)."""
+
+    namespace: str = Field("r1ov", description="namespace of the job")
+    image: str | None = Field(None, description="training image; defaults to the bundle's train image")
+    gpus_per_node: int = Field(8, ge=0, description="nvidia.com/gpu per node")
+    cpu: str = Field("32", description="CPU request per node")
+    memory: str = Field("512Gi", description="memory request per node")
+    pool: str = Field("train", description="GPU node pool (label r1ov.io/pool)")
+    service_account: str | None = Field(None, description="service account of the training pods")
+    secret_env: list[str] = Field(default_factory=list, description="Secrets exposed as env (envFrom)")
+    active_deadline_s: int | None = Field(None, ge=1, description="fail the job after this many seconds")
+    backoff_limit: int = Field(0, ge=0, description="pod restarts before the job fails")
+    ttl_after_finished_s: int = Field(3600, ge=0, description="keep finished jobs this long")
+    trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for TrainJob")
+    poll_s: float = Field(10.0, gt=0, description="seconds between status checks")
+
+
+class DistributedConfig(Strict):
+    """Process layout shared by SFT and GRPO."""
+
+    launcher: Literal["local", "pytorchjob", "trainjob"] = Field(
+        "local", description="local torchrun subprocess, Kubeflow PyTorchJob, or Kubeflow TrainJob"
+    )
+    nnodes: int = Field(1, ge=1, description="nodes (torchrun --nnodes)")
+    nproc_per_node: int = Field(1, ge=1, description="processes per node (one per GPU)")
+    deepspeed: Literal["none", "zero2", "zero3"] = Field("zero3", description="DeepSpeed ZeRO stage")
+    backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl with GPUs, gloo on CPU")
+    rdzv_port: int = Field(29500, ge=1, le=65535, description="rendezvous port for the local launcher")
+    cluster: ClusterJobConfig = Field(default_factory=ClusterJobConfig)
+
+
+# --------------------------------------------------------------------------- data stages
+
+
+class SynthConfig(Strict):
+    output_uri: str = Field(..., description="dataset URI to write")
+    n: int = Field(64, ge=1, description="records to generate")
+    seed: int = Field(0, description="RNG seed; same seed, same bytes")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["circuit", "flowchart", "table", "chart", "natural", "text", "math"],
+        description="generators to draw from, round-robin (add 'clevr' for GRPO data)",
+    )
+    shard_size: int = Field(1000, ge=1, description="rows per Parquet shard")
+
+
+class FormalizeConfig(Strict):
+    input_uri: str = Field(..., description="dataset to formalize")
+    output_uri: str = Field(..., description="dataset to write")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    classify_unknown: bool = Field(True, description="ask the teacher for the type of untyped images")
+    max_image_pixels: int = Field(1024 * 1024, ge=1, description="downscale larger images before sending")
+    shard_size: int = Field(1000, ge=1, description="rows per output shard")
+
+
+class DistillConfig(Strict):
+    input_uri: str = Field(..., description="formalized dataset")
+    output_uri: str = Field(..., description="dataset with reasoning")
+    teacher: TeacherConfig = Field(
+        default_factory=lambda: TeacherConfig(model="deepseek-reasoner", temperature=0.6, max_tokens=8192)
+    )
+    role_play: bool = Field(True, description="ask the teacher to reason as if it saw the image")
+    shard_size: int = Field(1000, ge=1, description="rows per output shard")
+
+
+class FilterConfig(Strict):
+    input_uri: str = Field(..., description="dataset with reasoning")
+    output_uri: str = Field(..., description="accepted and rejected records")
+    min_think_chars: int = Field(20, ge=0, description="shorter reasoning is rejected")
+    max_think_chars: int = Field(32000, ge=1, description="longer reasoning is rejected")
+    max_repeated_ngram_ratio: float = Field(0.3, ge=0, le=1, description="share of repeated 8-grams allowed")
+    require_answer_match: bool = Field(True, description="reject when the answer disagrees with ground truth")
+    judge: TeacherConfig | None = Field(None, description="LLM judge for consistency; none skips it")
+    shard_size: int = Field(1000, ge=1, description="rows per output shard")
+
+
+# --------------------------------------------------------------------------- training
+
+
+class ModelIOConfig(Strict):
+    model_name_or_path: str = Field(..., description="HF model id or checkpoint directory")
+    output_dir: str = Field(..., description="where the final checkpoint (save_pretrained) goes")
+    checkpoint_uri: str | None = Field(None, description="durable copy of the output (s3://...) for resume")
+    max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels (1280*28*28 in Qwen)")
+    min_pixels: int = Field(3136, ge=56, description="image processor min_pixels")
+
+
+class SFTConfig(ModelIOConfig):
+    train_uri: str = Field(..., description="filtered dataset (records with reasoning)")
+    learning_rate: float = Field(1e-5, gt=0, description="paper: 1e-5")
+    per_device_train_batch_size: int = Field(1, ge=1, description="paper: 1")
+    gradient_accumulation_steps: int = Field(16, ge=1, description="paper: 16 (global batch 128 on 8 GPUs)")
+    num_train_epochs: float = Field(1.0, gt=0, description="paper: 1")
+    max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
+    lr_scheduler_type: str = Field("cosine", description="paper: cosine")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="paper: 0.05")
+    max_length: int = Field(8192, ge=16, description="paper: cutoff 8192 tokens")
+    bf16: bool = Field(True, description="bf16 on GPU; ignored on CPU")
+    freeze_vision: bool = Field(False, description="paper fine-tunes the vision tower too")
+    assistant_only_loss: bool = Field(True, description="loss on the answer tokens only")
+    gradient_checkpointing: bool = Field(True, description="trade compute for memory")
+    seed: int = Field(42, description="training seed")
+    logging_steps: int = Field(1, ge=1, description="log every N steps")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+class GRPOConfig(ModelIOConfig):
+    train_uri: str = Field(..., description="CLEVR-style dataset (question, answer, image)")
+    learning_rate: float = Field(1e-6, gt=0, description="peers: 1e-6")
+    num_generations: int = Field(8, ge=2, description="completions per prompt (group size)")
+    beta: float = Field(0.04, ge=0, description="KL coefficient")
+    max_prompt_length: int = Field(1024, ge=16, description="prompt token limit")
+    max_completion_length: int = Field(1024, ge=8, description="SFT answers average ~960 tokens")
+    per_device_train_batch_size: int = Field(8, ge=1, description="prompts*generations per device step")
+    gradient_accumulation_steps: int = Field(2, ge=1, description="steps per optimizer update")
+    num_train_epochs: float = Field(1.0, gt=0, description="paper: 1 epoch on 10K CLEVR")
+    max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
+    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    rewards: list[str] = Field(default_factory=lambda: ["accuracy", "format"], description="reward names")
+    bf16: bool = Field(True, description="bf16 on GPU; ignored on CPU")
+    gradient_checkpointing: bool = Field(True, description="trade compute for memory")
+    seed: int = Field(42, description="training seed")
+    logging_steps: int = Field(1, ge=1, description="log every N steps")
+    generation: Literal["hf", "vllm-server", "vllm-colocate"] = Field(
+        "vllm-server", description="rollouts: transformers generate, vLLM server pods, or vLLM in-process"
+    )
+    vllm_server_base_url: str | None = Field(None, description="rollout server URL (vllm-server mode)")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="rollout server tensor parallelism")
+    vllm_data_parallel_size: int = Field(1, ge=1, description="rollout server data parallelism")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- eval and registry
+
+
+class BenchmarkSpec(Strict):
+    name: str = Field(
+        ..., description="benchmark name (mathvision, mathverse, mathvista, wemath, r1ov-bench, synthetic)"
+    )
+    uri: str = Field(..., description="dataset URI in the record schema, or the benchmark's own file")
+    limit: int | None = Field(None, ge=1, description="score only the first N items")
+
+
+class EvalConfig(Strict):
+    model_name_or_path: str = Field(..., description="checkpoint to evaluate (or served model name)")
+    benchmarks: list[BenchmarkSpec] = Field(..., min_length=1, description="what to evaluate on")
+    output_dir: str = Field(..., description="predictions, metrics.json and report.html")
+    backend: Literal["hf", "vllm", "openai"] = Field("vllm", description="generation backend")
+    base_url: str | None = Field(None, description="endpoint for the openai backend")
+    api_key_env: str = Field("OPENAI_API_KEY", description="API key variable for the openai backend")
+    max_new_tokens: int = Field(4096, ge=1, description="completion limit")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    batch_size: int = Field(8, ge=1, description="prompts per generate call (hf)")
+    max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels")
+    tracking: TrackingConfig | None = Field(None, description="log metrics to MLflow when set")
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> EvalConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("base_url is required when backend is 'openai'")
+        return self
+
+
+class RegisterConfig(Strict):
+    model_dir: str = Field(..., description="checkpoint directory to register")
+    model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
+    metrics_uri: str | None = Field(None, description="eval metrics.json to attach to the version")
+    alias: str = Field("challenger", description="alias set on the new version")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+class PromoteConfig(Strict):
+    model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
+    candidate_alias: str = Field("challenger", description="alias of the version to consider")
+    target_alias: str = Field("champion", description="alias to move when the gate passes")
+    metric: str = Field("overall/accuracy", description="eval metric the gate compares")
+    min_value: float = Field(0.0, description="absolute floor for the metric")
+    min_improvement: float = Field(0.0, description="required gain over the current champion")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def _format_errors(prefix: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        got = f" (got {item['input']!r})" if item["type"] not in {"missing"} and "input" in item else ""
+        lines.append(f"{prefix}{where}: {item['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """``a.b=3`` -> (['a', 'b'], 3); the value is read as YAML so types come through."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} must look like key=value (e.g. learning_rate=2e-5)")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for override in overrides:
+        path, value = parse_override(override)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {override!r}: {part} is not a mapping")
+        node[path[-1]] = value
+    return data
+
+
+def read_recipe(uri: str | Path | None) -> dict[str, Any]:
+    if uri is None:
+        return {}
+    try:
+        data = yaml.safe_load(storage.read_text(str(uri))) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {uri} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {uri} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {uri} must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def build(cls: type[C], data: dict[str, Any], name: str = "") -> C:
+    """Validate ``data`` as ``cls``; errors name each field, prefixed with ``name.``."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(f"{name}." if name else "", exc)) from None
+
+
+def load(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, name: str = "") -> C:
+    """Load a recipe file (optional), apply ``key=value`` overrides, validate once."""
+    return build(cls, apply_overrides(read_recipe(path), list(overrides or [])), name)

@@ -1,0 +1,201 @@
+"""The record: one example, one row, the same schema at every stage.
+
+A *dataset* is a directory URI holding Parquet shards in two parts, so that every input
+row of a stage ends in exactly one of them::
+
+    <dataset>/records/part-00000.parquet    accepted rows, read by the next stage
+    <dataset>/rejected/part-00000.parquet   rows set aside, each with ``reject_reason``
+    <dataset>/manifest.json                 counts per part, written last
+
+Shard names are deterministic, so a retried or resumed task overwrites or skips a shard
+instead of duplicating rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from r1ov import storage
+
+IMAGE_TYPES = (
+    "circuit",  # -> SPICE netlist
+    "flowchart",  # -> PlantUML
+    "layout",  # web/UI layouts -> HTML
+    "table",  # -> CSV
+    "chart",  # -> JSON (series)
+    "natural",  # -> detector boxes + caption
+    "text",  # -> OCR + reconstruction
+    "math",  # -> figure facts + solving strategy
+    "clevr",  # -> object list (GRPO data)
+    "unknown",  # router asks the teacher to classify
+)
+
+VERDICT = pa.struct([("name", pa.string()), ("passed", pa.bool_()), ("detail", pa.string())])
+PROVENANCE = pa.struct(
+    [("stage", pa.string()), ("model", pa.string()), ("prompt_sha256", pa.string()), ("at", pa.string())]
+)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable content hash, see record_id()
+        pa.field("source", pa.string(), nullable=False),  # dataset of origin, e.g. synthetic/circuit
+        pa.field("image", pa.binary()),  # encoded image bytes (PNG/JPEG), or null with image_uri
+        pa.field("image_uri", pa.string()),
+        pa.field("image_type", pa.string(), nullable=False),  # one of IMAGE_TYPES
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("options", pa.list_(pa.string())),  # empty for open questions
+        pa.field("answer", pa.string()),  # ground-truth answer (option letter or value)
+        pa.field("ground_truth", pa.string()),  # JSON: structured description, when known
+        pa.field("formal_language", pa.string()),  # spice, plantuml, html, csv, json, ...
+        pa.field("formalization", pa.string()),  # the image as formal text
+        pa.field("reasoning", pa.string()),  # "<think>...</think><answer>...</answer>"
+        pa.field("predicted_answer", pa.string()),  # answer extracted from reasoning
+        pa.field("verdicts", pa.list_(VERDICT)),  # one per filter check
+        pa.field("reject_reason", pa.string()),  # set only in rejected/
+        pa.field("provenance", pa.list_(PROVENANCE)),  # one entry per stage that touched it
+        pa.field("metadata", pa.string()),  # JSON: benchmark fields (category, level, ...)
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+RECORDS, REJECTED = "records", "rejected"
+
+
+def record_id(source: str, question: str, image: bytes | None, image_uri: str | None = None) -> str:
+    digest = hashlib.sha256()
+    for part in (source, question, image_uri or ""):
+        digest.update(part.encode("utf-8") + b"\0")
+    digest.update(image or b"")
+    return digest.hexdigest()[:24]
+
+
+def new_record(
+    *,
+    source: str,
+    question: str,
+    image_type: str,
+    image: bytes | None = None,
+    image_uri: str | None = None,
+    options: list[str] | None = None,
+    answer: str | None = None,
+    ground_truth: dict | list | None = None,
+    metadata: dict | None = None,
+) -> dict[str, Any]:
+    """A record with every column present; ids derive from content, so re-runs agree."""
+    if image_type not in IMAGE_TYPES:
+        raise ValueError(f"image_type {image_type!r} is not one of {IMAGE_TYPES}")
+    record = dict.fromkeys(COLUMNS)
+    record.update(
+        id=record_id(source, question, image, image_uri),
+        source=source,
+        image=image,
+        image_uri=image_uri,
+        image_type=image_type,
+        question=question,
+        options=list(options or []),
+        answer=answer,
+        ground_truth=json.dumps(ground_truth, sort_keys=True) if ground_truth is not None else None,
+        verdicts=[],
+        provenance=[],
+        metadata=json.dumps(metadata, sort_keys=True) if metadata is not None else None,
+    )
+    return record
+
+
+def stamp(record: dict[str, Any], stage: str, model: str = "", prompt: str = "") -> dict[str, Any]:
+    """Append a provenance entry for ``stage`` (returns the same record)."""
+    entry = {
+        "stage": stage,
+        "model": model,
+        "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest() if prompt else "",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    record["provenance"] = [*(record.get("provenance") or []), entry]
+    return record
+
+
+def reject(record: dict[str, Any], reason: str) -> dict[str, Any]:
+    record["reject_reason"] = reason
+    return record
+
+
+def ground_truth(record: dict[str, Any]) -> Any:
+    return json.loads(record["ground_truth"]) if record.get("ground_truth") else None
+
+
+def metadata(record: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(record["metadata"]) if record.get("metadata") else {}
+
+
+def to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    rows = list(rows)
+    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+
+
+def shard_uri(dataset_uri: str, part: str, index: int) -> str:
+    return storage.join(dataset_uri, part, f"part-{index:05d}.parquet")
+
+
+def write_shard(dataset_uri: str, rows: Iterable[dict[str, Any]], index: int = 0, part: str = RECORDS) -> str:
+    """Write one shard atomically; returns its URI. An empty shard is still written."""
+    buffer = io.BytesIO()
+    pq.write_table(to_table(rows), buffer, compression="zstd")
+    uri = shard_uri(dataset_uri, part, index)
+    storage.write_bytes(uri, buffer.getvalue())
+    return uri
+
+
+def read_table(dataset_uri: str, part: str = RECORDS) -> pa.Table:
+    """All shards of one part as a table (empty table with the schema when there are none)."""
+    shards = storage.list_files(storage.join(dataset_uri, part), ".parquet")
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(s)), schema=SCHEMA) for s in shards]
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def read_records(dataset_uri: str, part: str = RECORDS) -> list[dict[str, Any]]:
+    return read_table(dataset_uri, part).to_pylist()
+
+
+def iter_shards(dataset_uri: str, part: str = RECORDS) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(index, rows) per shard, in order; stages that fan out keep the shard index."""
+    for index, shard in enumerate(storage.list_files(storage.join(dataset_uri, part), ".parquet")):
+        yield index, pq.read_table(io.BytesIO(storage.read_bytes(shard)), schema=SCHEMA).to_pylist()
+
+
+def write_dataset(
+    dataset_uri: str,
+    accepted: list[dict[str, Any]],
+    rejected: list[dict[str, Any]] | None = None,
+    shard_size: int = 1000,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write accepted and rejected rows as shards plus ``manifest.json``; returns the manifest."""
+    rejected = rejected or []
+    missing = [r["id"] for r in rejected if not r.get("reject_reason")]
+    if missing:
+        raise ValueError(f"rejected rows need a reject_reason: {missing[:5]}")
+    for part, rows in ((RECORDS, accepted), (REJECTED, rejected)):
+        chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)] or [[]]
+        for index, chunk in enumerate(chunks):
+            write_shard(dataset_uri, chunk, index, part)
+        # Shards left by an earlier, larger run would otherwise be read as rows of this one.
+        for stale in storage.list_files(storage.join(dataset_uri, part), ".parquet")[len(chunks) :]:
+            storage.delete(stale)
+    reasons: dict[str, int] = {}
+    for row in rejected:
+        key = row["reject_reason"].split(":", 1)[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    manifest = {"records": len(accepted), "rejected": len(rejected), "reject_reasons": reasons, **(extra or {})}
+    storage.write_text(storage.join(dataset_uri, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def read_manifest(dataset_uri: str) -> dict[str, Any]:
+    return json.loads(storage.read_text(storage.join(dataset_uri, "manifest.json")))
