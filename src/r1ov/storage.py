@@ -44,8 +44,10 @@ def _s3_filesystem() -> pafs.S3FileSystem:
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return the pyarrow filesystem for ``uri`` and the path inside it."""
-    if uri.startswith("s3://"):
-        return _s3_filesystem(), uri.removeprefix("s3://").rstrip("/")
+    # KFP's default artifact store names MinIO buckets minio://; they speak S3.
+    for scheme in ("s3://", "minio://"):
+        if uri.startswith(scheme):
+            return _s3_filesystem(), uri.removeprefix(scheme).rstrip("/")
     if is_remote(uri):
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).absolute())

@@ -1,0 +1,8 @@
+"""The images components run in; names and the tag come from r1ov.bundle, defined once."""
+
+from r1ov.bundle import image
+
+BASE_IMAGE = image("base")  # data stages, registry, promotion: CPU
+TRAIN_IMAGE = image("train")  # training launchers and trainers
+VLLM_IMAGE = image("vllm")  # evaluation with the vLLM engine
+DATA_IMAGE = image("data")  # formalization extras (OCR, detector weights)

@@ -1,0 +1,37 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from components._image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def distill(
+    formalized: Input[Dataset],
+    distilled: Output[Dataset],
+    metrics: Output[Metrics],
+    teacher_base_url: str = "https://api.deepseek.com/v1",
+    teacher_model: str = "deepseek-reasoner",
+    teacher_max_concurrency: int = 8,
+    extra_config: str = "",
+):
+    """Write role-played <think> chains over the formal text with a reasoning LLM.
+
+    Args:
+        formalized: Output of formalize.
+        distilled: Records with `reasoning` and `predicted_answer`; teacher failures rejected with a reason.
+        metrics: Counts of accepted and rejected records.
+        teacher_base_url: OpenAI-compatible endpoint of the reasoning teacher (key from OPENAI_API_KEY).
+        teacher_model: Model name sent to the teacher.
+        teacher_max_concurrency: Requests in flight at once.
+        extra_config: YAML/JSON mapping of further DistillConfig fields.
+    """
+    from r1ov.kfp_tasks import log_metrics, run_task
+
+    fields = {
+        "input_uri": formalized.path,
+        "output_uri": distilled.path,
+        "teacher.base_url": teacher_base_url,
+        "teacher.model": teacher_model,
+        "teacher.max_concurrency": teacher_max_concurrency,
+    }
+    log_metrics(metrics, run_task("distill", fields, extra_config))

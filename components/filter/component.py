@@ -1,0 +1,34 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from components._image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def filter_reasoning(
+    distilled: Input[Dataset],
+    filtered: Output[Dataset],
+    metrics: Output[Metrics],
+    require_answer_match: bool = True,
+    min_think_chars: int = 20,
+    extra_config: str = "",
+):
+    """Keep accurate, consistent reasoning; set the rest aside with the failed check as reason.
+
+    Args:
+        distilled: Output of distill.
+        filtered: Accepted records in records/, rejected ones in rejected/ with `reject_reason`.
+        metrics: Acceptance rate and counts per rejection reason.
+        require_answer_match: Reject reasoning whose answer disagrees with the ground truth.
+        min_think_chars: Reject shorter reasoning.
+        extra_config: YAML/JSON mapping of further FilterConfig fields (e.g. a judge teacher).
+    """
+    from r1ov.kfp_tasks import log_metrics, run_task
+
+    fields = {
+        "input_uri": distilled.path,
+        "output_uri": filtered.path,
+        "require_answer_match": require_answer_match,
+        "min_think_chars": min_think_chars,
+    }
+    log_metrics(metrics, run_task("filter", fields, extra_config))

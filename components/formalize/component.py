@@ -1,0 +1,37 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Metrics, Output
+
+from components._image import DATA_IMAGE
+
+
+@dsl.component(base_image=DATA_IMAGE)
+def formalize(
+    source_uri: str,
+    formalized: Output[Dataset],
+    metrics: Output[Metrics],
+    teacher_base_url: str = "https://api.openai.com/v1",
+    teacher_model: str = "gpt-4o",
+    teacher_max_concurrency: int = 8,
+    extra_config: str = "",
+):
+    """Turn each image into formal text by type (SPICE, PlantUML, HTML, CSV/JSON, boxes, OCR, strategy).
+
+    Args:
+        source_uri: Dataset in the r1ov record schema (local path or s3://).
+        formalized: Records with `formalization` set; failures in its rejected/ part with a reason.
+        metrics: Counts of accepted and rejected records.
+        teacher_base_url: OpenAI-compatible endpoint of the vision teacher (key from OPENAI_API_KEY).
+        teacher_model: Model name sent to the teacher.
+        teacher_max_concurrency: Requests in flight at once.
+        extra_config: YAML/JSON mapping of further FormalizeConfig fields.
+    """
+    from r1ov.kfp_tasks import log_metrics, run_task
+
+    fields = {
+        "input_uri": source_uri,
+        "output_uri": formalized.path,
+        "teacher.base_url": teacher_base_url,
+        "teacher.model": teacher_model,
+        "teacher.max_concurrency": teacher_max_concurrency,
+    }
+    log_metrics(metrics, run_task("formalize", fields, extra_config))

@@ -1,0 +1,81 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components._image import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE)
+def sft(
+    train_data: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+    learning_rate: float = 1e-5,
+    per_device_train_batch_size: int = 1,
+    gradient_accumulation_steps: int = 16,
+    num_train_epochs: float = 1.0,
+    max_steps: int = -1,
+    lr_scheduler_type: str = "cosine",
+    warmup_ratio: float = 0.05,
+    max_length: int = 8192,
+    launcher: str = "pytorchjob",
+    nnodes: int = 1,
+    nproc_per_node: int = 8,
+    deepspeed: str = "zero3",
+    checkpoint_root: str = "",
+    run_id: str = "",
+    mlflow_tracking_uri: str = "",
+    mlflow_experiment: str = "r1ov",
+    extra_config: str = "",
+):
+    """Supervised fine-tuning of Qwen2.5-VL on the filtered reasoning data (TRL + DeepSpeed ZeRO).
+
+    Args:
+        train_data: Output of filter_reasoning.
+        model: The fine-tuned checkpoint (save_pretrained directory with processor).
+        metrics: Steps, final loss, runtime.
+        base_model: HF model id or checkpoint path (paper: Qwen2.5-VL-7B/3B-Instruct).
+        learning_rate: Paper: 1e-5.
+        per_device_train_batch_size: Paper: 1.
+        gradient_accumulation_steps: Paper: 16 (global batch 128 on 8 GPUs).
+        num_train_epochs: Paper: 1.
+        max_steps: Stop after this many steps; -1 lets epochs decide.
+        lr_scheduler_type: Paper: cosine.
+        warmup_ratio: Paper: 0.05.
+        max_length: Paper: cutoff 8192 tokens.
+        launcher: pytorchjob or trainjob (multi-node on the cluster) or local (torchrun in this pod).
+        nnodes: Nodes for the training job.
+        nproc_per_node: Processes (GPUs) per node.
+        deepspeed: zero3 (7B) or zero2 (3B) or none.
+        checkpoint_root: Durable root (s3://...) for checkpoints; required by the cluster launchers.
+        run_id: Pipeline run id, used in checkpoint paths and MLflow tags.
+        mlflow_tracking_uri: MLflow tracking URI; empty disables tracking.
+        mlflow_experiment: MLflow experiment name.
+        extra_config: YAML/JSON mapping of further SFTConfig fields.
+    """
+    from r1ov.kfp_tasks import checkpoint_uri, log_metrics, run_task
+
+    fields = {
+        "model_name_or_path": base_model,
+        # Training pods elsewhere read the artifact from the object store; a local run reads the file.
+        "train_uri": train_data.path if launcher == "local" else train_data.uri,
+        "output_dir": model.path,
+        "checkpoint_uri": checkpoint_uri(checkpoint_root, run_id, "sft"),
+        "learning_rate": learning_rate,
+        "per_device_train_batch_size": per_device_train_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "num_train_epochs": num_train_epochs,
+        "max_steps": max_steps,
+        "lr_scheduler_type": lr_scheduler_type,
+        "warmup_ratio": warmup_ratio,
+        "max_length": max_length,
+        "distributed.launcher": launcher,
+        "distributed.nnodes": nnodes,
+        "distributed.nproc_per_node": nproc_per_node,
+        "distributed.deepspeed": deepspeed,
+        "tracking.tracking_uri": mlflow_tracking_uri or None,
+        "tracking.experiment": mlflow_experiment,
+        "tracking.run_name": f"sft-{run_id}" if run_id else None,
+        "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
+    }
+    log_metrics(metrics, run_task("sft", fields, extra_config))

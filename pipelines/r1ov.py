@@ -1,0 +1,237 @@
+"""The R1-Onevision pipeline: formalize -> distill -> filter -> SFT -> GRPO -> eval -> register -> promote.
+
+Compile (writes pipelines/r1ov.yaml and every components/*/component.yaml):
+
+    make compile            # or: r1ov compile
+
+Submit to Kubeflow Pipelines (paper settings are the defaults; override any parameter):
+
+    kfp run create -e r1ov -f pipelines/r1ov.yaml source_uri=s3://... clevr_uri=s3://... \
+        benchmarks='[{"name": "mathvista", "uri": "s3://..."}]' mlflow_tracking_uri=http://mlflow.r1ov:5000
+
+Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML under kfp.local).
+"""
+
+from kfp import dsl, kubernetes
+
+from components.distill.component import distill
+from components.evaluate.component import evaluate
+from components.filter.component import filter_reasoning
+from components.formalize.component import formalize
+from components.grpo.component import grpo
+from components.promote.component import promote
+from components.register.component import register
+from components.sft.component import sft
+from r1ov.bundle import GPU_RESOURCE, GPU_TAINT, POOL_LABEL
+
+# Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
+TEACHER_SECRET = "r1ov-teachers"
+S3_SECRET = "r1ov-s3"
+MLFLOW_SECRET = "r1ov-mlflow"
+SETTINGS_CONFIGMAP = "r1ov-settings"
+
+
+def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """S3 credentials and endpoint, and MLflow credentials, from the namespace; never literals."""
+    kubernetes.use_secret_as_env(
+        task,
+        S3_SECRET,
+        {"access-key-id": "AWS_ACCESS_KEY_ID", "secret-access-key": "AWS_SECRET_ACCESS_KEY"},
+        optional=True,
+    )
+    kubernetes.use_secret_as_env(
+        task,
+        MLFLOW_SECRET,
+        {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
+        optional=True,
+    )
+    kubernetes.use_config_map_as_env(
+        task, SETTINGS_CONFIGMAP, {"s3-endpoint": "R1OV_S3_ENDPOINT", "aws-region": "AWS_REGION"}, optional=True
+    )
+    return task
+
+
+def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
+    kubernetes.use_secret_as_env(task, TEACHER_SECRET, {key: "OPENAI_API_KEY"}, optional=True)
+    return _object_store_access(task)
+
+
+def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTask:
+    """Schedule on the GPU pool with the vocabulary the node-pool chart uses."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+    kubernetes.add_node_selector(task, POOL_LABEL, pool)
+    kubernetes.add_toleration(task, key=GPU_TAINT["key"], operator=GPU_TAINT["operator"], effect=GPU_TAINT["effect"])
+    # vLLM and NCCL need more shared memory than the container default.
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+    return _object_store_access(task)
+
+
+@dsl.pipeline(name="r1ov", description="R1-Onevision: cross-modal formalization, CoT distillation, SFT, GRPO, eval")
+def r1ov_pipeline(
+    source_uri: str,
+    clevr_uri: str,
+    benchmarks: str,
+    mlflow_tracking_uri: str,
+    # data: teachers over any OpenAI-compatible endpoint
+    formalize_teacher_url: str = "https://api.openai.com/v1",
+    formalize_teacher_model: str = "gpt-4o",
+    distill_teacher_url: str = "https://api.deepseek.com/v1",
+    distill_teacher_model: str = "deepseek-reasoner",
+    teacher_max_concurrency: int = 16,
+    require_answer_match: bool = True,
+    # SFT (paper: full fine-tune, lr 1e-5, batch 1 x accum 16 x 8 GPUs, 1 epoch, cosine, warmup 0.05)
+    base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+    sft_learning_rate: float = 1e-5,
+    sft_per_device_train_batch_size: int = 1,
+    sft_gradient_accumulation_steps: int = 16,
+    sft_num_train_epochs: float = 1.0,
+    sft_max_steps: int = -1,
+    sft_lr_scheduler_type: str = "cosine",
+    sft_warmup_ratio: float = 0.05,
+    sft_max_length: int = 8192,
+    sft_deepspeed: str = "zero3",
+    # GRPO on CLEVR (peers: 8 generations, beta 0.04, lr 1e-6, prompt 1024)
+    grpo_learning_rate: float = 1e-6,
+    grpo_num_generations: int = 8,
+    grpo_beta: float = 0.04,
+    grpo_max_prompt_length: int = 1024,
+    grpo_max_completion_length: int = 1024,
+    grpo_per_device_train_batch_size: int = 8,
+    grpo_gradient_accumulation_steps: int = 2,
+    grpo_num_train_epochs: float = 1.0,
+    grpo_max_steps: int = -1,
+    grpo_rewards: str = "accuracy,format",
+    grpo_generation: str = "vllm-server",
+    grpo_deepspeed: str = "zero3",
+    # where training runs
+    launcher: str = "pytorchjob",
+    nnodes: int = 1,
+    nproc_per_node: int = 8,
+    checkpoint_root: str = "",
+    # evaluation, registry, promotion
+    eval_backend: str = "vllm",
+    eval_max_new_tokens: int = 4096,
+    eval_temperature: float = 0.0,
+    mlflow_experiment: str = "r1ov",
+    model_name: str = "r1ov-qwen2.5-vl",
+    promote_metric: str = "overall/accuracy",
+    promote_min_value: float = 0.0,
+    promote_min_improvement: float = 0.0,
+    # any other config field, per stage, as a YAML/JSON mapping
+    formalize_extra_config: str = "",
+    distill_extra_config: str = "",
+    filter_extra_config: str = "",
+    sft_extra_config: str = "",
+    grpo_extra_config: str = "",
+    eval_extra_config: str = "",
+):
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+    formalized = formalize(
+        source_uri=source_uri,
+        teacher_base_url=formalize_teacher_url,
+        teacher_model=formalize_teacher_model,
+        teacher_max_concurrency=teacher_max_concurrency,
+        extra_config=formalize_extra_config,
+    ).set_display_name("formalize images")
+    _teacher_key(formalized, "formalize-api-key").set_retry(2)
+
+    distilled = distill(
+        formalized=formalized.outputs["formalized"],
+        teacher_base_url=distill_teacher_url,
+        teacher_model=distill_teacher_model,
+        teacher_max_concurrency=teacher_max_concurrency,
+        extra_config=distill_extra_config,
+    ).set_display_name("distill reasoning")
+    _teacher_key(distilled, "distill-api-key").set_retry(2)
+
+    filtered = filter_reasoning(
+        distilled=distilled.outputs["distilled"],
+        require_answer_match=require_answer_match,
+        extra_config=filter_extra_config,
+    ).set_display_name("filter reasoning")
+    _object_store_access(filtered)
+
+    # Training tasks are launchers: the GPUs belong to the PyTorchJob/TrainJob pods they create,
+    # which carry the train pool's selector and toleration (r1ov.k8s.trainjobs).
+    sft_task = sft(
+        train_data=filtered.outputs["filtered"],
+        base_model=base_model,
+        learning_rate=sft_learning_rate,
+        per_device_train_batch_size=sft_per_device_train_batch_size,
+        gradient_accumulation_steps=sft_gradient_accumulation_steps,
+        num_train_epochs=sft_num_train_epochs,
+        max_steps=sft_max_steps,
+        lr_scheduler_type=sft_lr_scheduler_type,
+        warmup_ratio=sft_warmup_ratio,
+        max_length=sft_max_length,
+        launcher=launcher,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        deepspeed=sft_deepspeed,
+        checkpoint_root=checkpoint_root,
+        run_id=run_id,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        extra_config=sft_extra_config,
+    ).set_display_name("SFT")
+    _object_store_access(sft_task).set_caching_options(False)
+
+    grpo_task = grpo(
+        sft_model=sft_task.outputs["model"],
+        clevr_uri=clevr_uri,
+        learning_rate=grpo_learning_rate,
+        num_generations=grpo_num_generations,
+        beta=grpo_beta,
+        max_prompt_length=grpo_max_prompt_length,
+        max_completion_length=grpo_max_completion_length,
+        per_device_train_batch_size=grpo_per_device_train_batch_size,
+        gradient_accumulation_steps=grpo_gradient_accumulation_steps,
+        num_train_epochs=grpo_num_train_epochs,
+        max_steps=grpo_max_steps,
+        rewards=grpo_rewards,
+        generation=grpo_generation,
+        launcher=launcher,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        deepspeed=grpo_deepspeed,
+        checkpoint_root=checkpoint_root,
+        run_id=run_id,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        extra_config=grpo_extra_config,
+    ).set_display_name("GRPO")
+    _object_store_access(grpo_task).set_caching_options(False)
+
+    eval_task = evaluate(
+        model=grpo_task.outputs["model"],
+        benchmarks=benchmarks,
+        backend=eval_backend,
+        max_new_tokens=eval_max_new_tokens,
+        temperature=eval_temperature,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        run_id=run_id,
+        extra_config=eval_extra_config,
+    ).set_display_name("evaluate")
+    _on_gpu_pool(eval_task, pool="rollout", gpus=1)
+
+    register_task = register(
+        model=grpo_task.outputs["model"],
+        eval_results=eval_task.outputs["results"],
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        model_name=model_name,
+        mlflow_experiment=mlflow_experiment,
+        run_id=run_id,
+    ).set_display_name("register challenger")
+    _object_store_access(register_task).set_caching_options(False)
+
+    promote_task = promote(
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        model_name=model_name,
+        metric=promote_metric,
+        min_value=promote_min_value,
+        min_improvement=promote_min_improvement,
+    ).set_display_name("promote champion")
+    promote_task.after(register_task)
+    _object_store_access(promote_task).set_caching_options(False)

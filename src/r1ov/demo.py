@@ -1,0 +1,167 @@
+"""``r1ov demo``: the compiled pipeline, end to end, on this machine.
+
+What runs is ``pipelines/r1ov.yaml`` itself, under ``kfp.local`` (one subprocess per task, no
+venv per task), with arguments from ``pipelines/recipes/demo.yaml``: synthetic data, a tiny
+random Qwen2.5-VL built offline, an offline teacher behind a local OpenAI-compatible endpoint,
+SFT and GRPO as two torch.distributed processes with DeepSpeed ZeRO over gloo, and MLflow on
+``WORKDIR/mlflow.db``. Only backends differ from a cluster run, never the stage code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from r1ov import config as cfg
+from r1ov.compile import repo_root
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+# Sizes: enough records that every stage has real work and every kind of rejection shows up,
+# few enough that the demo stays within minutes on 2 cores.
+TRAIN_RECORDS, CLEVR_RECORDS, BENCH_RECORDS = 28, 16, 24
+TEACHER_NOISE = 0.25  # share of teacher answers made wrong or malformed, for the filter to catch
+
+
+def _fill(value: Any, slots: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, replacement in slots.items():
+            value = value.replace("{" + key + "}", replacement)
+    return value
+
+
+def pipeline_arguments(recipe: Path, slots: dict[str, str]) -> dict[str, Any]:
+    data = cfg.read_recipe(recipe)
+    return {key: _fill(value, slots) for key, value in data.items()}
+
+
+def prepare_inputs(workdir: Path) -> dict[str, str]:
+    """Synthetic data (three seeds, three roles) and the tiny model; reused when present."""
+    from r1ov import records
+    from r1ov.synthetic import run as synthesize
+    from r1ov.testing.tiny_model import build_tiny_model
+
+    data = workdir / "data"
+    kinds_all = ["circuit", "flowchart", "table", "chart", "natural", "text", "math"]
+    plan = {
+        "train": (TRAIN_RECORDS, 1, kinds_all),
+        "clevr": (CLEVR_RECORDS, 2, ["clevr"]),
+        "bench": (BENCH_RECORDS, 3, [*kinds_all, "clevr"]),
+    }
+    for name, (n, seed, kinds) in plan.items():
+        uri = str(data / name)
+        if not (data / name / "manifest.json").exists():
+            synthesize(cfg.SynthConfig(output_uri=uri, n=n, seed=seed, kinds=kinds))
+        console.log(f"data/{name}: {records.read_manifest(uri)['records']} synthetic records")
+    model_dir = workdir / "models" / "tiny-qwen2.5-vl"
+    if not (model_dir / "config.json").exists():
+        build_tiny_model(model_dir)
+    console.log(f"tiny Qwen2.5-VL at {model_dir}")
+    return {"train": str(data / "train"), "model": str(model_dir)}
+
+
+def _prepare_mlflow(workdir: Path, experiment: str) -> str:
+    """Create the experiment with its artifacts under the workdir (not ./mlruns)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(experiment) is None:
+        client.create_experiment(experiment, artifact_location=(workdir / "mlartifacts").as_uri())
+    return uri
+
+
+def _find_outputs(pipeline_root: Path) -> dict[str, Path]:
+    """The newest run's artifacts worth pointing at."""
+    runs = sorted((p for p in pipeline_root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        return {}
+    run = runs[-1]
+    found: dict[str, Path] = {"run": run}
+    for name, pattern in {"report": "evaluate/report", "filtered": "filter-reasoning/filtered"}.items():
+        matches = list(run.glob(pattern))
+        if matches:
+            found[name] = matches[0]
+    return found
+
+
+def run_demo(workdir: str | Path = "demo-run", fresh: bool = False) -> dict[str, Any]:
+    from kfp import components, local
+
+    from r1ov.teachers.offline import serve
+
+    started = time.monotonic()
+    workdir = Path(workdir).resolve()
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = repo_root(Path(__file__).parent)
+    # DeepSpeed JIT-builds ops once; keep them with the workdir so reruns reuse them.
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(workdir / "torch_extensions"))
+
+    console.rule("[bold]r1ov demo: inputs")
+    inputs = prepare_inputs(workdir)
+    tracking_uri = _prepare_mlflow(workdir, "r1ov")
+
+    console.rule("[bold]r1ov demo: pipeline (kfp.local, pipelines/r1ov.yaml)")
+    pipeline_root = workdir / "pipeline_root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    pipeline = components.load_component_from_file(str(root / "pipelines" / "r1ov.yaml"))
+    with serve([inputs["train"]], noise=TEACHER_NOISE) as teacher_url:
+        console.log(f"offline teacher listening at {teacher_url}")
+        arguments = pipeline_arguments(
+            root / "pipelines" / "recipes" / "demo.yaml",
+            {"workdir": str(workdir), "teacher_url": teacher_url, "tiny_model": inputs["model"]},
+        )
+        pipeline(**arguments)
+
+    outputs = _find_outputs(pipeline_root)
+    report = workdir / "report.html"
+    if "report" in outputs:
+        shutil.copyfile(outputs["report"], report)
+    summary = _summarize(workdir, tracking_uri, outputs, report, time.monotonic() - started)
+    _print_summary(summary)
+    return summary
+
+
+def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], report: Path, seconds: float) -> dict:
+    import mlflow
+
+    from r1ov import records
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    versions = client.search_model_versions("name='r1ov-demo'")
+    model = client.get_registered_model("r1ov-demo") if versions else None
+    filtered = records.read_manifest(str(outputs["filtered"])) if "filtered" in outputs else {}
+    return {
+        "workdir": str(workdir),
+        "seconds": round(seconds, 1),
+        "filter": filtered,
+        "registered_versions": sorted(int(v.version) for v in versions),
+        "aliases": dict(model.aliases) if model else {},
+        "report": str(report) if report.exists() else None,
+        "pipeline_root": str(outputs.get("run", "")),
+        "mlflow_ui": f"mlflow ui --backend-store-uri {tracking_uri}",
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title="r1ov demo: done", show_header=False)
+    table.add_row("time", f"{summary['seconds']} s")
+    table.add_row("filter", json.dumps(summary["filter"]))
+    table.add_row("model versions", ", ".join(map(str, summary["registered_versions"])) or "none")
+    table.add_row("aliases", json.dumps(summary["aliases"]))
+    table.add_row("eval report", summary["report"] or "missing")
+    table.add_row("task outputs", summary["pipeline_root"])
+    table.add_row("browse runs", summary["mlflow_ui"])
+    console.print(table)

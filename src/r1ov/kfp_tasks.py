@@ -1,0 +1,78 @@
+"""What a KFP component does once its pod has started: build the stage config, run, report.
+
+Components in ``components/`` stay a typed signature plus one call into this module, so the
+same code runs under ``kfp.local``, on a cluster and in tests. Explicit component inputs
+(dotted config keys) win over ``extra_config``, a YAML/JSON mapping of any other config field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+import yaml
+
+from r1ov import config as cfg
+from r1ov.cli import STAGES, resolve
+
+log = logging.getLogger(__name__)
+
+
+class MetricsArtifact(Protocol):
+    def log_metric(self, metric: str, value: float) -> None: ...
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def parse_extra(extra_config: str) -> dict[str, Any]:
+    if not extra_config or not extra_config.strip():
+        return {}
+    try:
+        data = yaml.safe_load(extra_config)
+    except yaml.YAMLError as exc:
+        raise cfg.ConfigError(f"extra_config is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise cfg.ConfigError(f"extra_config must be a mapping of config fields, not {type(data).__name__}")
+    return data
+
+
+def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> Any:
+    """The validated config for ``stage`` from explicit fields (dotted keys) over extras."""
+    data = parse_extra(extra_config)
+    for key, value in fields.items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    return cfg.build(STAGES[stage][0], data, name=stage)
+
+
+def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = stage_config(stage, fields, extra_config)
+    log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
+    summary = resolve(STAGES[stage][1])(config)
+    log.info("%s finished: %s", stage, json.dumps(summary, default=str))
+    return summary
+
+
+def log_metrics(metrics: MetricsArtifact, summary: dict[str, Any], prefix: str = "") -> None:
+    """Numeric entries of a summary (nested dicts flattened with '/') into a KFP Metrics artifact."""
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool) or isinstance(value, int | float):
+            metrics.log_metric(name, float(value))
+        elif isinstance(value, dict):
+            log_metrics(metrics, value, prefix=f"{name}/")
+
+
+def checkpoint_uri(checkpoint_root: str, run_id: str, stage: str) -> str | None:
+    """Durable per-run location for a training stage's output, or None without a root."""
+    if not checkpoint_root:
+        return None
+    return f"{checkpoint_root.rstrip('/')}/{run_id}/{stage}"
