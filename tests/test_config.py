@@ -71,3 +71,22 @@ def test_eval_openai_backend_requires_url() -> None:
                 "benchmarks": [{"name": "x", "uri": "y"}],
             },
         )
+
+
+RECIPES = Path(__file__).parent.parent / "pipelines" / "recipes"
+
+
+@pytest.mark.parametrize(
+    ("recipe", "config_class"),
+    [
+        ("sft-qwen2.5-vl-7b.yaml", cfg.SFTConfig),
+        ("sft-qwen2.5-vl-3b.yaml", cfg.SFTConfig),
+        ("grpo-clevr.yaml", cfg.GRPOConfig),
+    ],
+)
+def test_paper_recipes_validate(recipe: str, config_class: type) -> None:
+    loaded = cfg.load(config_class, RECIPES / recipe)
+    assert loaded.bf16
+    if config_class is cfg.SFTConfig:
+        assert loaded.learning_rate == 1e-5 and loaded.gradient_accumulation_steps == 16
+        assert loaded.distributed.deepspeed == ("zero3" if "7b" in recipe else "zero2")
