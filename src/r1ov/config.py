@@ -71,6 +71,14 @@ class ClusterJobConfig(Strict):
     ttl_after_finished_s: int = Field(3600, ge=0, description="keep finished jobs this long")
     trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for TrainJob")
     poll_s: float = Field(10.0, gt=0, description="seconds between status checks")
+    clean_pod_policy: Literal["None", "Running", "All"] = Field(
+        "Running", description="PyTorchJob: pods deleted when the job ends (Running frees GPUs, keeps logs)"
+    )
+    shm_size: str | None = Field(None, description="size limit of the in-memory /dev/shm; none leaves it to the node")
+    secret_keys: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="TrainJob only: keys of each secret_env Secret to expose as env (its trainer has no envFrom)",
+    )
 
 
 class DistributedConfig(Strict):
@@ -91,12 +99,15 @@ class DistributedConfig(Strict):
 
 
 class SynthConfig(Strict):
+    """Seeded synthetic records with ground truth (r1ov.synthetic)."""
+
     output_uri: str = Field(..., description="dataset URI to write")
     n: int = Field(64, ge=1, description="records to generate")
     seed: int = Field(0, description="RNG seed; same seed, same bytes")
     kinds: list[str] = Field(
         default_factory=lambda: ["circuit", "flowchart", "table", "chart", "natural", "text", "math"],
-        description="generators to draw from, round-robin (add 'clevr' for GRPO data)",
+        min_length=1,
+        description="generators to draw from, round-robin (add 'clevr' for GRPO data, 'layout' for web pages)",
     )
     shard_size: int = Field(1000, ge=1, description="rows per Parquet shard")
 
@@ -128,6 +139,10 @@ class FilterConfig(Strict):
     max_repeated_ngram_ratio: float = Field(0.3, ge=0, le=1, description="share of repeated 8-grams allowed")
     require_answer_match: bool = Field(True, description="reject when the answer disagrees with ground truth")
     judge: TeacherConfig | None = Field(None, description="LLM judge for consistency; none skips it")
+    judge_failed: bool = Field(
+        False, description="also judge rows that failed a rule check (costs requests); else their verdict is skipped"
+    )
+    repetition_ngram: int = Field(8, ge=2, description="n of the word n-grams the repetition check counts")
     shard_size: int = Field(1000, ge=1, description="rows per output shard")
 
 
@@ -158,6 +173,7 @@ class SFTConfig(ModelIOConfig):
     gradient_checkpointing: bool = Field(True, description="trade compute for memory")
     seed: int = Field(42, description="training seed")
     logging_steps: int = Field(1, ge=1, description="log every N steps")
+    track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
@@ -185,6 +201,8 @@ class GRPOConfig(ModelIOConfig):
     vllm_server_base_url: str | None = Field(None, description="rollout server URL (vllm-server mode)")
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="rollout server tensor parallelism")
     vllm_data_parallel_size: int = Field(1, ge=1, description="rollout server data parallelism")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU share for vLLM (vllm-colocate)")
+    track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
@@ -198,6 +216,7 @@ class BenchmarkSpec(Strict):
     )
     uri: str = Field(..., description="dataset URI in the record schema, or the benchmark's own file")
     limit: int | None = Field(None, ge=1, description="score only the first N items")
+    label: str | None = Field(None, description="name in metrics and reports; defaults to name")
 
 
 class EvalConfig(Strict):
@@ -212,6 +231,15 @@ class EvalConfig(Strict):
     batch_size: int = Field(8, ge=1, description="prompts per generate call (hf)")
     max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels")
     tracking: TrackingConfig | None = Field(None, description="log metrics to MLflow when set")
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once (openai backend)")
+    request_timeout_s: float = Field(600.0, gt=0, description="seconds per request (openai backend)")
+    max_retries: int = Field(3, ge=0, description="retries per request on 429/5xx/timeouts (openai backend)")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (vllm backend)")
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory (vllm backend)")
+    vllm_max_model_len: int | None = Field(None, ge=256, description="context limit (vllm backend); none: the model's")
+    bootstrap_samples: int = Field(1000, ge=0, description="resamples for the 95% accuracy interval (0: none)")
+    seed: int = Field(0, description="seed of the bootstrap (and of sampling when temperature > 0)")
+    report_samples: int = Field(24, ge=0, description="predictions shown in report.html")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> EvalConfig:
@@ -225,6 +253,11 @@ class RegisterConfig(Strict):
     model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
     metrics_uri: str | None = Field(None, description="eval metrics.json to attach to the version")
     alias: str = Field("challenger", description="alias set on the new version")
+    lineage: dict[str, str] = Field(
+        default_factory=dict, description="lineage tags on run and version, e.g. sft_data: s3://bucket/filtered"
+    )
+    git_commit: str | None = Field(None, description="source commit; none: $R1OV_GIT_COMMIT, else git rev-parse HEAD")
+    description: str | None = Field(None, description="model version description")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 

@@ -1,0 +1,30 @@
+"""Run benchmarks: ``python -m r1ov.bench all|NAME [--out docs/benchmarks]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+
+from r1ov.bench.report import write
+
+# name -> module with run() -> list[Result]
+SUITES = {
+    "records": "r1ov.bench.records_io",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m r1ov.bench")
+    parser.add_argument("name", choices=["all", *SUITES], help="benchmark to run")
+    parser.add_argument("--out", default="docs/benchmarks", help="where the .json and .md go")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in SUITES if args.name == "all" else [args.name]:
+        module = importlib.import_module(SUITES[name])
+        path = write(name, module.run(), args.out, notes=module.__doc__ or "")
+        logging.getLogger("r1ov.bench").info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()

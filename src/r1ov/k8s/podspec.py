@@ -1,0 +1,90 @@
+"""Pod pieces shared by training and rollout objects: GPU placement, resources, /dev/shm, env.
+
+Every GPU pod lands on its pool through the one vocabulary in :mod:`r1ov.bundle`: a node
+selector on ``r1ov.io/pool`` and a toleration for the GPU taint the node-pool chart puts on
+its nodes. Secrets reach pods only by reference; :func:`env_list` refuses literal values under
+names that look like credentials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from r1ov import bundle
+
+SHM_VOLUME = "dshm"
+SHM_PATH = "/dev/shm"
+
+# Words that mark an env var as a credential; matched on ``_``-separated words so that
+# TOKENIZERS_PARALLELISM or MAX_TOKENS stay allowed.
+_SECRET_WORDS = {"PASSWORD", "PASSWD", "SECRET", "TOKEN"}
+_SECRET_PAIRS = {("API", "KEY"), ("ACCESS", "KEY"), ("PRIVATE", "KEY")}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def looks_secret(name: str) -> bool:
+    """True for env names such as ``HF_TOKEN``, ``OPENAI_API_KEY``, ``AWS_SECRET_ACCESS_KEY``."""
+    words = name.upper().split("_")
+    return bool(_SECRET_WORDS.intersection(words)) or any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def env_list(env: dict[str, str]) -> list[dict[str, str]]:
+    """``{"A": "1"}`` -> ``[{"name": "A", "value": "1"}]``, refusing credentials given as literals."""
+    out = []
+    for name, value in env.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"env name {name!r} is not a valid environment variable name")
+        if looks_secret(name):
+            raise ValueError(
+                f"env {name} looks like a credential; put it in a Secret and list the Secret in "
+                "cluster.secret_env instead of passing its value"
+            )
+        out.append({"name": name, "value": str(value)})
+    return out
+
+
+def secret_env_from(secrets: list[str]) -> list[dict[str, Any]]:
+    """envFrom entries exposing every key of each Secret."""
+    return [{"secretRef": {"name": secret}} for secret in secrets]
+
+
+def secret_key_env(secret_keys: dict[str, list[str]], secrets: list[str]) -> list[dict[str, Any]]:
+    """Env entries referencing Secret keys one by one, for APIs that take env but not envFrom."""
+    missing = [secret for secret in secrets if not secret_keys.get(secret)]
+    if missing:
+        raise ValueError(
+            f"TrainJob takes Secret keys one by one: set cluster.secret_keys for {', '.join(missing)} "
+            "(e.g. secret_keys: {hf: [HF_TOKEN]})"
+        )
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for secret in secrets
+        for key in secret_keys[secret]
+    ]
+
+
+def gpu_placement(pool: str) -> dict[str, Any]:
+    """nodeSelector + tolerations that put a pod on the GPU nodes of ``pool``."""
+    return {"nodeSelector": {bundle.POOL_LABEL: pool}, "tolerations": [dict(bundle.GPU_TAINT)]}
+
+
+def resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:
+    """GPUs as a limit (the request follows it for extended resources), CPU and memory as requests."""
+    out: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
+    if gpus:
+        out["limits"] = {bundle.GPU_RESOURCE: str(gpus)}
+    return out
+
+
+def shm_volume(size: str | None = None) -> dict[str, Any]:
+    """A memory-backed /dev/shm: NCCL and DataLoader workers outgrow the container default of 64 MiB."""
+    empty_dir: dict[str, Any] = {"medium": "Memory"}
+    if size:
+        empty_dir["sizeLimit"] = size
+    return {"name": SHM_VOLUME, "emptyDir": empty_dir}
+
+
+def shm_mount() -> dict[str, str]:
+    return {"name": SHM_VOLUME, "mountPath": SHM_PATH}

@@ -1,0 +1,159 @@
+"""Multi-node training jobs as data: Kubeflow PyTorchJob (kubeflow.org/v1) and TrainJob (trainer v2).
+
+Both builders take the same arguments and return a plain dict ready for the API server:
+
+    job = build_pytorchjob("sft-7b", ["torchrun", "-m", "r1ov.train.sft", "--config", "/cfg/sft.yaml"], dist, env)
+    r1ov.k8s.client.run_to_completion(job, dist.cluster.namespace)
+
+The command should start with ``torchrun`` (or ``python -m torch.distributed.run``): both
+operators set torchrun's ``PET_*`` environment (nnodes, node rank, master address and port) in
+every pod, so the same command runs unchanged on every node.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from r1ov import bundle
+from r1ov.config import DistributedConfig
+from r1ov.k8s import names, podspec
+
+COMPONENT = "train"
+# PyTorchJob: the operator rejects replica specs without a container of this name.
+PYTORCH_CONTAINER = "pytorch"
+# TrainJob: the torch-distributed runtime's replicated job and container are both named "node".
+TRAINJOB_NODE = "node"
+TRAINER_GROUP = "trainer.kubeflow.org"
+# Owner of our runtimePatches entry; the Trainer webhook wants a domain-prefixed path.
+PATCH_MANAGER = "r1ov.io/launcher"
+# Unbuffered stdout so the master's log reaches the watcher line by line, not at exit.
+_DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}
+
+
+def _image(dist: DistributedConfig) -> str:
+    return dist.cluster.image or bundle.image("train")
+
+
+def pytorchjob_name(name: str, nnodes: int) -> str:
+    """The job name, short enough for the operator's pod and service names (``<name>-worker-<i>``)."""
+    longest_suffix = max(len("-master-0"), len(f"-worker-{max(nnodes - 2, 0)}"))
+    return names.dns_label(name, names.MAX_NAME - longest_suffix)
+
+
+def trainjob_name(name: str, nnodes: int) -> str:
+    """The job name, short enough for JobSet's pod names (``<name>-node-0-<i>-<5 random>``)."""
+    return names.dns_label(name, names.MAX_NAME - len(f"-{TRAINJOB_NODE}-0-{nnodes - 1}-abcde"))
+
+
+def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env: dict[str, str]) -> dict[str, Any]:
+    """A PyTorchJob: one Master plus ``nnodes - 1`` Workers, ``nproc_per_node`` processes each."""
+    cluster = dist.cluster
+    job_name = pytorchjob_name(name, dist.nnodes)
+    labels = names.standard_labels(job_name, COMPONENT)
+    container: dict[str, Any] = {
+        "name": PYTORCH_CONTAINER,
+        "image": _image(dist),
+        "command": list(command),
+        "env": podspec.env_list({**_DEFAULT_ENV, **env}),
+        "resources": podspec.resources(cluster.gpus_per_node, cluster.cpu, cluster.memory),
+        "volumeMounts": [podspec.shm_mount()],
+    }
+    if cluster.secret_env:
+        container["envFrom"] = podspec.secret_env_from(cluster.secret_env)
+    pod_spec: dict[str, Any] = {
+        **podspec.gpu_placement(cluster.pool),
+        "containers": [container],
+        "volumes": [podspec.shm_volume(cluster.shm_size)],
+    }
+    if cluster.service_account:
+        pod_spec["serviceAccountName"] = cluster.service_account
+    template = {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
+    # Without retries a failing pod should stay failed; with retries, ExitCode restarts only on
+    # signals (exit codes 128+: OOM kill, preemption), not on a Python error that would fail again.
+    restart_policy = "ExitCode" if cluster.backoff_limit else "Never"
+    replica_specs = {"Master": {"replicas": 1, "restartPolicy": restart_policy, "template": template}}
+    if dist.nnodes > 1:
+        replica_specs["Worker"] = {
+            "replicas": dist.nnodes - 1,
+            "restartPolicy": restart_policy,
+            "template": copy.deepcopy(template),
+        }
+    run_policy: dict[str, Any] = {
+        "cleanPodPolicy": cluster.clean_pod_policy,
+        "ttlSecondsAfterFinished": cluster.ttl_after_finished_s,
+        "backoffLimit": cluster.backoff_limit,
+    }
+    if cluster.active_deadline_s is not None:
+        run_policy["activeDeadlineSeconds"] = cluster.active_deadline_s
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": job_name, "namespace": cluster.namespace, "labels": labels},
+        "spec": {
+            "nprocPerNode": str(dist.nproc_per_node),
+            "runPolicy": run_policy,
+            "pytorchReplicaSpecs": replica_specs,
+        },
+    }
+
+
+def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: dict[str, str]) -> dict[str, Any]:
+    """A TrainJob on the ``dist.cluster.trainjob_runtime`` ClusterTrainingRuntime.
+
+    Placement, /dev/shm and the service account go through ``spec.runtimePatches`` (the
+    per-pod override field of Trainer v2.3). Secrets become one env entry per key because the
+    trainer takes env, not envFrom: list the keys in ``cluster.secret_keys``. Retries, TTL and
+    pod cleanup belong to the runtime in Trainer v2, so ``backoff_limit``,
+    ``ttl_after_finished_s`` and ``clean_pod_policy`` do not apply here.
+    """
+    cluster = dist.cluster
+    job_name = trainjob_name(name, dist.nnodes)
+    labels = names.standard_labels(job_name, COMPONENT)
+    pod_patch: dict[str, Any] = {
+        **podspec.gpu_placement(cluster.pool),
+        "volumes": [podspec.shm_volume(cluster.shm_size)],
+        # The webhook refuses env on the node container here; env goes in spec.trainer.
+        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": [podspec.shm_mount()]}],
+    }
+    if cluster.service_account:
+        pod_patch["serviceAccountName"] = cluster.service_account
+    spec: dict[str, Any] = {
+        "runtimeRef": {"apiGroup": TRAINER_GROUP, "kind": "ClusterTrainingRuntime", "name": cluster.trainjob_runtime},
+        "trainer": {
+            "image": _image(dist),
+            "command": list(command),
+            "env": podspec.env_list({**_DEFAULT_ENV, **env})
+            + podspec.secret_key_env(cluster.secret_keys, cluster.secret_env),
+            "numNodes": dist.nnodes,
+            "numProcPerNode": dist.nproc_per_node,
+            "resourcesPerNode": podspec.resources(cluster.gpus_per_node, cluster.cpu, cluster.memory),
+        },
+        "runtimePatches": [
+            {
+                "manager": PATCH_MANAGER,
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "spec": {
+                            "replicatedJobs": [
+                                {
+                                    "name": TRAINJOB_NODE,
+                                    "template": {
+                                        "spec": {"template": {"metadata": {"labels": dict(labels)}, "spec": pod_patch}}
+                                    },
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        ],
+    }
+    if cluster.active_deadline_s is not None:
+        spec["activeDeadlineSeconds"] = cluster.active_deadline_s
+    return {
+        "apiVersion": f"{TRAINER_GROUP}/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": job_name, "namespace": cluster.namespace, "labels": labels},
+        "spec": spec,
+    }

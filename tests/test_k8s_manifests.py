@@ -1,0 +1,412 @@
+"""Training-job and rollout manifests, validated against the upstream schemas they must satisfy.
+
+Custom resources are checked with jsonschema against the CRD's openAPIV3Schema (vendored in
+tests/crds, see SOURCES.md), made strict the way the API server's strict field validation is:
+an unknown field is an error. Built-in objects are checked with kubernetes_validate (the
+Kubernetes 1.31 OpenAPI schemas, strict). CEL rules and operator webhooks are not in those
+schemas; the rules that matter here are asserted directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from r1ov import bundle
+from r1ov.config import DistributedConfig
+from r1ov.k8s import names, podspec
+from r1ov.k8s.rollout import build_rollout_server, rollout_base_url
+from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
+
+CRDS = Path(__file__).parent / "crds"
+K8S_VERSION = "1.31.0"
+RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+COMMAND = ["torchrun", "-m", "r1ov.train.sft", "--config", "/etc/r1ov/sft.yaml"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """Close every object schema that lists its properties (as strict field validation does)."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {key: _strict(sub) for key, sub in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    if isinstance(schema.get("additionalProperties"), dict):
+        schema["additionalProperties"] = _strict(schema["additionalProperties"])
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = _strict(schema["items"])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema:
+            schema[key] = [_strict(sub) for sub in schema[key]]
+    return schema
+
+
+@functools.cache
+def _crd_validator(filename: str, version: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((CRDS / filename).read_text())
+    (entry,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return jsonschema.Draft7Validator(_strict(entry["schema"]["openAPIV3Schema"]))
+
+
+def _validate_crd(obj: dict[str, Any]) -> None:
+    filename = {"PyTorchJob": "kubeflow.org_pytorchjobs.yaml", "TrainJob": "trainer.kubeflow.org_trainjobs.yaml"}
+    version = obj["apiVersion"].split("/")[1]
+    errors = sorted(_crd_validator(filename[obj["kind"]], version).iter_errors(obj), key=str)
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10])
+
+
+def _dist(**overrides: Any) -> DistributedConfig:
+    cluster = overrides.pop("cluster", {})
+    return DistributedConfig.model_validate(
+        {"launcher": "pytorchjob", "nnodes": 2, "nproc_per_node": 8, **overrides, "cluster": cluster}
+    )
+
+
+def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pod spec (or pod spec patch) an object carries."""
+    if obj["kind"] == "PyTorchJob":
+        return [r["template"]["spec"] for r in obj["spec"]["pytorchReplicaSpecs"].values()]
+    if obj["kind"] == "TrainJob":
+        jobs = obj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        return [j["template"]["spec"]["template"]["spec"] for j in jobs]
+    return [obj["spec"]["template"]["spec"]]
+
+
+def _all_env(obj: Any) -> list[dict[str, Any]]:
+    """Every env entry anywhere in an object."""
+    found = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "env" and isinstance(value, list):
+                found.extend(value)
+            else:
+                found.extend(_all_env(value))
+    elif isinstance(obj, list):
+        for value in obj:
+            found.extend(_all_env(value))
+    return found
+
+
+def _all_images(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return [v for k, v in obj.items() if k == "image" and isinstance(v, str)] + [
+            i for v in obj.values() for i in _all_images(v)
+        ]
+    if isinstance(obj, list):
+        return [i for v in obj for i in _all_images(v)]
+    return []
+
+
+# --------------------------------------------------------------------------- PyTorchJob
+
+
+@pytest.mark.parametrize("nnodes", [1, 2, 4])
+def test_pytorchjob_matches_crd_and_layout(nnodes: int) -> None:
+    job = build_pytorchjob("sft", COMMAND, _dist(nnodes=nnodes), {"R1OV_STAGE": "sft"})
+    _validate_crd(job)
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Master"]["replicas"] == 1
+    if nnodes == 1:
+        assert "Worker" not in specs
+    else:
+        assert specs["Worker"]["replicas"] == nnodes - 1
+    assert job["spec"]["nprocPerNode"] == "8"
+    for replica in specs.values():
+        (container,) = replica["template"]["spec"]["containers"]
+        assert container["name"] == "pytorch"  # the operator's webhook requires this name
+        assert container["command"] == COMMAND
+        assert {"name": "R1OV_STAGE", "value": "sft"} in container["env"]
+
+
+def test_strict_crd_validation_catches_misspelt_fields() -> None:
+    job = build_pytorchjob("sft", COMMAND, _dist(), {})
+    job["spec"]["nprocPerNod"] = job["spec"].pop("nprocPerNode")
+    with pytest.raises(AssertionError, match="nprocPerNod"):
+        _validate_crd(job)
+    job = build_pytorchjob("sft", COMMAND, _dist(), {})
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["resource"] = {}
+    with pytest.raises(AssertionError, match="resource"):
+        _validate_crd(job)
+
+
+@pytest.mark.parametrize("replica", ["Master", "Worker"])
+def test_pytorchjob_pod_template_is_a_valid_kubernetes_pod_template(replica: str) -> None:
+    job = build_pytorchjob("sft", COMMAND, _dist(nnodes=3, cluster={"secret_env": ["hf"], "shm_size": "32Gi"}), {})
+    template = job["spec"]["pytorchReplicaSpecs"][replica]["template"]
+    wrapper = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}
+    kubernetes_validate.validate(wrapper, K8S_VERSION, strict=True)
+
+
+def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
+    cluster = {
+        "namespace": "team-a",
+        "image": "registry.example/r1ov-train:1.2.3",
+        "gpus_per_node": 4,
+        "cpu": "16",
+        "memory": "256Gi",
+        "pool": "train",
+        "service_account": "trainer",
+        "active_deadline_s": 7200,
+        "backoff_limit": 2,
+        "ttl_after_finished_s": 600,
+        "clean_pod_policy": "All",
+        "shm_size": "64Gi",
+    }
+    job = build_pytorchjob("sft", COMMAND, _dist(cluster=cluster), {})
+    _validate_crd(job)
+    assert job["metadata"]["namespace"] == "team-a"
+    assert job["spec"]["runPolicy"] == {
+        "cleanPodPolicy": "All",
+        "ttlSecondsAfterFinished": 600,
+        "backoffLimit": 2,
+        "activeDeadlineSeconds": 7200,
+    }
+    master = job["spec"]["pytorchReplicaSpecs"]["Master"]
+    assert master["restartPolicy"] == "ExitCode"  # retries only for signals (OOM, preemption)
+    pod = master["template"]["spec"]
+    assert pod["serviceAccountName"] == "trainer"
+    assert pod["containers"][0]["image"] == "registry.example/r1ov-train:1.2.3"
+    assert pod["containers"][0]["resources"] == {
+        "requests": {"cpu": "16", "memory": "256Gi"},
+        "limits": {bundle.GPU_RESOURCE: "4"},
+    }
+    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}]
+    # Without retries a failed pod stays failed.
+    no_retry = build_pytorchjob("sft", COMMAND, _dist(), {})
+    assert no_retry["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == "Never"
+    assert "activeDeadlineSeconds" not in no_retry["spec"]["runPolicy"]
+
+
+def test_master_and_worker_templates_are_independent() -> None:
+    job = build_pytorchjob("sft", COMMAND, _dist(nnodes=2), {})
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    specs["Worker"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "1"})
+    assert {"name": "X", "value": "1"} not in specs["Master"]["template"]["spec"]["containers"][0]["env"]
+    assert build_pytorchjob("sft", COMMAND, _dist(nnodes=2), {}) == build_pytorchjob(
+        "sft", COMMAND, _dist(nnodes=2), {}
+    )
+
+
+# --------------------------------------------------------------------------- TrainJob
+
+
+@pytest.mark.parametrize("nnodes", [1, 4])
+def test_trainjob_matches_crd_and_layout(nnodes: int) -> None:
+    cluster = {"secret_env": ["hf"], "secret_keys": {"hf": ["HF_TOKEN"]}, "service_account": "trainer"}
+    job = build_trainjob("sft", COMMAND, _dist(nnodes=nnodes, cluster=cluster), {"R1OV_STAGE": "sft"})
+    _validate_crd(job)
+    spec = job["spec"]
+    assert spec["runtimeRef"] == {
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "ClusterTrainingRuntime",
+        "name": "torch-distributed",
+    }
+    trainer = spec["trainer"]
+    assert trainer["numNodes"] == nnodes
+    assert trainer["numProcPerNode"] == 8
+    assert trainer["command"] == COMMAND
+    assert trainer["image"] == bundle.image("train")
+    assert trainer["resourcesPerNode"]["limits"] == {bundle.GPU_RESOURCE: "8"}
+    assert {"name": "R1OV_STAGE", "value": "sft"} in trainer["env"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "HF_TOKEN"}}} in trainer["env"]
+    # The Trainer webhook's rules, which the schema does not carry.
+    (patch,) = spec["runtimePatches"]
+    assert re.match(r"^[a-z0-9.-]+\.[a-z]+/[a-z0-9-]+$", patch["manager"])  # domain-prefixed path
+    (replicated,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert replicated["name"] == "node"  # the torch-distributed runtime's job name
+    pod = replicated["template"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "trainer"
+    for container in pod["containers"]:
+        assert container["name"] == "node"
+        assert "env" not in container
+
+
+def test_trainjob_name_satisfies_cel_rules() -> None:
+    for raw in ["SFT Run #7 (7B) on the big cluster with a very long descriptive name indeed", "7b-sft", "--x--"]:
+        job = build_trainjob(raw, COMMAND, _dist(nnodes=16), {})
+        name = job["metadata"]["name"]
+        # The CRD's x-kubernetes-validations on metadata.name.
+        assert RFC1035.match(name) and len(name) <= 63, name
+        # JobSet's webhook: "<name>-node-0-<last pod index>-<5 random>" must be a DNS-1035 label.
+        assert len(f"{name}-node-0-15-abcde") <= 63
+
+
+def test_trainjob_deadline_and_secret_keys_required() -> None:
+    job = build_trainjob("sft", COMMAND, _dist(cluster={"active_deadline_s": 3600}), {})
+    _validate_crd(job)
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    with pytest.raises(ValueError, match="secret_keys for hf"):
+        build_trainjob("sft", COMMAND, _dist(cluster={"secret_env": ["hf"]}), {})
+
+
+# --------------------------------------------------------------------------- shared rules
+
+
+def _all_objects() -> list[dict[str, Any]]:
+    dist = _dist(nnodes=3, cluster={"secret_env": ["s3"], "secret_keys": {"s3": ["AWS_SECRET_ACCESS_KEY"]}})
+    env = {"TOKENIZERS_PARALLELISM": "false", "R1OV_STAGE": "sft"}
+    return [
+        build_pytorchjob("sft", COMMAND, dist, env),
+        build_trainjob("sft", COMMAND, dist, env),
+        *build_rollout_server(
+            "grpo", "/models/sft", 2, 1, 1, None, secret_env=["s3"], env={"VLLM_LOGGING_LEVEL": "INFO"}
+        ),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4), ids=["pytorchjob", "trainjob", "statefulset", "service"])
+def test_objects_carry_standard_labels_and_pinned_images(index: int) -> None:
+    obj = _all_objects()[index]
+    labels = obj["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "r1ov"
+    assert labels["app.kubernetes.io/instance"] == obj["metadata"]["name"]
+    assert labels["app.kubernetes.io/managed-by"] == "r1ov"
+    assert labels["app.kubernetes.io/version"] == bundle.TAG
+    for value in labels.values():
+        assert len(value) <= 63 and re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", value)
+    for image in _all_images(obj):
+        assert image.endswith(f":{bundle.TAG}") and not image.endswith(":latest")
+
+
+@pytest.mark.parametrize("index", range(3), ids=["pytorchjob", "trainjob", "rollout"])
+def test_gpu_pods_land_on_their_pool(index: int) -> None:
+    obj = _all_objects()[index]
+    pool = "rollout" if obj["kind"] == "StatefulSet" else "train"
+    for pod in _pod_specs(obj):
+        assert pod["nodeSelector"] == {bundle.POOL_LABEL: pool}
+        assert bundle.GPU_TAINT in pod["tolerations"]
+        assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+        for container in pod["containers"]:
+            assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+
+
+def test_no_secret_literals_anywhere() -> None:
+    for obj in _all_objects():
+        for entry in _all_env(obj):
+            if podspec.looks_secret(entry["name"]):
+                assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], (obj["kind"], entry)
+    pytorchjob, _, statefulset, _ = _all_objects()
+    for pod in _pod_specs(pytorchjob) + _pod_specs(statefulset):
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3"}}]
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"])
+def test_builders_refuse_credentials_as_literals(name: str) -> None:
+    for build in (build_pytorchjob, build_trainjob):
+        with pytest.raises(ValueError, match="Secret"):
+            build("sft", COMMAND, _dist(), {name: "hunter2"})
+    with pytest.raises(ValueError, match="Secret"):
+        build_rollout_server("grpo", "m", 1, 1, 1, None, env={name: "hunter2"})
+
+
+def test_secret_detection_spares_ordinary_names() -> None:
+    for name in ["TOKENIZERS_PARALLELISM", "MAX_TOKENS", "KEY_PREFIX", "NCCL_DEBUG", "HF_HOME"]:
+        assert not podspec.looks_secret(name)
+
+
+def test_names_are_rfc1035_and_long_ones_stay_distinct() -> None:
+    assert names.dns_label("SFT_Run 1") == "sft-run-1"
+    assert names.dns_label("7b") == "r7b"
+    long_a, long_b = "x" * 80 + "-a", "x" * 80 + "-b"
+    assert names.dns_label(long_a) != names.dns_label(long_b)
+    assert len(names.dns_label(long_a)) == 63
+    with pytest.raises(ValueError):
+        names.dns_label("___")
+    for nnodes in (1, 2, 16):
+        job = build_pytorchjob("A" * 100, COMMAND, _dist(nnodes=nnodes), {})
+        name = job["metadata"]["name"]
+        assert RFC1035.match(name)
+        # The operator names pods and services "<name>-master-0" / "<name>-worker-<i>".
+        assert len(f"{name}-worker-{max(nnodes - 2, 0)}") <= 63 and len(f"{name}-master-0") <= 63
+
+
+# --------------------------------------------------------------------------- rollout servers
+
+
+def test_rollout_objects_are_valid_kubernetes() -> None:
+    objects = build_rollout_server("GRPO Rollout", "/models/sft", 2, 2, 2, None, namespace="r1ov")
+    assert [o["kind"] for o in objects] == ["StatefulSet", "Service"]
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        assert obj["metadata"]["namespace"] == "r1ov"
+
+
+def test_rollout_server_layout() -> None:
+    statefulset, service = build_rollout_server(
+        "grpo",
+        "/models/sft",
+        tensor_parallel=2,
+        data_parallel=2,
+        replicas=1,
+        image=None,
+        extra_args=["--max-model-len", "4096"],
+    )
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == bundle.image("vllm")
+    assert container["command"] == [
+        "trl", "vllm-serve", "--model", "/models/sft", "--tensor-parallel-size", "2", "--data-parallel-size", "2",
+        "--host", "0.0.0.0", "--port", "8000", "--max-model-len", "4096",
+    ]  # fmt: skip
+    assert container["resources"]["limits"] == {bundle.GPU_RESOURCE: "4"}  # T * D
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port_names == {"http": 8000, "weight-sync": 51216}
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1800
+    # Headless Service: DNS names per pod, both ports, selecting exactly the server pods.
+    assert service["spec"]["clusterIP"] == "None"
+    assert {(p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {(8000, "http"), (51216, "weight-sync")}
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert statefulset["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    assert rollout_base_url("grpo", "r1ov") == "http://grpo-0.grpo.r1ov.svc:8000"
+
+
+def test_rollout_name_fits_statefulset_limits_and_url_agrees() -> None:
+    long_name = "grpo rollout for the seven billion parameter model, second attempt"
+    statefulset, service = build_rollout_server(long_name, "m", 1, 1, 3, "registry.example/vllm:1.0")
+    name = statefulset["metadata"]["name"]
+    # controller-revision-hash label = "<name>-<10 chars>" must fit in 63.
+    assert RFC1035.match(name) and len(name) + 11 <= 63
+    assert rollout_base_url(long_name, "ns", replica=2) == f"http://{name}-2.{service['metadata']['name']}.ns.svc:8000"
+    assert statefulset["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/vllm:1.0"
+
+
+def test_rollout_reads_s3_models_with_the_streamer() -> None:
+    statefulset, _ = build_rollout_server("grpo", "s3://models/sft", 1, 1, 1, None)
+    command = statefulset["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-2:] == ["--load-format", "runai_streamer"]
+    statefulset, _ = build_rollout_server("grpo", "s3://m", 1, 1, 1, None, extra_args=["--load-format=safetensors"])
+    assert "runai_streamer" not in statefulset["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"tensor_parallel": 0}, {"data_parallel": 0}, {"replicas": 0}, {"port": 70000}, {"group_port": 8000}],
+)
+def test_rollout_rejects_impossible_layouts(kwargs: dict[str, int]) -> None:
+    args = {"tensor_parallel": 1, "data_parallel": 1, "replicas": 1, **kwargs}
+    with pytest.raises(ValueError):
+        build_rollout_server("grpo", "m", image=None, **args)
+
+
+def test_builders_do_not_mutate_their_inputs() -> None:
+    dist = _dist(cluster={"secret_env": ["a"], "secret_keys": {"a": ["K"]}})
+    before = copy.deepcopy(dist.model_dump())
+    env = {"A": "1"}
+    build_pytorchjob("x", COMMAND, dist, env)
+    build_trainjob("x", COMMAND, dist, env)
+    assert dist.model_dump() == before and env == {"A": "1"}
