@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -199,3 +199,102 @@ def write_dataset(
 
 def read_manifest(dataset_uri: str) -> dict[str, Any]:
     return json.loads(storage.read_text(storage.join(dataset_uri, "manifest.json")))
+
+
+# --------------------------------------------------------------------------- batch-wise stages
+
+PROGRESS = "_progress"  # one marker per finished output shard, so a re-run skips it
+
+
+def iter_batches(dataset_uri: str, size: int, part: str = RECORDS) -> Iterator[list[dict[str, Any]]]:
+    """Rows of ``part`` in order, regrouped into batches of ``size`` (the last may be shorter)."""
+    batch: list[dict[str, Any]] = []
+    for _, rows in iter_shards(dataset_uri, part):
+        for row in rows:
+            batch.append(row)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _reason_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        key = row["reject_reason"].split(":", 1)[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def map_dataset(
+    input_uri: str,
+    output_uri: str,
+    process: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    *,
+    shard_size: int = 1000,
+    fingerprint: str = "",
+    redo_reasons: tuple[str, ...] = (),
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run a stage batch by batch: input rows ``[k*size, (k+1)*size)`` -> shard ``k`` of both parts.
+
+    ``process(batch)`` returns ``(accepted, rejected)`` and must account for every input row
+    exactly once. A batch whose marker in ``_progress/`` matches (same row ids, same
+    ``fingerprint`` of the stage's settings) is skipped, unless it set rows aside for one of
+    ``redo_reasons`` (transient failures worth another try). ``extra(manifest)`` returns
+    fields merged into the manifest, which is written last. Returns the manifest.
+    """
+    totals = {RECORDS: 0, REJECTED: 0}
+    reasons: dict[str, int] = {}
+    resumed, count = 0, 0
+    for index, batch in enumerate(iter_batches(input_uri, shard_size)):
+        count = index + 1
+        key = hashlib.sha256("\0".join([fingerprint, *(r["id"] for r in batch)]).encode("utf-8")).hexdigest()
+        marker_uri = storage.join(output_uri, PROGRESS, f"part-{index:05d}.json")
+        marker = json.loads(storage.read_text(marker_uri)) if storage.exists(marker_uri) else None
+        if (
+            marker
+            and marker["key"] == key
+            and not set(redo_reasons) & set(marker["reject_reasons"])
+            and all(storage.exists(shard_uri(output_uri, part, index)) for part in (RECORDS, REJECTED))
+        ):
+            resumed += 1
+        else:
+            accepted, rejected = process(batch)
+            seen = sorted(r["id"] for r in [*accepted, *rejected])
+            if seen != sorted(r["id"] for r in batch):
+                raise ValueError(f"batch {index}: every input row must end in exactly one of accepted/rejected")
+            if any(not r.get("reject_reason") for r in rejected):
+                raise ValueError(f"batch {index}: rejected rows need a reject_reason")
+            write_shard(output_uri, accepted, index, RECORDS)
+            write_shard(output_uri, rejected, index, REJECTED)
+            marker = {
+                "key": key,
+                RECORDS: len(accepted),
+                REJECTED: len(rejected),
+                "reject_reasons": _reason_counts(rejected),
+            }
+            storage.write_text(marker_uri, json.dumps(marker, sort_keys=True))
+        totals[RECORDS] += marker[RECORDS]
+        totals[REJECTED] += marker[REJECTED]
+        for reason, n in marker["reject_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    if count == 0:  # an empty input still yields a readable, empty dataset
+        for part in (RECORDS, REJECTED):
+            write_shard(output_uri, [], 0, part)
+    # Shards and markers left by an earlier, larger run would otherwise be read as rows of this one.
+    for part in (RECORDS, REJECTED, PROGRESS):
+        suffix = ".json" if part == PROGRESS else ".parquet"
+        for stale in storage.list_files(storage.join(output_uri, part), suffix)[max(count, 1) :]:
+            storage.delete(stale)
+    manifest = {
+        RECORDS: totals[RECORDS],
+        REJECTED: totals[REJECTED],
+        "reject_reasons": reasons,
+        "shards": max(count, 1),
+        "resumed_shards": resumed,
+    }
+    manifest.update(extra(manifest) if extra else {})
+    storage.write_text(storage.join(output_uri, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest

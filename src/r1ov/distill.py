@@ -1,0 +1,109 @@
+"""The distill stage: role-played chains of thought from a reasoning teacher.
+
+    r1ov distill --set input_uri=data/formalized --set output_uri=data/distilled \
+        --set teacher.base_url=https://api.deepseek.com/v1 --set teacher.model=deepseek-reasoner
+
+The teacher reads text only, so each request gives it the record's formal description in
+place of the image, plus the question and options, and (``role_play``) asks it to reason
+as if it were looking at the image, never mentioning a description. The raw completion is
+kept as ``reasoning`` and its answer as ``predicted_answer``; judging quality is the
+filter's job. Failed requests are ``teacher_error`` rejections, redone on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from r1ov import records
+from r1ov.config import DistillConfig
+from r1ov.reasoning import parse
+from r1ov.teachers import protocol
+from r1ov.teachers.client import Reply, Request, TeacherClient, describe_error
+
+log = logging.getLogger(__name__)
+
+STAGE = "distill"
+
+
+def completion_text(reply: Reply) -> str:
+    """The completion as one string. R1-style APIs return the chain apart from the content;
+    it is put back inside ``<think>`` so every teacher's output has the same shape."""
+    if reply.reasoning_content and "<think>" not in reply.text:
+        return f"<think>\n{reply.reasoning_content.strip()}\n</think>\n{reply.text.strip()}"
+    return reply.text
+
+
+def _prompt(cfg: DistillConfig) -> str:
+    return protocol.load_prompt(protocol.DISTILL if cfg.role_play else protocol.DISTILL_PLAIN)
+
+
+def fingerprint(cfg: DistillConfig) -> str:
+    """What decides this stage's output besides the input rows (for resuming)."""
+    settings = {
+        "stage": STAGE,
+        "model": cfg.teacher.model,
+        "temperature": cfg.teacher.temperature,
+        "max_tokens": cfg.teacher.max_tokens,
+        "prompt": _prompt(cfg),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def distill_batch(
+    rows: list[dict[str, Any]], cfg: DistillConfig, client: TeacherClient
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Distill one batch; returns (accepted, rejected), every input row in exactly one."""
+    pending, rejected = [], []
+    for original in rows:
+        row = dict(original)
+        if not (row.get("formalization") or "").strip():
+            rejected.append(records.reject(row, "no_formalization: the record has no formal description"))
+        else:
+            pending.append(row)
+    requests = [
+        Request(
+            protocol.distill_messages(
+                row.get("formal_language") or "text",
+                row["formalization"],
+                row["question"],
+                row.get("options"),
+                role_play=cfg.role_play,
+            )
+        )
+        for row in pending
+    ]
+    accepted = []
+    prompt = _prompt(cfg)
+    for row, reply in zip(pending, client.complete_all(requests, desc=STAGE), strict=True):
+        if isinstance(reply, Exception):
+            rejected.append(records.reject(row, describe_error(reply)))
+            continue
+        row["reasoning"] = completion_text(reply)
+        row["predicted_answer"] = parse(row["reasoning"]).answer
+        accepted.append(records.stamp(row, STAGE, reply.model, prompt))
+    return accepted, rejected
+
+
+def run(cfg: DistillConfig) -> dict[str, Any]:
+    """Distill ``cfg.input_uri`` into ``cfg.output_uri``; returns the manifest as summary."""
+    client = TeacherClient(cfg.teacher)
+    manifest = records.map_dataset(
+        cfg.input_uri,
+        cfg.output_uri,
+        lambda batch: distill_batch(batch, cfg, client),
+        shard_size=cfg.shard_size,
+        fingerprint=fingerprint(cfg),
+        redo_reasons=("teacher_error",),
+        extra=lambda _: {"stage": STAGE, "teacher": client.summary()},
+    )
+    log.info(
+        "distill: %d chains, %d rejected %s -> %s",
+        manifest["records"],
+        manifest["rejected"],
+        manifest["reject_reasons"],
+        cfg.output_uri,
+    )
+    return manifest

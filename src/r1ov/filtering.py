@@ -1,0 +1,229 @@
+"""The filter stage: keep reasoning that is well formed, correct and consistent with the image.
+
+    r1ov filter --set input_uri=data/distilled --set output_uri=data/filtered \
+        --set judge.base_url=https://api.openai.com/v1 --set judge.model=gpt-4o
+
+Rule checks (``CHECKS``, name -> ``check(record, cfg) -> (passed, detail)``) run on every
+record, in order: format, answer agreement, length, repetition, role-play. With a judge
+configured, an LLM then decides whether the reasoning is consistent with the formal
+description (rows that already failed a rule are only judged with ``judge_failed``).
+Every record carries all verdicts; a rejected one's reason is its first failed check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from r1ov import records
+from r1ov.answers import answers_match
+from r1ov.config import FilterConfig
+from r1ov.reasoning import parse
+from r1ov.teachers import protocol
+from r1ov.teachers.client import Request, TeacherClient, describe_error
+
+log = logging.getLogger(__name__)
+
+STAGE = "filter"
+JUDGE = "judge"
+Row = dict[str, Any]
+# passed is None for a check that did not run (a judge skipped after a failed rule).
+Verdict = tuple[bool | None, str]
+
+
+# --------------------------------------------------------------------------- rule checks
+
+
+def check_format(row: Row, cfg: FilterConfig) -> Verdict:
+    parsed = parse(row.get("reasoning") or "")
+    if parsed.well_formed:
+        return True, "one <think> block then one non-empty <answer>"
+    return False, "not exactly one <think>...</think> followed by one non-empty <answer>...</answer>"
+
+
+def check_answer_agreement(row: Row, cfg: FilterConfig) -> Verdict:
+    if not cfg.require_answer_match:
+        return True, "skipped: require_answer_match is off"
+    if not (row.get("answer") or "").strip():
+        return True, "skipped: no ground-truth answer"
+    predicted = row.get("predicted_answer") or parse(row.get("reasoning") or "").answer
+    if answers_match(predicted, row["answer"], row.get("options")):
+        return True, f"{predicted!r} matches {row['answer']!r}"
+    return False, f"predicted {predicted!r}, ground truth {row['answer']!r}"
+
+
+def check_length(row: Row, cfg: FilterConfig) -> Verdict:
+    think = parse(row.get("reasoning") or "").think
+    if think is None:
+        return False, "no <think> block"
+    if len(think) < cfg.min_think_chars:
+        return False, f"{len(think)} think chars < {cfg.min_think_chars}"
+    if len(think) > cfg.max_think_chars:
+        return False, f"{len(think)} think chars > {cfg.max_think_chars}"
+    return True, f"{len(think)} think chars"
+
+
+def repeated_ngram_ratio(text: str, n: int = 8) -> float:
+    """Share of word n-grams that repeat an earlier one (0 for text shorter than n words)."""
+    words = text.lower().split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def check_repetition(row: Row, cfg: FilterConfig) -> Verdict:
+    think = parse(row.get("reasoning") or "").think or row.get("reasoning") or ""
+    ratio = repeated_ngram_ratio(think, cfg.repetition_ngram)
+    detail = f"{ratio:.2f} of {cfg.repetition_ngram}-grams repeated (max {cfg.max_repeated_ngram_ratio})"
+    return ratio <= cfg.max_repeated_ngram_ratio, detail
+
+
+# Phrases that give away the role-play: the teacher read a text, the student will see an image.
+_MENTIONS = re.compile(
+    r"\b(?:the|this|that|provided|given)\s+(?:formal\s+|textual\s+|image\s+)?(?:description|formalization|formalisation)\b"
+    r"|\b(?:according to|based on|from|in)\s+the\s+(?:formal\s+)?(?:description|text)\b"
+    r"|\bformal\s+(?:text|description|representation|language)\b"
+    r"|\b(?:netlist|plantuml|spice)\b"
+    r"|\bthe\s+(?:csv|json|html)(?:\s+(?:data|code|text|object|snippet))?\b",
+    re.IGNORECASE,
+)
+
+
+def check_mentions_description(row: Row, cfg: FilterConfig) -> Verdict:
+    match = _MENTIONS.search(row.get("reasoning") or "")
+    if match:
+        return False, f"role-play broken: mentions {match.group(0)!r}"
+    return True, "speaks of the image only"
+
+
+CHECKS: dict[str, Callable[[Row, FilterConfig], Verdict]] = {
+    "format": check_format,
+    "answer_agreement": check_answer_agreement,
+    "length": check_length,
+    "repetition": check_repetition,
+    "mentions_description": check_mentions_description,
+}
+
+
+# --------------------------------------------------------------------------- LLM judge
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def parse_judgement(text: str) -> Verdict:
+    """``{"verdict": "pass"|"fail", "reason": ...}`` (found anywhere in the reply) -> verdict."""
+    match = _JSON_OBJECT.search(text or "")
+    try:
+        data = json.loads(match.group(0)) if match else None
+    except json.JSONDecodeError:
+        data = None
+    verdict = str(data.get("verdict", "")).strip().lower() if isinstance(data, dict) else ""
+    if verdict not in ("pass", "fail"):
+        return False, f"unparseable judge reply: {(text or '')[:80]!r}"
+    return verdict == "pass", str(data.get("reason", "")).strip() or verdict
+
+
+def judge_rows(rows: list[Row], client: TeacherClient) -> list[tuple[Verdict, Exception | None]]:
+    """One judge request per row; each result is (verdict, the request's exception if it failed)."""
+    requests = [
+        Request(
+            protocol.judge_messages(
+                row.get("formal_language") or "text",
+                row.get("formalization") or "",
+                row["question"],
+                row.get("options"),
+                row.get("reasoning") or "",
+            )
+        )
+        for row in rows
+    ]
+    results: list[tuple[Verdict, Exception | None]] = []
+    for reply in client.complete_all(requests, desc=JUDGE):
+        if isinstance(reply, Exception):
+            results.append(((False, describe_error(reply)), reply))
+        else:
+            results.append((parse_judgement(reply.text), None))
+    return results
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def filter_batch(rows: list[Row], cfg: FilterConfig, judge: TeacherClient | None) -> tuple[list[Row], list[Row]]:
+    """Check one batch; returns (accepted, rejected), every input row in exactly one."""
+    verdicts: list[dict[str, Verdict]] = []
+    for row in rows:
+        verdicts.append({name: check(row, cfg) for name, check in CHECKS.items()})
+    errors: dict[int, Exception] = {}
+    if judge is not None:
+        chosen = [i for i, v in enumerate(verdicts) if cfg.judge_failed or all(p for p, _ in v.values())]
+        for i, (verdict, error) in zip(chosen, judge_rows([rows[i] for i in chosen], judge), strict=True):
+            verdicts[i][JUDGE] = verdict
+            if error is not None:
+                errors[i] = error
+        for v in verdicts:
+            v.setdefault(JUDGE, (None, "skipped: an earlier check failed"))
+    prompt = protocol.load_prompt(protocol.JUDGE) if judge else ""
+    accepted, rejected = [], []
+    for i, (original, found) in enumerate(zip(rows, verdicts, strict=True)):
+        row = dict(original)
+        row["verdicts"] = [
+            {"name": name, "passed": passed, "detail": detail} for name, (passed, detail) in found.items()
+        ]
+        records.stamp(row, STAGE, judge.cfg.model if judge else "", prompt)
+        failed = next(((name, detail) for name, (passed, detail) in found.items() if passed is False), None)
+        if failed is None:
+            accepted.append(row)
+        elif failed[0] == JUDGE and i in errors:
+            # The judge could not be asked: a transient failure, not a verdict on the reasoning.
+            rejected.append(records.reject(row, describe_error(errors[i])))
+        else:
+            rejected.append(records.reject(row, f"{failed[0]}: {failed[1]}"))
+    return accepted, rejected
+
+
+def fingerprint(cfg: FilterConfig) -> str:
+    """What decides this stage's output besides the input rows (for resuming)."""
+    settings = cfg.model_dump(exclude={"input_uri", "output_uri", "shard_size"})
+    if cfg.judge is not None:
+        settings["judge"] = {
+            "model": cfg.judge.model,
+            "temperature": cfg.judge.temperature,
+            "prompt": protocol.load_prompt(protocol.JUDGE),
+        }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _summary(manifest: dict[str, Any], judge: TeacherClient | None) -> dict[str, Any]:
+    total = manifest["records"] + manifest["rejected"]
+    return {
+        "stage": STAGE,
+        "checks": [*CHECKS, *([JUDGE] if judge else [])],
+        "acceptance_rate": round(manifest["records"] / total, 4) if total else 0.0,
+        **({"judge": judge.summary()} if judge else {}),
+    }
+
+
+def run(cfg: FilterConfig) -> dict[str, Any]:
+    """Filter ``cfg.input_uri`` into ``cfg.output_uri``; returns the manifest as summary."""
+    judge = TeacherClient(cfg.judge) if cfg.judge is not None else None
+    manifest = records.map_dataset(
+        cfg.input_uri,
+        cfg.output_uri,
+        lambda batch: filter_batch(batch, cfg, judge),
+        shard_size=cfg.shard_size,
+        fingerprint=fingerprint(cfg),
+        redo_reasons=("teacher_error",),
+        extra=lambda m: _summary(m, judge),
+    )
+    log.info(
+        "filter: %d accepted (%.0f%%), rejected %s -> %s",
+        manifest["records"],
+        100 * manifest["acceptance_rate"],
+        manifest["reject_reasons"],
+        cfg.output_uri,
+    )
+    return manifest
