@@ -11,6 +11,7 @@ from r1ov.bench.report import write
 # name -> module with run() -> list[Result]
 SUITES = {
     "records": "r1ov.bench.records_io",
+    "teacher": "r1ov.bench.teacher",
 }
 
 
