@@ -46,7 +46,7 @@ def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
         optional=True,
     )
     kubernetes.use_config_map_as_env(
-        task, SETTINGS_CONFIGMAP, {"s3-endpoint": "R1OV_S3_ENDPOINT", "aws-region": "AWS_REGION"}, optional=True
+        task, SETTINGS_CONFIGMAP, {"R1OV_S3_ENDPOINT": "R1OV_S3_ENDPOINT", "AWS_REGION": "AWS_REGION"}, optional=True
     )
     return task
 

