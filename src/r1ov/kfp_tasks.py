@@ -65,7 +65,7 @@ def log_metrics(metrics: MetricsArtifact, summary: dict[str, Any], prefix: str =
     """Numeric entries of a summary (nested dicts flattened with '/') into a KFP Metrics artifact."""
     for key, value in summary.items():
         name = f"{prefix}{key}"
-        if isinstance(value, bool) or isinstance(value, int | float):
+        if isinstance(value, int | float):  # bool is an int: True logs as 1.0
             metrics.log_metric(name, float(value))
         elif isinstance(value, dict):
             log_metrics(metrics, value, prefix=f"{name}/")

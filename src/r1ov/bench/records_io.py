@@ -40,8 +40,18 @@ def run() -> list[Result]:
         parquet_bytes = sum(p.stat().st_size for p in Path(tmp, "records").glob("*.parquet"))
         jsonl_bytes = Path(tmp, "rows.jsonl").stat().st_size
     return [
-        Result.compare("write+read rows/s (parquet shards)", ROWS / parquet, ROWS / jsonl, "rows/s",
-                       "ratio >= 1: shards no slower than JSON lines"),
-        Result.compare("bytes on disk (parquet shards)", parquet_bytes, jsonl_bytes, "bytes",
-                       "ratio < 1: smaller than JSON lines with base64 images"),
+        Result.compare(
+            "write+read rows/s (parquet shards)",
+            ROWS / parquet,
+            ROWS / jsonl,
+            "rows/s",
+            "ratio >= 1: shards no slower than JSON lines",
+        ),
+        Result.compare(
+            "bytes on disk (parquet shards)",
+            parquet_bytes,
+            jsonl_bytes,
+            "bytes",
+            "ratio < 1: smaller than JSON lines with base64 images",
+        ),
     ]

@@ -28,7 +28,9 @@ class Result:
 
     @classmethod
     def compare(cls, name: str, value: float, baseline: float, unit: str, goal: str) -> Result:
-        return cls(name, round(value, 4), unit, round(baseline, 4), round(value / baseline, 3) if baseline else 0.0, goal)
+        return cls(
+            name, round(value, 4), unit, round(baseline, 4), round(value / baseline, 3) if baseline else 0.0, goal
+        )
 
 
 def machine() -> str:

@@ -37,11 +37,17 @@ def run() -> list[Result]:
     bound = CONCURRENCY / LATENCY_S
     return [
         Result.compare(
-            f"formalize records/s at concurrency {CONCURRENCY}", concurrent, serial, "records/s",
+            f"formalize records/s at concurrency {CONCURRENCY}",
+            concurrent,
+            serial,
+            "records/s",
             f"ratio >= {0.6 * CONCURRENCY:.1f} (bound C/L = {bound:.0f}/s; serial bound {1 / LATENCY_S:.0f}/s)",
         ),
         Result.compare(
-            "share of the concurrency bound reached", concurrent / bound, serial / (1 / LATENCY_S), "fraction",
+            "share of the concurrency bound reached",
+            concurrent / bound,
+            serial / (1 / LATENCY_S),
+            "fraction",
             "value >= 0.6: client overhead small next to teacher latency",
         ),
     ]
