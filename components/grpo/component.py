@@ -55,7 +55,7 @@ def grpo(
         deepspeed: zero3, zero2 or none.
         checkpoint_root: Durable root (s3://...) for checkpoints; required by the cluster launchers.
         run_id: Pipeline run id, used in checkpoint paths and MLflow tags.
-        mlflow_tracking_uri: MLflow tracking URI; empty disables tracking.
+        mlflow_tracking_uri: MLflow tracking URI; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
         extra_config: YAML/JSON mapping of further GRPOConfig fields.
     """
@@ -81,6 +81,7 @@ def grpo(
         "distributed.nnodes": nnodes,
         "distributed.nproc_per_node": nproc_per_node,
         "distributed.deepspeed": deepspeed,
+        "track": bool(mlflow_tracking_uri),
         "tracking.tracking_uri": mlflow_tracking_uri or None,
         "tracking.experiment": mlflow_experiment,
         "tracking.run_name": f"grpo-{run_id}" if run_id else None,

@@ -49,7 +49,7 @@ def sft(
         deepspeed: zero3 (7B) or zero2 (3B) or none.
         checkpoint_root: Durable root (s3://...) for checkpoints; required by the cluster launchers.
         run_id: Pipeline run id, used in checkpoint paths and MLflow tags.
-        mlflow_tracking_uri: MLflow tracking URI; empty disables tracking.
+        mlflow_tracking_uri: MLflow tracking URI; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
         extra_config: YAML/JSON mapping of further SFTConfig fields.
     """
@@ -73,6 +73,7 @@ def sft(
         "distributed.nnodes": nnodes,
         "distributed.nproc_per_node": nproc_per_node,
         "distributed.deepspeed": deepspeed,
+        "track": bool(mlflow_tracking_uri),
         "tracking.tracking_uri": mlflow_tracking_uri or None,
         "tracking.experiment": mlflow_experiment,
         "tracking.run_name": f"sft-{run_id}" if run_id else None,

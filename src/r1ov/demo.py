@@ -148,7 +148,7 @@ def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], repor
         "seconds": round(seconds, 1),
         "filter": filtered,
         "registered_versions": sorted(int(v.version) for v in versions),
-        "aliases": dict(model.aliases) if model else {},
+        "aliases": {alias: str(version) for alias, version in (model.aliases if model else {}).items()},
         "report": str(report) if report.exists() else None,
         "pipeline_root": str(outputs.get("run", "")),
         "mlflow_ui": f"mlflow ui --backend-store-uri {tracking_uri}",

@@ -28,6 +28,7 @@ from transformers import (
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
 )
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from trl.chat_template_utils import qwen2_5_vl_chat_template
 
 from r1ov import reasoning
@@ -54,9 +55,6 @@ SPECIAL_TOKENS = (
 # Single tokens (not special: decoding keeps them), so a random model emits a tag with one
 # sampled token instead of three in a row; that makes the format reward reachable in tests.
 TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
-
-# Qwen2's pre-tokenizer split; training and loading use the same one, so ids round-trip.
-_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 VOCAB_SIZE = 1024  # byte alphabet (256) + merges for the prompt vocabulary; keeps embeddings tiny
 HIDDEN = 64  # 4 heads x head_dim 16
@@ -96,9 +94,10 @@ def build_tokenizer() -> Qwen2TokenizerFast:
     """A byte-level BPE with Qwen's special tokens, eos ``<|im_end|>`` and pad ``<|endoftext|>``."""
     backend = Tokenizer(models.BPE())
     backend.normalizer = normalizers.NFC()
+    # Qwen2's own split, so training here and loading with Qwen2Tokenizer tokenize alike.
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated"),
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )

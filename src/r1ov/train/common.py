@@ -1,0 +1,290 @@
+"""Setup shared by the SFT and GRPO trainers: where we run, what we load, how we finish.
+
+Both trainers run the same way inside a torchrun world (or alone in this process): detect
+the device and backend, load model + processor, turn records into chat examples, pick the
+DeepSpeed config, train, then save once from the main process and close the world.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from r1ov import imaging, reasoning, records, storage
+from r1ov.config import DistributedConfig, ModelIOConfig
+from r1ov.train import tracking
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "train_summary.json"  # written by the main process into output_dir, read by launchers
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """This process's place in the (torchrun) world and the device it trains on."""
+
+    cuda: bool
+    backend: str
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def detect_runtime(dist: DistributedConfig) -> Runtime:
+    """Read torchrun's environment; nccl with CUDA, gloo on CPU unless the config says otherwise."""
+    cuda = torch.cuda.is_available()
+    backend = dist.backend if dist.backend != "auto" else ("nccl" if cuda else "gloo")
+    if backend == "nccl" and not cuda:
+        raise RuntimeError("distributed.backend is 'nccl' but no CUDA device is visible; use 'gloo' or 'auto'")
+    if dist.deepspeed != "none" and "RANK" not in os.environ:
+        # DeepSpeed outside torchrun falls back to MPI discovery and fails obscurely.
+        raise RuntimeError(
+            f"distributed.deepspeed={dist.deepspeed} needs a torchrun world: run the stage through "
+            "r1ov.train.launch (the stage's run()), not train() directly, or set distributed.deepspeed=none"
+        )
+    return Runtime(
+        cuda=cuda,
+        backend=backend,
+        rank=int(os.environ.get("RANK", "0")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    )
+
+
+def deepspeed_config(stage: str) -> str | None:
+    """Path of the packaged ZeRO config (``"auto"`` values filled in by transformers), or None."""
+    if stage == "none":
+        return None
+    path = resources.files("r1ov.train") / "deepspeed" / f"{stage}.json"
+    if not path.is_file():
+        raise ValueError(f"no DeepSpeed config for {stage!r}; expected one of none, zero2, zero3")
+    return str(path)
+
+
+def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]:
+    """TrainingArguments fields both trainers set the same way."""
+    return {
+        "output_dir": cfg.output_dir,
+        "learning_rate": cfg.learning_rate,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "num_train_epochs": cfg.num_train_epochs,
+        "max_steps": cfg.max_steps,
+        "seed": cfg.seed,
+        "logging_steps": cfg.logging_steps,
+        "activation_checkpointing": cfg.gradient_checkpointing,
+        # bf16 needs a GPU; on CPU the tiny model trains in fp32.
+        "bf16": cfg.bf16 and runtime.cuda,
+        # Without use_cpu, a CPU torchrun world silently trains N independent copies and
+        # DeepSpeed fails its batch-size check.
+        "use_cpu": not runtime.cuda,
+        "ddp_backend": runtime.backend if runtime.world_size > 1 else None,
+        "deepspeed": deepspeed_config(cfg.distributed.deepspeed),
+        "save_strategy": "no",  # the final model is saved once, by finish()
+        "report_to": tracking.report_to(track),
+        "run_name": cfg.tracking.run_name,
+        "dataloader_num_workers": 0,  # images are decoded in the collator; workers only add start-up time
+        "disable_tqdm": True,  # progress goes to the log (LogCallback), one line per logging step
+    }
+
+
+def join_deepspeed(args: Any, runtime: Runtime) -> None:
+    """Bring DeepSpeed's comm layer into the process group the TrainingArguments opened.
+
+    Under ZeRO-3, ``from_pretrained`` partitions weights while loading (``zero.Init``),
+    which reads the world size from DeepSpeed's comm layer. On GPU accelerate initialises
+    it; on CPU (``use_cpu``) it does not, so zero.Init would see a world of one and fail
+    its batch-size check. Call this after building the arguments, before loading models.
+    """
+    if not args.deepspeed or runtime.world_size == 1:
+        return
+    import deepspeed
+
+    _ = args.device  # opens the torch process group if nothing has yet
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=runtime.backend)
+
+
+class LogCallback(TrainerCallback):
+    """Trainer logs to ``logging`` (main process only) instead of transformers' stdout printer."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs:
+            shown = {k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}
+            logger.info("step %d/%d %s", state.global_step, state.max_steps, shown)
+
+
+def use_log_callback(trainer: Any) -> None:
+    """Swap transformers' stdout printer for :class:`LogCallback`."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LogCallback())
+
+
+# --------------------------------------------------------------------------- model
+
+
+def load_model_and_processor(cfg: ModelIOConfig, bf16: bool, freeze_vision: bool = False) -> tuple[Any, Any]:
+    """Model and processor from a checkpoint, with the config's image pixel bounds (bf16 on GPU only)."""
+    bounds = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}  # Qwen's min/max_pixels
+    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path, size=bounds)
+    dtype = torch.bfloat16 if bf16 and torch.cuda.is_available() else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(cfg.model_name_or_path, dtype=dtype)
+    if is_deepspeed_zero3_enabled() and hasattr(model, "_weight_conversions"):
+        # Loaded under zero.Init, transformers keeps every registered key renaming (legacy ones
+        # too) and reverting them on save writes "model.model.*" keys that vLLM cannot load.
+        # Without the record, save_pretrained uses the model's current mapping, as after ZeRO-2.
+        del model._weight_conversions
+    if freeze_vision:
+        frozen = freeze_vision_tower(model)
+        logger.info("froze the vision tower (%d parameters)", frozen)
+    return model, processor
+
+
+def freeze_vision_tower(model: torch.nn.Module) -> int:
+    """Stop gradients into the vision encoder and merger; returns how many parameters froze."""
+    tower = model.model.visual
+    count = 0
+    for parameter in tower.parameters():
+        parameter.requires_grad_(False)
+        count += parameter.numel()
+    return count
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prompt_messages(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """System instruction, then the user turn: the image followed by the question and options."""
+    question = reasoning.format_question(record["question"], record.get("options"))
+    return [
+        {"role": "system", "content": [{"type": "text", "text": reasoning.INSTRUCTION}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+    ]
+
+
+def sft_messages(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prompt plus the record's reasoning as the assistant turn."""
+    answer = {"role": "assistant", "content": [{"type": "text", "text": record["reasoning"]}]}
+    return [*prompt_messages(record), answer]
+
+
+class SkipRecord(Exception):
+    """Raised by a row builder for a record it cannot use; the message is "<code>: detail"."""
+
+
+@dataclass
+class Examples:
+    """Training rows built from a dataset, and the records that could not be used, by reason."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def load_examples(
+    uri: str, to_row: Callable[[dict[str, Any], Image.Image], dict[str, Any]], required: tuple[str, ...]
+) -> Examples:
+    """Read the dataset's accepted records and build one row each with ``to_row(record, image)``.
+
+    A record is skipped with a warning and counted under its reason when it lacks a
+    ``required`` column (``missing_<column>``), its image is corrupt (``bad_image``) or
+    ``to_row`` raises :class:`SkipRecord` (its code). Nothing is dropped silently.
+    """
+    examples = Examples()
+    for record in records.read_records(uri):
+        try:
+            missing = [name for name in required if not record.get(name)]
+            if missing:
+                raise SkipRecord(f"missing_{missing[0]}: no {', '.join(missing)}")
+            try:
+                image = imaging.load_image(record)
+            except imaging.BadImage as exc:
+                raise SkipRecord(f"bad_image: {exc}") from exc
+            examples.rows.append(to_row(record, image))
+        except SkipRecord as exc:
+            logger.warning("skipping record %s: %s", record["id"], exc)
+            examples.skipped[str(exc).split(":", 1)[0]] += 1
+    logger.info("%d training examples from %s (%d skipped)", len(examples.rows), uri, examples.skipped_total)
+    if not examples.rows:
+        raise ValueError(f"no usable training records in {uri} (skipped: {dict(examples.skipped) or 'none'})")
+    return examples
+
+
+def image_cell(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's encoded image as a ``datasets.Image`` cell.
+
+    Rows keep the compressed bytes, decoded batch by batch by the collator, rather than
+    decoded pixels: a few KB per example instead of megabytes, on every rank.
+    """
+    return {"bytes": imaging.image_bytes(record), "path": None}
+
+
+def to_dataset(rows: list[dict[str, Any]]) -> Any:
+    """A ``datasets.Dataset`` whose ``images`` column decodes to PIL images on access."""
+    import datasets
+
+    dataset = datasets.Dataset.from_list(rows)
+    return dataset.cast_column("images", datasets.List(datasets.Image()))
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def last_logged(log_history: list[dict[str, Any]], key: str) -> float | None:
+    """The most recent value of ``key`` the trainer logged (None if it never did)."""
+    for entry in reversed(log_history):
+        if key in entry:
+            return float(entry[key])
+    return None
+
+
+def finish(trainer: Any, processor: Any, cfg: ModelIOConfig, runtime: Runtime, summary: dict[str, Any]) -> dict:
+    """Save the final model + processor and the summary once, copy them to checkpoint_uri, close the world.
+
+    Every rank calls this: under ZeRO-3 saving gathers shards from all of them, and the
+    others must wait for the main process before anyone may read the directory.
+    """
+    trainer.save_model(cfg.output_dir)  # collective under ZeRO-3; writes on the main process only
+    if runtime.is_main:
+        processor.save_pretrained(cfg.output_dir)
+        storage.write_text(str(Path(cfg.output_dir) / SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True))
+        if cfg.checkpoint_uri:
+            storage.copy_tree(cfg.output_dir, cfg.checkpoint_uri)
+            logger.info("copied %s to %s", cfg.output_dir, cfg.checkpoint_uri)
+    trainer.accelerator.wait_for_everyone()
+    close_world()
+    return summary
+
+
+def close_world() -> None:
+    """Destroy the process group: otherwise rank 0 aborts at exit and the other nodes hang."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def read_summary(output_uri: str) -> dict[str, Any]:
+    return json.loads(storage.read_text(storage.join(output_uri, SUMMARY_FILE)))

@@ -1,0 +1,145 @@
+"""GRPO on CLEVR-style records (question + image + answer) with TRL's GRPOTrainer.
+
+    r1ov grpo --config pipelines/recipes/grpo.yaml --set generation=vllm-server \\
+        --set vllm_server_base_url=http://r1ov-rollout:8000
+
+``run(cfg)`` is the stage: it checks the settings that would otherwise fail inside every
+worker, then hands the config to the launcher, whose processes each call ``train(cfg)``.
+Rollouts come from transformers' ``generate`` (``hf``), vLLM rollout servers
+(``vllm-server``, ``trl vllm-serve`` pods) or vLLM inside the trainer (``vllm-colocate``);
+rewards are chosen by name from :mod:`r1ov.train.rewards`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from PIL import Image
+
+from r1ov.config import ConfigError, GRPOConfig
+from r1ov.train import common, rewards, tracking
+
+logger = logging.getLogger(__name__)
+
+
+def generation_arguments(cfg: GRPOConfig) -> dict[str, Any]:
+    """GRPOConfig fields for the rollout backend."""
+    if cfg.generation == "hf":
+        return {"use_vllm": False}
+    if cfg.generation == "vllm-server":
+        if not cfg.vllm_server_base_url:
+            raise ConfigError("grpo.vllm_server_base_url: required when generation is 'vllm-server'")
+        return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.vllm_server_base_url}
+    return {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+        "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        # TRL no longer truncates prompts; bound the engine's context by what we admit instead.
+        "vllm_max_model_length": cfg.max_prompt_length + cfg.max_completion_length,
+    }
+
+
+def check(cfg: GRPOConfig) -> None:
+    """Fail before launching on settings every worker would reject."""
+    rewards.get_rewards(cfg.rewards)
+    generation_arguments(cfg)
+    processes = cfg.distributed.nnodes * cfg.distributed.nproc_per_node
+    batch = cfg.per_device_train_batch_size * processes * cfg.gradient_accumulation_steps
+    if batch % cfg.num_generations:
+        raise ConfigError(
+            f"grpo.num_generations: {cfg.num_generations} must divide the generation batch "
+            f"per_device_train_batch_size x processes x gradient_accumulation_steps = {batch}"
+        )
+
+
+def prompt_tokens(processor: Any, prompt: list[dict[str, Any]], image: Image.Image) -> int:
+    """Prompt length in tokens, image placeholders included, without running the image processor."""
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    text_tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    image_processor = processor.image_processor
+    patches = image_processor.get_number_of_image_patches(image.height, image.width)
+    # The placeholder is one token in the text and expands to patches / merge^2 tokens.
+    return text_tokens - 1 + patches // image_processor.merge_size**2
+
+
+def train(cfg: GRPOConfig) -> dict[str, Any]:
+    """Train in this process (one rank of a torchrun world, or alone); returns the summary."""
+    from trl import GRPOConfig as TRLGRPOConfig
+    from trl import GRPOTrainer
+
+    started = time.monotonic()
+    check(cfg)
+    runtime = common.detect_runtime(cfg.distributed)
+
+    # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
+    args = TRLGRPOConfig(
+        **common.trainer_arguments(cfg, runtime, track=cfg.track),
+        **generation_arguments(cfg),
+        num_generations=cfg.num_generations,
+        beta=cfg.beta,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+    )
+    common.join_deepspeed(args, runtime)
+    model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16)
+
+    # 2. data: prompt (instruction + image + question), the image, and what rewards compare with
+    def to_row(record: dict[str, Any], image: Image.Image) -> dict[str, Any]:
+        prompt = common.prompt_messages(record)
+        length = prompt_tokens(processor, prompt, image)
+        if length > cfg.max_prompt_length:
+            raise common.SkipRecord(f"prompt_too_long: {length} > max_prompt_length {cfg.max_prompt_length} tokens")
+        images = [common.image_cell(record)]
+        return {"prompt": prompt, "images": images, "answer": record["answer"], "options": record["options"] or []}
+
+    examples = common.load_examples(cfg.train_uri, to_row, required=("question", "answer"))
+
+    # 3. train (tracked by the main process), save once, close the world
+    tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
+    with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "grpo", tags) as run_id:
+        reward_funcs = rewards.get_rewards(cfg.rewards)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=common.to_dataset(examples.rows),
+            processing_class=processor,
+        )
+        common.use_log_callback(trainer)
+        result = trainer.train()
+        history = trainer.state.log_history
+        summary = {
+            "stage": "grpo",
+            "output_dir": cfg.output_dir,
+            "checkpoint_uri": cfg.checkpoint_uri,
+            "steps": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            "reward": common.last_logged(history, "reward"),
+            # TRL logs each reward under its function's name
+            "rewards": {
+                name: common.last_logged(history, f"rewards/{func.__name__}/mean")
+                for name, func in zip(cfg.rewards, reward_funcs, strict=True)
+            },
+            "runtime_s": round(time.monotonic() - started, 2),
+            "train_records": len(examples.rows),
+            "skipped_records": examples.skipped_total,
+            "skipped_reasons": dict(examples.skipped),
+            "world_size": runtime.world_size,
+            "backend": runtime.backend,
+            "deepspeed": cfg.distributed.deepspeed,
+            "generation": cfg.generation,
+            "mlflow_run_id": run_id,
+        }
+        tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
+        return common.finish(trainer, processor, cfg, runtime, summary)
+
+
+def run(cfg: GRPOConfig) -> dict[str, Any]:
+    """The GRPO stage: check the settings, then launch ``train`` as configured."""
+    from r1ov.train.launch import launch
+
+    check(cfg)
+    return launch("grpo", cfg)

@@ -1,0 +1,238 @@
+"""Run a training stage where ``distributed.launcher`` says: torchrun here, a PyTorchJob or a TrainJob.
+
+- ``local``: one torchrun per "node" on this machine (``--nnodes N --node-rank R`` with a
+  c10d rendezvous on 127.0.0.1), each running ``python -m r1ov.train.worker``. Their output
+  is streamed to the log; if one fails the others are stopped and the error names the node,
+  its exit code and its last lines. A single process without DeepSpeed trains in-process.
+- ``pytorchjob`` / ``trainjob``: the config goes to ``checkpoint_uri``, a Kubeflow job runs
+  ``torchrun -m r1ov.train.worker <stage> <config uri>`` on every node, and the trained
+  checkpoint is copied back from ``checkpoint_uri`` into ``output_dir``.
+
+Either way the result is the summary the main training process wrote.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from r1ov import storage
+from r1ov.config import ConfigError
+from r1ov.train import common, worker
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "train_config.json"
+TAIL_LINES = 40  # lines of a failed node's output quoted in the error
+# Ranks finish together (the last barrier follows the save), so a node still running this
+# long after another finished is stuck on a collective whose peers are gone.
+FINISH_GRACE_S = 600.0
+# Non-secret settings the training pods need to reach the same storage and tracking server.
+PASS_ENV = (
+    "R1OV_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+)
+
+
+def launch(stage: str, cfg: Any) -> dict[str, Any]:
+    """Run ``stage`` ("sft" or "grpo") with ``cfg`` on the configured launcher; returns its summary."""
+    worker.trainer(stage)  # unknown stages fail here, before anything starts
+    if cfg.distributed.launcher == "local":
+        return launch_local(stage, cfg)
+    return launch_cluster(stage, cfg)
+
+
+# --------------------------------------------------------------------------- local
+
+
+def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
+    dist = cfg.distributed
+    output = Path(cfg.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    if dist.nnodes * dist.nproc_per_node == 1 and dist.deepspeed == "none":
+        return worker.trainer(stage)(cfg)
+
+    config_path = output / CONFIG_FILE
+    storage.write_text(str(config_path), cfg.model_dump_json(indent=2))
+    storage.delete(str(output / common.SUMMARY_FILE))  # never report a previous run's summary
+    port = free_port(dist.rdzv_port)
+    run_id = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
+    env = worker_env(dist.nnodes * dist.nproc_per_node, output.resolve().parent / ".torch_extensions")
+    nodes = [
+        Node(rank, torchrun_command(stage, str(config_path), dist.nnodes, rank, dist.nproc_per_node, port, run_id), env)
+        for rank in range(dist.nnodes)
+    ]
+    logger.info(
+        "%s: %d node(s) x %d process(es), rendezvous 127.0.0.1:%d", stage, dist.nnodes, dist.nproc_per_node, port
+    )
+    wait_all(stage, nodes)
+    return common.read_summary(cfg.output_dir)
+
+
+def torchrun_command(
+    stage: str, config_uri: str, nnodes: int, node_rank: int, nproc: int, port: int, run_id: str
+) -> list[str]:
+    """torchrun for one node; ``python -m torch.distributed.run`` is torchrun in this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--node-rank={node_rank}",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        f"--rdzv-id={run_id}",
+        "-m",
+        "r1ov.train.worker",
+        stage,
+        config_uri,
+    ]
+
+
+def worker_env(processes: int, extensions_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are written
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # progress bars make noise in a streamed log
+    # DeepSpeed JIT-builds its ops on first use; keep that cache beside the run (unless one is set).
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir))
+    # Share the cores instead of every process assuming it owns all of them.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    return env
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens on it, else a free ephemeral port (logged)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logger.warning("rendezvous port %d is taken; using %d", preferred, port)
+    return port
+
+
+class Node:
+    """One torchrun process group ("node"), its output streamed to the log and its tail kept."""
+
+    def __init__(self, rank: int, command: list[str], env: dict[str, str]) -> None:
+        self.rank = rank
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        # A session of its own, so stopping the node also stops the workers torchrun spawned.
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._stream, name=f"node-{rank}-output", daemon=True)
+        self.reader.start()
+
+    def _stream(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip()
+            self.tail.append(line)
+            logger.info("[node %d] %s", self.rank, line)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop torchrun and its workers: SIGTERM, then SIGKILL after ``grace_s``."""
+        if self.process.poll() is not None:
+            # The agent is gone; make sure no worker it spawned outlives it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=grace_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def failure(self, stage: str, what: str) -> RuntimeError:
+        self.reader.join(timeout=5)  # the last lines may still be in the pipe
+        return RuntimeError(f"{stage}: node {self.rank} {what}; last lines:\n" + "\n".join(self.tail))
+
+
+def wait_all(stage: str, nodes: list[Node], poll_s: float = 0.2, finish_grace_s: float = FINISH_GRACE_S) -> None:
+    """Wait for every node; on the first failure (or hang) stop the rest and raise with its last lines."""
+    first_done: float | None = None
+    try:
+        while True:
+            codes = [node.process.poll() for node in nodes]
+            for node, code in zip(nodes, codes, strict=True):
+                if code not in (None, 0):
+                    for other in nodes:
+                        other.stop()
+                    raise node.failure(stage, f"exited with code {code}")
+            if all(code == 0 for code in codes):
+                for node in nodes:
+                    node.reader.join(timeout=5)
+                return
+            if first_done is None and 0 in codes:
+                first_done = time.monotonic()
+            if first_done is not None and time.monotonic() - first_done > finish_grace_s:
+                # A rank left waiting on a collective whose peers are gone would wait forever.
+                stuck = next(node for node, code in zip(nodes, codes, strict=True) if code is None)
+                stuck.stop()
+                raise stuck.failure(stage, f"was still running {finish_grace_s:.0f} s after another node finished")
+            time.sleep(poll_s)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
+    """Run the stage as a Kubeflow PyTorchJob or TrainJob and bring the checkpoint back."""
+    dist = cfg.distributed
+    if not cfg.checkpoint_uri:
+        raise ConfigError(
+            f"{stage}.checkpoint_uri: required with distributed.launcher={dist.launcher!r}; the job reads its "
+            "config from there and leaves the trained model and summary there (e.g. s3://bucket/runs/sft)"
+        )
+    from r1ov.k8s import client, trainjobs
+
+    config_uri = storage.join(cfg.checkpoint_uri, CONFIG_FILE)
+    storage.write_text(config_uri, cfg.model_dump_json(indent=2))
+    command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
+    env = {name: os.environ[name] for name in PASS_ENV if os.environ.get(name)}
+    name = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
+    build = trainjobs.build_pytorchjob if dist.launcher == "pytorchjob" else trainjobs.build_trainjob
+    manifest = build(name, command, dist, env)
+    logger.info("%s: submitting %s %s (%d node(s))", stage, manifest["kind"], manifest["metadata"]["name"], dist.nnodes)
+    status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
+    storage.copy_tree(cfg.checkpoint_uri, cfg.output_dir)
+    summary = common.read_summary(cfg.output_dir)
+    summary["output_dir"] = cfg.output_dir  # the job's path was inside its pods
+    summary["job"] = status  # kind, name, final state and reason, as run_to_completion reports them
+    return summary

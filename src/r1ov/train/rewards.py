@@ -1,0 +1,76 @@
+"""GRPO reward functions, chosen by name: ``accuracy`` and ``format``.
+
+Each has TRL's reward shape ``(completions, **kwargs) -> list[float | None]``: ``completions``
+holds one ``[{"role": "assistant", "content": ...}]`` list (or a plain string) per sample and
+the dataset's columns arrive as keyword lists (``answer``, ``options``). ``None`` means "no
+reward for this sample" (no ground truth), which TRL leaves out of the sum.
+
+Both are all-or-nothing and closed to the hacks seen in peers' rewards: an empty
+``<answer></answer>`` never scores, several answer blocks earn no accuracy (no hedging
+across blocks), several think or answer blocks earn no format reward, and there is no
+partial credit (no fuzzy matching).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from r1ov import answers, reasoning
+from r1ov.config import ConfigError
+
+Reward = Callable[..., list[float | None]]
+
+
+def completion_text(completion: Any) -> str:
+    """The text of one completion: a string, or the assistant message(s) TRL passes."""
+    if isinstance(completion, str):
+        return completion
+    parts: list[str] = []
+    for message in completion:
+        content = message.get("content") if isinstance(message, dict) else message
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):  # structured content blocks
+            parts.extend(block.get("text") or "" for block in content if isinstance(block, dict))
+    return "".join(parts)
+
+
+def single_answer(text: str) -> str | None:
+    """The non-empty answer of a completion with exactly one answer block, else None."""
+    if text.count("<answer>") != 1 or text.count("</answer>") != 1:
+        return None
+    return reasoning.parse(text).answer
+
+
+def accuracy(completions: Sequence[Any], answer: Sequence[str | None], **kwargs: Any) -> list[float | None]:
+    """1.0 when the one answer block matches the ground truth (answers.answers_match), else 0.0."""
+    options = kwargs.get("options") or [None] * len(completions)
+    scores: list[float | None] = []
+    for completion, gold, choices in zip(completions, answer, options, strict=True):
+        if gold is None or not str(gold).strip():
+            scores.append(None)  # nothing to compare with: no signal rather than a false zero
+            continue
+        predicted = single_answer(completion_text(completion))
+        scores.append(1.0 if answers.answers_match(predicted, gold, list(choices or [])) else 0.0)
+    return scores
+
+
+def format_(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+    """1.0 for exactly one think block then one non-empty answer block and nothing else."""
+    return [1.0 if reasoning.parse(completion_text(c)).well_formed else 0.0 for c in completions]
+
+
+format_.__name__ = "format"  # TRL logs rewards under the function's name
+
+REWARDS: dict[str, Reward] = {"accuracy": accuracy, "format": format_}
+
+
+def get_rewards(names: Sequence[str]) -> list[Reward]:
+    """The reward functions for ``names``, in order; unknown names raise ConfigError."""
+    unknown = [name for name in names if name not in REWARDS]
+    if unknown:
+        raise ConfigError(f"grpo.rewards: unknown reward(s) {unknown}; choose from {sorted(REWARDS)}")
+    if not names:
+        raise ConfigError(f"grpo.rewards: at least one reward is required; choose from {sorted(REWARDS)}")
+    return [REWARDS[name] for name in names]

@@ -1,0 +1,83 @@
+"""Supervised fine-tuning of Qwen2.5-VL on the filtered reasoning records (TRL SFTTrainer).
+
+    r1ov sft --config pipelines/recipes/sft.yaml --set distributed.nnodes=2
+
+``run(cfg)`` is the stage: it hands the config to the launcher (torchrun locally, or a
+Kubeflow PyTorchJob/TrainJob), whose processes each call ``train(cfg)``. Each example is
+the system instruction, the image with the question, and the record's ``<think>/<answer>``
+reasoning as the assistant turn; the loss covers the answer only when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from PIL import Image
+
+from r1ov.config import SFTConfig
+from r1ov.train import common, tracking
+
+logger = logging.getLogger(__name__)
+
+
+def _row(record: dict[str, Any], image: Image.Image) -> dict[str, Any]:
+    return {"messages": common.sft_messages(record), "images": [common.image_cell(record)]}
+
+
+def train(cfg: SFTConfig) -> dict[str, Any]:
+    """Train in this process (one rank of a torchrun world, or alone); returns the summary."""
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    started = time.monotonic()
+    runtime = common.detect_runtime(cfg.distributed)
+
+    # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
+    args = TRLSFTConfig(
+        **common.trainer_arguments(cfg, runtime, track=cfg.track),
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+        max_length=cfg.max_length,
+        assistant_only_loss=cfg.assistant_only_loss,
+    )
+    common.join_deepspeed(args, runtime)
+
+    # 2. model, processor, and the records with reasoning, each with its decoded image
+    model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16, freeze_vision=cfg.freeze_vision)
+    examples = common.load_examples(cfg.train_uri, _row, required=("question", "reasoning"))
+
+    # 3. train (tracked by the main process), save once, close the world
+    tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
+    with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "sft", tags) as run_id:
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=common.to_dataset(examples.rows), processing_class=processor
+        )
+        common.use_log_callback(trainer)
+        result = trainer.train()
+        summary = {
+            "stage": "sft",
+            "output_dir": cfg.output_dir,
+            "checkpoint_uri": cfg.checkpoint_uri,
+            "steps": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            "final_loss": common.last_logged(trainer.state.log_history, "loss"),
+            "runtime_s": round(time.monotonic() - started, 2),
+            "train_records": len(examples.rows),
+            "skipped_records": examples.skipped_total,
+            "skipped_reasons": dict(examples.skipped),
+            "world_size": runtime.world_size,
+            "backend": runtime.backend,
+            "deepspeed": cfg.distributed.deepspeed,
+            "mlflow_run_id": run_id,
+        }
+        tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
+        return common.finish(trainer, processor, cfg, runtime, summary)
+
+
+def run(cfg: SFTConfig) -> dict[str, Any]:
+    """The SFT stage: launch ``train`` as configured (local torchrun, PyTorchJob or TrainJob)."""
+    from r1ov.train.launch import launch
+
+    return launch("sft", cfg)

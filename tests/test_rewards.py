@@ -1,0 +1,97 @@
+"""GRPO rewards: TRL's call shape, all-or-nothing scores, and the reward hacks seen in peers."""
+
+from __future__ import annotations
+
+import pytest
+
+from r1ov.config import ConfigError
+from r1ov.train import rewards
+
+
+def _msg(text: str) -> list[dict[str, str]]:
+    """A completion as TRL passes it for conversational prompts."""
+    return [{"role": "assistant", "content": text}]
+
+
+GOOD = "<think>\nTwo red cubes and one sphere: 2 + 1 = 3.\n</think>\n<answer>3</answer>"
+
+
+def test_accuracy_scores_the_answer_against_the_answer_column() -> None:
+    completions = [_msg(GOOD), _msg("<think>x</think><answer>4</answer>"), GOOD]
+    assert rewards.accuracy(completions, answer=["3", "3", "3"]) == [1.0, 0.0, 1.0]
+
+
+def test_accuracy_uses_the_shared_answer_equivalence() -> None:
+    options = [["red", "blue", "green"], ["red", "blue", "green"], []]
+    completions = [
+        _msg("<think>t</think><answer>(B)</answer>"),  # letter form of the gold letter
+        _msg("<think>t</think><answer>blue</answer>"),  # the option's text names the same letter
+        _msg("<think>t</think><answer>3.0</answer>"),  # numerically equal
+    ]
+    assert rewards.accuracy(completions, answer=["B", "B", "3"], options=options) == [1.0, 1.0, 1.0]
+
+
+def test_accuracy_has_no_partial_credit() -> None:
+    near_misses = ["<answer>3.5</answer>", "<answer>redd</answer>", "<answer>3 or 4</answer>"]
+    completions = [_msg(f"<think>t</think>{a}") for a in near_misses]
+    assert rewards.accuracy(completions, answer=["3", "red", "3"]) == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "hack",
+    [
+        "<think>the answer is 3</think><answer></answer>",  # empty answer
+        "<think>t</think><answer>  </answer>",  # blank answer
+        "<think>t</think><answer>1</answer><answer>2</answer><answer>3</answer>",  # hedging across blocks
+        "<think>t</think><answer>3</answer><think>u</think><answer>3</answer>",  # repeated blocks
+        "the answer is 3",  # no answer block at all
+        "<answer>3",  # unclosed
+    ],
+)
+def test_accuracy_resists_reward_hacks(hack: str) -> None:
+    assert rewards.accuracy([_msg(hack)], answer=["3"]) == [0.0]
+
+
+def test_accuracy_gives_no_signal_without_ground_truth() -> None:
+    assert rewards.accuracy([_msg(GOOD), _msg(GOOD)], answer=[None, ""]) == [None, None]
+
+
+def test_format_rewards_exactly_one_think_then_one_answer() -> None:
+    assert rewards.format_([_msg(GOOD), GOOD, _msg("  " + GOOD + "\n")]) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "hack",
+    [
+        "<think>t</think><answer></answer>",  # empty answer
+        "<think>a</think><think>b</think><answer>3</answer>",  # several think blocks
+        "<think>t</think><answer>3</answer><answer>4</answer>",  # several answer blocks
+        "<think>t</think><answer>3</answer><think>u</think><answer>3</answer>",  # repeated pairs
+        "<answer>3</answer>",  # no thinking
+        "<answer>3</answer><think>t</think>",  # wrong order
+        "Sure! <think>t</think><answer>3</answer>",  # text around the blocks
+        "<think>t</think><answer>3</answer> Hope this helps.",
+        "<think>t<answer>3</answer></think>",  # answer nested in the thinking
+    ],
+)
+def test_format_resists_reward_hacks(hack: str) -> None:
+    assert rewards.format_([_msg(hack)]) == [0.0]
+
+
+def test_structured_content_blocks_are_read_too() -> None:
+    completion = [{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}]
+    assert rewards.accuracy([completion], answer=["3"]) == [1.0]
+    assert rewards.format_([completion]) == [1.0]
+
+
+def test_registry_picks_rewards_by_name_in_order() -> None:
+    assert rewards.get_rewards(["format", "accuracy"]) == [rewards.format_, rewards.accuracy]
+    # TRL logs each reward under its function's name
+    assert [f.__name__ for f in rewards.get_rewards(["accuracy", "format"])] == ["accuracy", "format"]
+
+
+def test_unknown_reward_names_are_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown reward\(s\) \['lenght'\]; choose from \['accuracy', 'format'\]"):
+        rewards.get_rewards(["accuracy", "lenght"])
+    with pytest.raises(ConfigError, match="at least one reward"):
+        rewards.get_rewards([])

@@ -1,0 +1,145 @@
+"""SFT and GRPO as two torchrun "nodes" of one process each, over gloo, with DeepSpeed ZeRO,
+and the local launcher's handling of nodes that fail or hang.
+
+This is the multi-node path of the cluster (and of the demo) on one CPU machine: the local
+launcher starts one torchrun per node with a c10d rendezvous on 127.0.0.1. DeepSpeed
+JIT-builds an op on first use (about a minute here); the build is cached in pytest's cache
+directory so later runs start at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_grpo import clevr_records, grpo_config
+from test_train_sft import make_records, sft_config
+from transformers import AutoModelForImageTextToText
+
+from r1ov import records
+from r1ov.train import grpo, launch, sft
+
+TWO_NODES = {"nnodes": 2, "nproc_per_node": 1, "backend": "gloo"}
+
+
+@pytest.fixture
+def torch_extensions(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keep DeepSpeed's JIT build between test runs (the launcher respects a set value)."""
+    if request.config.pluginmanager.hasplugin("cacheprovider"):
+        where = request.config.cache.mkdir("torch_extensions")
+    else:  # -p no:cacheprovider: build once per session
+        where = tmp_path_factory.getbasetemp() / "torch_extensions"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(where))
+
+
+def assert_same_names_and_trained(base: Path, out: Path) -> None:
+    before, after = load_file(base / "model.safetensors"), load_file(out / "model.safetensors")
+    # ZeRO-3 gathers the shards on save; the names must stay the checkpoint's (vLLM loads them)
+    assert set(before) == set(after)
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    AutoModelForImageTextToText.from_pretrained(out)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("torch_extensions")
+def test_sft_on_two_nodes_with_zero3(tiny_model_dir: Path, tmp_path: Path) -> None:
+    records.write_dataset(str(tmp_path / "data"), make_records(6))
+    cfg = sft_config(
+        tiny_model_dir,
+        str(tmp_path / "data"),
+        tmp_path / "sft",
+        max_steps=2,
+        distributed={**TWO_NODES, "deepspeed": "zero3", "rdzv_port": 29621},
+    )
+
+    summary = sft.run(cfg)
+
+    assert summary["world_size"] == 2 and summary["deepspeed"] == "zero3" and summary["backend"] == "gloo"
+    assert summary["steps"] == 2 and summary["train_records"] == 6
+    assert_same_names_and_trained(tiny_model_dir, tmp_path / "sft")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("torch_extensions")
+def test_grpo_on_two_nodes_with_zero2_and_tracking(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import mlflow
+
+    records.write_dataset(str(tmp_path / "clevr"), clevr_records(4))
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = grpo_config(
+        tiny_model_dir,
+        str(tmp_path / "clevr"),
+        tmp_path / "grpo",
+        track=True,
+        tracking={"tracking_uri": tracking_uri, "run_name": "grpo-dist"},
+        distributed={**TWO_NODES, "deepspeed": "zero2", "rdzv_port": 29622},
+    )
+
+    summary = grpo.run(cfg)
+
+    assert summary["world_size"] == 2 and summary["deepspeed"] == "zero2"
+    assert summary["steps"] == 2 and summary["train_records"] == 4
+    assert summary["rewards"] == {"accuracy": 0.0, "format": 0.0}
+    AutoModelForImageTextToText.from_pretrained(tmp_path / "grpo")
+    # only the main process tracks: one run, with the trainer's reward metrics
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("r1ov").experiment_id])
+    assert [r.info.run_id for r in runs] == [summary["mlflow_run_id"]]
+    assert runs[0].info.run_name == "grpo-dist" and runs[0].info.status == "FINISHED"
+    assert "rewards/format/mean" in runs[0].data.metrics
+
+
+def test_a_failing_node_stops_the_launch_with_its_last_lines(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two local "nodes" whose workers fail on a dataset without records (no DeepSpeed: fast)."""
+    records.write_dataset(str(tmp_path / "empty"), [])
+    cfg = sft_config(
+        tiny_model_dir, str(tmp_path / "empty"), tmp_path / "out", distributed={**TWO_NODES, "deepspeed": "none"}
+    )
+    with pytest.raises(RuntimeError, match=r"sft: node \d exited with code 1; last lines:\n(.|\n)*no usable training"):
+        launch.launch("sft", cfg)
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_a_node_left_running_after_the_others_finished_is_stopped(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    nodes = [
+        launch.Node(0, _python("print('saved')"), env),
+        launch.Node(1, _python("import time; print('waiting on rank 0', flush=True); time.sleep(60)"), env),
+    ]
+    started = time.monotonic()
+    with pytest.raises(
+        RuntimeError, match=r"sft: node 1 was still running 1 s after another node finished(.|\n)*rank 0"
+    ):
+        launch.wait_all("sft", nodes, finish_grace_s=1.0)
+    assert time.monotonic() - started < 20
+    assert nodes[1].process.poll() is not None
+
+
+def test_stopping_a_node_also_stops_the_workers_it_spawned(tmp_path: Path) -> None:
+    pid_file = tmp_path / "worker.pid"
+    spawn = (
+        "import subprocess, sys, time; "
+        f"w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(w.pid)); time.sleep(60)"
+    )
+    node = launch.Node(0, _python(spawn), dict(os.environ))
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker_pid = int(pid_file.read_text())
+    node.stop(grace_s=5)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert node.process.poll() is not None
+    assert not Path(f"/proc/{worker_pid}").exists() or "Z" in Path(f"/proc/{worker_pid}/stat").read_text().split()[2]
