@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: a test that tries fails
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# DeepSpeed JIT-builds its CPU ops once (about a minute); every test that trains reuses them.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parent.parent / ".torch_extensions"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -102,7 +102,7 @@ def test_a_failing_node_stops_the_launch_with_its_last_lines(tiny_model_dir: Pat
     cfg = sft_config(
         tiny_model_dir, str(tmp_path / "empty"), tmp_path / "out", distributed={**TWO_NODES, "deepspeed": "none"}
     )
-    with pytest.raises(RuntimeError, match=r"sft: node \d exited with code 1; last lines:\n(.|\n)*no usable training"):
+    with pytest.raises(RuntimeError, match=r"sft: node \d exited with code 1; first error: .*no usable training"):
         launch.launch("sft", cfg)
 
 

@@ -59,13 +59,23 @@ def grpo(
         mlflow_experiment: MLflow experiment name.
         extra_config: YAML/JSON mapping of further GRPOConfig fields.
     """
-    from r1ov.kfp_tasks import checkpoint_uri, log_metrics, run_task
+    from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 
-    fields = {
+    fields = training_fields(
+        "grpo",
+        launcher=launcher,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        deepspeed=deepspeed,
+        checkpoint_root=checkpoint_root,
+        run_id=run_id,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+    )
+    fields |= {
         "model_name_or_path": sft_model.path if launcher == "local" else sft_model.uri,
         "train_uri": clevr_uri,
         "output_dir": model.path,
-        "checkpoint_uri": checkpoint_uri(checkpoint_root, run_id, "grpo"),
         "learning_rate": learning_rate,
         "num_generations": num_generations,
         "beta": beta,
@@ -77,14 +87,5 @@ def grpo(
         "max_steps": max_steps,
         "rewards": [name.strip() for name in rewards.split(",") if name.strip()],
         "generation": generation,
-        "distributed.launcher": launcher,
-        "distributed.nnodes": nnodes,
-        "distributed.nproc_per_node": nproc_per_node,
-        "distributed.deepspeed": deepspeed,
-        "track": bool(mlflow_tracking_uri),
-        "tracking.tracking_uri": mlflow_tracking_uri or None,
-        "tracking.experiment": mlflow_experiment,
-        "tracking.run_name": f"grpo-{run_id}" if run_id else None,
-        "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
     }
     log_metrics(metrics, run_task("grpo", fields, extra_config))

@@ -53,14 +53,24 @@ def sft(
         mlflow_experiment: MLflow experiment name.
         extra_config: YAML/JSON mapping of further SFTConfig fields.
     """
-    from r1ov.kfp_tasks import checkpoint_uri, log_metrics, run_task
+    from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 
-    fields = {
+    fields = training_fields(
+        "sft",
+        launcher=launcher,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        deepspeed=deepspeed,
+        checkpoint_root=checkpoint_root,
+        run_id=run_id,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+    )
+    fields |= {
         "model_name_or_path": base_model,
         # Training pods elsewhere read the artifact from the object store; a local run reads the file.
         "train_uri": train_data.path if launcher == "local" else train_data.uri,
         "output_dir": model.path,
-        "checkpoint_uri": checkpoint_uri(checkpoint_root, run_id, "sft"),
         "learning_rate": learning_rate,
         "per_device_train_batch_size": per_device_train_batch_size,
         "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -69,14 +79,5 @@ def sft(
         "lr_scheduler_type": lr_scheduler_type,
         "warmup_ratio": warmup_ratio,
         "max_length": max_length,
-        "distributed.launcher": launcher,
-        "distributed.nnodes": nnodes,
-        "distributed.nproc_per_node": nproc_per_node,
-        "distributed.deepspeed": deepspeed,
-        "track": bool(mlflow_tracking_uri),
-        "tracking.tracking_uri": mlflow_tracking_uri or None,
-        "tracking.experiment": mlflow_experiment,
-        "tracking.run_name": f"sft-{run_id}" if run_id else None,
-        "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
     }
     log_metrics(metrics, run_task("sft", fields, extra_config))

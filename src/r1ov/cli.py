@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per HTTP request from the teacher clients drowns the stage's own progress.
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "synth":
             overrides = [f"output_uri={args.out}", f"n={args.n}", f"seed={args.seed}"]

@@ -76,3 +76,30 @@ def checkpoint_uri(checkpoint_root: str, run_id: str, stage: str) -> str | None:
     if not checkpoint_root:
         return None
     return f"{checkpoint_root.rstrip('/')}/{run_id}/{stage}"
+
+
+def training_fields(
+    stage: str,
+    *,
+    launcher: str,
+    nnodes: int,
+    nproc_per_node: int,
+    deepspeed: str,
+    checkpoint_root: str,
+    run_id: str,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+) -> dict[str, Any]:
+    """Config fields SFT and GRPO share: process layout, durable checkpoints, tracking."""
+    return {
+        "checkpoint_uri": checkpoint_uri(checkpoint_root, run_id, stage),
+        "distributed.launcher": launcher,
+        "distributed.nnodes": nnodes,
+        "distributed.nproc_per_node": nproc_per_node,
+        "distributed.deepspeed": deepspeed,
+        "track": bool(mlflow_tracking_uri),
+        "tracking.tracking_uri": mlflow_tracking_uri or None,
+        "tracking.experiment": mlflow_experiment,
+        "tracking.run_name": f"{stage}-{run_id}" if run_id else None,
+        "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
+    }

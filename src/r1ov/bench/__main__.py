@@ -12,6 +12,8 @@ from r1ov.bench.report import write
 SUITES = {
     "records": "r1ov.bench.records_io",
     "teacher": "r1ov.bench.teacher",
+    "train": "r1ov.bench.training",
+    "eval": "r1ov.bench.evaluation",
 }
 
 

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train_config.json"
 TAIL_LINES = 40  # lines of a failed node's output quoted in the error
+# A worker's own exception line ("ValueError: ..."); torchrun's C++ frames and its
+# ChildFailedError report follow it and can push it out of the tail.
+EXCEPTION_LINE = re.compile(r"^(?:\[[^\]]*\]:?\s*)*(?:[\w.]+\.)?\w*(?:Error|Exception): \S")
 # Ranks finish together (the last barrier follows the save), so a node still running this
 # long after another finished is stuck on a collective whose peers are gone.
 FINISH_GRACE_S = 600.0
@@ -138,6 +142,7 @@ class Node:
     def __init__(self, rank: int, command: list[str], env: dict[str, str]) -> None:
         self.rank = rank
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.exceptions: list[str] = []
         # A session of its own, so stopping the node also stops the workers torchrun spawned.
         self.process = subprocess.Popen(
             command,
@@ -156,6 +161,8 @@ class Node:
         for line in self.process.stdout:
             line = line.rstrip()
             self.tail.append(line)
+            if EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
+                self.exceptions.append(line)
             logger.info("[node %d] %s", self.rank, line)
 
     def stop(self, grace_s: float = 10.0) -> None:
@@ -178,7 +185,8 @@ class Node:
 
     def failure(self, stage: str, what: str) -> RuntimeError:
         self.reader.join(timeout=5)  # the last lines may still be in the pipe
-        return RuntimeError(f"{stage}: node {self.rank} {what}; last lines:\n" + "\n".join(self.tail))
+        cause = f"; first error: {self.exceptions[0]}" if self.exceptions else ""
+        return RuntimeError(f"{stage}: node {self.rank} {what}{cause}; last lines:\n" + "\n".join(self.tail))
 
 
 def wait_all(stage: str, nodes: list[Node], poll_s: float = 0.2, finish_grace_s: float = FINISH_GRACE_S) -> None:
