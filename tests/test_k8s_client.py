@@ -12,6 +12,7 @@ on it, so the client must find it the way it would in a cluster.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import logging
 import os
@@ -475,3 +476,40 @@ def test_kubeconfig_is_the_fallback(api: StandInAPI, tmp_path: Path, monkeypatch
     objects = build_rollout_server("grpo", "/models/sft", 1, 1, replicas=1, image=None)
     client.apply(objects, NS, api_client=kube)
     assert ("statefulsets", NS, "grpo") in api.objects
+
+
+@pytest.mark.parametrize("ending", ["success", "failure"])
+def test_grpo_rollout_servers_live_exactly_as_long_as_the_job(
+    api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """GRPO in vllm-server mode on a cluster launcher: rollout pods up before the trainers,
+    their URL handed to the trainers, and torn down on success and failure alike."""
+    from r1ov.config import GRPOConfig
+    from r1ov.train import launch
+
+    monkeypatch.setattr(client, "load_api_client", lambda *a, **k: kube)
+    cfg = GRPOConfig(
+        model_name_or_path="s3://bucket/runs/sft",
+        train_uri="s3://bucket/clevr",
+        output_dir="/tmp/out",
+        generation="vllm-server",
+        distributed={"launcher": "pytorchjob", "cluster": {"namespace": NS, "poll_s": 0.05}},
+    )
+    with contextlib.suppress(RuntimeError), launch.rollout_servers("grpo", cfg, "r1ov-grpo-ab12") as job_cfg:
+        assert job_cfg.vllm_server_base_url == f"http://r1ov-grpo-ab12-rollout-0.r1ov-grpo-ab12-rollout.{NS}.svc:8000"
+        assert ("statefulsets", NS, "r1ov-grpo-ab12-rollout") in api.objects
+        if ending == "failure":
+            raise RuntimeError("trainer failed")
+    assert api.objects == {}
+
+
+def test_rollout_servers_are_not_started_when_a_url_is_given() -> None:
+    from r1ov.config import GRPOConfig
+    from r1ov.train import launch
+
+    cfg = GRPOConfig(
+        model_name_or_path="m", train_uri="d", output_dir="o", generation="vllm-server",
+        vllm_server_base_url="http://shared-rollout:8000", distributed={"launcher": "pytorchjob"},
+    )  # fmt: skip
+    with launch.rollout_servers("grpo", cfg, "job") as job_cfg:
+        assert job_cfg is cfg

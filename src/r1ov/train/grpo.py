@@ -30,7 +30,10 @@ def generation_arguments(cfg: GRPOConfig) -> dict[str, Any]:
         return {"use_vllm": False}
     if cfg.generation == "vllm-server":
         if not cfg.vllm_server_base_url:
-            raise ConfigError("grpo.vllm_server_base_url: required when generation is 'vllm-server'")
+            raise ConfigError(
+                "grpo.vllm_server_base_url: required when generation is 'vllm-server' with the local launcher "
+                "(the pytorchjob and trainjob launchers start rollout servers themselves)"
+            )
         return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.vllm_server_base_url}
     return {
         "use_vllm": True,
@@ -45,7 +48,9 @@ def generation_arguments(cfg: GRPOConfig) -> dict[str, Any]:
 def check(cfg: GRPOConfig) -> None:
     """Fail before launching on settings every worker would reject."""
     rewards.get_rewards(cfg.rewards)
-    generation_arguments(cfg)
+    # Cluster launchers start rollout servers and fill in their URL (launch.rollout_servers).
+    if cfg.distributed.launcher == "local" or cfg.generation != "vllm-server":
+        generation_arguments(cfg)
     processes = cfg.distributed.nnodes * cfg.distributed.nproc_per_node
     batch = cfg.per_device_train_batch_size * processes * cfg.gradient_accumulation_steps
     if batch % cfg.num_generations:

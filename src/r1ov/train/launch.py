@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,42 @@ def wait_all(stage: str, nodes: list[Node], poll_s: float = 0.2, finish_grace_s:
 # --------------------------------------------------------------------------- cluster
 
 
+@contextlib.contextmanager
+def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
+    """GRPO with ``vllm-server`` and no URL given: rollout pods for this job, always torn down.
+
+    Yields the config the trainers get (with ``vllm_server_base_url`` pointing at the pods).
+    Any other stage or mode yields ``cfg`` unchanged.
+    """
+    if stage != "grpo" or cfg.generation != "vllm-server" or cfg.vllm_server_base_url:
+        yield cfg
+        return
+    from r1ov.k8s import client, rollout
+
+    cluster = cfg.distributed.cluster
+    name = f"{job_name}-rollout"
+    objects = rollout.build_rollout_server(
+        name,
+        cfg.model_name_or_path,
+        cfg.vllm_tensor_parallel_size,
+        cfg.vllm_data_parallel_size,
+        replicas=1,
+        image=None,
+        namespace=cluster.namespace,
+        secret_env=cluster.secret_env,
+        service_account=cluster.service_account,
+        extra_args=["--gpu-memory-utilization", str(cfg.vllm_gpu_memory_utilization)],
+    )
+    logger.info("%s: starting rollout server %s", stage, rollout.server_name(name))
+    client.apply(objects, cluster.namespace)
+    try:
+        client.wait_ready(objects[0], cluster.namespace, poll_s=cluster.poll_s)
+        yield cfg.model_copy(update={"vllm_server_base_url": rollout.rollout_base_url(name, cluster.namespace)})
+    finally:
+        # Rollout GPUs are released on success, failure and cancel alike.
+        client.delete(objects, cluster.namespace)
+
+
 def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
     """Run the stage as a Kubeflow PyTorchJob or TrainJob and bring the checkpoint back."""
     dist = cfg.distributed
@@ -230,15 +267,17 @@ def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
         )
     from r1ov.k8s import client, trainjobs
 
-    config_uri = storage.join(cfg.checkpoint_uri, CONFIG_FILE)
-    storage.write_text(config_uri, cfg.model_dump_json(indent=2))
-    command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
-    env = {name: os.environ[name] for name in PASS_ENV if os.environ.get(name)}
     name = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
-    build = trainjobs.build_pytorchjob if dist.launcher == "pytorchjob" else trainjobs.build_trainjob
-    manifest = build(name, command, dist, env)
-    logger.info("%s: submitting %s %s (%d node(s))", stage, manifest["kind"], manifest["metadata"]["name"], dist.nnodes)
-    status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
+    with rollout_servers(stage, cfg, name) as job_cfg:
+        config_uri = storage.join(cfg.checkpoint_uri, CONFIG_FILE)
+        storage.write_text(config_uri, job_cfg.model_dump_json(indent=2))
+        command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
+        env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
+        build = trainjobs.build_pytorchjob if dist.launcher == "pytorchjob" else trainjobs.build_trainjob
+        manifest = build(name, command, dist, env)
+        job = f"{manifest['kind']} {manifest['metadata']['name']}"
+        logger.info("%s: submitting %s (%d node(s))", stage, job, dist.nnodes)
+        status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
     storage.copy_tree(cfg.checkpoint_uri, cfg.output_dir)
     summary = common.read_summary(cfg.output_dir)
     summary["output_dir"] = cfg.output_dir  # the job's path was inside its pods
