@@ -14,6 +14,7 @@ Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML 
 
 from kfp import dsl, kubernetes
 
+from components.cleanup.component import cleanup
 from components.distill.component import distill
 from components.evaluate.component import evaluate
 from components.filter.component import filter_reasoning
@@ -108,6 +109,7 @@ def r1ov_pipeline(
     nnodes: int = 1,
     nproc_per_node: int = 8,
     checkpoint_root: str = "",
+    namespace: str = "r1ov",
     # evaluation, registry, promotion
     eval_backend: str = "vllm",
     eval_max_new_tokens: int = 4096,
@@ -126,112 +128,118 @@ def r1ov_pipeline(
     eval_extra_config: str = "",
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
+    sweep = cleanup(run_id=run_id, launcher=launcher, namespace=namespace).set_display_name("clean up")
+    _object_store_access(sweep)
 
-    formalized = formalize(
-        source_uri=source_uri,
-        teacher_base_url=formalize_teacher_url,
-        teacher_model=formalize_teacher_model,
-        teacher_max_concurrency=teacher_max_concurrency,
-        extra_config=formalize_extra_config,
-    ).set_display_name("formalize images")
-    _teacher_key(formalized, "formalize-api-key").set_retry(2)
+    with dsl.ExitHandler(sweep, name="stages"):
+        formalized = formalize(
+            source_uri=source_uri,
+            teacher_base_url=formalize_teacher_url,
+            teacher_model=formalize_teacher_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            extra_config=formalize_extra_config,
+        ).set_display_name("formalize images")
+        _teacher_key(formalized, "formalize-api-key").set_retry(2)
 
-    distilled = distill(
-        formalized=formalized.outputs["formalized"],
-        teacher_base_url=distill_teacher_url,
-        teacher_model=distill_teacher_model,
-        teacher_max_concurrency=teacher_max_concurrency,
-        extra_config=distill_extra_config,
-    ).set_display_name("distill reasoning")
-    _teacher_key(distilled, "distill-api-key").set_retry(2)
+        distilled = distill(
+            formalized=formalized.outputs["formalized"],
+            teacher_base_url=distill_teacher_url,
+            teacher_model=distill_teacher_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            extra_config=distill_extra_config,
+        ).set_display_name("distill reasoning")
+        _teacher_key(distilled, "distill-api-key").set_retry(2)
 
-    filtered = filter_reasoning(
-        distilled=distilled.outputs["distilled"],
-        require_answer_match=require_answer_match,
-        extra_config=filter_extra_config,
-    ).set_display_name("filter reasoning")
-    _object_store_access(filtered)
+        filtered = filter_reasoning(
+            distilled=distilled.outputs["distilled"],
+            require_answer_match=require_answer_match,
+            extra_config=filter_extra_config,
+        ).set_display_name("filter reasoning")
+        _object_store_access(filtered)
 
-    # Training tasks are launchers: the GPUs belong to the PyTorchJob/TrainJob pods they create,
-    # which carry the train pool's selector and toleration (r1ov.k8s.trainjobs).
-    sft_task = sft(
-        train_data=filtered.outputs["filtered"],
-        base_model=base_model,
-        learning_rate=sft_learning_rate,
-        per_device_train_batch_size=sft_per_device_train_batch_size,
-        gradient_accumulation_steps=sft_gradient_accumulation_steps,
-        num_train_epochs=sft_num_train_epochs,
-        max_steps=sft_max_steps,
-        lr_scheduler_type=sft_lr_scheduler_type,
-        warmup_ratio=sft_warmup_ratio,
-        max_length=sft_max_length,
-        launcher=launcher,
-        nnodes=nnodes,
-        nproc_per_node=nproc_per_node,
-        deepspeed=sft_deepspeed,
-        checkpoint_root=checkpoint_root,
-        run_id=run_id,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        mlflow_experiment=mlflow_experiment,
-        extra_config=sft_extra_config,
-    ).set_display_name("SFT")
-    _object_store_access(sft_task).set_caching_options(False)
+        # Training tasks are launchers: the GPUs belong to the PyTorchJob/TrainJob pods they create,
+        # which carry the train pool's selector and toleration (r1ov.k8s.trainjobs).
+        sft_task = sft(
+            train_data=filtered.outputs["filtered"],
+            base_model=base_model,
+            learning_rate=sft_learning_rate,
+            per_device_train_batch_size=sft_per_device_train_batch_size,
+            gradient_accumulation_steps=sft_gradient_accumulation_steps,
+            num_train_epochs=sft_num_train_epochs,
+            max_steps=sft_max_steps,
+            lr_scheduler_type=sft_lr_scheduler_type,
+            warmup_ratio=sft_warmup_ratio,
+            max_length=sft_max_length,
+            launcher=launcher,
+            nnodes=nnodes,
+            nproc_per_node=nproc_per_node,
+            deepspeed=sft_deepspeed,
+            checkpoint_root=checkpoint_root,
+            run_id=run_id,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            namespace=namespace,
+            extra_config=sft_extra_config,
+        ).set_display_name("SFT")
+        _object_store_access(sft_task).set_caching_options(False)
 
-    grpo_task = grpo(
-        sft_model=sft_task.outputs["model"],
-        clevr_uri=clevr_uri,
-        learning_rate=grpo_learning_rate,
-        num_generations=grpo_num_generations,
-        beta=grpo_beta,
-        max_prompt_length=grpo_max_prompt_length,
-        max_completion_length=grpo_max_completion_length,
-        per_device_train_batch_size=grpo_per_device_train_batch_size,
-        gradient_accumulation_steps=grpo_gradient_accumulation_steps,
-        num_train_epochs=grpo_num_train_epochs,
-        max_steps=grpo_max_steps,
-        rewards=grpo_rewards,
-        generation=grpo_generation,
-        launcher=launcher,
-        nnodes=nnodes,
-        nproc_per_node=nproc_per_node,
-        deepspeed=grpo_deepspeed,
-        checkpoint_root=checkpoint_root,
-        run_id=run_id,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        mlflow_experiment=mlflow_experiment,
-        extra_config=grpo_extra_config,
-    ).set_display_name("GRPO")
-    _object_store_access(grpo_task).set_caching_options(False)
+        grpo_task = grpo(
+            sft_model=sft_task.outputs["model"],
+            clevr_uri=clevr_uri,
+            learning_rate=grpo_learning_rate,
+            num_generations=grpo_num_generations,
+            beta=grpo_beta,
+            max_prompt_length=grpo_max_prompt_length,
+            max_completion_length=grpo_max_completion_length,
+            per_device_train_batch_size=grpo_per_device_train_batch_size,
+            gradient_accumulation_steps=grpo_gradient_accumulation_steps,
+            num_train_epochs=grpo_num_train_epochs,
+            max_steps=grpo_max_steps,
+            rewards=grpo_rewards,
+            generation=grpo_generation,
+            launcher=launcher,
+            nnodes=nnodes,
+            nproc_per_node=nproc_per_node,
+            deepspeed=grpo_deepspeed,
+            checkpoint_root=checkpoint_root,
+            run_id=run_id,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            namespace=namespace,
+            extra_config=grpo_extra_config,
+        ).set_display_name("GRPO")
+        _object_store_access(grpo_task).set_caching_options(False)
 
-    eval_task = evaluate(
-        model=grpo_task.outputs["model"],
-        benchmarks=benchmarks,
-        backend=eval_backend,
-        max_new_tokens=eval_max_new_tokens,
-        temperature=eval_temperature,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        mlflow_experiment=mlflow_experiment,
-        run_id=run_id,
-        extra_config=eval_extra_config,
-    ).set_display_name("evaluate")
-    _on_gpu_pool(eval_task, pool="rollout", gpus=1)
+        eval_task = evaluate(
+            model=grpo_task.outputs["model"],
+            benchmarks=benchmarks,
+            backend=eval_backend,
+            max_new_tokens=eval_max_new_tokens,
+            temperature=eval_temperature,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
+            extra_config=eval_extra_config,
+        ).set_display_name("evaluate")
+        _on_gpu_pool(eval_task, pool="rollout", gpus=1)
 
-    register_task = register(
-        model=grpo_task.outputs["model"],
-        eval_results=eval_task.outputs["results"],
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        model_name=model_name,
-        mlflow_experiment=mlflow_experiment,
-        run_id=run_id,
-    ).set_display_name("register challenger")
-    _object_store_access(register_task).set_caching_options(False)
+        register_task = register(
+            model=grpo_task.outputs["model"],
+            eval_results=eval_task.outputs["results"],
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            model_name=model_name,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
+        ).set_display_name("register challenger")
+        _object_store_access(register_task).set_caching_options(False)
 
-    promote_task = promote(
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        model_name=model_name,
-        metric=promote_metric,
-        min_value=promote_min_value,
-        min_improvement=promote_min_improvement,
-    ).set_display_name("promote champion")
-    promote_task.after(register_task)
-    _object_store_access(promote_task).set_caching_options(False)
+        promote_task = promote(
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            model_name=model_name,
+            metric=promote_metric,
+            min_value=promote_min_value,
+            min_improvement=promote_min_improvement,
+        ).set_display_name("promote champion")
+        promote_task.after(register_task)
+        _object_store_access(promote_task).set_caching_options(False)

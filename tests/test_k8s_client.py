@@ -162,6 +162,8 @@ class StandInAPI:
             key = (plural, namespace, name or "")
             if method == "POST" and name is None:
                 return self._create(kind, api_version, plural, namespace, headers, body)
+            if name is None and method == "GET":
+                return self._list(kind, api_version, plural, namespace, query)
             if name is None:
                 return 405, _status(405, "MethodNotAllowed", f"{method} on a collection")
             if method == "GET":
@@ -226,6 +228,17 @@ class StandInAPI:
         previous["metadata"]["labels"] = obj["metadata"].get("labels", {})
         previous["spec"] = obj.get("spec")
         return 200, previous
+
+    def _list(self, kind, api_version, plural, namespace, query) -> tuple[int, Any]:
+        wanted = dict(part.split("=", 1) for part in query.get("labelSelector", [""])[0].split(",") if part)
+        items = [
+            obj
+            for (obj_plural, obj_namespace, _), obj in self.objects.items()
+            if obj_plural == plural
+            and obj_namespace == namespace
+            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+        ]
+        return 200, {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {}, "items": items}
 
     def _list_pods(self, namespace: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         wanted = dict(part.split("=", 1) for part in query.get("labelSelector", [""])[0].split(",") if part)
@@ -513,3 +526,21 @@ def test_rollout_servers_are_not_started_when_a_url_is_given() -> None:
     )  # fmt: skip
     with launch.rollout_servers("grpo", cfg, "job") as job_cfg:
         assert job_cfg is cfg
+
+
+def test_exit_handler_sweep_deletes_only_the_runs_objects(api: StandInAPI, kube: ApiClient) -> None:
+    """What the pipeline's cleanup task does after a failed or cancelled run."""
+    from r1ov.bundle import RUN_LABEL
+
+    def launched(run: str) -> list[dict[str, Any]]:
+        dist = DistributedConfig(launcher="pytorchjob", nnodes=2, cluster={"namespace": NS, "labels": {RUN_LABEL: run}})
+        job = build_pytorchjob(f"sft-{run}", ["torchrun", "-m", "x"], dist, {})
+        servers = build_rollout_server(f"rollout-{run}", "/m", 1, 1, replicas=1, image=None, labels={RUN_LABEL: run})
+        return [job, *servers]
+
+    for obj in launched("run-a") + launched("run-b"):
+        client.apply([obj], NS, api_client=kube)
+    deleted = client.delete_labelled(NS, f"{RUN_LABEL}=run-a", api_client=kube)
+    assert sorted(d.split("/")[0] for d in deleted) == ["PyTorchJob", "Service", "StatefulSet"]
+    assert all("run-b" in key[2] for key in api.objects) and len(api.objects) == 3
+    assert client.delete_labelled(NS, f"{RUN_LABEL}=run-a", api_client=kube) == []

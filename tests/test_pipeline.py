@@ -25,7 +25,7 @@ def test_committed_yaml_is_fresh(tmp_path: Path) -> None:
 def test_every_component_has_a_compiled_yaml() -> None:
     sources = sorted(p.with_name("component.yaml") for p in ROOT.glob("components/*/component.py"))
     assert sources == COMPONENT_YAMLS
-    assert len(COMPONENT_YAMLS) == 8
+    assert len(COMPONENT_YAMLS) == 9
 
 
 @pytest.mark.parametrize("path", COMPONENT_YAMLS, ids=lambda p: p.parent.name)
@@ -86,3 +86,11 @@ def test_credentials_come_from_secrets_not_literals() -> None:
         assert {"r1ov-teachers", "r1ov-s3"} <= secrets
     text = (ROOT / "pipelines" / "r1ov.yaml").read_text().lower()
     assert "sk-" not in text and "aws_secret_access_key:" not in text
+
+
+def test_cleanup_runs_as_exit_handler_whatever_the_stages_do() -> None:
+    tasks = _pipeline()["root"]["dag"]["tasks"]
+    sweep = tasks["cleanup"]
+    assert sweep["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert sweep["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert "exit-handler-1" in sweep["dependentTasks"]

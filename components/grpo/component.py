@@ -29,6 +29,7 @@ def grpo(
     run_id: str = "",
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
+    namespace: str = "r1ov",
     extra_config: str = "",
 ):
     """GRPO on CLEVR with accuracy and format rewards, rollouts from vLLM servers.
@@ -57,6 +58,7 @@ def grpo(
         run_id: Pipeline run id, used in checkpoint paths and MLflow tags.
         mlflow_tracking_uri: MLflow tracking URI; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
+        namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         extra_config: YAML/JSON mapping of further GRPOConfig fields.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
@@ -71,6 +73,7 @@ def grpo(
         run_id=run_id,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
+        namespace=namespace,
     )
     fields |= {
         "model_name_or_path": sft_model.path if launcher == "local" else sft_model.uri,

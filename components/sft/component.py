@@ -26,6 +26,7 @@ def sft(
     run_id: str = "",
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
+    namespace: str = "r1ov",
     extra_config: str = "",
 ):
     """Supervised fine-tuning of Qwen2.5-VL on the filtered reasoning data (TRL + DeepSpeed ZeRO).
@@ -51,6 +52,7 @@ def sft(
         run_id: Pipeline run id, used in checkpoint paths and MLflow tags.
         mlflow_tracking_uri: MLflow tracking URI; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
+        namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         extra_config: YAML/JSON mapping of further SFTConfig fields.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
@@ -65,6 +67,7 @@ def sft(
         run_id=run_id,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
+        namespace=namespace,
     )
     fields |= {
         "model_name_or_path": base_model,

@@ -33,3 +33,6 @@ POOL_LABEL = "r1ov.io/pool"
 POOLS = ("train", "rollout", "serve")
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+# Every object a pipeline run launches carries its run id, so the exit handler can sweep them.
+RUN_LABEL = "r1ov.io/pipeline-run"

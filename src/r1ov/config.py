@@ -71,6 +71,9 @@ class ClusterJobConfig(Strict):
     ttl_after_finished_s: int = Field(3600, ge=0, description="keep finished jobs this long")
     trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for TrainJob")
     poll_s: float = Field(10.0, gt=0, description="seconds between status checks")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="extra labels on every object launched (the pipeline sets its run id)"
+    )
     clean_pod_policy: Literal["None", "Running", "All"] = Field(
         "Running", description="PyTorchJob: pods deleted when the job ends (Running frees GPUs, keeps logs)"
     )

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import yaml
 
 from r1ov import config as cfg
+from r1ov.bundle import RUN_LABEL
 from r1ov.cli import STAGES, resolve
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,12 @@ def training_fields(
     run_id: str,
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
+    namespace: str,
 ) -> dict[str, Any]:
     """Config fields SFT and GRPO share: process layout, durable checkpoints, tracking."""
     return {
+        "distributed.cluster.namespace": namespace,
+        "distributed.cluster.labels": {RUN_LABEL: run_id} if run_id else None,
         "checkpoint_uri": checkpoint_uri(checkpoint_root, run_id, stage),
         "distributed.launcher": launcher,
         "distributed.nnodes": nnodes,
@@ -103,3 +107,16 @@ def training_fields(
         "tracking.run_name": f"{stage}-{run_id}" if run_id else None,
         "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
     }
+
+
+def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
+    """Delete what a run launched on the cluster and left behind (failed or cancelled runs)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if launcher == "local" or not run_id:
+        log.info("cleanup: nothing launched on a cluster (launcher=%s)", launcher)
+        return []
+    from r1ov.k8s.client import delete_labelled
+
+    deleted = delete_labelled(namespace, f"{RUN_LABEL}={run_id}")
+    log.info("cleanup: deleted %s", deleted or "nothing (all objects already gone)")
+    return deleted

@@ -29,7 +29,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from r1ov.k8s import kinds
+from r1ov.k8s import kinds, trainjobs
 from r1ov.k8s.logs import PodLogFollower
 
 log = logging.getLogger(__name__)
@@ -326,3 +326,35 @@ def wait_ready(
                     f"{current.get('status') or 'no status'}"
                 )
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+
+
+# What a pipeline run may leave behind: training jobs and rollout servers (StatefulSet + Service).
+RUN_OBJECT_KINDS: tuple[tuple[str, str], ...] = (
+    ("kubeflow.org/v1", "PyTorchJob"),
+    (f"{trainjobs.TRAINER_GROUP}/v1alpha1", "TrainJob"),
+    ("apps/v1", "StatefulSet"),
+    ("v1", "Service"),
+)
+
+
+def delete_labelled(namespace: str, selector: str, *, api_client: ApiClient | None = None) -> list[str]:
+    """Delete every object of :data:`RUN_OBJECT_KINDS` matching a label selector (the exit handler's
+    sweep after a failed or cancelled run). Kinds whose CRD is not installed are skipped."""
+    api_client = api_client or load_api_client()
+    found: list[dict[str, Any]] = []
+    for api_version, kind in RUN_OBJECT_KINDS:
+        collection = kinds.object_path({"kind": kind, "apiVersion": api_version, "metadata": {"name": ""}}, namespace)
+        try:
+            listing = _call(
+                api_client,
+                collection.rstrip("/"),
+                "GET",
+                query_params=[("labelSelector", selector)],
+                header_params={"Accept": "application/json"},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            continue
+        found += [{**item, "kind": kind, "apiVersion": api_version} for item in listing.get("items", [])]
+    return delete(found, namespace, api_client=api_client)

@@ -96,6 +96,7 @@ def build_rollout_server(
     memory: str = "64Gi",
     shm_size: str | None = None,
     startup_timeout_s: int = 1800,
+    labels: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """``[StatefulSet, Service]`` for ``replicas`` vLLM servers of ``tensor_parallel * data_parallel`` GPUs each.
 
@@ -118,7 +119,7 @@ def build_rollout_server(
         raise ValueError(f"port and group_port must differ, both are {port}")
 
     service = server_name(name)
-    labels = names.standard_labels(service, COMPONENT)
+    labels = {**names.standard_labels(service, COMPONENT), **(labels or {})}
     selector = names.selector_labels(service, COMPONENT)
     probe_target = {"httpGet": {"path": HEALTH_PATH, "port": HTTP_PORT_NAME}, "periodSeconds": _PROBE_PERIOD_S}
     container: dict[str, Any] = {

@@ -50,7 +50,7 @@ def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env
     """A PyTorchJob: one Master plus ``nnodes - 1`` Workers, ``nproc_per_node`` processes each."""
     cluster = dist.cluster
     job_name = pytorchjob_name(name, dist.nnodes)
-    labels = names.standard_labels(job_name, COMPONENT)
+    labels = {**names.standard_labels(job_name, COMPONENT), **cluster.labels}
     container: dict[str, Any] = {
         "name": PYTORCH_CONTAINER,
         "image": _image(dist),
@@ -109,7 +109,7 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
     """
     cluster = dist.cluster
     job_name = trainjob_name(name, dist.nnodes)
-    labels = names.standard_labels(job_name, COMPONENT)
+    labels = {**names.standard_labels(job_name, COMPONENT), **cluster.labels}
     pod_patch: dict[str, Any] = {
         **podspec.gpu_placement(cluster.pool),
         "volumes": [podspec.shm_volume(cluster.shm_size)],

@@ -245,6 +245,7 @@ def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
         namespace=cluster.namespace,
         secret_env=cluster.secret_env,
         service_account=cluster.service_account,
+        labels=cluster.labels,
         extra_args=["--gpu-memory-utilization", str(cfg.vllm_gpu_memory_utilization)],
     )
     logger.info("%s: starting rollout server %s", stage, rollout.server_name(name))
