@@ -14,6 +14,7 @@ function and prints a JSON summary on stdout; logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -93,6 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "synth":
+        overrides = [f"output_uri={args.out}", f"n={args.n}", f"seed={args.seed}"]
+        if args.kinds:
+            overrides.append(f"kinds=[{args.kinds}]")
+        return run_stage("synth", None, overrides)
+    elif args.command == "tiny-model":
+        from r1ov.testing.tiny_model import build_tiny_model
+
+        return {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
+    elif args.command == "demo":
+        from r1ov.demo import run_demo
+
+        return run_demo(args.workdir, fresh=args.fresh)
+    elif args.command == "compile":
+        from r1ov.compile import compile_all
+
+        return compile_all(args.root)
+    else:
+        return run_stage(args.command, args.config, args.overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -103,26 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     # One line per HTTP request from the teacher clients drowns the stage's own progress.
     for noisy in ("httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # stdout carries only the JSON summary: libraries that print (DeepSpeed logs to stdout) go to stderr.
     try:
-        if args.command == "synth":
-            overrides = [f"output_uri={args.out}", f"n={args.n}", f"seed={args.seed}"]
-            if args.kinds:
-                overrides.append(f"kinds=[{args.kinds}]")
-            result = run_stage("synth", None, overrides)
-        elif args.command == "tiny-model":
-            from r1ov.testing.tiny_model import build_tiny_model
-
-            result = {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
-        elif args.command == "demo":
-            from r1ov.demo import run_demo
-
-            result = run_demo(args.workdir, fresh=args.fresh)
-        elif args.command == "compile":
-            from r1ov.compile import compile_all
-
-            result = compile_all(args.root)
-        else:
-            result = run_stage(args.command, args.config, args.overrides)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = _dispatch(args)
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
         return 2

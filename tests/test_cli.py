@@ -1,0 +1,67 @@
+"""The `r1ov` command drives each data stage from a YAML recipe plus --set overrides.
+
+The offline teacher is the local stand-in for the OpenAI-compatible teacher endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from r1ov import records
+from r1ov.cli import main
+from r1ov.teachers.offline import serve
+
+
+def _recipe(path: Path, data: dict) -> str:
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_data_stages_from_recipes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = str(tmp_path / "source")
+    assert main(["synth", "--out", source, "--n", "9", "--seed", "5"]) == 0
+    # a corrupt image among good ones: set aside with a reason, the run goes on
+    rows = records.read_records(source)
+    rows[0]["image"] = b"\x89PNG\r\n\x1a\n broken"
+    records.write_dataset(source, rows)
+    capsys.readouterr()
+
+    with serve([source], noise=0.3) as url:
+        teacher = {"base_url": url, "model": "r1ov-offline-teacher", "max_concurrency": 2}
+        steps = [
+            ("formalize", {"input_uri": source, "output_uri": str(tmp_path / "formalized"), "teacher": teacher}),
+            ("distill", {"input_uri": str(tmp_path / "formalized"), "teacher": teacher}),
+            ("filter", {"input_uri": str(tmp_path / "distilled")}),
+        ]
+        overrides = {"distill": ["output_uri=" + str(tmp_path / "distilled")],
+                     "filter": ["output_uri=" + str(tmp_path / "filtered"), "min_think_chars=10"]}  # fmt: skip
+        for stage, recipe in steps:
+            args = [stage, "--config", _recipe(tmp_path / f"{stage}.yaml", recipe)]
+            for override in overrides.get(stage, []):
+                args += ["--set", override]
+            assert main(args) == 0, stage
+            summary = json.loads(capsys.readouterr().out)
+            assert summary["records"] + summary["rejected"] > 0
+
+    formalized = records.read_manifest(str(tmp_path / "formalized"))
+    assert formalized["reject_reasons"] == {"bad_image": 1} and formalized["records"] == 8
+    filtered = records.read_manifest(str(tmp_path / "filtered"))
+    assert filtered["records"] + filtered["rejected"] == 8  # nothing lost, nothing twice
+    assert filtered["rejected"] >= 1  # the noisy teacher's flaws were caught
+    for row in records.read_records(str(tmp_path / "filtered"), records.REJECTED):
+        assert row["reject_reason"] and row["verdicts"]
+
+
+def test_tiny_model_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tiny-model", "--out", str(tmp_path / "tiny")]) == 0
+    assert Path(json.loads(capsys.readouterr().out)["model_dir"], "config.json").is_file()
+
+
+def test_unknown_stage_setting_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = _recipe(tmp_path / "distill.yaml", {"input_uri": "a", "output_uri": "b", "temprature": 0.3})
+    assert main(["distill", "--config", recipe]) == 2
+    assert "distill.temprature: Extra inputs are not permitted" in capsys.readouterr().err
