@@ -142,6 +142,16 @@ def load_oracle(dataset_uris: list[str], noise: float = 0.0, formalize_noise: fl
     return Oracle(rows, noise=noise, formalize_noise=formalize_noise, seed=seed)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: without it Nagle's algorithm and delayed ACKs add ~40 ms
+    # to every small response, a floor that would hide the teacher latency being simulated.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    return sock
+
+
 @contextmanager
 def serve(
     dataset_uris: list[str],
@@ -163,9 +173,7 @@ def serve(
     oracle = load_oracle(list(dataset_uris), noise, formalize_noise, seed)
     app = create_app(oracle, model=model, fail_first=fail_first, retry_after=retry_after, delay_s=delay_s)
     # Binding here, before the thread starts, gives the real port at once (port 0 included).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="offline-teacher", daemon=True)
     thread.start()
@@ -210,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         oracle, model=args.model, fail_first=args.fail_first, retry_after=args.retry_after, delay_s=args.delay
     )
     log.info("offline teacher at http://%s:%d/v1", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server.run(sockets=[listening_socket(args.host, args.port)])
 
 
 if __name__ == "__main__":
