@@ -7,7 +7,7 @@ Compile (writes pipelines/r1ov.yaml and every components/*/component.yaml):
 Submit to Kubeflow Pipelines (paper settings are the defaults; override any parameter):
 
     kfp run create -e r1ov -f pipelines/r1ov.yaml source_uri=s3://... clevr_uri=s3://... \
-        benchmarks='[{"name": "mathvista", "uri": "s3://..."}]' mlflow_tracking_uri=http://mlflow.r1ov:5000
+        benchmarks='[{"name": "mathvista", "uri": "s3://..."}]' mlflow_tracking_uri=http://mlflow.r1ov.svc.cluster.local:5000
 
 Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML under kfp.local).
 """
