@@ -12,8 +12,6 @@ filter's job. Failed requests are ``teacher_error`` rejections, redone on the ne
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
@@ -21,6 +19,7 @@ from r1ov import records
 from r1ov.config import DistillConfig
 from r1ov.reasoning import parse
 from r1ov.teachers import protocol
+from r1ov.teachers import stage as teacher_stage
 from r1ov.teachers.client import Reply, Request, TeacherClient, describe_error
 
 log = logging.getLogger(__name__)
@@ -42,14 +41,7 @@ def _prompt(cfg: DistillConfig) -> str:
 
 def fingerprint(cfg: DistillConfig) -> str:
     """What decides this stage's output besides the input rows (for resuming)."""
-    settings = {
-        "stage": STAGE,
-        "model": cfg.teacher.model,
-        "temperature": cfg.teacher.temperature,
-        "max_tokens": cfg.teacher.max_tokens,
-        "prompt": _prompt(cfg),
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+    return teacher_stage.fingerprint(STAGE, cfg.teacher, prompt=_prompt(cfg))
 
 
 def distill_batch(
@@ -89,21 +81,12 @@ def distill_batch(
 
 def run(cfg: DistillConfig) -> dict[str, Any]:
     """Distill ``cfg.input_uri`` into ``cfg.output_uri``; returns the manifest as summary."""
-    client = TeacherClient(cfg.teacher)
-    manifest = records.map_dataset(
+    return teacher_stage.run_teacher_stage(
+        STAGE,
         cfg.input_uri,
         cfg.output_uri,
-        lambda batch: distill_batch(batch, cfg, client),
+        cfg.teacher,
+        lambda rows, client: distill_batch(rows, cfg, client),
         shard_size=cfg.shard_size,
-        fingerprint=fingerprint(cfg),
-        redo_reasons=("teacher_error",),
-        extra=lambda _: {"stage": STAGE, "teacher": client.summary()},
+        settings_fingerprint=fingerprint(cfg),
     )
-    log.info(
-        "distill: %d chains, %d rejected %s -> %s",
-        manifest["records"],
-        manifest["rejected"],
-        manifest["reject_reasons"],
-        cfg.output_uri,
-    )
-    return manifest

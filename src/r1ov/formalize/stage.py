@@ -12,9 +12,7 @@ holding any is redone on the next run (cached replies make that cheap).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ from r1ov.config import FormalizeConfig
 from r1ov.formalize.checks import strip_fences
 from r1ov.formalize.router import CLASSIFY_PROMPT, REGISTRY, UNKNOWN, formalizer_for, parse_image_type
 from r1ov.teachers import protocol
+from r1ov.teachers import stage as teacher_stage
 from r1ov.teachers.client import Reply, Request, TeacherClient, describe_error
 
 log = logging.getLogger(__name__)
@@ -60,16 +59,13 @@ def image_payload(row: dict[str, Any], max_pixels: int) -> tuple[bytes, str]:
 def fingerprint(cfg: FormalizeConfig) -> str:
     """What decides this stage's output besides the input rows (for resuming)."""
     prompts = sorted({CLASSIFY_PROMPT, *(f.prompt for f in REGISTRY.values())})
-    settings = {
-        "stage": STAGE,
-        "model": cfg.teacher.model,
-        "temperature": cfg.teacher.temperature,
-        "max_tokens": cfg.teacher.max_tokens,
-        "classify_unknown": cfg.classify_unknown,
-        "max_image_pixels": cfg.max_image_pixels,
-        "prompts": {name: protocol.load_prompt(name) for name in prompts},
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+    return teacher_stage.fingerprint(
+        STAGE,
+        cfg.teacher,
+        classify_unknown=cfg.classify_unknown,
+        max_image_pixels=cfg.max_image_pixels,
+        prompts={name: protocol.load_prompt(name) for name in prompts},
+    )
 
 
 def _classify(pending: list[_Pending], client: TeacherClient) -> tuple[list[_Pending], list[dict[str, Any]]]:
@@ -147,21 +143,12 @@ def formalize_batch(
 
 def run(cfg: FormalizeConfig) -> dict[str, Any]:
     """Formalize ``cfg.input_uri`` into ``cfg.output_uri``; returns the manifest as summary."""
-    client = TeacherClient(cfg.teacher)
-    manifest = records.map_dataset(
+    return teacher_stage.run_teacher_stage(
+        STAGE,
         cfg.input_uri,
         cfg.output_uri,
-        lambda batch: formalize_batch(batch, cfg, client),
+        cfg.teacher,
+        lambda rows, client: formalize_batch(rows, cfg, client),
         shard_size=cfg.shard_size,
-        fingerprint=fingerprint(cfg),
-        redo_reasons=("teacher_error",),
-        extra=lambda _: {"stage": STAGE, "teacher": client.summary()},
+        settings_fingerprint=fingerprint(cfg),
     )
-    log.info(
-        "formalize: %d accepted, %d rejected %s -> %s",
-        manifest["records"],
-        manifest["rejected"],
-        manifest["reject_reasons"],
-        cfg.output_uri,
-    )
-    return manifest
