@@ -11,22 +11,10 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 from r1ov.config import TrackingConfig
 
 logger = logging.getLogger(__name__)
-
-
-def _experiment_id(mlflow: Any, cfg: TrackingConfig) -> str:
-    experiment = mlflow.get_experiment_by_name(cfg.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
-    except mlflow.exceptions.MlflowException:
-        # Another stage created it between our look-up and create: use theirs.
-        return mlflow.get_experiment_by_name(cfg.experiment).experiment_id
 
 
 def start_run(cfg: TrackingConfig, default_name: str, tags: Mapping[str, str]) -> str:
@@ -34,9 +22,11 @@ def start_run(cfg: TrackingConfig, default_name: str, tags: Mapping[str, str]) -
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
+    from r1ov.registry import client_for, experiment_id
+
     mlflow.set_tracking_uri(cfg.tracking_uri)
     run = mlflow.start_run(
-        experiment_id=_experiment_id(mlflow, cfg),
+        experiment_id=experiment_id(client_for(cfg), cfg),
         run_name=cfg.run_name or default_name,
         parent_run_id=cfg.parent_run_id,
         tags={**tags, **cfg.tags},
