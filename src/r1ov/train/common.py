@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -288,3 +289,36 @@ def close_world() -> None:
 
 def read_summary(output_uri: str) -> dict[str, Any]:
     return json.loads(storage.read_text(storage.join(output_uri, SUMMARY_FILE)))
+
+
+def summarize(
+    stage: str,
+    cfg: Any,
+    trainer: Any,
+    result: Any,
+    examples: Examples,
+    runtime: Runtime,
+    started: float,
+    run_id: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The summary every trainer returns (and ``finish`` writes for the launchers)."""
+    return {
+        "stage": stage,
+        "output_dir": cfg.output_dir,
+        "checkpoint_uri": cfg.checkpoint_uri,
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        **extra,
+        "runtime_s": round(time.monotonic() - started, 2),
+        # the training loop alone, without start-up and loading: what benchmarks compare
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 3),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second", 0.0),
+        "train_records": len(examples.rows),
+        "skipped_records": examples.skipped_total,
+        "skipped_reasons": dict(examples.skipped),
+        "world_size": runtime.world_size,
+        "backend": runtime.backend,
+        "deepspeed": cfg.distributed.deepspeed,
+        "mlflow_run_id": run_id,
+    }

@@ -116,31 +116,16 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
         common.use_log_callback(trainer)
         result = trainer.train()
         history = trainer.state.log_history
-        summary = {
-            "stage": "grpo",
-            "output_dir": cfg.output_dir,
-            "checkpoint_uri": cfg.checkpoint_uri,
-            "steps": trainer.state.global_step,
-            "train_loss": result.training_loss,
-            "reward": common.last_logged(history, "reward"),
+        summary = common.summarize(
+            "grpo", cfg, trainer, result, examples, runtime, started, run_id,
+            reward=common.last_logged(history, "reward"),
             # TRL logs each reward under its function's name
-            "rewards": {
+            rewards={
                 name: common.last_logged(history, f"rewards/{func.__name__}/mean")
                 for name, func in zip(cfg.rewards, reward_funcs, strict=True)
             },
-            "runtime_s": round(time.monotonic() - started, 2),
-            # the training loop alone, without start-up and loading: what benchmarks compare
-            "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 3),
-            "train_samples_per_second": result.metrics.get("train_samples_per_second", 0.0),
-            "train_records": len(examples.rows),
-            "skipped_records": examples.skipped_total,
-            "skipped_reasons": dict(examples.skipped),
-            "world_size": runtime.world_size,
-            "backend": runtime.backend,
-            "deepspeed": cfg.distributed.deepspeed,
-            "generation": cfg.generation,
-            "mlflow_run_id": run_id,
-        }
+            generation=cfg.generation,
+        )  # fmt: skip
         tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
         return common.finish(trainer, processor, cfg, runtime, summary)
 

@@ -56,25 +56,10 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
         )
         common.use_log_callback(trainer)
         result = trainer.train()
-        summary = {
-            "stage": "sft",
-            "output_dir": cfg.output_dir,
-            "checkpoint_uri": cfg.checkpoint_uri,
-            "steps": trainer.state.global_step,
-            "train_loss": result.training_loss,
-            "final_loss": common.last_logged(trainer.state.log_history, "loss"),
-            "runtime_s": round(time.monotonic() - started, 2),
-            # the training loop alone, without start-up and loading: what benchmarks compare
-            "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 3),
-            "train_samples_per_second": result.metrics.get("train_samples_per_second", 0.0),
-            "train_records": len(examples.rows),
-            "skipped_records": examples.skipped_total,
-            "skipped_reasons": dict(examples.skipped),
-            "world_size": runtime.world_size,
-            "backend": runtime.backend,
-            "deepspeed": cfg.distributed.deepspeed,
-            "mlflow_run_id": run_id,
-        }
+        summary = common.summarize(
+            "sft", cfg, trainer, result, examples, runtime, started, run_id,
+            final_loss=common.last_logged(trainer.state.log_history, "loss"),
+        )  # fmt: skip
         tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
         return common.finish(trainer, processor, cfg, runtime, summary)
 
