@@ -94,3 +94,35 @@ def test_cleanup_runs_as_exit_handler_whatever_the_stages_do() -> None:
     assert sweep["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert sweep["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
     assert "exit-handler-1" in sweep["dependentTasks"]
+
+
+def test_a_component_is_reusable_from_its_yaml_alone(tmp_path: Path) -> None:
+    """Another team's pipeline: our filter step loaded from component.yaml, fed by an importer,
+    run under kfp.local exactly as the demo runs ours."""
+    from kfp import dsl, local
+    from kfp.dsl import Dataset
+
+    from r1ov import records
+    from r1ov.reasoning import compose
+
+    distilled = tmp_path / "distilled"
+    rows = [
+        records.new_record(source="team", question=f"{i} + 1?", image_type="math", answer=str(i + 1)) for i in range(4)
+    ]
+    for i, row in enumerate(rows):
+        answer = str(i + 1) if i % 2 == 0 else "wrong"
+        row["reasoning"] = compose(f"Adding one to {i} gives the next whole number after it.", answer)
+    records.write_dataset(str(distilled), rows)
+
+    filter_step = components.load_component_from_file(str(ROOT / "components" / "filter" / "component.yaml"))
+
+    @dsl.pipeline(name="reuse")
+    def reuse():  # no annotations: KFP reads them, and this module postpones them
+        data = dsl.importer(artifact_uri=str(distilled), artifact_class=Dataset, reimport=False)
+        filter_step(distilled=data.output)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    reuse()
+    (output,) = list((tmp_path / "root").glob("reuse-*/filter-reasoning/filtered"))
+    manifest = records.read_manifest(str(output))
+    assert manifest["records"] == 2 and manifest["reject_reasons"] == {"answer_agreement": 2}

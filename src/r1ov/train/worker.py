@@ -8,7 +8,6 @@ stage's ``train``; the main process writes the summary into the output directory
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from r1ov import config, storage
+from r1ov.cli import resolve
 
 # stage -> (config class, "module:function" of the in-process trainer)
 TRAINERS: dict[str, tuple[type, str]] = {
@@ -29,8 +29,7 @@ def trainer(stage: str) -> Callable[[Any], dict[str, Any]]:
     """The ``train(cfg)`` function of a stage."""
     if stage not in TRAINERS:
         raise ValueError(f"unknown training stage {stage!r}; expected one of {sorted(TRAINERS)}")
-    module, _, function = TRAINERS[stage][1].partition(":")
-    return getattr(importlib.import_module(module), function)
+    return resolve(TRAINERS[stage][1])
 
 
 def load_config(stage: str, uri: str) -> Any:
