@@ -65,3 +65,28 @@ def test_unknown_stage_setting_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     recipe = _recipe(tmp_path / "distill.yaml", {"input_uri": "a", "output_uri": "b", "temprature": 0.3})
     assert main(["distill", "--config", recipe]) == 2
     assert "distill.temprature: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+RECIPES = Path(__file__).resolve().parent.parent / "pipelines" / "recipes"
+
+
+def _dry_run(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main([*args, "--dry-run"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_dry_run_prints_the_cluster_objects(capsys: pytest.CaptureFixture[str]) -> None:
+    sft = _dry_run(capsys, "sft", "--config", str(RECIPES / "sft-qwen2.5-vl-7b.yaml"), "--set", "distributed.nnodes=3")
+    (job,) = sft["objects"]
+    assert job["kind"] == "PyTorchJob" and job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+    grpo = _dry_run(capsys, "grpo", "--config", str(RECIPES / "grpo-clevr.yaml"))
+    assert [o["kind"] for o in grpo["objects"]] == ["StatefulSet", "Service", "PyTorchJob"]
+
+
+def test_dry_run_of_the_local_launcher_prints_one_torchrun_per_node(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _dry_run(
+        capsys, "sft", "--set", "model_name_or_path=m", "--set", "train_uri=d", "--set", "output_dir=o",
+        "--set", "distributed.nnodes=2",
+    )  # fmt: skip
+    assert plan["launcher"] == "local" and len(plan["commands"]) == 2
+    assert all("--nnodes=2" in command for command in plan["commands"])

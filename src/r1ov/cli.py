@@ -24,6 +24,7 @@ from typing import Any
 
 from r1ov import config as cfg
 
+TRAINING_STAGES = ("sft", "grpo")
 # stage -> (config class, "module:function"); imported lazily so `r1ov --help` stays fast.
 STAGES: dict[str, tuple[type, str]] = {
     "synth": (cfg.SynthConfig, "r1ov.synthetic:run"),
@@ -64,6 +65,12 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
             metavar="KEY=VALUE",
             help="override a field (dotted keys for nested fields); repeatable",
         )
+        if stage in TRAINING_STAGES:
+            parser.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="print the torchrun commands or Kubernetes objects a launch would start, start nothing",
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="r1ov", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(dry_run=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="write seeded synthetic records with ground truth")
@@ -112,6 +120,11 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from r1ov.compile import compile_all
 
         return compile_all(args.root)
+    elif args.dry_run:
+        from r1ov.train.launch import plan
+
+        config_class, _ = STAGES[args.command]
+        return plan(args.command, cfg.load(config_class, args.config, args.overrides, name=args.command))
     else:
         return run_stage(args.command, args.config, args.overrides)
 

@@ -221,21 +221,16 @@ def wait_all(stage: str, nodes: list[Node], poll_s: float = 0.2, finish_grace_s:
 # --------------------------------------------------------------------------- cluster
 
 
-@contextlib.contextmanager
-def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
-    """GRPO with ``vllm-server`` and no URL given: rollout pods for this job, always torn down.
+def needs_rollout_servers(stage: str, cfg: Any) -> bool:
+    return stage == "grpo" and cfg.generation == "vllm-server" and not cfg.vllm_server_base_url
 
-    Yields the config the trainers get (with ``vllm_server_base_url`` pointing at the pods).
-    Any other stage or mode yields ``cfg`` unchanged.
-    """
-    if stage != "grpo" or cfg.generation != "vllm-server" or cfg.vllm_server_base_url:
-        yield cfg
-        return
-    from r1ov.k8s import client, rollout
+
+def rollout_objects(cfg: Any, name: str) -> list[dict[str, Any]]:
+    """StatefulSet + headless Service of ``trl vllm-serve`` for a GRPO job."""
+    from r1ov.k8s import rollout
 
     cluster = cfg.distributed.cluster
-    name = f"{job_name}-rollout"
-    objects = rollout.build_rollout_server(
+    return rollout.build_rollout_server(
         name,
         cfg.model_name_or_path,
         cfg.vllm_tensor_parallel_size,
@@ -248,6 +243,50 @@ def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
         labels=cluster.labels,
         extra_args=["--gpu-memory-utilization", str(cfg.vllm_gpu_memory_utilization)],
     )
+
+
+def job_manifest(stage: str, cfg: Any, name: str, config_uri: str) -> dict[str, Any]:
+    """The PyTorchJob or TrainJob whose pods run torchrun with the stage's worker."""
+    from r1ov.k8s import trainjobs
+
+    command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
+    env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
+    build = trainjobs.build_pytorchjob if cfg.distributed.launcher == "pytorchjob" else trainjobs.build_trainjob
+    return build(name, command, cfg.distributed, env)
+
+
+def plan(stage: str, cfg: Any) -> dict[str, Any]:
+    """What a launch would start, without starting or contacting anything (``--dry-run``):
+    the torchrun command per node for ``local``, the Kubernetes objects otherwise."""
+    dist = cfg.distributed
+    if dist.launcher == "local":
+        config_uri = str(Path(cfg.output_dir) / CONFIG_FILE)
+        commands = [
+            torchrun_command(stage, config_uri, dist.nnodes, rank, dist.nproc_per_node, dist.rdzv_port, "RUN_ID")
+            for rank in range(dist.nnodes)
+        ]
+        return {"launcher": "local", "commands": commands}
+    name = f"r1ov-{stage}-dry-run"
+    config_uri = storage.join(cfg.checkpoint_uri or "s3://CHECKPOINT_URI", CONFIG_FILE)
+    objects = rollout_objects(cfg, f"{name}-rollout") if needs_rollout_servers(stage, cfg) else []
+    return {"launcher": dist.launcher, "objects": [*objects, job_manifest(stage, cfg, name, config_uri)]}
+
+
+@contextlib.contextmanager
+def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
+    """GRPO with ``vllm-server`` and no URL given: rollout pods for this job, always torn down.
+
+    Yields the config the trainers get (with ``vllm_server_base_url`` pointing at the pods).
+    Any other stage or mode yields ``cfg`` unchanged.
+    """
+    if not needs_rollout_servers(stage, cfg):
+        yield cfg
+        return
+    from r1ov.k8s import client, rollout
+
+    cluster = cfg.distributed.cluster
+    name = f"{job_name}-rollout"
+    objects = rollout_objects(cfg, name)
     logger.info("%s: starting rollout server %s", stage, rollout.server_name(name))
     client.apply(objects, cluster.namespace)
     try:
@@ -266,16 +305,13 @@ def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
             f"{stage}.checkpoint_uri: required with distributed.launcher={dist.launcher!r}; the job reads its "
             "config from there and leaves the trained model and summary there (e.g. s3://bucket/runs/sft)"
         )
-    from r1ov.k8s import client, trainjobs
+    from r1ov.k8s import client
 
     name = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
     with rollout_servers(stage, cfg, name) as job_cfg:
         config_uri = storage.join(cfg.checkpoint_uri, CONFIG_FILE)
         storage.write_text(config_uri, job_cfg.model_dump_json(indent=2))
-        command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
-        env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
-        build = trainjobs.build_pytorchjob if dist.launcher == "pytorchjob" else trainjobs.build_trainjob
-        manifest = build(name, command, dist, env)
+        manifest = job_manifest(stage, job_cfg, name, config_uri)
         job = f"{manifest['kind']} {manifest['metadata']['name']}"
         logger.info("%s: submitting %s (%d node(s))", stage, job, dist.nnodes)
         status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
