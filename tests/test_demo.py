@@ -17,6 +17,11 @@ def test_demo_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     summary = run_demo(tmp_path / "demo")
     workdir = Path(summary["workdir"])
 
+    # data: the corrupt image and the botched formalizations were set aside with reasons, the run went on
+    formalized = summary["data"]["formalized"]
+    assert formalized["reject_reasons"]["bad_image"] == 1 and formalized["reject_reasons"]["formalize_check"] >= 1
+    assert summary["data"]["distilled"]["records"] + summary["data"]["distilled"]["rejected"] == formalized["records"]
+
     # data: every input row ends accepted or rejected, and the noisy teacher's flaws were caught
     assert summary["filter"]["records"] > 0
     assert summary["filter"]["rejected"] > 0

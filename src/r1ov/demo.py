@@ -30,6 +30,7 @@ console = Console(stderr=True)
 # few enough that the demo stays within minutes on 2 cores.
 TRAIN_RECORDS, CLEVR_RECORDS, BENCH_RECORDS = 28, 16, 24
 TEACHER_NOISE = 0.25  # share of teacher answers made wrong or malformed, for the filter to catch
+FORMALIZE_NOISE = 0.1  # share of formalizations the teacher botches, for the parser checks to catch
 
 
 def _fill(value: Any, slots: dict[str, str]) -> Any:
@@ -61,12 +62,29 @@ def prepare_inputs(workdir: Path) -> dict[str, str]:
         uri = str(data / name)
         if not (data / name / "manifest.json").exists():
             synthesize(cfg.SynthConfig(output_uri=uri, n=n, seed=seed, kinds=kinds))
+            if name == "train":
+                _add_corrupt_record(uri)
         console.log(f"data/{name}: {records.read_manifest(uri)['records']} synthetic records")
     model_dir = workdir / "models" / "tiny-qwen2.5-vl"
     if not (model_dir / "config.json").exists():
         build_tiny_model(model_dir)
     console.log(f"tiny Qwen2.5-VL at {model_dir}")
     return {"train": str(data / "train"), "model": str(model_dir)}
+
+
+def _add_corrupt_record(uri: str) -> None:
+    """One record whose image bytes are cut short: set aside with a reason, the run goes on."""
+    from r1ov import records
+
+    rows = records.read_records(uri)
+    broken = records.new_record(
+        source="synthetic/corrupt-example",
+        question=rows[0]["question"],
+        image_type=rows[0]["image_type"],
+        image=rows[0]["image"][:64],
+        answer=rows[0]["answer"],
+    )
+    records.write_dataset(uri, [*rows, broken])
 
 
 def _prepare_mlflow(workdir: Path, experiment: str) -> str:
@@ -88,7 +106,14 @@ def _find_outputs(pipeline_root: Path) -> dict[str, Path]:
         return {}
     run = runs[-1]
     found: dict[str, Path] = {"run": run}
-    for name, pattern in {"report": "evaluate/report", "filtered": "filter-reasoning/filtered"}.items():
+    patterns = {
+        "formalized": "formalize/formalized",
+        "distilled": "distill/distilled",
+        "filtered": "filter-reasoning/filtered",
+        "report": "evaluate/report",
+        "metrics": "evaluate/results/metrics.json",
+    }
+    for name, pattern in patterns.items():
         matches = list(run.glob(pattern))
         if matches:
             found[name] = matches[0]
@@ -117,7 +142,7 @@ def run_demo(workdir: str | Path = "demo-run", fresh: bool = False) -> dict[str,
     pipeline_root = workdir / "pipeline_root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     pipeline = components.load_component_from_file(str(root / "pipelines" / "r1ov.yaml"))
-    with serve([inputs["train"]], noise=TEACHER_NOISE) as teacher_url:
+    with serve([inputs["train"]], noise=TEACHER_NOISE, formalize_noise=FORMALIZE_NOISE) as teacher_url:
         console.log(f"offline teacher listening at {teacher_url}")
         arguments = pipeline_arguments(
             root / "pipelines" / "recipes" / "demo.yaml",
@@ -142,11 +167,17 @@ def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], repor
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     versions = client.search_model_versions("name='r1ov-demo'")
     model = client.get_registered_model("r1ov-demo") if versions else None
-    filtered = records.read_manifest(str(outputs["filtered"])) if "filtered" in outputs else {}
+    data = {
+        stage: records.read_manifest(str(outputs[stage])) for stage in ("formalized", "distilled", "filtered")
+        if stage in outputs
+    }  # fmt: skip
+    metrics = json.loads(outputs["metrics"].read_text()).get("metrics", {}) if "metrics" in outputs else {}
     return {
         "workdir": str(workdir),
         "seconds": round(seconds, 1),
-        "filter": filtered,
+        "data": data,
+        "filter": data.get("filtered", {}),
+        "eval": {k: v for k, v in metrics.items() if k.startswith("overall/")},
         "registered_versions": sorted(int(v.version) for v in versions),
         "aliases": {alias: str(version) for alias, version in (model.aliases if model else {}).items()},
         "report": str(report) if report.exists() else None,
@@ -158,7 +189,16 @@ def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], repor
 def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="r1ov demo: done", show_header=False)
     table.add_row("time", f"{summary['seconds']} s")
-    table.add_row("filter", json.dumps(summary["filter"]))
+    for stage, manifest in summary["data"].items():
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(manifest.get("reject_reasons", {}).items()))
+        table.add_row(stage, f"{manifest['records']} accepted, {manifest['rejected']} set aside ({reasons or 'none'})")
+    scores = summary["eval"]
+    table.add_row(
+        "eval",
+        f"accuracy {scores.get('overall/accuracy', float('nan')):.3f}, "
+        f"format rate {scores.get('overall/format_rate', float('nan')):.3f} on {int(scores.get('overall/n', 0))} items "
+        "(random tiny model: near zero is expected)",
+    )
     table.add_row("model versions", ", ".join(map(str, summary["registered_versions"])) or "none")
     table.add_row("aliases", json.dumps(summary["aliases"]))
     table.add_row("eval report", summary["report"] or "missing")
