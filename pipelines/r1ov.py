@@ -13,6 +13,7 @@ Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML 
 """
 
 from kfp import dsl, kubernetes
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.cleanup.component import cleanup
 from components.distill.component import distill
@@ -57,11 +58,26 @@ def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
     return _object_store_access(task)
 
 
+def _tolerate_gpu_taint(task: dsl.PipelineTask) -> None:
+    kubernetes.add_toleration(task, key=GPU_TAINT["key"], operator=GPU_TAINT["operator"], effect=GPU_TAINT["effect"])
+
+
+def _as_training_launcher(task: dsl.PipelineTask, gpus: PipelineChannel, node_selector: PipelineChannel) -> None:
+    """A training task: a CPU launcher by default (its PyTorchJob/TrainJob pods hold the GPUs and
+    carry the train pool's selector and toleration, see r1ov.k8s.trainjobs); with launcher=local
+    on one GPU node, submit train_task_gpus and train_task_node_selector so the task pod is that node."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+    kubernetes.add_node_selector_json(task, node_selector)
+    _tolerate_gpu_taint(task)
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+    _object_store_access(task).set_caching_options(False)
+
+
 def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTask:
     """Schedule on the GPU pool with the vocabulary the node-pool chart uses."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     kubernetes.add_node_selector(task, POOL_LABEL, pool)
-    kubernetes.add_toleration(task, key=GPU_TAINT["key"], operator=GPU_TAINT["operator"], effect=GPU_TAINT["effect"])
+    _tolerate_gpu_taint(task)
     # vLLM and NCCL need more shared memory than the container default.
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     return _object_store_access(task)
@@ -110,6 +126,9 @@ def r1ov_pipeline(
     nproc_per_node: int = 8,
     checkpoint_root: str = "",
     namespace: str = "r1ov",
+    train_task_gpus: int = 0,
+    # KFP writes defaults into the compiled YAML; these are never mutated.
+    train_task_node_selector: dict = {},  # noqa: B006 - e.g. {"r1ov.io/pool": "train"} with launcher=local
     # evaluation, registry, promotion
     eval_backend: str = "vllm",
     eval_max_new_tokens: int = 4096,
@@ -158,8 +177,6 @@ def r1ov_pipeline(
         ).set_display_name("filter reasoning")
         _object_store_access(filtered)
 
-        # Training tasks are launchers: the GPUs belong to the PyTorchJob/TrainJob pods they create,
-        # which carry the train pool's selector and toleration (r1ov.k8s.trainjobs).
         sft_task = sft(
             train_data=filtered.outputs["filtered"],
             base_model=base_model,
@@ -180,9 +197,10 @@ def r1ov_pipeline(
             mlflow_tracking_uri=mlflow_tracking_uri,
             mlflow_experiment=mlflow_experiment,
             namespace=namespace,
+            task_gpus=train_task_gpus,
             extra_config=sft_extra_config,
         ).set_display_name("SFT")
-        _object_store_access(sft_task).set_caching_options(False)
+        _as_training_launcher(sft_task, train_task_gpus, train_task_node_selector)
 
         grpo_task = grpo(
             sft_model=sft_task.outputs["model"],
@@ -207,9 +225,10 @@ def r1ov_pipeline(
             mlflow_tracking_uri=mlflow_tracking_uri,
             mlflow_experiment=mlflow_experiment,
             namespace=namespace,
+            task_gpus=train_task_gpus,
             extra_config=grpo_extra_config,
         ).set_display_name("GRPO")
-        _object_store_access(grpo_task).set_caching_options(False)
+        _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector)
 
         eval_task = evaluate(
             model=grpo_task.outputs["model"],

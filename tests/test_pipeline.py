@@ -126,3 +126,27 @@ def test_a_component_is_reusable_from_its_yaml_alone(tmp_path: Path) -> None:
     (output,) = list((tmp_path / "root").glob("reuse-*/filter-reasoning/filtered"))
     manifest = records.read_manifest(str(output))
     assert manifest["records"] == 2 and manifest["reject_reasons"] == {"answer_agreement": 2}
+
+
+@pytest.mark.parametrize("executor", ["exec-sft", "exec-grpo"])
+def test_training_tasks_take_their_gpus_and_pool_at_submit_time(executor: str) -> None:
+    """Launchers by default (0 GPUs: the job pods hold them); one GPU node with launcher=local."""
+    accelerator = _pipeline()["deploymentSpec"]["executors"][executor]["container"]["resources"]["accelerator"]
+    assert accelerator["resourceType"] == GPU_RESOURCE
+    assert accelerator["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--train_task_gpus']}}"
+    platform = _platform_config()[executor]
+    assert platform["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("train_task_node_selector")
+    assert platform["tolerations"][0]["key"] == GPU_RESOURCE
+    params = _pipeline()["root"]["inputDefinitions"]["parameters"]
+    assert params["train_task_gpus"]["defaultValue"] == 0
+
+
+def test_local_launcher_refuses_more_processes_than_task_gpus() -> None:
+    from r1ov.config import ConfigError
+    from r1ov.kfp_tasks import training_fields
+
+    common = dict(deepspeed="zero3", checkpoint_root="", run_id="", mlflow_tracking_uri="", mlflow_experiment="r1ov")
+    with pytest.raises(ConfigError, match="set train_task_gpus"):
+        training_fields("sft", launcher="local", nnodes=1, nproc_per_node=8, namespace="r1ov", task_gpus=4, **common)
+    fields = training_fields("sft", launcher="pytorchjob", nnodes=2, nproc_per_node=8, namespace="ml", **common)
+    assert fields["distributed.nnodes"] == 2 and fields["distributed.cluster.namespace"] == "ml"

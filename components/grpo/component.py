@@ -30,6 +30,7 @@ def grpo(
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
     namespace: str = "r1ov",
+    task_gpus: int = 0,
     extra_config: str = "",
 ):
     """GRPO on CLEVR with accuracy and format rewards, rollouts from vLLM servers.
@@ -59,6 +60,7 @@ def grpo(
         mlflow_tracking_uri: MLflow tracking URI; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
+        task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
         extra_config: YAML/JSON mapping of further GRPOConfig fields.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
@@ -74,6 +76,7 @@ def grpo(
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
         namespace=namespace,
+        task_gpus=task_gpus,
     )
     fields |= {
         "model_name_or_path": sft_model.path if launcher == "local" else sft_model.uri,

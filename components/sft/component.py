@@ -27,6 +27,7 @@ def sft(
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
     namespace: str = "r1ov",
+    task_gpus: int = 0,
     extra_config: str = "",
 ):
     """Supervised fine-tuning of Qwen2.5-VL on the filtered reasoning data (TRL + DeepSpeed ZeRO).
@@ -53,6 +54,7 @@ def sft(
         mlflow_tracking_uri: MLflow tracking URI; empty turns tracking off.
         mlflow_experiment: MLflow experiment name.
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
+        task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
         extra_config: YAML/JSON mapping of further SFTConfig fields.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
@@ -68,6 +70,7 @@ def sft(
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,
         namespace=namespace,
+        task_gpus=task_gpus,
     )
     fields |= {
         "model_name_or_path": base_model,

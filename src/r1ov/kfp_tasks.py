@@ -91,8 +91,14 @@ def training_fields(
     mlflow_tracking_uri: str,
     mlflow_experiment: str,
     namespace: str,
+    task_gpus: int = 0,
 ) -> dict[str, Any]:
     """Config fields SFT and GRPO share: process layout, durable checkpoints, tracking."""
+    if launcher == "local" and task_gpus and nnodes * nproc_per_node > task_gpus:
+        raise cfg.ConfigError(
+            f"{stage}: launcher=local runs {nnodes} x {nproc_per_node} processes in this pod, which holds "
+            f"{task_gpus} GPU(s); set train_task_gpus to nnodes x nproc_per_node (or use a cluster launcher)"
+        )
     return {
         "distributed.cluster.namespace": namespace,
         "distributed.cluster.labels": {RUN_LABEL: run_id} if run_id else None,
