@@ -185,16 +185,23 @@ def write_dataset(
         chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)] or [[]]
         for index, chunk in enumerate(chunks):
             write_shard(dataset_uri, chunk, index, part)
-        # Shards left by an earlier, larger run would otherwise be read as rows of this one.
-        for stale in storage.list_files(storage.join(dataset_uri, part), ".parquet")[len(chunks) :]:
-            storage.delete(stale)
-    reasons: dict[str, int] = {}
-    for row in rejected:
-        key = row["reject_reason"].split(":", 1)[0]
-        reasons[key] = reasons.get(key, 0) + 1
-    manifest = {"records": len(accepted), "rejected": len(rejected), "reject_reasons": reasons, **(extra or {})}
+        _delete_stale(dataset_uri, part, keep=len(chunks))
+    manifest = {
+        "records": len(accepted),
+        "rejected": len(rejected),
+        "reject_reasons": _reason_counts(rejected),
+        **(extra or {}),
+    }
     storage.write_text(storage.join(dataset_uri, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _delete_stale(dataset_uri: str, part: str, keep: int) -> None:
+    """Drop shards (or progress markers) past ``keep``: left by an earlier, larger run, they
+    would otherwise be read as rows of this one."""
+    suffix = ".json" if part == PROGRESS else ".parquet"
+    for stale in storage.list_files(storage.join(dataset_uri, part), suffix)[keep:]:
+        storage.delete(stale)
 
 
 def read_manifest(dataset_uri: str) -> dict[str, Any]:
@@ -283,11 +290,8 @@ def map_dataset(
     if count == 0:  # an empty input still yields a readable, empty dataset
         for part in (RECORDS, REJECTED):
             write_shard(output_uri, [], 0, part)
-    # Shards and markers left by an earlier, larger run would otherwise be read as rows of this one.
     for part in (RECORDS, REJECTED, PROGRESS):
-        suffix = ".json" if part == PROGRESS else ".parquet"
-        for stale in storage.list_files(storage.join(output_uri, part), suffix)[max(count, 1) :]:
-            storage.delete(stale)
+        _delete_stale(output_uri, part, keep=max(count, 1))
     manifest = {
         RECORDS: totals[RECORDS],
         REJECTED: totals[REJECTED],
