@@ -90,13 +90,15 @@ def _add_corrupt_record(uri: str) -> None:
 def _prepare_mlflow(workdir: Path, experiment: str) -> str:
     """Create the experiment with its artifacts under the workdir (not ./mlruns)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
+    from r1ov.registry import client_for, experiment_id
 
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    if client.get_experiment_by_name(experiment) is None:
-        client.create_experiment(experiment, artifact_location=(workdir / "mlartifacts").as_uri())
-    return uri
+    tracking = cfg.TrackingConfig(
+        tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+        experiment=experiment,
+        artifact_location=(workdir / "mlartifacts").as_uri(),
+    )
+    experiment_id(client_for(tracking), tracking)
+    return tracking.tracking_uri
 
 
 def _find_outputs(pipeline_root: Path) -> dict[str, Path]:
