@@ -4,6 +4,8 @@
     r1ov tiny-model --out models/tiny
     r1ov <stage> --config recipe.yaml [--set key=value ...]     stage in: formalize distill
                                                                 filter sft grpo eval register promote
+    r1ov eval score --benchmark NAME --data PATH --predictions FILE --out FILE
+    r1ov eval compare A.json B.json
     r1ov demo [--workdir DIR]
     r1ov compile
 
@@ -65,12 +67,51 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
             metavar="KEY=VALUE",
             help="override a field (dotted keys for nested fields); repeatable",
         )
+        if stage == "eval":
+            _add_eval_tools(parser)
         if stage in TRAINING_STAGES:
             parser.add_argument(
                 "--dry-run",
                 action="store_true",
                 help="print the torchrun commands or Kubernetes objects a launch would start, start nothing",
             )
+
+
+def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
+    """``r1ov eval score|compare``: beside ``r1ov eval --config``, which generates and scores."""
+    tools = parser.add_subparsers(dest="eval_tool", required=False, metavar="{score,compare}")
+    score = tools.add_parser("score", help="score a predictions JSONL ({id, response} per line) without generating")
+    score.add_argument("--benchmark", required=True, help="benchmark name (mathvista, mathverse, mathvision, ...)")
+    score.add_argument("--data", required=True, help="benchmark file or directory in its published layout")
+    score.add_argument("--predictions", required=True, help='JSONL, one {"id": ..., "response": ...} per line')
+    score.add_argument("--out", required=True, help="score file (JSON); verdicts go beside it as .verdicts.jsonl")
+    score.add_argument(
+        "--missing", default="error", choices=["error", "wrong", "skip"], help="items without a prediction"
+    )
+    score.add_argument("--bootstrap-samples", type=int, default=2000, help="resamples for the 95%% intervals")
+    score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    compare = tools.add_parser("compare", help="paired comparison of two score files (McNemar, bootstrap)")
+    compare.add_argument("a", help="score file A (from `r1ov eval score`)")
+    compare.add_argument("b", help="score file B")
+    compare.add_argument("--bootstrap-samples", type=int, default=2000, help="resamples for the interval")
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
+    from r1ov.eval import offline
+
+    if args.eval_tool == "score":
+        result = offline.score_predictions(
+            args.benchmark,
+            args.data,
+            args.predictions,
+            args.out,
+            missing=args.missing,
+            bootstrap_samples=args.bootstrap_samples,
+            seed=args.seed,
+        )
+        return {k: result[k] for k in ("benchmark", "overall", "by_category", "by_level", "extra")} | {"out": args.out}
+    return offline.compare_files(args.a, args.b, samples=args.bootstrap_samples, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +161,8 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from r1ov.compile import compile_all
 
         return compile_all(args.root)
+    elif getattr(args, "eval_tool", None):
+        return _eval_tool(args)
     elif args.dry_run:
         from r1ov.train.launch import plan
 
@@ -145,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
             result = _dispatch(args)
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from r1ov.eval.offline import ScoreError
+
+        if not isinstance(exc, ScoreError):
+            raise
+        print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
     return 0
