@@ -257,3 +257,43 @@ def test_main_thread_deadline_cuts_a_runaway_parse() -> None:
     assert symbolic.refusal(SLOW_TOO) is None
     assert not symbolic.equivalent(SLOW, SLOW_TOO, timeout_s=0.02)
     assert time.perf_counter() - start < 1.0
+
+
+# --------------------------------------------------------------------------- closed-form numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-\\frac{1}{2}", -0.5),
+        ("\\frac{\\sqrt{3}}{2}", 3**0.5 / 2),
+        ("\\sqrt{3}/2", 3**0.5 / 2),
+        ("2\\pi", 2 * 3.141592653589793),
+        ("\\frac12", 0.5),
+        ("\\sqrt[3]{8}", 2.0),
+        ("2(1+\\sqrt{2})", 2 * (1 + 2**0.5)),
+        ("-3^2", -9.0),
+        ("x^2", None),  # a variable: not a number
+        ("1.2 .3", None),  # two numbers side by side are not a product
+        ("10^{10^{10}}", None),
+        ("2^{100}", None),  # beyond the magnitudes answers have
+        ("3!", None),
+        ("\\frac{1}{0}", None),
+    ],
+)
+def test_closed_form_values(text: str, expected: float | None) -> None:
+    from r1ov import numeric
+
+    got = numeric.value(text)
+    assert (got is None and expected is None) or (got is not None and numeric.same_value(got, expected))
+
+
+def test_closed_form_numbers_need_no_symbolic_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("math-verify was called for a closed-form number")
+
+    monkeypatch.setattr(symbolic, "equivalent", refuse)
+    assert answers_match("\\sqrt{3}/2", "\\frac{\\sqrt{3}}{2}")
+    assert answers_match("2\\sqrt{2}", "\\sqrt{8}")
+    assert not answers_match("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{2}")
+    assert answers_match("\\frac{\\sqrt{2}}{2}", "0.71", precision=2)

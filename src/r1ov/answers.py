@@ -11,8 +11,8 @@ what they cannot decide:
    ``precision`` when it gives one (MathVista) else within 1e-6, ``3!`` and ``-3`` are not
    ``3``. A trailing unit, the benchmark's own unit or ``%`` is not part of the value.
 3. Text, compared case- and space-insensitively; plain words never reach the parser.
-4. LaTeX (with or without ``$``) through math-verify, normalized first (``\\dfrac``,
-   ``\\left(``, ``^\\circ``).
+4. LaTeX (with or without ``$``): closed-form numbers by value (:mod:`r1ov.numeric`), the
+   rest through math-verify, normalized first (``\\dfrac``, ``\\left(``, ``^\\circ``).
 
 A hedge (several candidates where the gold is one: ``3, 4``, ``3 or 4``) earns nothing,
 whatever the gold.
@@ -24,8 +24,9 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from functools import lru_cache
 
-from r1ov import symbolic
+from r1ov import numeric, symbolic
 from r1ov.reasoning import option_letters
 
 # --------------------------------------------------------------------------- cleaning
@@ -64,6 +65,7 @@ def unbox(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
 def clean(text: str) -> str:
     """An answer without its wrapping: box, math delimiters, bold, "The answer is", final period."""
     text = unbox(text.strip()).strip()
@@ -329,4 +331,10 @@ def answers_match(
         return False  # two different words: nothing for a parser to find
     if not (_MATHY.search(pred_text) and _MATHY.search(gold_text)):
         return False
+    pred_value, gold_value = numeric.value(pred_text), numeric.value(gold_text)
+    if pred_value is not None and gold_value is not None:
+        # Two closed-form numbers (\sqrt{3}/2, 2\pi): their values decide, no symbolic parse needed.
+        if precision is not None:
+            return round(pred_value, precision) == round(gold_value, precision)
+        return numeric.same_value(pred_value, gold_value)
     return symbolic.equivalent(pred_text, gold_text)

@@ -167,6 +167,8 @@ def equivalent(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) 
         return False
     if threading.current_thread() is not threading.main_thread():
         return _HELPER.ask(predicted, gold, timeout_s)
+    import math_verify  # noqa: F401 - the first import (sympy: seconds) must not count against the deadline
+
     try:
         with _alarm(timeout_s):
             return _verify_now(predicted, gold)
