@@ -90,6 +90,11 @@ def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
     )
     score.add_argument("--bootstrap-samples", type=int, default=2000, help="resamples for the 95%% intervals")
     score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    score.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge scored beside the rules")
+    score.add_argument("--judge-model", help="the judge's model name (with --judge-url)")
+    score.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="variable holding the judge's API key")
+    score.add_argument("--judge-concurrency", type=int, default=8, help="judge requests in flight at once")
+    score.add_argument("--judge-retries", type=int, default=3, help="retries per judge request on 429/5xx")
     compare = tools.add_parser("compare", help="paired comparison of two score files (McNemar, bootstrap)")
     compare.add_argument("a", help="score file A (from `r1ov eval score`)")
     compare.add_argument("b", help="score file B")
@@ -99,8 +104,20 @@ def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
 
 def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
     from r1ov.eval import offline
+    from r1ov.eval.judge import JudgeSettings
 
     if args.eval_tool == "score":
+        settings = None
+        if args.judge_url or args.judge_model:
+            if not (args.judge_url and args.judge_model):
+                raise offline.ScoreError("--judge-url and --judge-model go together")
+            settings = JudgeSettings(
+                args.judge_url,
+                args.judge_model,
+                args.judge_key_env,
+                max_concurrency=args.judge_concurrency,
+                max_retries=args.judge_retries,
+            )
         result = offline.score_predictions(
             args.benchmark,
             args.data,
@@ -109,8 +126,10 @@ def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
             missing=args.missing,
             bootstrap_samples=args.bootstrap_samples,
             seed=args.seed,
+            judge_settings=settings,
         )
-        return {k: result[k] for k in ("benchmark", "overall", "by_category", "by_level", "extra")} | {"out": args.out}
+        keys = ("benchmark", "overall", "by_category", "by_level", "extra", "judge")
+        return {k: result[k] for k in keys} | {"out": args.out}
     return offline.compare_files(args.a, args.b, samples=args.bootstrap_samples, seed=args.seed)
 
 

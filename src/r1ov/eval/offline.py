@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from r1ov.config import BenchmarkSpec
-from r1ov.eval import benchmarks, paired
+from r1ov.eval import benchmarks, judge, paired
 from r1ov.eval.score import score_row, summarize
 from r1ov.records import metadata
 
@@ -100,6 +100,7 @@ def _row(label: str, record: dict[str, Any], response: str | None) -> dict[str, 
         "id": record["id"],
         "benchmark_id": meta.get("benchmark_id"),
         "benchmark": label,
+        "question": record.get("question"),
         "options": list(record.get("options") or []),
         "answer": record.get("answer"),
         "completion": response,
@@ -130,8 +131,14 @@ def score_predictions(
     missing: str = "error",
     bootstrap_samples: int = 2000,
     seed: int = 0,
+    judge_settings: judge.JudgeSettings | None = None,
 ) -> dict[str, Any]:
-    """Score a predictions file against ``benchmark`` read from ``data``; writes ``out`` and its verdicts."""
+    """Score a predictions file against ``benchmark`` read from ``data``; writes ``out`` and its verdicts.
+
+    With ``judge_settings`` an LLM judge also grades every item; its verdicts sit beside the
+    rules' (``judge``), with its accuracy and agreement in the summary. The rules' numbers
+    are the score either way.
+    """
     if missing not in MISSING_POLICIES:
         raise ScoreError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     if benchmark not in benchmarks.LOADERS:
@@ -162,6 +169,11 @@ def score_predictions(
         }
         for r in rows
     ]
+    judged = None
+    if judge_settings is not None:
+        judged = judge.judge(rows, judge_settings)
+        for verdict, decision in zip(verdicts, judged, strict=True):
+            verdict["judge"] = decision
     result = {
         "benchmark": benchmark,
         "data": data,
@@ -171,6 +183,7 @@ def score_predictions(
         "by_level": {k: _group(v) for k, v in stats["levels"].items()},
         "extra": stats.get("extra", {}),
         "rules": summary["rules"],
+        "judge": None if judged is None else judge.summarize(rows, judged),
         "set_aside": [{"id": r["id"], "reason": r["reject_reason"]} for r in loaded.rejected],
         "verdicts": {v["id"]: v["correct"] for v in verdicts},
     }
