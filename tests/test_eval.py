@@ -526,7 +526,10 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: StandIn, monkeypat
     assert run_data.metrics["overall/accuracy"] == pytest.approx(4 / 9)
     assert run_data.params["backend"] == "openai"
     artifacts = {a.path for a in client.list_artifacts(summary["mlflow_run_id"], "eval")}
-    assert {"eval/report.html", "eval/metrics.json", "eval/predictions.parquet"} <= artifacts
+    assert {"eval/report.html", "eval/metrics.json", "eval/predictions.parquet", "eval/tables.md"} <= artifacts
+    tables_md = (out / "tables.md").read_text()
+    assert "## R1-Onevision-Bench by level and category" in tables_md and "| category | Deduction | 1 |" in tables_md
+    assert '<div id="paper-tables">' in html and "R1-Onevision-7B (paper)" in html
 
 
 # --------------------------------------------------------------------------- hf and vllm
