@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 
 from r1ov.cli import main
+from r1ov.config import BenchmarkSpec, EvalConfig, JudgeConfig
+from r1ov.eval import run
 from r1ov.eval.judge import parse_verdict
+from r1ov.records import new_record, write_dataset
 from r1ov.testing import layouts
 
 
@@ -24,7 +27,8 @@ class JudgeStandIn:
     when they are equal ignoring case, spaces and parentheses, or when the model answer
     names the option whose text is the standard answer; it also says "1" for any answer
     containing "approximately" (a judge's known leniency). It answers "maybe" to answers
-    containing "unsure" and HTTP 500 to "crash". It does not model rate limits, streaming,
+    containing "unsure" and HTTP 500 to "crash". Asked a question without those fields (as the
+    evaluated model), it answers ``<answer>1</answer>``. It does not model rate limits, streaming,
     token accounting or any real model's judgement.
     """
 
@@ -67,6 +71,8 @@ class JudgeStandIn:
             match = re.search(rf"\[{re.escape(name)}\]: (.*)", prompt)
             return match.group(1).strip() if match else ""
 
+        if "[Standard Answer]" not in prompt:  # asked as the evaluated model, not as the judge
+            return "<think>One more than nothing.</think><answer>1</answer>"
         answer, model = field("Standard Answer"), field("Model Answer")
         if "crash" in model:
             return None
@@ -165,3 +171,27 @@ def test_judge_flags_go_together(tmp_path: Path, capsys: pytest.CaptureFixture[s
 )
 def test_verdicts_are_read_strictly(reply: str, verdict: bool | None) -> None:
     assert parse_verdict(reply) is verdict
+
+
+def test_eval_run_reports_the_judge_beside_the_rules(tmp_path: Path, judge_server: JudgeStandIn) -> None:
+    items = [
+        new_record(source="t", question=f"Question {i}?", image_type="math", image=layouts.png(), answer=answer)
+        for i, answer in enumerate(["1", "1", "2"])
+    ]
+    write_dataset(str(tmp_path / "data"), items)
+    cfg = EvalConfig(
+        model_name_or_path="served",
+        backend="openai",
+        base_url=judge_server.base_url,
+        max_retries=0,
+        benchmarks=[BenchmarkSpec(name="records", uri=str(tmp_path / "data"))],
+        output_dir=str(tmp_path / "out"),
+        bootstrap_samples=0,
+        judge=JudgeConfig(base_url=judge_server.base_url, model="grader", max_retries=0),
+    )
+    summary = run(cfg)
+    assert summary["metrics"]["records/accuracy"] == pytest.approx(2 / 3)
+    assert summary["metrics"]["judge/accuracy"] == pytest.approx(2 / 3)
+    assert summary["metrics"]["judge/agreement_with_rules"] == 1.0
+    judged = [r for r in judge_server.requests if r["model"] == "grader"]
+    assert len(judged) == 3 and all("[Model Answer]: 1" in r["messages"][0]["content"] for r in judged)

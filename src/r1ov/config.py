@@ -222,6 +222,16 @@ class BenchmarkSpec(Strict):
     label: str | None = Field(None, description="name in metrics and reports; defaults to name")
 
 
+class JudgeConfig(Strict):
+    """An LLM judge graded beside the rules (never instead of them)."""
+
+    base_url: str = Field(..., description="OpenAI-compatible endpoint of the judge")
+    model: str = Field(..., description="the judge's model name")
+    api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the judge's API key")
+    max_concurrency: int = Field(8, ge=1, description="judge requests in flight at once")
+    max_retries: int = Field(3, ge=0, description="retries per judge request on 429/5xx/timeouts")
+
+
 class EvalConfig(Strict):
     model_name_or_path: str = Field(..., description="checkpoint to evaluate (or served model name)")
     benchmarks: list[BenchmarkSpec] = Field(..., min_length=1, description="what to evaluate on")
@@ -243,6 +253,7 @@ class EvalConfig(Strict):
     bootstrap_samples: int = Field(1000, ge=0, description="resamples for the 95% accuracy interval (0: none)")
     seed: int = Field(0, description="seed of the bootstrap (and of sampling when temperature > 0)")
     report_samples: int = Field(24, ge=0, description="predictions shown in report.html")
+    judge: JudgeConfig | None = Field(None, description="LLM judge scored beside the rules, with their agreement")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> EvalConfig:
