@@ -197,8 +197,9 @@ def test_think_that_disagrees_with_the_answer_block_is_judged_by_the_answer() ->
 # --------------------------------------------------------------------------- bounded cost
 
 
-@pytest.mark.parametrize("size", [64_000, 400_000, 4_000_000])
-def test_unclosed_answer_tag_is_linear(size: int) -> None:
+@pytest.mark.parametrize(("size", "budget_s"), [(64_000, 1.0), (400_000, 3.0), (4_000_000, 15.0)])
+def test_unclosed_answer_tag_is_linear(size: int, budget_s: float) -> None:
+    """Quadratic scanning took 9 s at 64 KB and over 120 s at 400 KB; linear is ~1 s at 4 MB."""
     text = "<think>t</think>" + "<answer>" + "x " * (size // 2)
     many = "<answer>1 " * (size // 10)
     start = time.perf_counter()
@@ -206,7 +207,7 @@ def test_unclosed_answer_tag_is_linear(size: int) -> None:
         extract(candidate, ["1", "2"])
         rewards.format_([candidate])
         rewards.accuracy([candidate], answer=["1"])
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < budget_s
 
 
 @pytest.mark.parametrize(

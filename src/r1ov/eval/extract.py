@@ -111,7 +111,8 @@ def extract(completion: str | None, options: list[str] | None = None) -> Extract
     if len({a for a in tagged if a}) > 1:
         return Extraction(None, "hedge", well_formed)
     for name, rule in RULES.items():
-        answer = rule(text, options) if name == "answer_tag" else rule(text[-TAIL_CHARS:], options)
+        # The tag rule's answer is known from the scan above: no second pass over the text.
+        answer = (tagged[-1] or None if tagged else None) if name == "answer_tag" else rule(text[-TAIL_CHARS:], options)
         if answer is None:
             continue
         # A boxed answer inside the answer tag is still the tag's answer, minus the box.
