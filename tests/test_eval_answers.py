@@ -298,3 +298,8 @@ def test_closed_form_numbers_need_no_symbolic_parse(monkeypatch: pytest.MonkeyPa
     assert answers_match("2\\sqrt{2}", "\\sqrt{8}")
     assert not answers_match("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{2}")
     assert answers_match("\\frac{\\sqrt{2}}{2}", "0.71", precision=2)
+
+
+@pytest.mark.parametrize(("predicted", "gold"), [("3 or more", "3"), ("3 and up", "3"), ("either 3 or 4", "4")])
+def test_qualified_or_joined_answers_do_not_match_a_single_gold(predicted: str, gold: str) -> None:
+    assert not answers_match(predicted, gold)

@@ -284,6 +284,9 @@ def is_value_hedge(text: str) -> bool:
     return len(parts) > 1 and all(_SCALAR.match(p) for p in parts)
 
 
+_CONNECTIVE = re.compile(r"\b(?:or|and)\b", re.IGNORECASE)
+
+
 def _multi_valued(text: str) -> bool:
     return bool(re.search(r",|;|\bor\b|\band\b", text))
 
@@ -318,8 +321,8 @@ def answers_match(
     pred_text, gold_text = clean(predicted), clean(gold)
     if not pred_text:
         return False
-    if is_value_hedge(pred_text) and not _multi_valued(gold_text):
-        return False
+    if not _multi_valued(gold_text) and (is_value_hedge(pred_text) or _CONNECTIVE.search(pred_text)):
+        return False  # "3, 4", "3 or more": several candidates, or a qualified one, for a single gold
     gold_number = parse_number(gold_text, unit)
     if gold_number is not None:
         pred_number = parse_number(pred_text, unit)
