@@ -9,6 +9,8 @@ Submit to Kubeflow Pipelines (paper settings are the defaults; override any para
     kfp run create -e r1ov -f pipelines/r1ov.yaml source_uri=s3://... clevr_uri=s3://... \
         benchmarks='[{"name": "mathvista", "uri": "s3://..."}]' mlflow_tracking_uri=http://mlflow.r1ov.svc.cluster.local:5000
 
+(or ``r1ov submit`` with the same ``key=value`` arguments, which also sets the run's service account).
+
 Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML under kfp.local).
 """
 
@@ -87,7 +89,8 @@ def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTa
 def r1ov_pipeline(
     source_uri: str,
     clevr_uri: str,
-    benchmarks: str,
+    # Typed as the KFP CLI decodes `key=value`: JSON lists and mappings arrive as LIST and STRUCT.
+    benchmarks: list,
     mlflow_tracking_uri: str,
     # data: teachers over any OpenAI-compatible endpoint
     formalize_teacher_url: str = "https://api.openai.com/v1",
@@ -138,13 +141,13 @@ def r1ov_pipeline(
     promote_metric: str = "overall/accuracy",
     promote_min_value: float = 0.0,
     promote_min_improvement: float = 0.0,
-    # any other config field, per stage, as a YAML/JSON mapping
-    formalize_extra_config: str = "",
-    distill_extra_config: str = "",
-    filter_extra_config: str = "",
-    sft_extra_config: str = "",
-    grpo_extra_config: str = "",
-    eval_extra_config: str = "",
+    # any other config field, per stage, as a JSON mapping (`sft_extra_config='{"save_steps": 100}'`)
+    formalize_extra_config: dict = {},  # noqa: B006
+    distill_extra_config: dict = {},  # noqa: B006
+    filter_extra_config: dict = {},  # noqa: B006
+    sft_extra_config: dict = {},  # noqa: B006
+    grpo_extra_config: dict = {},  # noqa: B006
+    eval_extra_config: dict = {},  # noqa: B006
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
