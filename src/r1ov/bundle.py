@@ -47,7 +47,7 @@ def pool_selector(pool: str, prefix: str = POOL_PREFIX) -> dict[str, str]:
     """The nodeSelector that puts a pod on ``pool`` on either provider."""
     if pool not in POOLS:
         raise KeyError(f"unknown pool {pool!r}; expected one of {list(POOLS)}")
-    return {POOL_LABEL: pool, COMPUTE_CLASS_LABEL: f"{prefix}-{pool}"}
+    return {COMPUTE_CLASS_LABEL: f"{prefix}-{pool}", POOL_LABEL: pool}  # sorted: compiled YAML stays stable
 
 
 def pool_tolerations(pool: str) -> list[dict[str, str]]:
