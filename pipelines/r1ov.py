@@ -170,6 +170,8 @@ def r1ov_pipeline(
     sft_extra_config: dict = {},  # noqa: B006
     grpo_extra_config: dict = {},  # noqa: B006
     eval_extra_config: dict = {},  # noqa: B006
+    # roll the endpoint on promotion: {"endpoint": {"deployment": "r1ov-serve-r1ov-inference", "namespace": "r1ov"}}
+    promote_extra_config: dict = {},  # noqa: B006
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
@@ -289,6 +291,7 @@ def r1ov_pipeline(
             metric=promote_metric,
             min_value=promote_min_value,
             min_improvement=promote_min_improvement,
+            extra_config=promote_extra_config,
         ).set_display_name("promote champion")
         promote_task.after(register_task)
         _object_store_access(promote_task).set_caching_options(False)
