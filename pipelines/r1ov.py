@@ -9,6 +9,8 @@ Submit to Kubeflow Pipelines (paper settings are the defaults; override any para
     kfp run create -e r1ov -f pipelines/r1ov.yaml source_uri=s3://... clevr_uri=s3://... \
         benchmarks='[{"name": "mathvista", "uri": "s3://..."}]' mlflow_tracking_uri=http://mlflow.r1ov.svc.cluster.local:5000
 
+(or ``r1ov submit`` with the same ``key=value`` arguments, which also sets the run's service account).
+
 Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML under kfp.local).
 """
 
@@ -24,13 +26,14 @@ from components.grpo.component import grpo
 from components.promote.component import promote
 from components.register.component import register
 from components.sft.component import sft
-from r1ov.bundle import GPU_RESOURCE, GPU_TAINT, POOL_LABEL
+from r1ov.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
 
 # Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
 TEACHER_SECRET = "r1ov-teachers"
 S3_SECRET = "r1ov-s3"
 MLFLOW_SECRET = "r1ov-mlflow"
 SETTINGS_CONFIGMAP = "r1ov-settings"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 
 
 def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -58,26 +61,44 @@ def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
     return _object_store_access(task)
 
 
-def _tolerate_gpu_taint(task: dsl.PipelineTask) -> None:
-    kubernetes.add_toleration(task, key=GPU_TAINT["key"], operator=GPU_TAINT["operator"], effect=GPU_TAINT["effect"])
+def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_limit: str | None = None) -> None:
+    """Place a task with the vocabulary the node-pool chart uses (r1ov.bundle), with requests that
+    let the scheduler and the autoscaler size its node. CPU pools carry no GPU toleration."""
+    for key, value in pool_selector(pool).items():
+        kubernetes.add_node_selector(task, key, value)
+    for toleration in pool_tolerations(pool):
+        kubernetes.add_toleration(task, **toleration)
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    if memory_limit:
+        task.set_memory_limit(memory_limit)
 
 
-def _as_training_launcher(task: dsl.PipelineTask, gpus: PipelineChannel, node_selector: PipelineChannel) -> None:
-    """A training task: a CPU launcher by default (its PyTorchJob/TrainJob pods hold the GPUs and
-    carry the train pool's selector and toleration, see r1ov.k8s.trainjobs); with launcher=local
-    on one GPU node, submit train_task_gpus and train_task_node_selector so the task pod is that node."""
+def _keep_running(task: dsl.PipelineTask) -> None:
+    """Consolidation must not evict a task that watches (or is) a long job: Karpenter waits for it."""
+    kubernetes.add_pod_annotation(task, DO_NOT_DISRUPT, "true")
+
+
+def _as_training_launcher(
+    task: dsl.PipelineTask, gpus: PipelineChannel, node_selector: PipelineChannel, tolerations: PipelineChannel
+) -> None:
+    """A training task: a CPU launcher on the cpu pool by default (its PyTorchJob/TrainJob pods hold
+    the GPUs and carry the train pool's selector and toleration, see r1ov.k8s.trainjobs); with
+    launcher=local on one GPU node, submit train_task_gpus, train_task_node_selector and
+    train_task_tolerations so the task pod is that node."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     kubernetes.add_node_selector_json(task, node_selector)
-    _tolerate_gpu_taint(task)
+    kubernetes.add_toleration_json(task, tolerations)
+    task.set_cpu_request("1").set_memory_request("4Gi")  # no limit: with launcher=local it trains
+    _keep_running(task)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     _object_store_access(task).set_caching_options(False)
 
 
-def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTask:
-    """Schedule on the GPU pool with the vocabulary the node-pool chart uses."""
+def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int, cpu: str, memory: str) -> dsl.PipelineTask:
+    """Schedule on a GPU pool with the vocabulary the node-pool chart uses."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
-    kubernetes.add_node_selector(task, POOL_LABEL, pool)
-    _tolerate_gpu_taint(task)
+    _on_pool(task, pool, cpu, memory)
+    _keep_running(task)
     # vLLM and NCCL need more shared memory than the container default.
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     return _object_store_access(task)
@@ -87,7 +108,8 @@ def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTa
 def r1ov_pipeline(
     source_uri: str,
     clevr_uri: str,
-    benchmarks: str,
+    # Typed as the KFP CLI decodes `key=value`: JSON lists and mappings arrive as LIST and STRUCT.
+    benchmarks: list,
     mlflow_tracking_uri: str,
     # data: teachers over any OpenAI-compatible endpoint
     formalize_teacher_url: str = "https://api.openai.com/v1",
@@ -127,8 +149,11 @@ def r1ov_pipeline(
     checkpoint_root: str = "",
     namespace: str = "r1ov",
     train_task_gpus: int = 0,
-    # KFP writes defaults into the compiled YAML; these are never mutated.
-    train_task_node_selector: dict = {},  # noqa: B006 - e.g. {"r1ov.io/pool": "train"} with launcher=local
+    # KFP writes defaults into the compiled YAML; these are never mutated. The training tasks watch
+    # their jobs from the cpu pool; with launcher=local they train in place: submit the train pool's
+    # selector and the GPU toleration (README, "On a cluster").
+    train_task_node_selector: dict = pool_selector(CPU_POOL),  # noqa: B008
+    train_task_tolerations: list = [],  # noqa: B006
     # evaluation, registry, promotion
     eval_backend: str = "vllm",
     eval_max_new_tokens: int = 4096,
@@ -138,18 +163,21 @@ def r1ov_pipeline(
     promote_metric: str = "overall/accuracy",
     promote_min_value: float = 0.0,
     promote_min_improvement: float = 0.0,
-    # any other config field, per stage, as a YAML/JSON mapping
-    formalize_extra_config: str = "",
-    distill_extra_config: str = "",
-    filter_extra_config: str = "",
-    sft_extra_config: str = "",
-    grpo_extra_config: str = "",
-    eval_extra_config: str = "",
+    # any other config field, per stage, as a JSON mapping (`sft_extra_config='{"save_steps": 100}'`)
+    formalize_extra_config: dict = {},  # noqa: B006
+    distill_extra_config: dict = {},  # noqa: B006
+    filter_extra_config: dict = {},  # noqa: B006
+    sft_extra_config: dict = {},  # noqa: B006
+    grpo_extra_config: dict = {},  # noqa: B006
+    eval_extra_config: dict = {},  # noqa: B006
+    # roll the endpoint on promotion: {"endpoint": {"deployment": "r1ov-serve-r1ov-inference", "namespace": "r1ov"}}
+    promote_extra_config: dict = {},  # noqa: B006
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
     sweep = cleanup(run_id=run_id, launcher=launcher, namespace=namespace).set_display_name("clean up")
     _object_store_access(sweep)
+    _on_pool(sweep, CPU_POOL, cpu="250m", memory="512Mi", memory_limit="1Gi")
 
     with dsl.ExitHandler(sweep, name="stages"):
         formalized = formalize(
@@ -160,6 +188,7 @@ def r1ov_pipeline(
             extra_config=formalize_extra_config,
         ).set_display_name("formalize images")
         _teacher_key(formalized, "formalize-api-key").set_retry(2)
+        _on_pool(formalized, CPU_POOL, cpu="4", memory="16Gi", memory_limit="32Gi")  # OCR, detector
 
         distilled = distill(
             formalized=formalized.outputs["formalized"],
@@ -169,6 +198,7 @@ def r1ov_pipeline(
             extra_config=distill_extra_config,
         ).set_display_name("distill reasoning")
         _teacher_key(distilled, "distill-api-key").set_retry(2)
+        _on_pool(distilled, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
 
         filtered = filter_reasoning(
             distilled=distilled.outputs["distilled"],
@@ -176,6 +206,7 @@ def r1ov_pipeline(
             extra_config=filter_extra_config,
         ).set_display_name("filter reasoning")
         _object_store_access(filtered)
+        _on_pool(filtered, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
 
         sft_task = sft(
             train_data=filtered.outputs["filtered"],
@@ -200,7 +231,7 @@ def r1ov_pipeline(
             task_gpus=train_task_gpus,
             extra_config=sft_extra_config,
         ).set_display_name("SFT")
-        _as_training_launcher(sft_task, train_task_gpus, train_task_node_selector)
+        _as_training_launcher(sft_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
 
         grpo_task = grpo(
             sft_model=sft_task.outputs["model"],
@@ -228,7 +259,7 @@ def r1ov_pipeline(
             task_gpus=train_task_gpus,
             extra_config=grpo_extra_config,
         ).set_display_name("GRPO")
-        _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector)
+        _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
 
         eval_task = evaluate(
             model=grpo_task.outputs["model"],
@@ -241,7 +272,7 @@ def r1ov_pipeline(
             run_id=run_id,
             extra_config=eval_extra_config,
         ).set_display_name("evaluate")
-        _on_gpu_pool(eval_task, pool="rollout", gpus=1)
+        _on_gpu_pool(eval_task, pool="rollout", gpus=1, cpu="8", memory="64Gi")
 
         register_task = register(
             model=grpo_task.outputs["model"],
@@ -252,6 +283,7 @@ def r1ov_pipeline(
             run_id=run_id,
         ).set_display_name("register challenger")
         _object_store_access(register_task).set_caching_options(False)
+        _on_pool(register_task, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
 
         promote_task = promote(
             mlflow_tracking_uri=mlflow_tracking_uri,
@@ -259,6 +291,8 @@ def r1ov_pipeline(
             metric=promote_metric,
             min_value=promote_min_value,
             min_improvement=promote_min_improvement,
+            extra_config=promote_extra_config,
         ).set_display_name("promote champion")
         promote_task.after(register_task)
         _object_store_access(promote_task).set_caching_options(False)
+        _on_pool(promote_task, CPU_POOL, cpu="500m", memory="1Gi", memory_limit="2Gi")

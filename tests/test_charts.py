@@ -392,15 +392,23 @@ def test_every_pool_is_labelled_and_tainted_as_the_bundle_says(values_file: str)
     objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci" / values_file))
     pools = {}
     for obj in by_kind(objects, "NodePool"):
-        spec = obj["spec"]["template"]["spec"]
-        pools[obj["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL]] = spec["taints"]
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert labels.items() >= bundle.pool_selector(labels[bundle.POOL_LABEL]).items()  # both providers' selector
+        pools[labels[bundle.POOL_LABEL]] = obj["spec"]["template"]["spec"].get("taints", [])
     for obj in by_kind(objects, "ComputeClass"):
         config = obj["spec"]["nodePoolConfig"]
-        pools[config["nodeLabels"][bundle.POOL_LABEL]] = config["taints"]
+        pool = config["nodeLabels"][bundle.POOL_LABEL]
+        assert obj["metadata"]["name"] == bundle.pool_selector(pool)[bundle.COMPUTE_CLASS_LABEL]
+        pools[pool] = config.get("taints", [])
     assert sorted(pools) == sorted(bundle.POOLS)
     for pool, taints in pools.items():
-        assert any(tolerates(bundle.GPU_TAINT, taint) for taint in taints), pool
-        assert any(t["key"] == bundle.GPU_TAINT["key"] and t["effect"] == bundle.GPU_TAINT["effect"] for t in taints)
+        if pool in bundle.GPU_POOLS:
+            assert any(tolerates(bundle.GPU_TAINT, taint) for taint in taints), pool
+            assert any(
+                t["key"] == bundle.GPU_TAINT["key"] and t["effect"] == bundle.GPU_TAINT["effect"] for t in taints
+            )
+        else:
+            assert taints == [], f"{pool}: a CPU pool carries no taint"
 
 
 def test_inference_pods_land_on_the_serve_pool_and_tolerate_its_taint() -> None:
@@ -525,34 +533,25 @@ def test_inference_objects_point_at_each_other(values_file: Path) -> None:
     assert test_env["ENDPOINT"]["value"].startswith(f"http://{service['metadata']['name']}.{NAMESPACE}.svc:")
 
 
-def test_platform_role_lets_pipeline_pods_run_training_jobs() -> None:
+def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
+    """What the Role grants is tests/test_rbac.py's business (derived from the code, both ways);
+    here: each Role has its binding to the chart's account, and KFP's own needs can be left out."""
     objects = render("r1ov-platform", {})
-    rules = one(objects, "Role")["rules"]
-    granted = {
-        (group, resource, verb)
-        for r in rules
-        for group in r["apiGroups"]
-        for resource in r["resources"]
-        for verb in r["verbs"]
-    }
-    for group, resource in [
-        ("kubeflow.org", "pytorchjobs"),
-        ("trainer.kubeflow.org", "trainjobs"),
-        ("apps", "deployments"),
-        ("", "services"),
-        ("", "pods"),
-    ]:
-        for verb in ("create", "get", "list", "watch", "delete"):
-            assert (group, resource, verb) in granted
-    assert ("", "pods/log", "get") in granted
-    assert not any(verb == "*" or resource == "*" for _, resource, verb in granted)
     account = one(objects, "ServiceAccount")
-    binding = one(objects, "RoleBinding")
-    assert binding["roleRef"]["name"] == one(objects, "Role")["metadata"]["name"]
-    assert {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE} in binding[
-        "subjects"
-    ]
     assert account["metadata"]["name"] == "r1ov-pipeline"
+    roles = {o["metadata"]["name"] for o in by_kind(objects, "Role")}
+    assert roles == {"r1ov-r1ov-platform-pipeline", "r1ov-r1ov-platform-kfp-task"}
+    bindings = by_kind(objects, "RoleBinding")
+    assert {b["roleRef"]["name"] for b in bindings} == roles
+    for binding in bindings:
+        subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+        assert subject in binding["subjects"]
+    without = render("r1ov-platform", {"rbac": {"kfpTaskRole": False}})
+    assert [r["metadata"]["name"].endswith("-pipeline") for r in by_kind(without, "Role")] == [True]
+    assert len(by_kind(without, "RoleBinding")) == 1
+    pinned = render("r1ov-platform", {"rbac": {"endpointDeployments": ["serve-r1ov-inference"]}})
+    deployments = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["deployments"])
+    assert deployments["resourceNames"] == ["serve-r1ov-inference"]
 
 
 def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:
@@ -592,6 +591,41 @@ def test_karpenter_cel_rules_hold() -> None:
             assert family == "al2023" and version
             assert sum(1 for m in spec["blockDeviceMappings"] if m.get("rootVolume")) == 1
             assert all(term for term in spec["subnetSelectorTerms"] + spec["securityGroupSelectorTerms"])
+            interfaces = spec.get("networkInterfaces", [])
+            if interfaces:  # a primary interface; at most one EFA device per network card; no duplicates
+                assert {"networkCardIndex": 0, "deviceIndex": 0, "interfaceType": "interface"} in interfaces
+                pairs = [(i["networkCardIndex"], i["deviceIndex"]) for i in interfaces]
+                assert len(pairs) == len(set(pairs))
+                efa_cards = [i["networkCardIndex"] for i in interfaces if i["interfaceType"] == "efa-only"]
+                assert len(efa_cards) == len(set(efa_cards))
+            if "placementGroupSelector" in spec:
+                assert len(spec["placementGroupSelector"]) == 1  # name and id are mutually exclusive
+            for term in spec.get("capacityReservationSelectorTerms", []):
+                assert term and ("id" not in term or len(term) == 1)
+
+
+def test_train_pool_options_for_multi_node_training() -> None:
+    """EFA on every network card, a placement group, reserved capacity only with reservations named."""
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-pinned-values.yaml"))
+    node_class = next(c for c in by_kind(objects, "EC2NodeClass") if c["metadata"]["name"] == "r1ov-prod-train")
+    efa = [i for i in node_class["spec"]["networkInterfaces"] if i["interfaceType"] == "efa-only"]
+    assert sorted(i["networkCardIndex"] for i in efa) == list(range(32))
+    assert node_class["spec"]["placementGroupSelector"] == {"name": "r1ov-prod-train"}
+    assert node_class["spec"]["capacityReservationSelectorTerms"][0] == {"id": "cr-0a1b2c3d4e5f60718"}
+    pool = next(p for p in by_kind(objects, "NodePool") if p["metadata"]["name"] == "r1ov-prod-train")
+    assert pool["spec"]["template"]["spec"]["nodeClassRef"]["name"] == "r1ov-prod-train"
+    capacity = next(
+        r for r in pool["spec"]["template"]["spec"]["requirements"] if r["key"] == "karpenter.sh/capacity-type"
+    )
+    assert "reserved" in capacity["values"]
+    defaults = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml"))
+    for node_class in by_kind(defaults, "EC2NodeClass"):
+        assert not {"networkInterfaces", "placementGroupSelector", "capacityReservationSelectorTerms"} & set(
+            node_class["spec"]
+        )
+    reserved = {"aws": {"clusterName": "c"}, "pools": {"serve": {"aws": {"capacityTypes": ["reserved"]}}}}
+    with pytest.raises(helm.HelmRenderError, match="capacityReservationSelectorTerms is required"):
+        render("r1ov-gpu-nodepools", reserved)
 
 
 def test_training_pools_are_never_consolidated_mid_job() -> None:

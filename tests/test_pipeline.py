@@ -8,7 +8,7 @@ import pytest
 import yaml
 from kfp import components
 
-from r1ov.bundle import GPU_RESOURCE, POOL_LABEL
+from r1ov.bundle import GPU_RESOURCE, pool_selector
 from r1ov.compile import compile_all, repo_root, stable_text
 
 ROOT = repo_root(Path(__file__).parent)
@@ -75,7 +75,7 @@ def test_gpu_stage_carries_accelerator_pool_and_toleration() -> None:
     executor = _pipeline()["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
     assert executor["resources"]["accelerator"]["resourceType"] == GPU_RESOURCE
     platform = _platform_config()["exec-evaluate"]
-    assert platform["nodeSelector"]["labels"] == {POOL_LABEL: "rollout"}
+    assert platform["nodeSelector"]["labels"] == pool_selector("rollout")
     assert platform["tolerations"][0]["key"] == GPU_RESOURCE
 
 
@@ -130,15 +130,17 @@ def test_a_component_is_reusable_from_its_yaml_alone(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("executor", ["exec-sft", "exec-grpo"])
 def test_training_tasks_take_their_gpus_and_pool_at_submit_time(executor: str) -> None:
-    """Launchers by default (0 GPUs: the job pods hold them); one GPU node with launcher=local."""
+    """Launchers on the cpu pool by default (0 GPUs: the job pods hold them); one GPU node with launcher=local."""
     accelerator = _pipeline()["deploymentSpec"]["executors"][executor]["container"]["resources"]["accelerator"]
     assert accelerator["resourceType"] == GPU_RESOURCE
     assert accelerator["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--train_task_gpus']}}"
     platform = _platform_config()[executor]
     assert platform["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("train_task_node_selector")
-    assert platform["tolerations"][0]["key"] == GPU_RESOURCE
+    assert platform["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("train_task_tolerations")
     params = _pipeline()["root"]["inputDefinitions"]["parameters"]
     assert params["train_task_gpus"]["defaultValue"] == 0
+    assert params["train_task_node_selector"]["defaultValue"] == pool_selector("cpu")
+    assert params["train_task_tolerations"]["defaultValue"] == []
 
 
 def test_local_launcher_refuses_more_processes_than_task_gpus() -> None:

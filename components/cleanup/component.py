@@ -3,7 +3,7 @@ from kfp import dsl
 from components._image import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def cleanup(run_id: str, launcher: str = "pytorchjob", namespace: str = "r1ov") -> str:
     """Exit handler: delete the training jobs and rollout servers a run launched and left behind.
 

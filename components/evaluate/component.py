@@ -4,10 +4,10 @@ from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
 from components._image import VLLM_IMAGE
 
 
-@dsl.component(base_image=VLLM_IMAGE)
+@dsl.component(base_image=VLLM_IMAGE, install_kfp_package=False)
 def evaluate(
     model: Input[Model],
-    benchmarks: str,
+    benchmarks: list,
     results: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
@@ -19,13 +19,13 @@ def evaluate(
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
     run_id: str = "",
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ) -> float:
     """Score the model on reasoning benchmarks (MathVision, MathVerse, MathVista, WeMath, R1-Onevision-Bench).
 
     Args:
         model: Checkpoint to evaluate.
-        benchmarks: JSON list of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
+        benchmarks: List of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
         results: Directory with predictions, metrics.json and report.html.
         report: The HTML report (tables and plot), shown in the KFP UI.
         metrics: Accuracy overall and per benchmark, category and level.
@@ -37,12 +37,11 @@ def evaluate(
         mlflow_tracking_uri: Log metrics and the report to MLflow when set.
         mlflow_experiment: MLflow experiment name.
         run_id: Pipeline run id for MLflow tags.
-        extra_config: YAML/JSON mapping of further EvalConfig fields.
+        extra_config: Mapping of further EvalConfig fields.
 
     Returns:
         Overall accuracy (the promotion gate's default metric).
     """
-    import json
     import shutil
     from pathlib import Path
 
@@ -50,7 +49,7 @@ def evaluate(
 
     fields = {
         "model_name_or_path": model.path,
-        "benchmarks": json.loads(benchmarks),
+        "benchmarks": benchmarks,
         "output_dir": results.path,
         "backend": backend,
         "max_new_tokens": max_new_tokens,

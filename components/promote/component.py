@@ -4,7 +4,7 @@ from kfp.dsl import Metrics, Output
 from components._image import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def promote(
     mlflow_tracking_uri: str,
     metrics: Output[Metrics],
@@ -14,7 +14,7 @@ def promote(
     metric: str = "overall/accuracy",
     min_value: float = 0.0,
     min_improvement: float = 0.0,
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ) -> bool:
     """Move the champion alias to the candidate only if it passes the gate; say why either way.
 
@@ -27,7 +27,7 @@ def promote(
         metric: Eval metric the gate compares.
         min_value: Absolute floor for the metric.
         min_improvement: Required gain over the current champion.
-        extra_config: YAML/JSON mapping of further PromoteConfig fields.
+        extra_config: Mapping of further PromoteConfig fields.
 
     Returns:
         Whether the candidate was promoted.

@@ -8,6 +8,7 @@
     r1ov eval compare A.json B.json
     r1ov demo [--workdir DIR]
     r1ov compile
+    r1ov submit [-e EXPERIMENT] [-f pipelines/r1ov.yaml] key=value ...
 
 Each stage subcommand validates its config (errors name the field), runs the library
 function and prints a JSON summary on stdout; logs go to stderr.
@@ -159,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = sub.add_parser("compile", help="compile pipelines/r1ov.yaml and every component.yaml")
     compile_.add_argument("--root", default=".", help="repository root")
+
+    from r1ov.submit import SERVICE_ACCOUNT
+
+    submit = sub.add_parser("submit", help="create a pipeline run as the r1ov-pipeline service account")
+    submit.add_argument("-e", "--experiment", default="r1ov", help="experiment name (created if missing)")
+    submit.add_argument("-f", "--package", default="pipelines/r1ov.yaml", help="compiled pipeline")
+    submit.add_argument("-r", "--run-name", default=None, help="run name (default: the experiment's)")
+    submit.add_argument("--endpoint", default=None, help="KFP API endpoint (default: KF_PIPELINES_ENDPOINT)")
+    submit.add_argument("-n", "--namespace", default=None, help="profile namespace (multi-user Kubeflow)")
+    submit.add_argument("--service-account", default=SERVICE_ACCOUNT, help="service account the run's pods use")
+    submit.add_argument("arguments", nargs="*", metavar="KEY=VALUE", help="pipeline arguments, as for kfp run create")
     return parser
 
 
@@ -182,6 +194,20 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         return compile_all(args.root)
     elif getattr(args, "eval_tool", None):
         return _eval_tool(args)
+    elif args.command == "submit":
+        from r1ov.submit import Submission, parse_arguments, submit
+
+        return submit(
+            Submission(
+                package=args.package,
+                experiment=args.experiment,
+                run_name=args.run_name,
+                arguments=parse_arguments(args.arguments),
+                endpoint=args.endpoint,
+                namespace=args.namespace,
+                service_account=args.service_account,
+            )
+        )
     elif args.dry_run:
         from r1ov.train.launch import plan
 

@@ -275,6 +275,13 @@ class RegisterConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
+class EndpointConfig(Strict):
+    """The r1ov-inference Deployment that serves the target alias (promotion rolls it)."""
+
+    deployment: str = Field(..., description="name of the inference chart's Deployment (its release fullname)")
+    namespace: str = Field("r1ov", description="namespace of the Deployment")
+
+
 class PromoteConfig(Strict):
     model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
     candidate_alias: str = Field("challenger", description="alias of the version to consider")
@@ -282,6 +289,7 @@ class PromoteConfig(Strict):
     metric: str = Field("overall/accuracy", description="eval metric the gate compares")
     min_value: float = Field(0.0, description="absolute floor for the metric")
     min_improvement: float = Field(0.0, description="required gain over the current champion")
+    endpoint: EndpointConfig | None = Field(None, description="inference Deployment to roll when the alias moves")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 

@@ -34,6 +34,10 @@ FORMALIZE_NOISE = 0.1  # share of formalizations the teacher botches, for the pa
 
 
 def _fill(value: Any, slots: dict[str, str]) -> Any:
+    if isinstance(value, dict):  # list and mapping parameters (benchmarks, *_extra_config)
+        return {key: _fill(item, slots) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, slots) for item in value]
     if isinstance(value, str):
         for key, replacement in slots.items():
             value = value.replace("{" + key + "}", replacement)

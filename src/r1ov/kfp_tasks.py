@@ -32,7 +32,21 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def parse_extra(extra_config: str) -> dict[str, Any]:
+def _restore_integers(value: Any) -> Any:
+    """A pipeline STRUCT travels as protobuf Struct, whose one number type is a double: 100 -> 100.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _restore_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_integers(item) for item in value]
+    return value
+
+
+def parse_extra(extra_config: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Further config fields: a mapping (the pipeline's STRUCT parameters) or YAML/JSON text."""
+    if isinstance(extra_config, dict):
+        return _restore_integers(extra_config)
     if not extra_config or not extra_config.strip():
         return {}
     try:
@@ -44,7 +58,7 @@ def parse_extra(extra_config: str) -> dict[str, Any]:
     return data
 
 
-def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> Any:
+def stage_config(stage: str, fields: dict[str, Any], extra_config: dict[str, Any] | str | None = None) -> Any:
     """The validated config for ``stage`` from explicit fields (dotted keys) over extras."""
     data = parse_extra(extra_config)
     for key, value in fields.items():
@@ -53,7 +67,7 @@ def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> 
     return cfg.build(STAGES[stage][0], data, name=stage)
 
 
-def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
+def run_task(stage: str, fields: dict[str, Any], extra_config: dict[str, Any] | str | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = stage_config(stage, fields, extra_config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))

@@ -66,8 +66,8 @@ def secret_key_env(secret_keys: dict[str, list[str]], secrets: list[str]) -> lis
 
 
 def gpu_placement(pool: str) -> dict[str, Any]:
-    """nodeSelector + tolerations that put a pod on the GPU nodes of ``pool``."""
-    return {"nodeSelector": {bundle.POOL_LABEL: pool}, "tolerations": [dict(bundle.GPU_TAINT)]}
+    """nodeSelector (pool label and GKE compute class) + tolerations that put a pod on ``pool``."""
+    return {"nodeSelector": bundle.pool_selector(pool), "tolerations": bundle.pool_tolerations(pool)}
 
 
 def resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:

@@ -1,0 +1,520 @@
+"""A local stand-in of the Kubernetes API server, over real HTTP, for tests and the offline demo.
+
+No Kubernetes API server runs on a developer machine or in CI, so :class:`StandInAPI` is one:
+a small HTTP server speaking the REST paths and payloads the ``kubernetes`` client sends
+(create/get/list/delete namespaced objects, server-side apply, list pods by label selector,
+read pod logs with follow, timestamps and sinceSeconds), answering with Kubernetes ``Status``
+errors (403, 404, 409, 400 while a container starts, 503).
+
+    api = StandInAPI(rules=role_rules_from_chart(CHART_DIR))
+    with serve(api) as url:
+        client.run_to_completion(job, "r1ov", api_client=api_client(url))
+    assert api.calls() <= granted(api.rules)
+
+It authorizes like the API server's RBAC authorizer: each request is turned into its
+(API group, resource[/subresource], verb) the way the server's request-info parser does it
+(GET on a name is ``get``, on a collection ``list`` or, with ``watch=true``, ``watch``; POST
+``create``; PUT ``update``; PATCH, server-side apply included, ``patch``; DELETE ``delete`` or
+``deletecollection``), and a request no rule grants gets the server's 403 ``Forbidden`` Status.
+Rules come from a Role, e.g. the one ``charts/r1ov-platform`` renders for the pipeline's service
+account (:func:`role_rules_from_chart`). Every request is recorded (:meth:`StandInAPI.calls`),
+so a test can compare what the code needs with what the Role grants.
+
+By default it plays the operators with a script: each GET of a job advances it through
+``script`` (a list of status conditions), and the job's main pod carries the labels the real
+operator or JobSet puts on it, with ``log_lines`` as its log. A kubelet (see
+``r1ov.testing.kubelet``) can take that role instead and run the pods as local processes.
+
+Not modelled: authentication (every request acts as ``user``), admission webhooks, field
+ownership and conflicts of server-side apply (the applied object replaces the previous one),
+resourceVersion/optimistic concurrency, watches as streams, owner references and garbage
+collection beyond what :attr:`StandInAPI.kubelet` does, ClusterRoles, and cluster-scoped objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+# The stand-in's own table of what it serves (independent of r1ov.k8s.kinds on purpose).
+RESOURCES: dict[tuple[str, str, str], str] = {
+    ("kubeflow.org", "v1", "pytorchjobs"): "PyTorchJob",
+    ("trainer.kubeflow.org", "v1alpha1", "trainjobs"): "TrainJob",
+    ("apps", "v1", "statefulsets"): "StatefulSet",
+    ("apps", "v1", "deployments"): "Deployment",
+    ("", "v1", "services"): "Service",
+    ("", "v1", "configmaps"): "ConfigMap",
+    ("", "v1", "secrets"): "Secret",
+    ("", "v1", "serviceaccounts"): "ServiceAccount",
+    ("", "v1", "events"): "Event",
+    ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
+}
+JOB_KINDS = ("PyTorchJob", "TrainJob")
+WORKLOAD_KINDS = ("StatefulSet", "Deployment")
+# Labels the real controllers put on a job's main pod, and that pod's container (scripted mode).
+MAIN_POD = {
+    "PyTorchJob": lambda name: (
+        f"{name}-master-0",
+        {
+            "training.kubeflow.org/job-name": name,
+            "training.kubeflow.org/operator-name": "pytorchjob-controller",
+            "training.kubeflow.org/replica-type": "master",
+            "training.kubeflow.org/replica-index": "0",
+            "training.kubeflow.org/job-role": "master",
+        },
+        "pytorch",
+    ),
+    "TrainJob": lambda name: (
+        f"{name}-node-0-0-x7k2p",
+        {
+            "jobset.sigs.k8s.io/jobset-name": name,
+            "jobset.sigs.k8s.io/replicatedjob-name": "node",
+            "jobset.sigs.k8s.io/job-index": "0",
+            "batch.kubernetes.io/job-completion-index": "0",
+            "trainer.kubeflow.org/trainjob-ancestor-step": "trainer",
+        },
+        "node",
+    ),
+}
+TERMINAL = {"Succeeded": "Succeeded", "Complete": "Succeeded", "Failed": "Failed"}
+DEFAULT_USER = "system:serviceaccount:r1ov:r1ov-pipeline"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Kubernetes ``Status`` failure object."""
+    out = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
+           "code": code}  # fmt: skip
+    if details:
+        out["details"] = details
+    return out
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the API server's request-info parser derives from a resource request."""
+
+    group: str
+    version: str
+    resource: str  # "pods", or "pods/log" for a subresource
+    verb: str
+    namespace: str
+    name: str
+
+
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"/namespaces/(?P<namespace>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
+)
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def request_info(method: str, path: str, query: dict[str, list[str]]) -> RequestInfo | None:
+    """(group, resource, verb, ...) of a namespaced resource request; None for any other path."""
+    m = _PATH.match(path)
+    if not m:
+        return None
+    name = m["name"] or ""
+    resource = m["resource"] + (f"/{m['sub']}" if m["sub"] else "")
+    if method == "GET":
+        verb = ("watch" if query.get("watch", ["false"])[0] in ("true", "1") else "list") if not name else "get"
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    else:
+        verb = _VERBS.get(method, method.lower())
+    return RequestInfo(m["group"] or "", m["core"] or m["version"], resource, verb, m["namespace"], name)
+
+
+def _matches(values: list[str], value: str) -> bool:
+    return "*" in values or value in values
+
+
+def allows(rules: list[dict[str, Any]], info: RequestInfo) -> bool:
+    """True when one PolicyRule grants the request (wildcards and resourceNames as RBAC reads them)."""
+    for rule in rules:
+        if not (
+            _matches(rule.get("apiGroups") or [], info.group)
+            and _matches(rule.get("resources") or [], info.resource)
+            and _matches(rule.get("verbs") or [], info.verb)
+        ):
+            continue
+        names = rule.get("resourceNames") or []
+        if names and info.name not in names:
+            continue
+        return True
+    return False
+
+
+def role_rules_from_chart(
+    chart_dir: str | Path,
+    values: dict[str, Any] | None = None,
+    *,
+    service_account: str | None = None,
+    release: str = "r1ov",
+    namespace: str = "r1ov",
+) -> list[dict[str, Any]]:
+    """The PolicyRules the chart's Roles grant ``service_account`` (default: the chart's own) via its RoleBindings.
+
+    Rendered offline with Helm's SDK, exactly as ``helm install`` would render it.
+    """
+    import helm_python as helm
+
+    rendered = helm.Chart.load(str(chart_dir)).render(values or {}, name=release, namespace=namespace)
+    objects = [
+        doc
+        for template, text in sorted(rendered.items())
+        if not template.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    if service_account is None:
+        accounts = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+        if len(accounts) != 1:
+            raise ValueError(f"name the service account: the chart renders {accounts or 'none'}")
+        service_account = accounts[0]
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
+    rules: list[dict[str, Any]] = []
+    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+        bound = any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == service_account
+            and s.get("namespace", namespace) == namespace
+            for s in binding.get("subjects") or []
+        )
+        ref = binding["roleRef"]
+        if bound and ref["kind"] == "Role" and ref["name"] in roles:
+            rules += roles[ref["name"]].get("rules") or []
+    if not rules:
+        raise ValueError(f"the chart binds no Role to service account {service_account!r}")
+    return rules
+
+
+def forbidden(info: RequestInfo, user: str) -> dict[str, Any]:
+    """The API server's 403 for an unauthorized request, word for word."""
+    target = f'{info.resource} "{info.name}"' if info.name else info.resource
+    base, _, _ = info.resource.partition("/")
+    return status(
+        403,
+        "Forbidden",
+        f'{target} is forbidden: User "{user}" cannot {info.verb} resource "{info.resource}" '
+        f'in API group "{info.group}" in the namespace "{info.namespace}"',
+        {"name": info.name, "group": info.group, "kind": base},
+    )
+
+
+# --------------------------------------------------------------------------- the API server
+
+
+@dataclass
+class Pod:
+    """A pod as the stand-in knows it: labels, its one container's name, phase and log."""
+
+    name: str
+    job: str
+    labels: dict[str, str]
+    container: str
+    phase: str = "Pending"
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log: list[tuple[datetime, str]] = field(default_factory=list)
+    reason: str = ""  # e.g. OOMKilled, ImagePullBackOff, set by a kubelet
+
+    def as_object(self, namespace: str) -> dict[str, Any]:
+        container_status: dict[str, Any] = {
+            "name": self.container, "image": "x", "imageID": "", "restartCount": 0, "ready": self.phase == "Running",
+        }  # fmt: skip
+        if self.reason:
+            container_status["state"] = {"terminated": {"reason": self.reason, "exitCode": 1}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": namespace, "uid": self.uid, "labels": self.labels,
+                         "creationTimestamp": now()},
+            "spec": {"containers": [{"name": self.container, "image": "x"}]},
+            "status": {"phase": self.phase, "containerStatuses": [container_status]},
+        }  # fmt: skip
+
+
+class Kubelet(Protocol):
+    """What runs a created workload's pods instead of the scripted operator."""
+
+    def created(self, api: StandInAPI, kind: str, obj: dict[str, Any]) -> None: ...
+
+    def job_status(self, api: StandInAPI, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def workload_status(self, api: StandInAPI, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def deleted(self, api: StandInAPI, kind: str, obj: dict[str, Any]) -> None: ...
+
+
+class StandInAPI:
+    """In-memory API server state; see the module docstring. ``rules=None`` authorizes everything."""
+
+    def __init__(self, rules: list[dict[str, Any]] | None = None, user: str = DEFAULT_USER) -> None:
+        self.lock = threading.RLock()
+        self.rules = rules
+        self.user = user
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
+        self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
+        self.attempts: list[tuple[RequestInfo, bool]] = []  # every resource request and whether it was allowed
+        self.script: list[tuple[str, str, str]] = []  # (condition type, reason, message) per job GET
+        self.steps: dict[str, int] = {}
+        self.pods: dict[str, Pod] = {}
+        self.log_lines: list[str] = []
+        self.fail_job_gets = 0  # answer this many job GETs with 503 first
+        self.ready_after_gets = 2  # workloads report one more ready replica per GET after this many
+        self.workload_gets: dict[str, int] = {}
+        self.kubelet: Kubelet | None = None
+        self.url = ""
+
+    # ------------------------------------------------------------- what was asked
+
+    def calls(self, *, denied: bool | None = None) -> set[tuple[str, str, str]]:
+        """(API group, resource, verb) of every resource request served; ``denied`` filters by the outcome."""
+        with self.lock:
+            return {
+                (info.group, info.resource, info.verb)
+                for info, allowed in self.attempts
+                if denied is None or denied != allowed
+            }
+
+    # ------------------------------------------------------------- the scripted "operator"
+
+    def _job_status(self, name: str) -> dict[str, Any]:
+        step = min(self.steps.get(name, 0), len(self.script) - 1)
+        self.steps[name] = self.steps.get(name, 0) + 1
+        conditions = []
+        for i, (ctype, reason, message) in enumerate(self.script[: step + 1]):
+            current = i == step or ctype == "Created"
+            conditions.append(
+                {"type": ctype, "status": "True" if current else "False", "reason": reason, "message": message,
+                 "lastTransitionTime": now()}
+            )  # fmt: skip
+        ctype = self.script[step][0] if self.script else "Created"
+        pod = next((p for p in self.pods.values() if p.job == name), None)
+        if pod is not None:
+            pod.phase = TERMINAL.get(ctype, "Pending" if ctype in ("Created", "") else "Running")
+        return {"conditions": conditions} if conditions else {}
+
+    def _start_job(self, kind: str, name: str) -> None:
+        pod_name, labels, container = MAIN_POD[kind](name)
+        start = datetime.now(UTC)
+        self.pods[pod_name] = Pod(
+            pod_name, name, labels, container,
+            log=[(start + timedelta(microseconds=250 * i), line) for i, line in enumerate(self.log_lines)],
+        )  # fmt: skip
+
+    def _workload_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        key = obj["metadata"]["name"]
+        self.workload_gets[key] = self.workload_gets.get(key, 0) + 1
+        want = obj["spec"].get("replicas", 1)
+        ready = 0 if self.ready_after_gets < 0 else max(0, min(want, self.workload_gets[key] - self.ready_after_gets))
+        return {"observedGeneration": obj["metadata"]["generation"], "replicas": want, "readyReplicas": ready,
+                "updatedReplicas": ready, "availableReplicas": ready}  # fmt: skip
+
+    # ------------------------------------------------------------- REST
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> tuple[int, Any]:
+        url = urlparse(raw_path)
+        query = parse_qs(url.query)
+        with self.lock:
+            self.requests.append((method, url.path, query))
+            info = request_info(method, url.path, query)
+            if info is None:
+                return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
+            allowed = self.rules is None or allows(self.rules, info)
+            self.attempts.append((info, allowed))
+            if not allowed:
+                return 403, forbidden(info, self.user)
+            if info.group == "" and info.resource == "pods/log":
+                return self._log(info.name, query)
+            if info.group == "" and info.resource == "pods":
+                if info.verb == "list":
+                    return self._list_pods(info.namespace, query)
+                if info.verb == "get" and info.name in self.pods:
+                    return 200, self.pods[info.name].as_object(info.namespace)
+                return 404, status(404, "NotFound", f'pods "{info.name}" not found')
+            kind = RESOURCES.get((info.group, info.version, info.resource))
+            if kind is None:
+                return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
+            api_version = f"{info.group}/{info.version}" if info.group else info.version
+            key = (info.resource, info.namespace, info.name)
+            if info.verb == "create":
+                return self._create(kind, api_version, info.resource, info.namespace, headers, body)
+            if info.verb == "list":
+                return self._list(kind, api_version, info.resource, info.namespace, query)
+            if not info.name:
+                return 405, status(405, "MethodNotAllowed", f"{method} on a collection")
+            if info.verb == "get":
+                return self._get(kind, key)
+            if info.verb == "delete":
+                if key not in self.objects:
+                    return 404, status(404, "NotFound", f'{info.resource} "{info.name}" not found')
+                obj = self.objects.pop(key)
+                if self.kubelet is not None:
+                    self.kubelet.deleted(self, kind, obj)
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+            if info.verb == "patch":
+                return self._apply(kind, api_version, key, headers, query, body)
+            return 405, status(405, "MethodNotAllowed", method)
+
+    def _create(self, kind, api_version, plural, namespace, headers, body) -> tuple[int, Any]:
+        if headers.get("Content-Type") != "application/json":
+            return 415, status(415, "UnsupportedMediaType", str(headers.get("Content-Type")))
+        obj = json.loads(body)
+        if obj.get("kind") != kind or obj.get("apiVersion") != api_version:
+            return 400, status(
+                400, "BadRequest", f"the API version in the data ({obj.get('apiVersion')}) does not match"
+            )
+        if obj["metadata"].get("namespace", namespace) != namespace:
+            return 400, status(400, "BadRequest", "the namespace of the provided object does not match")
+        key = (plural, namespace, obj["metadata"]["name"])
+        if key in self.objects:
+            return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
+        self._store(kind, key, obj)
+        return 201, obj
+
+    def _store(self, kind: str, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
+        obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1, namespace=key[1])
+        self.objects[key] = obj
+        if self.kubelet is not None:
+            self.kubelet.created(self, kind, obj)
+        elif kind in MAIN_POD:
+            self._start_job(kind, key[2])
+
+    def _get(self, kind: str, key: tuple[str, str, str]) -> tuple[int, Any]:
+        if key not in self.objects:
+            return 404, status(404, "NotFound", f'{key[0]} "{key[2]}" not found')
+        obj = self.objects[key]
+        if kind in JOB_KINDS:
+            if self.fail_job_gets > 0:
+                self.fail_job_gets -= 1
+                return 503, status(503, "ServiceUnavailable", "etcd leader changed")
+            obj["status"] = self.kubelet.job_status(self, obj) if self.kubelet else self._job_status(key[2])
+        elif kind in WORKLOAD_KINDS:
+            obj["status"] = self.kubelet.workload_status(self, obj) if self.kubelet else self._workload_status(obj)
+        return 200, obj
+
+    def _apply(self, kind, api_version, key, headers, query, body) -> tuple[int, Any]:
+        # Server-side apply: the content type and a field manager are mandatory.
+        if headers.get("Content-Type") != "application/apply-patch+yaml":
+            return 415, status(415, "UnsupportedMediaType", f"expected apply patch, got {headers.get('Content-Type')}")
+        if not query.get("fieldManager"):
+            return 422, status(422, "Invalid", "fieldManager is required for apply requests")
+        obj = yaml.safe_load(body)
+        if obj.get("kind") != kind or obj.get("apiVersion") != api_version or obj["metadata"]["name"] != key[2]:
+            return 400, status(400, "BadRequest", "object does not match the request path")
+        previous = self.objects.get(key)
+        if previous is None:
+            self._store(kind, key, obj)
+            return 201, obj
+        changed = any(previous.get(f) != obj.get(f) for f in ("spec", "data", "stringData"))
+        previous["metadata"]["generation"] += int(changed)
+        previous["metadata"]["labels"] = obj["metadata"].get("labels", {})
+        for f in ("spec", "data", "stringData"):
+            if f in obj:
+                previous[f] = obj[f]
+        return 200, previous
+
+    def _list(self, kind, api_version, plural, namespace, query) -> tuple[int, Any]:
+        wanted = _selector(query)
+        items = [
+            obj
+            for (obj_plural, obj_namespace, _), obj in self.objects.items()
+            if obj_plural == plural
+            and obj_namespace == namespace
+            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+        ]
+        return 200, {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {}, "items": items}
+
+    def _list_pods(self, namespace: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        wanted = _selector(query)
+        items = [pod.as_object(namespace) for pod in self.pods.values() if wanted.items() <= pod.labels.items()]
+        return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+
+    def _log(self, name: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        pod = self.pods.get(name)
+        if pod is None:
+            return 404, status(404, "NotFound", f'pods "{name}" not found')
+        container = query.get("container", [pod.container])[0]
+        if container != pod.container:
+            return 400, status(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if pod.phase == "Pending":
+            return 400, status(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start')
+        lines = list(pod.log)
+        if "sinceSeconds" in query:
+            cutoff = datetime.now(UTC) - timedelta(seconds=int(query["sinceSeconds"][0]))
+            lines = [(t, text) for t, text in lines if t >= cutoff]
+        stamped = query.get("timestamps", ["false"])[0] == "true"
+        text = "".join(
+            f"{t.strftime('%Y-%m-%dT%H:%M:%S.%f')}000Z {line}\n" if stamped else f"{line}\n" for t, line in lines
+        )
+        return 200, text
+
+
+def _selector(query: dict[str, list[str]]) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in query.get("labelSelector", [""])[0].split(",") if part)
+
+
+def _make_handler(api: StandInAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            code, payload = api.handle(self.command, self.path, self.headers, self.rfile.read(length))
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serve(api: StandInAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``api`` over HTTP on a free port; yields (and sets ``api.url`` to) its base URL."""
+    server = ThreadingHTTPServer((host, 0), _make_handler(api))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    api.url = f"http://{host}:{server.server_address[1]}"
+    try:
+        yield api.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def kubeconfig(url: str, namespace: str = "r1ov", token: str = "stand-in") -> dict[str, Any]:
+    """A kubeconfig document pointing at the stand-in (what a laptop's ``~/.kube/config`` would hold)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "stand-in", "cluster": {"server": url}}],
+        "users": [{"name": "me", "user": {"token": token}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "stand-in", "user": "me", "namespace": namespace}}],
+        "current-context": "ctx",
+    }
