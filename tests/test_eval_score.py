@@ -153,3 +153,42 @@ def test_compare_refuses_files_that_are_not_score_files(tmp_path: Path, capsys: 
     (tmp_path / "x.json").write_text("{}")
     assert main(["eval", "compare", str(tmp_path / "x.json"), str(tmp_path / "x.json")]) == 2
     assert "not a score file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "write"),
+    [
+        ("mathverse", layouts.write_mathverse_parquet),
+        ("mathvision", lambda d: layouts.write_mathvision_parquet(d, "testmini").parent),
+        ("wemath", layouts.write_wemath_json),
+        ("r1ov-bench", layouts.write_r1ov_bench_tsv),
+    ],
+)
+def test_eval_score_reads_every_published_layout(tmp_path: Path, benchmark: str, write: object) -> None:
+    """Gold answers as responses score 1.0 on each layout, keyed by the benchmark's own ids."""
+    from r1ov.config import BenchmarkSpec
+    from r1ov.eval import benchmarks
+    from r1ov.records import metadata
+
+    data = write(tmp_path / benchmark)  # type: ignore[operator]
+    records = benchmarks.load(BenchmarkSpec(name=benchmark, uri=str(data))).records
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(
+        "".join(
+            json.dumps(
+                {"id": metadata(r)["benchmark_id"], "response": f"<think>t</think><answer>{r['answer']}</answer>"}
+            )
+            + "\n"
+            for r in records
+        )
+    )
+    argv = ["eval", "score", "--benchmark", benchmark, "--data", str(data), "--predictions", str(predictions)]
+    assert main([*argv, "--out", str(tmp_path / "s.json"), "--bootstrap-samples", "50"]) == 0
+    scored = json.loads((tmp_path / "s.json").read_text())
+    assert scored["overall"]["accuracy"] == 1.0 and scored["overall"]["n"] == len(records)
+    if benchmark == "mathverse":
+        assert scored["by_category"]["Vision Only"]["n"] == 3
+    if benchmark == "wemath":
+        assert scored["extra"]["four_dim/total"] == 525 and scored["extra"]["steps/S3_accuracy"] == 1.0
+    if benchmark == "r1ov-bench":
+        assert set(scored["by_level"]) == {"college", "high school", "junior high school", "social test"}
