@@ -73,19 +73,23 @@ def _vary_mathvision(rows: list[dict[str, Any]]) -> None:
             row["answer"] = f"\\frac{{\\sqrt{{{k}}}}}{{2}}"
 
 
-def write_files(root: Path) -> list[BenchmarkSpec]:
-    """The five benchmarks in their layouts, about ``ITEMS`` items together."""
-    mathvista = layouts.mathvista_rows(300)
+def write_files(root: Path, items: int = ITEMS) -> list[BenchmarkSpec]:
+    """The five benchmarks in their layouts, about ``items`` items together."""
+
+    def copies(per_10k: int) -> int:
+        return max(1, round(per_10k * items / 10_000))
+
+    mathvista = layouts.mathvista_rows(copies(300))
     _vary_mathvista(mathvista, {r["pid"]: (int(r["pid"]) - 1) // 10 for r in mathvista})
     (root / "mathvista" / "data").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(mathvista), root / "mathvista" / "data" / "testmini-00000-of-00001.parquet")
-    mathvision = layouts.mathvision_rows(400)
+    mathvision = layouts.mathvision_rows(copies(400))
     _vary_mathvision(mathvision)
     (root / "mathvision" / "data").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(mathvision), root / "mathvision" / "data" / "test-00000-of-00001.parquet")
-    layouts.write_mathverse_parquet(root / "mathverse", scale=134)
-    layouts.write_wemath_json(root / "wemath", scale=250)
-    layouts.write_r1ov_bench_tsv(root / "bench", scale=200)
+    layouts.write_mathverse_parquet(root / "mathverse", scale=copies(134))
+    layouts.write_wemath_json(root / "wemath", scale=copies(250))
+    layouts.write_r1ov_bench_tsv(root / "bench", scale=copies(200))
     return [
         BenchmarkSpec(name="mathvista", uri=str(root / "mathvista" / "data")),
         BenchmarkSpec(name="mathvision", uri=str(root / "mathvision" / "data")),
@@ -133,7 +137,7 @@ def response(record: dict[str, Any], rng: random.Random) -> str:
     return f"<think>{think}</think>\n<answer>{answer}</answer>"
 
 
-def _rows(specs: list[BenchmarkSpec]) -> list[dict[str, Any]]:
+def _rows(specs: list[BenchmarkSpec], items: int = ITEMS) -> list[dict[str, Any]]:
     rng = random.Random(0)
     rows = []
     for spec in specs:
@@ -152,7 +156,7 @@ def _rows(specs: list[BenchmarkSpec]) -> list[dict[str, Any]]:
                     "metadata": record["metadata"],
                 }
             )
-    return rows[:ITEMS]
+    return rows[:items]
 
 
 def naive_correct(row: dict[str, Any]) -> bool:
@@ -167,9 +171,9 @@ def naive_correct(row: dict[str, Any]) -> bool:
     return bool(gold and predicted and verify(gold, predicted))
 
 
-def run() -> list[Result]:
+def run(items: int = ITEMS) -> list[Result]:
     with tempfile.TemporaryDirectory() as name:
-        rows = _rows(write_files(Path(name)))
+        rows = _rows(write_files(Path(name), items), items)
     n = len(rows)
     naive_correct(rows[0])  # both paths start with math-verify and sympy imported
     ours_rows = [dict(r) for r in rows]
