@@ -65,9 +65,18 @@ def unbox(text: str) -> str:
     return text
 
 
-@lru_cache(maxsize=65536)
 def clean(text: str) -> str:
     """An answer without its wrapping: box, math delimiters, bold, "The answer is", final period."""
+    # Options and short answers repeat across items: cache those; never hold long texts.
+    return _clean_cached(text) if len(text) <= 512 else _clean(text)
+
+
+@lru_cache(maxsize=65536)
+def _clean_cached(text: str) -> str:
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
     text = unbox(text.strip()).strip()
     for _ in range(3):
         before = text
