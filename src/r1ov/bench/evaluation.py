@@ -5,6 +5,9 @@ files, our answer core against math-verify on every item (see ``r1ov.bench.scori
 
 Generation: batched transformers generation (batch 8) against batch 1, same tiny model,
 items and token limit. Scoring is included; generation dominates.
+
+Both ratios come from one run; the raw rates move with whatever else shares the machine
+(2 cores here, shared with other jobs while measured), the ratios much less.
 """
 
 from __future__ import annotations
