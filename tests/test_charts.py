@@ -519,18 +519,32 @@ def test_inference_objects_point_at_each_other(values_file: Path) -> None:
     spec = deployment["spec"]["template"]["spec"]
     accounts = {o["metadata"]["name"] for o in by_kind(objects, "ServiceAccount")}
     assert spec["serviceAccountName"] in accounts | {"default"}
-    # vLLM serves exactly the directory the init container downloads into.
+    # vLLM serves exactly the directory the init container fetched, named in a file on a shared volume.
     download, vllm = spec["initContainers"][0], spec["containers"][0]
-    assert vllm["args"][0] == arg_after(download["command"], "--dst-path")
+    path_file = arg_after(download["command"], "--path-file")
+    assert vllm["command"][:2] == ["sh", "-c"] and f'exec vllm serve "$(cat {path_file})" "$@"' == vllm["command"][2]
+    mounts = {m["name"]: m["mountPath"] for m in vllm["volumeMounts"]}
+    assert path_file.startswith(mounts["run"] + "/") and mounts["models"] == arg_after(
+        download["command"], "--cache-dir"
+    )
     assert arg_after(vllm["args"], "--tensor-parallel-size") == str(vllm["resources"]["limits"][bundle.GPU_RESOURCE])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
     assert {v["name"]: v for v in spec["volumes"]}["dshm"]["emptyDir"]["medium"] == "Memory"
     assert vllm["env"][0]["name"] == "VLLM_API_KEY" and "secretKeyRef" in vllm["env"][0]["valueFrom"]
     assert not any("api-key" in arg for arg in vllm["args"])  # the key never sits on the command line
-    test_env = {e["name"]: e for e in test_pod["spec"]["containers"][0]["env"]}
+    test_container = test_pod["spec"]["containers"][0]
+    test_env = {e["name"]: e for e in test_container["env"]}
     assert test_env["API_KEY"]["valueFrom"] == vllm["env"][0]["valueFrom"]
-    assert test_env["ENDPOINT"]["value"].startswith(f"http://{service['metadata']['name']}.{NAMESPACE}.svc:")
+    assert arg_after(test_container["command"], "--endpoint").startswith(
+        f"http://{service['metadata']['name']}.{NAMESPACE}.svc:"
+    )
+    assert arg_after(test_container["command"], "--served-model-name") == arg_after(vllm["args"], "--served-model-name")
+    # A rollout has longer than the slowest start the startup probe allows.
+    startup = vllm["startupProbe"]
+    assert deployment["spec"]["progressDeadlineSeconds"] > startup["periodSeconds"] * startup["failureThreshold"]
+    # Nothing in the chart pins the version promotion writes (a helm upgrade would roll it back).
+    assert "r1ov.io/model-version" not in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
@@ -747,51 +761,83 @@ def test_mlflow_server_accepts_in_cluster_hosts_only(mlflow_server: int) -> None
     assert _get(port, search, "attacker.example.com") == 403
 
 
-def test_init_container_downloads_the_champion_through_the_server(mlflow_server: int, tmp_path: Path) -> None:
-    """Register a model the way r1ov.registry does, then run the init container's exact command."""
+def _register_tiny(port: int, tmp_path: Path, name: str, versions: int = 1) -> None:
+    """Register versions the way r1ov.registry does; the last one holds `champion`."""
     from mlflow import MlflowClient
 
-    port = mlflow_server
     tracking = f"http://127.0.0.1:{port}"
-    checkpoint = tmp_path / "checkpoint"
-    (checkpoint / "sub").mkdir(parents=True)
-    (checkpoint / "config.json").write_text('{"model_type": "tiny"}')
-    (checkpoint / "sub" / "weights.bin").write_bytes(b"0123")
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-    run = client.create_run(client.create_experiment("charts"))
-    client.log_artifacts(run.info.run_id, str(checkpoint), artifact_path="model")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model("tiny")
-    version = client.create_model_version("tiny", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
-    client.set_registered_model_alias("tiny", "champion", version.version)
-    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: pods need no S3 keys
+    experiment = client.create_experiment(f"charts-{name}")
+    client.create_registered_model(name)
+    for index in range(versions):
+        checkpoint = tmp_path / f"checkpoint-{index}"
+        (checkpoint / "sub").mkdir(parents=True)
+        (checkpoint / "config.json").write_text(json.dumps({"model_type": "tiny", "index": index}))
+        (checkpoint / "sub" / "weights.bin").write_bytes(b"0123")
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(checkpoint), artifact_path="model")
+        client.set_terminated(run.info.run_id)
+        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: pods need no S3 keys
+    client.set_registered_model_alias(name, "champion", version.version)
 
-    spec = one(render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"model": {"name": "tiny"}})), "Deployment")
+
+def _init_command(tmp_path: Path, port: int, name: str) -> tuple[list[str], dict[str, str]]:
+    spec = one(render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"model": {"name": name}})), "Deployment")
     download = spec["spec"]["template"]["spec"]["initContainers"][0]
     command = list(download["command"])
-    assert command[:3] == ["python", "-m", "mlflow"]
-    dst = tmp_path / "models" / "model"
-    command[command.index("--dst-path") + 1] = str(dst)
+    assert command[:3] == ["python", "-m", "r1ov.serving"]
+    command[command.index("--cache-dir") + 1] = str(tmp_path / "models")
+    command[command.index("--path-file") + 1] = str(tmp_path / "run" / "model-path")
     env = {e["name"]: e["value"] for e in download["env"] if "value" in e}
-    env.update(MLFLOW_TRACKING_URI=tracking, PATH=os.environ["PATH"], HOME=str(tmp_path))
-    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=180)
+    env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", PATH=os.environ["PATH"], HOME=str(tmp_path))
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    return [sys.executable, *command[1:]], env
+
+
+def test_init_container_downloads_the_champion_through_the_server(mlflow_server: int, tmp_path: Path) -> None:
+    """Register a model the way r1ov.registry does, then run the init container's exact command."""
+    _register_tiny(mlflow_server, tmp_path, "tiny", versions=2)
+    command, env = _init_command(tmp_path, mlflow_server, "tiny")
+    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert json.loads((dst / "config.json").read_text()) == {"model_type": "tiny"}
-    assert (dst / "sub" / "weights.bin").read_bytes() == b"0123"
+    served = Path((tmp_path / "run" / "model-path").read_text())
+    assert served == tmp_path / "models" / "tiny" / "2"  # the alias, resolved to its version
+    assert json.loads((served / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+    assert (served / "sub" / "weights.bin").read_bytes() == b"0123"
+
+
+def test_replicas_sharing_the_cache_download_once_and_never_write_one_path(mlflow_server: int, tmp_path: Path) -> None:
+    """Two replicas starting together on one shared volume, then a third later: one copy, no leftovers."""
+    _register_tiny(mlflow_server, tmp_path, "shared")
+    command, env = _init_command(tmp_path, mlflow_server, "shared")
+    starts = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for process in starts:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err.decode()[-2000:]
+    version_dir = tmp_path / "models" / "shared"
+    assert sorted(p.name for p in version_dir.iterdir()) == ["1"]  # the loser's staging copy is gone
+    marker = version_dir / "1" / ".r1ov-complete"
+    written = marker.stat().st_mtime_ns
+    later = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert later.returncode == 0 and b"is cached" in later.stderr
+    assert marker.stat().st_mtime_ns == written
 
 
 class _ModelsHandler(http.server.BaseHTTPRequestHandler):
-    """Stand-in for vLLM's OpenAI server: /v1/models behind a bearer key."""
+    """Stand-in for vLLM's OpenAI server: /v1/models behind a bearer key, with the served directory as root."""
 
     key = "s3cret"
     served = "r1ov-7b"
+    root = "/models/r1ov-7b/2"
 
     def do_GET(self) -> None:
         if self.headers.get("Authorization") != f"Bearer {self.key}":
             self.send_response(401)
             self.end_headers()
             return
-        body = json.dumps({"object": "list", "data": [{"id": self.served, "object": "model"}]}).encode()
+        model = {"id": self.served, "object": "model", "root": type(self).root}
+        body = json.dumps({"object": "list", "data": [model]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -812,13 +858,47 @@ def models_endpoint() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    ("model", "key", "passes"),
-    [("r1ov-7b", "s3cret", True), ("other-model", "s3cret", False), ("r1ov-7b", "wrong", False)],
+    ("model", "key", "root", "passes"),
+    [
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", True),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/1", False),  # promoted, but the replicas still serve v1
+        ("other-model", "s3cret", "/models/r1ov-7b/2", False),
+        ("r1ov-7b", "wrong", "/models/r1ov-7b/2", False),
+    ],
 )
-def test_helm_test_script_checks_the_served_model(models_endpoint: str, model: str, key: str, passes: bool) -> None:
+def test_helm_test_checks_the_served_version_matches_the_alias(
+    mlflow_server: int, models_endpoint: str, tmp_path: Path, model: str, key: str, root: str, passes: bool
+) -> None:
+    if not getattr(_ModelsHandler, "registered", False):
+        _register_tiny(mlflow_server, tmp_path, "r1ov-7b", versions=2)
+        _ModelsHandler.registered = True
+    _ModelsHandler.root = root
     pod = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")
-    command = pod["spec"]["containers"][0]["command"]
-    assert command[:2] == ["python", "-c"]
-    env = {"ENDPOINT": models_endpoint, "MODEL": model, "API_KEY": key, "PATH": os.environ["PATH"]}
-    result = subprocess.run([sys.executable, "-c", command[2]], env=env, capture_output=True, timeout=60)
-    assert (result.returncode == 0) is passes, result.stderr.decode()
+    container = pod["spec"]["containers"][0]
+    command = list(container["command"])
+    assert command[:4] == ["python", "-m", "r1ov.serving", "check"]
+    command[command.index("--endpoint") + 1] = models_endpoint
+    command[command.index("--served-model-name") + 1] = model
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        API_KEY=key, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
+        HOME=str(tmp_path), PYTHONPATH=os.environ.get("PYTHONPATH", ""),
+    )  # fmt: skip
+    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=120)
+    assert (result.returncode == 0) is passes, result.stderr.decode()[-2000:]
+    if not passes:
+        assert b"Traceback" not in result.stderr
+
+
+def test_serving_survives_a_node_disruption() -> None:
+    """Two replicas by default; one replica allows no voluntary eviction and surges on update."""
+    default = render("r1ov-inference", MINIMAL_INFERENCE)
+    assert one(default, "Deployment")["spec"]["replicas"] == 2
+    assert one(default, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    single = render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"replicaCount": 1}))
+    assert one(single, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 0
+    strategy = one(single, "Deployment")["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
+    short = _merged(MINIMAL_INFERENCE, {"progressDeadlineSeconds": 600})
+    with pytest.raises(helm.HelmRenderError, match="must exceed the startup probe's budget"):
+        render("r1ov-inference", short)
