@@ -34,6 +34,7 @@ S3_SECRET = "r1ov-s3"
 MLFLOW_SECRET = "r1ov-mlflow"
 SETTINGS_CONFIGMAP = "r1ov-settings"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+MLFLOW_CLIENT_LABEL = "r1ov.io/mlflow-client"  # charts/r1ov-platform admits these pods to MLflow
 
 
 def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -53,6 +54,7 @@ def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
     kubernetes.use_config_map_as_env(
         task, SETTINGS_CONFIGMAP, {"R1OV_S3_ENDPOINT": "R1OV_S3_ENDPOINT", "AWS_REGION": "AWS_REGION"}, optional=True
     )
+    kubernetes.add_pod_label(task, MLFLOW_CLIENT_LABEL, "true")  # admitted by the MLflow NetworkPolicy
     return task
 
 

@@ -15,6 +15,7 @@ against a local stand-in of the OpenAI ``/v1/models`` endpoint that checks the b
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import http.server
@@ -118,6 +119,11 @@ def one(objects: list[tuple[str, dict]], kind: str) -> dict:
     found = by_kind(objects, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def settings_map(objects: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The bundle's settings ConfigMap (the chart also renders MLflow's auth config in small mode)."""
+    return next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "r1ov-settings")
 
 
 def pod_specs(objects: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -230,19 +236,54 @@ def test_every_chart_has_ci_values_for_its_switches() -> None:
     } <= kinds
 
 
-def test_platform_renders_with_defaults() -> None:
-    objects = render("r1ov-platform", {})
-    for _, obj in objects:
+def test_platform_defaults_are_production_and_small_mode_is_labelled() -> None:
+    """Defaults: PostgreSQL and an object store, so rendering names what to set; SQLite is the labelled small mode."""
+    with pytest.raises(helm.HelmRenderError, match=r"mlflow\.artifactsDestination is required"):
+        render("r1ov-platform", {})
+    small = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/small-values.yaml"))
+    for _, obj in small:
         validate(obj)
-    assert {obj["kind"] for _, obj in objects} == {
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-        "ConfigMap",
-        "Deployment",
-        "Service",
-        "PersistentVolumeClaim",
-    }
+    assert {obj["kind"] for _, obj in small} == {
+        "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service", "PersistentVolumeClaim",
+        "NetworkPolicy",
+    }  # fmt: skip
+    for kind in ("Deployment", "PersistentVolumeClaim"):
+        assert one(small, kind)["metadata"]["labels"]["r1ov.io/mode"] == "small"
+    production = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml"))
+    assert "PersistentVolumeClaim" not in {obj["kind"] for _, obj in production}
+    assert "r1ov.io/mode" not in one(production, "Deployment")["metadata"]["labels"]
+    assert "small" not in notes("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml")).lower()
+    assert "SMALL MODE" in notes("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/small-values.yaml"))
+
+
+def test_mlflow_guards_the_alias() -> None:
+    """Basic auth on with credentials by Secret reference; only labelled clients reach the port."""
+    for path in ("small-values.yaml", "postgres-values.yaml", "sqlite-s3-values.yaml"):
+        objects = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci" / path))
+        container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"][:2] == ["--app-name", "basic-auth"]
+        env = {e["name"]: e for e in container["env"]}
+        for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            assert "secretKeyRef" in env[name]["valueFrom"], name
+        policy = one(objects, "NetworkPolicy")
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        peers = policy["spec"]["ingress"][0]["from"]
+        assert {"podSelector": {"matchLabels": {"r1ov.io/mlflow-client": "true"}}} in peers
+        assert {"podSelector": {}} not in peers and {} not in peers  # never "every pod"
+    # Who carries the admitted label: every pipeline task, the inference download and its helm test.
+    admitted = {"r1ov.io/mlflow-client": "true"}
+    _, platform = yaml.safe_load_all((ROOT / "pipelines/r1ov.yaml").read_text())
+    for name, executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+        assert executor["podMetadata"]["labels"].items() >= admitted.items(), name
+    inference = render("r1ov-inference", MINIMAL_INFERENCE)
+    assert one(inference, "Deployment")["spec"]["template"]["metadata"]["labels"].items() >= admitted.items()
+    assert one(inference, "Pod")["metadata"]["labels"].items() >= admitted.items()
+    with pytest.raises(helm.HelmRenderError, match=r"mlflow\.auth\.existingSecret is required"):
+        render("r1ov-platform", {"mlflow": {"backend": "sqlite", "auth": {"existingSecret": ""}}})
+    values = load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml")
+    values["mlflow"]["auth"]["configSecret"] = ""
+    with pytest.raises(helm.HelmRenderError, match=r"mlflow\.auth\.configSecret is required"):
+        render("r1ov-platform", values)
 
 
 @pytest.mark.parametrize(("name", "values_file"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
@@ -261,9 +302,13 @@ def test_crd_copies_match_their_recorded_hashes() -> None:
 
 def test_validation_catches_a_broken_object() -> None:
     """The validators are not vacuous: a misspelt field and a bad enum value both fail."""
-    nodepool = by_kind(
-        render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml")), "NodePool"
-    )[0]
+    nodepool = next(
+        p
+        for p in by_kind(
+            render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml")), "NodePool"
+        )
+        if "taints" in p["spec"]["template"]["spec"]
+    )
     typo = copy.deepcopy(nodepool)
     typo["spec"]["disruption"]["consolidateAftr"] = typo["spec"]["disruption"].pop("consolidateAfter")
     with pytest.raises(AssertionError, match="consolidateAftr"):
@@ -306,6 +351,8 @@ def _merged(values: dict, extra: dict) -> dict:
     return out
 
 
+SMALL_PLATFORM = {"mlflow": {"backend": "sqlite"}}  # the chart's small mode: renders with no site values
+
 REQUIRED = [
     ("r1ov-gpu-nodepools", {}, "aws.clusterName is required with provider=aws: set it to your EKS cluster name"),
     ("r1ov-inference", {}, "model.name is required: set it to the MLflow registered model"),
@@ -329,7 +376,7 @@ REQUIRED = [
     ),
     (
         "r1ov-platform",
-        {"mlflow": {"backend": "postgres", "artifactsDestination": "s3://b/m"}},
+        {"mlflow": {"backend": "postgres", "artifactsDestination": "s3://b/m", "postgres": {"existingSecret": ""}}},
         "mlflow.postgres.existingSecret is required with mlflow.backend=postgres",
     ),
     (
@@ -337,7 +384,11 @@ REQUIRED = [
         {"mlflow": {"backend": "postgres", "postgres": {"existingSecret": "db"}}},
         "mlflow.artifactsDestination is required with mlflow.backend=postgres: set it",
     ),
-    ("r1ov-platform", {"mlflow": {"workers": 2}}, "mlflow.workers must be 1 with mlflow.backend=sqlite"),
+    (
+        "r1ov-platform",
+        {"mlflow": {"backend": "sqlite", "workers": 2}},
+        "mlflow.workers must be 1 with mlflow.backend=sqlite",
+    ),
 ]
 
 
@@ -454,7 +505,7 @@ def test_default_images_are_the_bundle_images_at_the_package_version() -> None:
     images = _images(render("r1ov-inference", MINIMAL_INFERENCE))
     assert bundle.image("vllm") in images and bundle.image("base") in images
     assert set(images) <= {bundle.image(kind) for kind in bundle.IMAGE_NAMES}
-    mlflow_spec = one(render("r1ov-platform", {}), "Deployment")["spec"]["template"]["spec"]
+    mlflow_spec = one(render("r1ov-platform", SMALL_PLATFORM), "Deployment")["spec"]["template"]["spec"]
     assert mlflow_spec["containers"][0]["image"] == bundle.image("base")
     for name in ("r1ov-inference", "r1ov-platform"):
         for section in re.findall(
@@ -465,7 +516,7 @@ def test_default_images_are_the_bundle_images_at_the_package_version() -> None:
 
 
 def test_platform_settings_carry_the_bundle_registry_and_tag() -> None:
-    data = one(render("r1ov-platform", {}), "ConfigMap")["data"]
+    data = settings_map(render("r1ov-platform", SMALL_PLATFORM))["data"]
     assert data["R1OV_IMAGE_REGISTRY"] == bundle.REGISTRY
     assert data["R1OV_IMAGE_TAG"] == bundle.TAG == __version__
 
@@ -550,7 +601,7 @@ def test_inference_objects_point_at_each_other(values_file: Path) -> None:
 def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     """What the Role grants is tests/test_rbac.py's business (derived from the code, both ways);
     here: each Role has its binding to the chart's account, and KFP's own needs can be left out."""
-    objects = render("r1ov-platform", {})
+    objects = render("r1ov-platform", SMALL_PLATFORM)
     account = one(objects, "ServiceAccount")
     assert account["metadata"]["name"] == "r1ov-pipeline"
     roles = {o["metadata"]["name"] for o in by_kind(objects, "Role")}
@@ -560,17 +611,17 @@ def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     for binding in bindings:
         subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
         assert subject in binding["subjects"]
-    without = render("r1ov-platform", {"rbac": {"kfpTaskRole": False}})
+    without = render("r1ov-platform", {**SMALL_PLATFORM, "rbac": {"kfpTaskRole": False}})
     assert [r["metadata"]["name"].endswith("-pipeline") for r in by_kind(without, "Role")] == [True]
     assert len(by_kind(without, "RoleBinding")) == 1
-    pinned = render("r1ov-platform", {"rbac": {"endpointDeployments": ["serve-r1ov-inference"]}})
+    pinned = render("r1ov-platform", {**SMALL_PLATFORM, "rbac": {"endpointDeployments": ["serve-r1ov-inference"]}})
     deployments = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["deployments"])
     assert deployments["resourceNames"] == ["serve-r1ov-inference"]
 
 
 def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:
-    objects = render("r1ov-platform", {})
-    uri = one(objects, "ConfigMap")["data"]["MLFLOW_TRACKING_URI"]
+    objects = render("r1ov-platform", SMALL_PLATFORM)
+    uri = settings_map(objects)["data"]["MLFLOW_TRACKING_URI"]
     service = one(objects, "Service")
     host = uri.split("://", 1)[1].rstrip("/")
     assert host == f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{service['spec']['ports'][0]['port']}"
@@ -701,6 +752,10 @@ def test_chart_has_schema_readme_and_notes(name: str) -> None:
 # --------------------------------------------------------------------------- commands against real programs
 
 
+MLFLOW_ADMIN = ("r1ov-admin", "a-long-admin-password-for-tests")
+MLFLOW_CLIENT_ENV = {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN[0], "MLFLOW_TRACKING_PASSWORD": MLFLOW_ADMIN[1]}
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`mlflow server` with the platform chart's rendered command and arguments.
@@ -711,15 +766,27 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     # The test's clients reach the server as 127.0.0.1:<port>: admitted the way an Ingress host would be.
-    values = {"mlflow": {"extraAllowedHosts": [f"127.0.0.1:{port}"]}}
-    container = one(render("r1ov-platform", values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    values = {"mlflow": {"backend": "sqlite", "extraAllowedHosts": [f"127.0.0.1:{port}"]}}
+    objects = render("r1ov-platform", values)
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["mlflow", "server"]
     args = list(container["args"])
     args[args.index("--port") + 1] = str(port)
     args[args.index("--host") + 1] = "127.0.0.1"
     args[args.index("--backend-store-uri") + 1] = f"sqlite:///{root / 'mlflow.db'}"
     args[args.index("--artifacts-destination") + 1] = str(root / "artifacts")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root)}
+    # The auth config the chart renders, its user store moved next to the database.
+    ini = next(o for _, o in objects if o["kind"] == "ConfigMap" and "basic_auth.ini" in o.get("data", {}))
+    (root / "basic_auth.ini").write_text(
+        ini["data"]["basic_auth.ini"].replace("sqlite:////mlflow/basic_auth.db", f"sqlite:///{root / 'auth.db'}")
+    )
+    env = {
+        **os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root),
+        "MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"), "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN[1], "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-flask-key",
+    }  # fmt: skip
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert any(e["name"] == name for e in container["env"]), name
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", *args],
         env=env,
@@ -738,19 +805,39 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             assert server.poll() is None, "mlflow server exited"
             assert time.monotonic() < deadline, "mlflow server did not come up"
             time.sleep(0.25)
-        yield port
+        with pytest.MonkeyPatch.context() as patch:  # the test's own MLflow clients log in as the pipeline does
+            for name, value in MLFLOW_CLIENT_ENV.items():
+                patch.setenv(name, value)
+            yield port
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 def _get(port: int, path: str, host: str) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    headers = {"Host": host, "Authorization": "Basic " + base64.b64encode(":".join(MLFLOW_ADMIN).encode()).decode()}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_mlflow_refuses_anonymous_writes(mlflow_server: int) -> None:
+    """Any pod that reaches the server must still log in before it can move an alias."""
+    body = json.dumps({"name": "anything", "alias": "champion", "version": "1"}).encode()
+    for auth, expected in ((None, 401), (("intruder", "guess"), 401)):
+        headers = {"Host": f"127.0.0.1:{mlflow_server}", "Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{mlflow_server}/api/2.0/mlflow/registered-models/alias", data=body, headers=headers,
+            method="POST",
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == expected
 
 
 def test_mlflow_server_accepts_in_cluster_hosts_only(mlflow_server: int) -> None:
@@ -791,7 +878,7 @@ def _init_command(tmp_path: Path, port: int, name: str) -> tuple[list[str], dict
     command[command.index("--path-file") + 1] = str(tmp_path / "run" / "model-path")
     env = {e["name"]: e["value"] for e in download["env"] if "value" in e}
     env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", PATH=os.environ["PATH"], HOME=str(tmp_path))
-    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    env.update(PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV)  # the Secret's envFrom
     return [sys.executable, *command[1:]], env
 
 
@@ -882,7 +969,7 @@ def test_helm_test_checks_the_served_version_matches_the_alias(
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env.update(
         API_KEY=key, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
-        HOME=str(tmp_path), PYTHONPATH=os.environ.get("PYTHONPATH", ""),
+        HOME=str(tmp_path), PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV,
     )  # fmt: skip
     result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=120)
     assert (result.returncode == 0) is passes, result.stderr.decode()[-2000:]
