@@ -243,9 +243,10 @@ def chart_workloads() -> list[Workload]:
         for obj in _render("r1ov-inference", yaml.safe_load(path.read_text())):
             if obj["kind"] == "Deployment":
                 out += _pod_workloads(f"chart/r1ov-inference ({path.name})", [obj["spec"]["template"]["spec"]])
-    for obj in _render("r1ov-platform", {}):
-        if obj["kind"] == "Deployment":
-            out += _pod_workloads("chart/r1ov-platform mlflow", [obj["spec"]["template"]["spec"]])
+    for path in sorted((CHARTS / "r1ov-platform/ci").glob("*-values.yaml")):
+        for obj in _render("r1ov-platform", yaml.safe_load(path.read_text())):
+            if obj["kind"] == "Deployment":
+                out += _pod_workloads(f"chart/r1ov-platform mlflow ({path.name})", [obj["spec"]["template"]["spec"]])
     return out
 
 
