@@ -55,6 +55,8 @@ CRD_FILES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
     ("cloud.google.com/v1", "ComputeClass"): "cloud.google.com_computeclasses.v1.schema.json",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
+    ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"): "serving.kserve.io_clusterstoragecontainers.yaml",
 }
 
 
@@ -78,6 +80,11 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 
 def ci_values(chart: str) -> list[Path]:
     return sorted((CHARTS / chart / "ci").glob("*-values.yaml"))
+
+
+def deployment_values() -> list[Path]:
+    """The inference chart's ci configurations that render its own Deployment (not KServe's)."""
+    return [p for p in ci_values("r1ov-inference") if not load_values(p).get("kserve", {}).get("enabled")]
 
 
 def load_values(path: Path) -> dict[str, Any]:
@@ -231,6 +238,8 @@ def test_every_chart_has_ci_values_for_its_switches() -> None:
         "HorizontalPodAutoscaler",
         "ScaledObject",
         "ServiceMonitor",
+        "InferenceService",
+        "ClusterStorageContainer",
         "NetworkPolicy",
         "PodDisruptionBudget",
     } <= kinds
@@ -470,7 +479,7 @@ def test_inference_pods_land_on_the_serve_pool_and_tolerate_its_taint() -> None:
         if o["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL] == "serve"
     )
     node_labels = serve["spec"]["template"]["metadata"]["labels"]
-    for path in ci_values("r1ov-inference"):
+    for path in deployment_values():
         spec = one(render("r1ov-inference", load_values(path)), "Deployment")["spec"]["template"]["spec"]
         assert spec["nodeSelector"][bundle.POOL_LABEL] == node_labels[bundle.POOL_LABEL] == "serve"
         assert bundle.GPU_TAINT in spec["tolerations"]
@@ -545,7 +554,7 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-@pytest.mark.parametrize("values_file", ci_values("r1ov-inference"), ids=lambda p: p.name)
+@pytest.mark.parametrize("values_file", deployment_values(), ids=lambda p: p.name)
 def test_inference_objects_point_at_each_other(values_file: Path) -> None:
     objects = render("r1ov-inference", load_values(values_file))
     deployment = one(objects, "Deployment")
@@ -989,3 +998,30 @@ def test_serving_survives_a_node_disruption() -> None:
     short = _merged(MINIMAL_INFERENCE, {"progressDeadlineSeconds": 600})
     with pytest.raises(helm.HelmRenderError, match="must exceed the startup probe's budget"):
         render("r1ov-inference", short)
+
+
+def test_kserve_alternative_serves_the_registered_model(mlflow_server: int, tmp_path: Path) -> None:
+    """The InferenceService (validated against KServe's CRD with the other ci objects) asks for the
+    models:/ URI; the ClusterStorageContainer's exact command resolves it through MLflow as KServe
+    calls it, with the URI and the model directory as arguments."""
+    objects = render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"))
+    assert not by_kind(objects, "Deployment") and not by_kind(objects, "Service")
+    isvc = one(objects, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == "models:/r1ov-7b@champion"
+    assert predictor["model"]["modelFormat"] == {"name": "huggingface"}
+    assert predictor["nodeSelector"] == bundle.pool_selector("serve") and bundle.GPU_TAINT in predictor["tolerations"]
+    assert predictor["model"]["resources"]["limits"][bundle.GPU_RESOURCE] == 1
+    assert predictor["labels"]["r1ov.io/mlflow-client"] == "true"
+    storage = one(objects, "ClusterStorageContainer")["spec"]
+    assert storage["supportedUriFormats"] == [{"prefix": "models:/"}]
+    _register_tiny(mlflow_server, tmp_path, "kserve-tiny", versions=2)
+    container = storage["container"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"], HOME=str(tmp_path))
+    env.update(PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV)
+    dest = tmp_path / "mnt" / "models"
+    command = [sys.executable, *container["command"][1:], "models:/kserve-tiny@champion", str(dest)]
+    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert json.loads((dest / "config.json").read_text()) == {"model_type": "tiny", "index": 1}

@@ -243,6 +243,10 @@ def chart_workloads() -> list[Workload]:
         for obj in _render("r1ov-inference", yaml.safe_load(path.read_text())):
             if obj["kind"] == "Deployment":
                 out += _pod_workloads(f"chart/r1ov-inference ({path.name})", [obj["spec"]["template"]["spec"]])
+            elif obj["kind"] == "InferenceService":  # KServe builds the pod from the predictor
+                predictor = obj["spec"]["predictor"]
+                pod = {**predictor, "containers": [predictor["model"]]}
+                out += _pod_workloads(f"chart/r1ov-inference InferenceService ({path.name})", [pod])
     for path in sorted((CHARTS / "r1ov-platform/ci").glob("*-values.yaml")):
         for obj in _render("r1ov-platform", yaml.safe_load(path.read_text())):
             if obj["kind"] == "Deployment":

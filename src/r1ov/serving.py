@@ -4,6 +4,7 @@ The r1ov-inference chart runs both from the r1ov base image:
 
     python -m r1ov.serving fetch --model-uri models:/NAME@champion --cache-dir /models --path-file /run/r1ov/model-path
     python -m r1ov.serving check --endpoint http://... --served-model-name NAME --model-uri models:/NAME@champion
+    python -m r1ov.serving kserve-fetch models:/NAME@champion /mnt/models     (KServe's storage initializer)
 
 ``fetch`` resolves an alias to its version and keeps one copy per version under
 ``<cache-dir>/<name>/<version>``: replicas sharing a volume (a ReadWriteMany claim) download a
@@ -78,6 +79,19 @@ def fetch(model_uri: str, cache_dir: Path) -> Path:
     return target
 
 
+def fetch_into(model_uri: str, dest: Path) -> Path:
+    """The KServe storage-initializer contract: the resolved version's files directly in ``dest``
+    (a pod's own emptyDir, so one writer)."""
+    import mlflow
+
+    name, version = resolve(model_uri)
+    dest.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest))
+    (dest / COMPLETE).write_text(json.dumps({"name": name, "version": version, "source": model_uri}))
+    log.info("downloaded models:/%s/%s to %s", name, version, dest)
+    return dest
+
+
 def check(endpoint: str, api_key: str, served_model_name: str, model_uri: str) -> str:
     """Raise unless the endpoint serves ``served_model_name`` from the version ``model_uri`` resolves to."""
     request = urllib.request.Request(
@@ -101,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     fetch_.add_argument("--model-uri", required=True)
     fetch_.add_argument("--cache-dir", required=True, type=Path)
     fetch_.add_argument("--path-file", required=True, type=Path, help="where to write the served directory")
+    kserve = sub.add_parser("kserve-fetch", help="KServe storage initializer: SOURCE_URI DEST (as KServe calls it)")
+    kserve.add_argument("source_uri")
+    kserve.add_argument("dest", type=Path)
     check_ = sub.add_parser("check", help="fail unless the endpoint serves the alias's version")
     check_.add_argument("--endpoint", required=True)
     check_.add_argument("--served-model-name", required=True)
@@ -115,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             args.path_file.parent.mkdir(parents=True, exist_ok=True)
             args.path_file.write_text(str(path))
             print(path)
+        elif args.command == "kserve-fetch":
+            print(fetch_into(args.source_uri, args.dest))
         else:
             print(check(args.endpoint, os.environ.get("API_KEY", ""), args.served_model_name, args.model_uri))
     except (ServingError, OSError, MlflowException) as exc:
