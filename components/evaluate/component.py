@@ -25,9 +25,6 @@ def evaluate(
     Args:
         model: Checkpoint to evaluate.
         benchmarks: List of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
-        results: Directory with predictions, metrics.json and report.html.
-        report: The HTML report (tables and plot), shown in the KFP UI.
-        metrics: Accuracy overall and per benchmark, category and level.
         backend: vllm (offline engine), hf (transformers) or openai (an OpenAI-compatible endpoint).
         max_new_tokens: Completion limit.
         temperature: 0 decodes greedily.
@@ -38,7 +35,10 @@ def evaluate(
         extra_config: Mapping of further EvalConfig fields.
 
     Returns:
-        Overall accuracy (the promotion gate's default metric).
+        metrics: Accuracy overall and per benchmark, category and level.
+        report: The HTML report (tables and plot), shown in the KFP UI.
+        results: Directory with predictions, metrics.json and report.html.
+        Output: Overall accuracy (the promotion gate's default metric).
     """
     import shutil
     from pathlib import Path

@@ -38,8 +38,6 @@ def grpo(
     Args:
         sft_model: Output of sft: the policy to start from.
         clevr_uri: CLEVR-style dataset (question, answer, image) in the r1ov record schema.
-        model: The GRPO-trained checkpoint.
-        metrics: Steps, rewards, runtime.
         learning_rate: Peers: 1e-6.
         num_generations: Completions per prompt (group size).
         beta: KL coefficient.
@@ -62,6 +60,10 @@ def grpo(
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
         extra_config: Mapping of further GRPOConfig fields.
+
+    Returns:
+        metrics: Steps, rewards, runtime.
+        model: The GRPO-trained checkpoint.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 

@@ -34,8 +34,6 @@ def sft(
 
     Args:
         train_data: Output of filter_reasoning.
-        model: The fine-tuned checkpoint (save_pretrained directory with processor).
-        metrics: Steps, final loss, runtime.
         base_model: HF model id or checkpoint path (paper: Qwen2.5-VL-7B/3B-Instruct).
         learning_rate: Paper: 1e-5.
         per_device_train_batch_size: Paper: 1.
@@ -56,6 +54,10 @@ def sft(
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
         extra_config: Mapping of further SFTConfig fields.
+
+    Returns:
+        metrics: Steps, final loss, runtime.
+        model: The fine-tuned checkpoint (save_pretrained directory with processor).
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 
