@@ -425,3 +425,50 @@ def test_readme_names_every_image_and_the_bake_command() -> None:
     assert "docker buildx bake -f images/docker-bake.hcl" in text
     for kind in bundle.IMAGE_NAMES:
         assert f"{bundle.REGISTRY}/{bundle.IMAGE_NAMES[kind]}" in text
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+@KINDS
+def test_every_image_carries_its_version_and_commit(kind: str) -> None:
+    """Labels for whoever inspects the image, env for whoever inspects a running pod; the bake passes both."""
+    final = stages(instructions(DOCKERFILES[kind]))[-1]
+    args = {s.args.partition("=")[0] for s in final if s.cmd == "ARG"}
+    assert {"R1OV_VERSION", "GIT_COMMIT"} <= args
+    labels = " ".join(s.args for s in final if s.cmd == "LABEL")
+    assert 'org.opencontainers.image.version="${R1OV_VERSION}"' in labels
+    assert 'org.opencontainers.image.revision="${GIT_COMMIT}"' in labels
+    env = " ".join(s.args for s in final if s.cmd == "ENV")
+    assert "R1OV_VERSION=${R1OV_VERSION}" in env and "R1OV_GIT_COMMIT=${GIT_COMMIT}" in env
+    variables, _, targets = bake()
+    assert targets[kind]["args"]["GIT_COMMIT"] == variables["GIT_COMMIT"]
+
+
+DIGEST = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="base-image digests are not filled in yet: no registry was reachable where they were last edited, "
+    "and a digest nobody resolved is worse than none. Resolve each tag (docker buildx imagetools inspect) "
+    "and write tag@sha256:... into the ARG; this test then passes and the marker must go",
+)
+@pytest.mark.parametrize("kind", ["base", "train", "vllm"], ids=lambda kind: f"Dockerfile.{kind}")
+def test_base_images_are_pinned_by_digest_with_the_tag_beside_it(kind: str) -> None:
+    for image, _ in from_images(DOCKERFILES[kind]):
+        if image.startswith("stage:"):
+            continue
+        assert DIGEST.match(image), f"Dockerfile.{kind}: {image} is not pinned as name:tag@sha256:<digest>"
+
+
+def test_only_the_data_image_builds_on_our_own_base() -> None:
+    """Dockerfile.data's one FROM is the base image of the same bake run, so it needs no digest."""
+    assert [image for image, _ in from_images(DOCKERFILES["data"])] == [bundle.image("base")]
+
+
+def test_the_digest_form_is_what_the_pin_test_demands() -> None:
+    good = "python:3.11.14-slim-bookworm@sha256:" + "0" * 64
+    assert DIGEST.match(good)
+    for bad in ("python:3.11.14-slim-bookworm", "python@sha256:" + "0" * 64, good[:-1]):
+        assert not DIGEST.match(bad), bad
