@@ -33,6 +33,16 @@ TEACHER_SECRET = "r1ov-teachers"
 S3_SECRET = "r1ov-s3"
 MLFLOW_SECRET = "r1ov-mlflow"
 SETTINGS_CONFIGMAP = "r1ov-settings"
+# The keys of that ConfigMap (charts/r1ov-platform templates/configmap.yaml; a test compares).
+SETTINGS_KEYS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "R1OV_S3_ENDPOINT",
+    "AWS_REGION",
+    "R1OV_IMAGE_REGISTRY",
+    "R1OV_IMAGE_TAG",
+)
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 MLFLOW_CLIENT_LABEL = "r1ov.io/mlflow-client"  # charts/r1ov-platform admits these pods to MLflow
 
@@ -51,9 +61,8 @@ def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
         {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
         optional=True,
     )
-    kubernetes.use_config_map_as_env(
-        task, SETTINGS_CONFIGMAP, {"R1OV_S3_ENDPOINT": "R1OV_S3_ENDPOINT", "AWS_REGION": "AWS_REGION"}, optional=True
-    )
+    # Every key the platform chart publishes (optional: a key it leaves out is simply unset).
+    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {key: key for key in SETTINGS_KEYS}, optional=True)
     kubernetes.add_pod_label(task, MLFLOW_CLIENT_LABEL, "true")  # admitted by the MLflow NetworkPolicy
     return task
 

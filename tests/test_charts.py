@@ -1025,3 +1025,31 @@ def test_kserve_alternative_serves_the_registered_model(mlflow_server: int, tmp_
     result = subprocess.run(command, env=env, capture_output=True, timeout=180)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert json.loads((dest / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+
+
+def test_every_settings_key_reaches_the_pipeline_pods() -> None:
+    """The ConfigMap's keys (every setting filled in) are exactly what each pipeline task maps into its env."""
+    values = _merged(SMALL_PLATFORM, {"settings": {"s3Endpoint": "http://s3:8333", "awsRegion": "eu-west-1"}})
+    published = set(settings_map(render("r1ov-platform", values))["data"])
+    _, platform = yaml.safe_load_all((ROOT / "pipelines/r1ov.yaml").read_text())
+    for name, executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+        mapped = {
+            key["configMapKey"]
+            for entry in executor.get("configMapAsEnv", [])
+            if entry["configMapName"] == "r1ov-settings"
+            for key in entry["keyToEnv"]
+        }
+        assert mapped == published, f"{name}: {sorted(published ^ mapped)}"
+
+
+def test_image_settings_are_read_by_the_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.setenv("R1OV_IMAGE_REGISTRY", "registry.example.com/ml")
+    monkeypatch.setenv("R1OV_IMAGE_TAG", "0.1.0-rc2")
+    reloaded = importlib.reload(bundle)
+    try:
+        assert reloaded.image("train") == "registry.example.com/ml/r1ov-train:0.1.0-rc2"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(bundle)
