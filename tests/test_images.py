@@ -543,6 +543,7 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     }
 
 
+@pytest.mark.slow
 def test_each_images_requirements_resolve_together(resolved: dict[str, set[str]]) -> None:
     assert {"r1ov", "torch", "mlflow", "kfp", "psycopg2-binary", "flask-wtf"} <= resolved["base"]
     assert {"pytesseract"} <= resolved["data"] and {"vllm", "trl"} <= resolved["vllm"]
@@ -623,6 +624,7 @@ def _image_of(component: Path) -> str:
     return next(kind for kind in bundle.IMAGE_NAMES if bundle.image(kind) == image)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("component", sorted((ROOT / "components").glob("*/component.py")), ids=lambda p: p.parent.name)
 def test_each_components_entry_point_imports_in_its_image(component: Path, resolved: dict[str, set[str]]) -> None:
     from importlib.metadata import packages_distributions
