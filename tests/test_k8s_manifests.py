@@ -181,7 +181,10 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
         "requests": {"cpu": "16", "memory": "256Gi"},
         "limits": {bundle.GPU_RESOURCE: "4"},
     }
-    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}]
+    assert pod["volumes"] == [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}},
+        {"name": "work", "emptyDir": {}},  # the trainer's writable scratch: model copy, checkpoints, output
+    ]
     # Without retries a failed pod stays failed.
     no_retry = build_pytorchjob("sft", COMMAND, _dist(), {})
     assert no_retry["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == "Never"

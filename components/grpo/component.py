@@ -94,4 +94,7 @@ def grpo(
         "rewards": [name.strip() for name in rewards.split(",") if name.strip()],
         "generation": generation,
     }
-    log_metrics(metrics, run_task("grpo", fields, extra_config))
+    summary = run_task("grpo", fields, extra_config)
+    if summary.get("model_uri"):
+        model.uri = summary["model_uri"]  # the durable copy the cluster job uploaded, not a second one
+    log_metrics(metrics, summary)

@@ -86,4 +86,7 @@ def sft(
         "warmup_ratio": warmup_ratio,
         "max_length": max_length,
     }
-    log_metrics(metrics, run_task("sft", fields, extra_config))
+    summary = run_task("sft", fields, extra_config)
+    if summary.get("model_uri"):
+        model.uri = summary["model_uri"]  # the durable copy the cluster job uploaded, not a second one
+    log_metrics(metrics, summary)

@@ -82,6 +82,19 @@ class ClusterJobConfig(Strict):
         default_factory=dict,
         description="TrainJob only: keys of each secret_env Secret to expose as env (its trainer has no envFrom)",
     )
+    secret_key_env: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "r1ov-s3": {"access-key-id": "AWS_ACCESS_KEY_ID", "secret-access-key": "AWS_SECRET_ACCESS_KEY"},
+            "r1ov-mlflow": {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
+        },
+        description="Secret -> {key: ENV_NAME} mapped into job and rollout pods (optional: a missing Secret or key "
+        "is skipped, so clusters with workload identity need none); the platform chart's names by default",
+    )
+    settings_config_map: str | None = Field(
+        "r1ov-settings", description="ConfigMap whose S3 endpoint, region and MLflow settings the pods read (optional)"
+    )
+    work_dir: str = Field("/workspace", description="mount path of the pods' writable work volume (emptyDir)")
+    work_size: str | None = Field(None, description="size limit of the work volume (model copy, checkpoints)")
 
 
 class DistributedConfig(Strict):
@@ -156,6 +169,10 @@ class ModelIOConfig(Strict):
     model_name_or_path: str = Field(..., description="HF model id or checkpoint directory")
     output_dir: str = Field(..., description="where the final checkpoint (save_pretrained) goes")
     checkpoint_uri: str | None = Field(None, description="durable copy of the output (s3://...) for resume")
+    save_steps: int = Field(
+        200, ge=0, description="checkpoint every N optimizer steps (and on SIGTERM) for resume; 0: only on SIGTERM"
+    )
+    save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept (oldest deleted first)")
     max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels (1280*28*28 in Qwen)")
     min_pixels: int = Field(3136, ge=56, description="image processor min_pixels")
 

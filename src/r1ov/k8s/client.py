@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import signal
 import threading
 import time
@@ -62,6 +63,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         kube_config.load_incluster_config(client_configuration=configuration)
         log.debug("using the in-cluster Kubernetes configuration")
     except kube_config.ConfigException:
+        # The kubernetes package reads $KUBECONFIG once, at import; read it now.
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
         kube_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
         log.debug("using the kubeconfig %s", kubeconfig or "(default)")
     return ApiClient(configuration)

@@ -65,6 +65,54 @@ def secret_key_env(secret_keys: dict[str, list[str]], secrets: list[str]) -> lis
     ]
 
 
+# Keys of the settings ConfigMap (charts/r1ov-platform) that pods read, under the same env names.
+SETTINGS_KEYS = (
+    "R1OV_S3_ENDPOINT",
+    "AWS_REGION",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "MLFLOW_DISABLE_TELEMETRY",
+)
+WORK_VOLUME = "work"
+WORK_DIR_ENV = "R1OV_WORK_DIR"  # tells the trainer where its work volume is mounted
+
+
+def mapped_secret_env(mapping: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Env entries from Secret keys under the names programs read (``access-key-id`` -> ``AWS_ACCESS_KEY_ID``).
+
+    Optional references: where credentials come from the service account's workload identity the
+    Secret does not exist, and the pod still starts.
+    """
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for secret, keys in mapping.items()
+        for key, env in keys.items()
+    ]
+
+
+def settings_env(config_map: str | None, skip: set[str]) -> list[dict[str, Any]]:
+    """Env entries for the settings ConfigMap's keys (optional), except names already set."""
+    if not config_map:
+        return []
+    return [
+        {"name": key, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key, "optional": True}}}
+        for key in SETTINGS_KEYS
+        if key not in skip
+    ]
+
+
+def work_volume(size: str | None = None) -> dict[str, Any]:
+    """The pod's writable scratch: model copy, checkpoints, output before upload."""
+    empty_dir: dict[str, Any] = {}
+    if size:
+        empty_dir["sizeLimit"] = size
+    return {"name": WORK_VOLUME, "emptyDir": empty_dir}
+
+
+def work_mount(path: str) -> dict[str, str]:
+    return {"name": WORK_VOLUME, "mountPath": path}
+
+
 def gpu_placement(pool: str) -> dict[str, Any]:
     """nodeSelector + tolerations that put a pod on the GPU nodes of ``pool``."""
     return {"nodeSelector": {bundle.POOL_LABEL: pool}, "tolerations": [dict(bundle.GPU_TAINT)]}

@@ -84,8 +84,10 @@ def deepspeed_config(stage: str) -> str | None:
 
 def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]:
     """TrainingArguments fields both trainers set the same way."""
+    from r1ov.train import checkpoints
+
     return {
-        "output_dir": cfg.output_dir,
+        "output_dir": checkpoints.local_dir(cfg),  # the Trainer's checkpoints; the final model goes to output_dir
         "learning_rate": cfg.learning_rate,
         "per_device_train_batch_size": cfg.per_device_train_batch_size,
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
@@ -101,7 +103,10 @@ def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]
         "use_cpu": not runtime.cuda,
         "ddp_backend": runtime.backend if runtime.world_size > 1 else None,
         "deepspeed": deepspeed_config(cfg.distributed.deepspeed),
-        "save_strategy": "no",  # the final model is saved once, by finish()
+        # Checkpoints every save_steps, uploaded and rotated by checkpoints.DurableCheckpoints.
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        "save_steps": cfg.save_steps or 1,
+        "save_total_limit": cfg.save_total_limit,
         "report_to": tracking.report_to(track),
         "run_name": cfg.tracking.run_name,
         "dataloader_num_workers": 0,  # images are decoded in the collator; workers only add start-up time

@@ -5,8 +5,9 @@
   is streamed to the log; if one fails the others are stopped and the error names the node,
   its exit code and its last lines. A single process without DeepSpeed trains in-process.
 - ``pytorchjob`` / ``trainjob``: the config goes to ``checkpoint_uri``, a Kubeflow job runs
-  ``torchrun -m r1ov.train.worker <stage> <config uri>`` on every node, and the trained
-  checkpoint is copied back from ``checkpoint_uri`` into ``output_dir``.
+  ``torchrun -m r1ov.train.worker <stage> <config uri>`` on every node; the pods write to their
+  work volume and upload the trained model to ``checkpoint_uri``, which is the stage's output
+  (``summary["model_uri"]``): nothing is copied back through the launcher.
 
 Either way the result is the summary the main training process wrote.
 """
@@ -310,13 +311,21 @@ def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
     name = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
     with rollout_servers(stage, cfg, name) as job_cfg:
         config_uri = storage.join(cfg.checkpoint_uri, CONFIG_FILE)
-        storage.write_text(config_uri, job_cfg.model_dump_json(indent=2))
+        storage.write_text(config_uri, pod_config(job_cfg).model_dump_json(indent=2))
+        storage.delete(storage.join(cfg.checkpoint_uri, common.SUMMARY_FILE))  # never report a previous run's
         manifest = job_manifest(stage, job_cfg, name, config_uri)
         job = f"{manifest['kind']} {manifest['metadata']['name']}"
         logger.info("%s: submitting %s (%d node(s))", stage, job, dist.nnodes)
         status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
-    storage.copy_tree(cfg.checkpoint_uri, cfg.output_dir)
-    summary = common.read_summary(cfg.output_dir)
-    summary["output_dir"] = cfg.output_dir  # the job's path was inside its pods
+    # The model stays where the job uploaded it: the durable copy is the stage's output.
+    summary = common.read_summary(cfg.checkpoint_uri)
+    summary["output_dir"] = summary["model_uri"] = cfg.checkpoint_uri
     summary["job"] = status  # kind, name, final state and reason, as run_to_completion reports them
     return summary
+
+
+def pod_config(cfg: Any) -> Any:
+    """The config as the job's pods see it: their output goes to their work volume (and from there to
+    checkpoint_uri); the launcher's own output path means nothing inside them."""
+    work = cfg.distributed.cluster.work_dir.rstrip("/")
+    return cfg.model_copy(update={"output_dir": f"{work}/output"})
