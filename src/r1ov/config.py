@@ -165,6 +165,29 @@ class FilterConfig(Strict):
 # --------------------------------------------------------------------------- training
 
 
+def derive_accumulation(cfg: Any) -> Any:
+    """Keep the global batch: gradient accumulation = global / (nodes x processes x per-device batch).
+
+    A layout that cannot reach the global batch exactly is an error naming the numbers, instead of
+    silently training at another batch size (and learning rate) on more or fewer GPUs.
+    """
+    if cfg.global_batch_size is None:
+        return cfg
+    dist = cfg.distributed
+    per_step = dist.nnodes * dist.nproc_per_node * cfg.per_device_train_batch_size
+    if cfg.global_batch_size % per_step:
+        raise ValueError(
+            f"global_batch_size {cfg.global_batch_size} is not reachable: {dist.nnodes} node(s) x "
+            f"{dist.nproc_per_node} process(es) x per_device_train_batch_size {cfg.per_device_train_batch_size} "
+            f"= {per_step} per step, which does not divide it; change the layout, the per-device batch or the "
+            "global batch"
+        )
+    derived = cfg.global_batch_size // per_step
+    if cfg.gradient_accumulation_steps != derived:  # assignment re-validates: set it once
+        cfg.gradient_accumulation_steps = derived
+    return cfg
+
+
 class ModelIOConfig(Strict):
     model_name_or_path: str = Field(..., description="HF model id or checkpoint directory")
     output_dir: str = Field(..., description="where the final checkpoint (save_pretrained) goes")
@@ -182,6 +205,9 @@ class SFTConfig(ModelIOConfig):
     learning_rate: float = Field(1e-5, gt=0, description="paper: 1e-5")
     per_device_train_batch_size: int = Field(1, ge=1, description="paper: 1")
     gradient_accumulation_steps: int = Field(16, ge=1, description="paper: 16 (global batch 128 on 8 GPUs)")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="paper: 128; when set, gradient_accumulation_steps is derived from the layout"
+    )
     num_train_epochs: float = Field(1.0, gt=0, description="paper: 1")
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
     lr_scheduler_type: str = Field("cosine", description="paper: cosine")
@@ -197,6 +223,10 @@ class SFTConfig(ModelIOConfig):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    @model_validator(mode="after")
+    def _global_batch(self) -> Any:
+        return derive_accumulation(self)
+
 
 class GRPOConfig(ModelIOConfig):
     train_uri: str = Field(..., description="CLEVR-style dataset (question, answer, image)")
@@ -207,6 +237,9 @@ class GRPOConfig(ModelIOConfig):
     max_completion_length: int = Field(1024, ge=8, description="SFT answers average ~960 tokens")
     per_device_train_batch_size: int = Field(8, ge=1, description="prompts*generations per device step")
     gradient_accumulation_steps: int = Field(2, ge=1, description="steps per optimizer update")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="peers: 128 (8 per device x 8 GPUs x 2); when set, accumulation is derived"
+    )
     num_train_epochs: float = Field(1.0, gt=0, description="paper: 1 epoch on 10K CLEVR")
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
@@ -225,6 +258,10 @@ class GRPOConfig(ModelIOConfig):
     track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _global_batch(self) -> Any:
+        return derive_accumulation(self)
 
 
 # --------------------------------------------------------------------------- eval and registry

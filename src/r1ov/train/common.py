@@ -86,6 +86,14 @@ def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]
     """TrainingArguments fields both trainers set the same way."""
     from r1ov.train import checkpoints
 
+    if runtime.is_main:
+        logger.info(
+            "global batch %d = %d process(es) x %d per device x %d gradient accumulation step(s)",
+            runtime.world_size * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
+            runtime.world_size,
+            cfg.per_device_train_batch_size,
+            cfg.gradient_accumulation_steps,
+        )
     return {
         "output_dir": checkpoints.local_dir(cfg),  # the Trainer's checkpoints; the final model goes to output_dir
         "learning_rate": cfg.learning_rate,
