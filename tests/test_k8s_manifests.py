@@ -163,7 +163,7 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
         "clean_pod_policy": "All",
         "shm_size": "64Gi",
     }
-    job = build_pytorchjob("sft", COMMAND, _dist(cluster=cluster), {})
+    job = build_pytorchjob("sft", COMMAND, _dist(nproc_per_node=4, cluster=cluster), {})
     _validate_crd(job)
     assert job["metadata"]["namespace"] == "team-a"
     assert job["spec"]["runPolicy"] == {
@@ -188,7 +188,9 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
     # Without retries a failed pod stays failed.
     no_retry = build_pytorchjob("sft", COMMAND, _dist(), {})
     assert no_retry["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == "Never"
-    assert "activeDeadlineSeconds" not in no_retry["spec"]["runPolicy"]
+    assert no_retry["spec"]["runPolicy"]["activeDeadlineSeconds"] == 3 * 24 * 3600  # a hung job ends by default
+    endless = build_pytorchjob("sft", COMMAND, _dist(cluster={"active_deadline_s": None}), {})
+    assert "activeDeadlineSeconds" not in endless["spec"]["runPolicy"]
 
 
 def test_master_and_worker_templates_are_independent() -> None:
@@ -413,3 +415,80 @@ def test_builders_do_not_mutate_their_inputs() -> None:
     build_pytorchjob("x", COMMAND, dist, env)
     build_trainjob("x", COMMAND, dist, env)
     assert dist.model_dump() == before and env == {"A": "1"}
+
+
+# --------------------------------------------------------------------------- multi-node knobs
+
+
+def _platform_knobs() -> dict[str, Any]:
+    return {
+        "efa_devices": 4,
+        "extra_resources": {"rdma/ib": "1"},
+        "env": {"HF_HUB_ENABLE_HF_TRANSFER": "1"},
+        "nccl_env": {"NCCL_DEBUG": "INFO", "NCCL_SOCKET_IFNAME": "eth0"},
+        "annotations": {"prometheus.io/scrape": "false"},
+        "labels": {"team": "vision"},
+        "volumes": [{"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}}],
+        "volume_mounts": [{"name": "datasets", "mountPath": "/datasets", "readOnly": True}],
+        "gpus_per_node": 8,
+    }
+
+
+@pytest.mark.parametrize("nnodes", [1, 2, 4])
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_multi_node_knobs_reach_every_training_pod(launcher: str, nnodes: int) -> None:
+    """NCCL/EFA env and devices, extra env/volumes/annotations/labels, the Istio opt-out and
+    Karpenter's do-not-disrupt, on every pod; credentials and settings by reference; still valid."""
+    dist = _dist(launcher=launcher, nnodes=nnodes, cluster=_platform_knobs())
+    build = build_pytorchjob if launcher == "pytorchjob" else build_trainjob
+    job = build("sft", COMMAND, dist, {})
+    _validate_crd(job)
+    env = {e["name"]: e for e in _all_env(job)}
+    assert env["NCCL_DEBUG"]["value"] == "INFO" and env["NCCL_SOCKET_IFNAME"]["value"] == "eth0"
+    assert env["FI_PROVIDER"]["value"] == "efa" and env["HF_HUB_ENABLE_HF_TRANSFER"]["value"] == "1"
+    assert env["R1OV_WORK_DIR"]["value"] == "/workspace"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "r1ov-s3", "key": "access-key-id", "optional": True,
+    }  # fmt: skip
+    assert env["R1OV_S3_ENDPOINT"]["valueFrom"]["configMapKeyRef"]["name"] == "r1ov-settings"
+    if launcher == "pytorchjob":
+        templates = [r["template"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
+        resources = [t["spec"]["containers"][0]["resources"] for t in templates]
+    else:
+        jobs = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        templates = [j["template"]["spec"]["template"] for j in jobs]
+        resources = [job["spec"]["trainer"]["resourcesPerNode"]]
+    for template in templates:
+        assert template["metadata"]["annotations"] == {
+            "sidecar.istio.io/inject": "false",
+            "karpenter.sh/do-not-disrupt": "true",
+            "prometheus.io/scrape": "false",
+        }
+        assert template["metadata"]["labels"]["team"] == "vision"
+        assert {"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in (
+            template["spec"]["volumes"]
+        )
+        mounts = template["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": "datasets", "mountPath": "/datasets", "readOnly": True} in mounts
+        assert {"name": "work", "mountPath": "/workspace"} in mounts
+    for limits in (r["limits"] for r in resources):
+        assert limits == {"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "4", "rdma/ib": "1"}
+    if launcher == "pytorchjob":
+        for template in templates:
+            wrapper = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}
+            kubernetes_validate.validate(wrapper, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("dist", "message"),
+    [
+        ({"nproc_per_node": 16, "cluster": {"gpus_per_node": 8}}, "nproc_per_node 16 > cluster.gpus_per_node 8"),
+        ({"launcher": "trainjob", "cluster": {"secret_env": ["hf"]}}, "set cluster.secret_keys for hf"),
+    ],
+)
+def test_layouts_the_cluster_cannot_run_are_config_errors(dist: dict[str, Any], message: str) -> None:
+    from r1ov.config import ConfigError, SFTConfig, build
+
+    fields = {"model_name_or_path": "m", "train_uri": "d", "output_dir": "o"}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(SFTConfig, {**fields, "distributed": {"launcher": "pytorchjob", **dist}}, name="sft")

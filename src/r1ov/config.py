@@ -66,7 +66,12 @@ class ClusterJobConfig(Strict):
     pool: str = Field("train", description="GPU node pool (label r1ov.io/pool)")
     service_account: str | None = Field(None, description="service account of the training pods")
     secret_env: list[str] = Field(default_factory=list, description="Secrets exposed as env (envFrom)")
-    active_deadline_s: int | None = Field(None, ge=1, description="fail the job after this many seconds")
+    active_deadline_s: int | None = Field(
+        3 * 24 * 3600,
+        ge=1,
+        description="the job fails after this many seconds (a hung job would hold its GPUs for ever); "
+        "the launcher gives up a little later; none: no deadline",
+    )
     backoff_limit: int = Field(0, ge=0, description="pod restarts before the job fails")
     ttl_after_finished_s: int = Field(3600, ge=0, description="keep finished jobs this long")
     trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for TrainJob")
@@ -95,6 +100,26 @@ class ClusterJobConfig(Strict):
     )
     work_dir: str = Field("/workspace", description="mount path of the pods' writable work volume (emptyDir)")
     work_size: str | None = Field(None, description="size limit of the work volume (model copy, checkpoints)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra env of the training containers")
+    nccl_env: dict[str, str] = Field(
+        default_factory=lambda: {"NCCL_DEBUG": "WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"},
+        description="NCCL settings of the training containers (e.g. NCCL_SOCKET_IFNAME, NCCL_IB_HCA)",
+    )
+    efa_devices: int = Field(
+        0, ge=0, description="AWS EFA devices per node (vpc.amazonaws.com/efa) with the libfabric env NCCL needs"
+    )
+    extra_resources: dict[str, str] = Field(
+        default_factory=dict, description="more resource limits per node, e.g. {'rdma/ib': '1'}"
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra pod annotations; the Istio sidecar opt-out and karpenter.sh/do-not-disrupt are always set "
+        "unless overridden here",
+    )
+    volumes: list[dict[str, Any]] = Field(default_factory=list, description="extra pod volumes (Kubernetes Volume)")
+    volume_mounts: list[dict[str, Any]] = Field(
+        default_factory=list, description="extra mounts in the training container (Kubernetes VolumeMount)"
+    )
 
 
 class DistributedConfig(Strict):
@@ -109,6 +134,26 @@ class DistributedConfig(Strict):
     backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl with GPUs, gloo on CPU")
     rdzv_port: int = Field(29500, ge=1, le=65535, description="rendezvous port for the local launcher")
     cluster: ClusterJobConfig = Field(default_factory=ClusterJobConfig)
+
+    @model_validator(mode="after")
+    def _layout_fits(self) -> DistributedConfig:
+        """Refuse, before anything starts, layouts the cluster cannot run as asked."""
+        cluster = self.cluster
+        if self.launcher == "local":
+            return self
+        if cluster.gpus_per_node and self.nproc_per_node > cluster.gpus_per_node:
+            raise ValueError(
+                f"nproc_per_node {self.nproc_per_node} > cluster.gpus_per_node {cluster.gpus_per_node}: "
+                "one training process per GPU"
+            )
+        if self.launcher == "trainjob":
+            missing = [s for s in cluster.secret_env if not cluster.secret_keys.get(s)]
+            if missing:
+                raise ValueError(
+                    f"TrainJob takes Secret keys one by one: set cluster.secret_keys for {', '.join(missing)} "
+                    "(e.g. secret_keys: {hf: [HF_TOKEN]}), or map keys with cluster.secret_key_env"
+                )
+        return self
 
 
 # --------------------------------------------------------------------------- data stages

@@ -118,12 +118,23 @@ def gpu_placement(pool: str) -> dict[str, Any]:
     return {"nodeSelector": {bundle.POOL_LABEL: pool}, "tolerations": [dict(bundle.GPU_TAINT)]}
 
 
-def resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:
-    """GPUs as a limit (the request follows it for extended resources), CPU and memory as requests."""
+def resources(gpus: int, cpu: str, memory: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """GPUs (and other devices: EFA, RDMA) as limits (the request follows for extended resources),
+    CPU and memory as requests."""
     out: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
-    if gpus:
-        out["limits"] = {bundle.GPU_RESOURCE: str(gpus)}
+    limits = {bundle.GPU_RESOURCE: str(gpus)} if gpus else {}
+    limits.update({name: str(value) for name, value in (extra or {}).items()})
+    if limits:
+        out["limits"] = limits
     return out
+
+
+# Pods of a training job: no Istio sidecar (it breaks the rendezvous of PyTorchJob pods in Kubeflow
+# profile namespaces) and no voluntary disruption by Karpenter's consolidation mid-run.
+TRAINING_POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false", "karpenter.sh/do-not-disrupt": "true"}
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+# What NCCL's aws-ofi plugin needs to use EFA (with GPUDirect RDMA on p4d/p5).
+EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1"}
 
 
 def shm_volume(size: str | None = None) -> dict[str, Any]:

@@ -223,9 +223,12 @@ def forbidden(info: RequestInfo, user: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the API server
 
 
+WAITING_REASONS = ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "CrashLoopBackOff")
+
+
 @dataclass
 class Pod:
-    """A pod as the stand-in knows it: labels, its one container's name, phase and log."""
+    """A pod as the stand-in knows it: labels, its one container's name, phase, why it is stuck or ended, its log."""
 
     name: str
     job: str
@@ -234,21 +237,33 @@ class Pod:
     phase: str = "Pending"
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     log: list[tuple[datetime, str]] = field(default_factory=list)
-    reason: str = ""  # e.g. OOMKilled, ImagePullBackOff, set by a kubelet
+    reason: str = ""  # Unschedulable, one of WAITING_REASONS, or a terminated reason (OOMKilled, Error)
+    message: str = ""
+    exit_code: int | None = None
 
     def as_object(self, namespace: str) -> dict[str, Any]:
         container_status: dict[str, Any] = {
             "name": self.container, "image": "x", "imageID": "", "restartCount": 0, "ready": self.phase == "Running",
         }  # fmt: skip
-        if self.reason:
-            container_status["state"] = {"terminated": {"reason": self.reason, "exitCode": 1}}
+        status: dict[str, Any] = {"phase": self.phase}
+        if self.reason == "Unschedulable":
+            status["conditions"] = [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": self.message}
+            ]
+        elif self.reason in WAITING_REASONS:
+            container_status["state"] = {"waiting": {"reason": self.reason, "message": self.message}}
+        elif self.exit_code is not None:
+            terminated = {"reason": self.reason or "Completed", "exitCode": self.exit_code}
+            container_status["state"] = {"terminated": terminated}
+        if self.reason != "Unschedulable":
+            status["containerStatuses"] = [container_status]
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": self.name, "namespace": namespace, "uid": self.uid, "labels": self.labels,
                          "creationTimestamp": now()},
             "spec": {"containers": [{"name": self.container, "image": "x"}]},
-            "status": {"phase": self.phase, "containerStatuses": [container_status]},
+            "status": status,
         }  # fmt: skip
 
 
@@ -281,6 +296,7 @@ class StandInAPI:
         self.steps: dict[str, int] = {}
         self.pods: dict[str, Pod] = {}
         self.log_lines: list[str] = []
+        self.pod_status: dict[str, Any] = {}  # Pod fields (reason, message, exit_code) the scripted main pod gets
         self.fail_job_gets = 0  # answer this many job GETs with 503 first
         self.ready_after_gets = 2  # workloads report one more ready replica per GET after this many
         self.workload_gets: dict[str, int] = {}
@@ -322,6 +338,7 @@ class StandInAPI:
         self.pods[pod_name] = Pod(
             pod_name, name, labels, container,
             log=[(start + timedelta(microseconds=250 * i), line) for i, line in enumerate(self.log_lines)],
+            **self.pod_status,
         )  # fmt: skip
 
     def _workload_status(self, obj: dict[str, Any]) -> dict[str, Any]:

@@ -150,6 +150,8 @@ class LocalKubelet:
             deadline = _deadline(obj)
             if failed is not None:
                 why = f"pod {failed.pod.name} failed: {failed.pod.reason} (exit code {failed.exit_code})"
+                if failed.pod.message:
+                    why += f": {failed.pod.message}"
                 where = f"{obj['metadata']['namespace']}/{name}"
                 self.job_failure[name] = (f"{kind}Failed", f"{kind} {where} failed: {why}")
             elif deadline is not None and time.monotonic() - self.job_started[name] > deadline:
@@ -332,9 +334,9 @@ class LocalKubelet:
             env = self._resolve_env(api, namespace, pod_name, container, operator_env)
             spec = self._exec_spec(pod_name, container, pod_spec, env)
         except ConfigError as exc:
-            pod.phase, pod.reason = "Pending", "CreateContainerConfigError"
+            # A node leaves such a pod Pending, waiting; the job stands in for the operator's view of it.
+            pod.phase, pod.reason, pod.message = "Failed", "CreateContainerConfigError", str(exc)
             pod.log.append((datetime.now(UTC), f"Error: {exc}"))
-            pod.phase = "Failed"
             proc.exit_code = 1
             return
         spec_path = self.scratch / pod_name / "spec.json"
@@ -397,12 +399,9 @@ class LocalKubelet:
                 proc.pod.log.append((datetime.now(UTC), line.rstrip("\n")))
         code = proc.process.wait()
         with api.lock:
-            proc.exit_code = code if code >= 0 else 128 - code
-            if code == 0:
-                proc.pod.phase = "Succeeded"
-            else:
-                proc.pod.phase = "Failed"
-                proc.pod.reason = "Error" if code > 0 else f"Killed by {signal.Signals(-code).name}"
+            proc.exit_code = proc.pod.exit_code = code if code >= 0 else 128 - code
+            proc.pod.phase = "Succeeded" if code == 0 else "Failed"
+            proc.pod.reason = "Completed" if code == 0 else "Error"  # as the runtime reports a kill too
 
     def _stop(self, proc: PodProcess) -> None:
         if proc.process is None or proc.process.poll() is not None:

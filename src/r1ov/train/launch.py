@@ -44,6 +44,7 @@ EXCEPTION_LINE = re.compile(r"^(?:\[[^\]]*\]:?\s*)*(?:[\w.]+\.)?\w*(?:Error|Exce
 # Ranks finish together (the last barrier follows the save), so a node still running this
 # long after another finished is stuck on a collective whose peers are gone.
 FINISH_GRACE_S = 600.0
+LAUNCHER_GRACE_S = 600  # beyond the job's activeDeadlineSeconds before the launcher itself gives up
 # Non-secret settings the training pods need to reach the same storage and tracking server.
 PASS_ENV = (
     "R1OV_S3_ENDPOINT",
@@ -87,8 +88,26 @@ def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
     logger.info(
         "%s: %d node(s) x %d process(es), rendezvous 127.0.0.1:%d", stage, dist.nnodes, dist.nproc_per_node, port
     )
-    wait_all(stage, nodes)
+    with sigterm_exits():  # a cancelled task's SIGTERM stops the nodes (wait_all's finally), not just us
+        wait_all(stage, nodes)
     return common.read_summary(cfg.output_dir)
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) so cleanup runs; Python's default would just die."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def torchrun_command(
@@ -316,7 +335,10 @@ def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
         manifest = job_manifest(stage, job_cfg, name, config_uri)
         job = f"{manifest['kind']} {manifest['metadata']['name']}"
         logger.info("%s: submitting %s (%d node(s))", stage, job, dist.nnodes)
-        status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
+        # The job's own deadline fails it on the cluster; the launcher waits a little longer for that verdict.
+        deadline = dist.cluster.active_deadline_s
+        timeout_s = deadline + LAUNCHER_GRACE_S if deadline else None
+        status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s, timeout_s)
     # The model stays where the job uploaded it: the durable copy is the stage's output.
     summary = common.read_summary(cfg.checkpoint_uri)
     summary["output_dir"] = summary["model_uri"] = cfg.checkpoint_uri
