@@ -492,3 +492,90 @@ def test_layouts_the_cluster_cannot_run_are_config_errors(dist: dict[str, Any], 
     fields = {"model_name_or_path": "m", "train_uri": "d", "output_dir": "o"}
     with pytest.raises(ConfigError, match=re.escape(message)):
         build(SFTConfig, {**fields, "distributed": {"launcher": "pytorchjob", **dist}}, name="sft")
+
+
+# --------------------------------------------------------------------------- rollout servers of a GRPO job
+
+
+def _grpo_cfg(**overrides: Any) -> Any:
+    from r1ov.bundle import RUN_LABEL
+    from r1ov.config import GRPOConfig
+
+    fields: dict[str, Any] = {
+        "model_name_or_path": "s3://r1ov/runs/r/sft",
+        "train_uri": "s3://r1ov/clevr",
+        "output_dir": "/tmp/out",
+        "checkpoint_uri": "s3://r1ov/runs/r/grpo",
+        "generation": "vllm-server",
+        "distributed": {"launcher": "pytorchjob", "nnodes": 2, "cluster": {"labels": {RUN_LABEL: "run-7"}}},
+    }
+    return GRPOConfig(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_rollout_servers_run_as_the_vllm_team_would(launcher: str) -> None:
+    """Dedicated GPUs at 0.9, non-root, ready on /health, reachable only from this run's trainer pods."""
+    from r1ov.train import launch
+
+    cfg = _grpo_cfg(
+        distributed={"launcher": launcher, "nnodes": 2, "cluster": {"labels": {"r1ov.io/pipeline-run": "run-7"}}}
+    )
+    statefulset, service, policy = launch.rollout_objects(cfg, "r1ov-grpo-ab12-rollout", "r1ov-grpo-ab12")
+    for obj in (statefulset, service, policy):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[command.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "r1ov-s3"  # the streamer reads S3
+    # The policy selects the servers' pods and admits only pods labelled as this job's trainers.
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    )
+    clients = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert clients["r1ov.io/pipeline-run"] == "run-7"
+    job = launch.job_manifest("grpo", cfg, "r1ov-grpo-ab12", "s3://r1ov/runs/r/grpo/train_config.json")
+    if launcher == "pytorchjob":
+        templates = [r["template"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
+    else:
+        jobs = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        templates = [j["template"]["spec"]["template"] for j in jobs]
+    for template in templates:
+        assert clients.items() <= template["metadata"]["labels"].items()
+    assert not clients.items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_grpo_trainers_with_vllm_rollouts_run_in_the_vllm_image() -> None:
+    from r1ov import bundle
+    from r1ov.train import launch
+
+    for generation, image in (("vllm-server", bundle.image("vllm")), ("vllm-colocate", bundle.image("vllm")),
+                              ("hf", bundle.image("train"))):  # fmt: skip
+        job = launch.job_manifest("grpo", _grpo_cfg(generation=generation), "r1ov-grpo-ab12", "s3://c")
+        assert set(_all_images(job)) == {image}
+    pinned = _grpo_cfg(distributed={"launcher": "pytorchjob", "cluster": {"image": "registry.example/mine:1"}})
+    assert set(_all_images(launch.job_manifest("grpo", pinned, "x", "s3://c"))) == {"registry.example/mine:1"}
+
+
+def test_vllm_is_pinned_once_to_a_version_trl_supports() -> None:
+    """images/Dockerfile.vllm's base image is the one pin; TRL states the range it supports."""
+    import importlib.util
+
+    from packaging.version import Version
+
+    dockerfile = (Path(__file__).resolve().parents[1] / "images" / "Dockerfile.vllm").read_text()
+    (tag,) = re.findall(r"^ARG VLLM_IMAGE=vllm/vllm-openai:v([\d.]+)$", dockerfile, flags=re.M)
+    low, high = re.search(
+        r'Version\("([\d.]+)"\) <= _vllm_base_version <= Version\("([\d.]+)"\)',
+        Path(importlib.util.find_spec("trl.import_utils").origin).read_text(),
+    ).groups()
+    assert Version(low) <= Version(tag) <= Version(high)
+    # No other file names a vLLM version.
+    root = Path(__file__).resolve().parents[1]
+    others = [p for p in (root / "images").iterdir() if p.is_file() and p.name != "Dockerfile.vllm"]
+    assert not [p.name for p in others if re.search(r"vllm[=:~<>]+v?\d", p.read_text(), flags=re.I)]

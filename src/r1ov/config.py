@@ -300,6 +300,9 @@ class GRPOConfig(ModelIOConfig):
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="rollout server tensor parallelism")
     vllm_data_parallel_size: int = Field(1, ge=1, description="rollout server data parallelism")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU share for vLLM (vllm-colocate)")
+    vllm_server_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="GPU share of each rollout server (vllm-server: the GPUs are its own)"
+    )
     track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

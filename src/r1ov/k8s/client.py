@@ -373,12 +373,13 @@ def wait_ready(
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
 
 
-# What a pipeline run may leave behind: training jobs and rollout servers (StatefulSet + Service).
+# What a pipeline run may leave behind: training jobs and rollout servers (StatefulSet, Service, NetworkPolicy).
 RUN_OBJECT_KINDS: tuple[tuple[str, str], ...] = (
     ("kubeflow.org/v1", "PyTorchJob"),
     (f"{trainjobs.TRAINER_GROUP}/v1alpha1", "TrainJob"),
     ("apps/v1", "StatefulSet"),
     ("v1", "Service"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 

@@ -78,6 +78,7 @@ PLURALS: dict[str, str] = {
     "ConfigMap": "configmaps",
     "Deployment": "deployments",
     "StatefulSet": "statefulsets",
+    "NetworkPolicy": "networkpolicies",
     **{kind: job.plural for kind, job in JOB_KINDS.items()},
 }
 

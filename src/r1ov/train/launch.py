@@ -245,12 +245,20 @@ def needs_rollout_servers(stage: str, cfg: Any) -> bool:
     return stage == "grpo" and cfg.generation == "vllm-server" and not cfg.vllm_server_base_url
 
 
-def rollout_objects(cfg: Any, name: str) -> list[dict[str, Any]]:
-    """StatefulSet + headless Service of ``trl vllm-serve`` for a GRPO job."""
-    from r1ov.k8s import rollout
+def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
+    """StatefulSet + headless Service of ``trl vllm-serve`` for a GRPO job, and the NetworkPolicy that
+    lets only that job's trainer pods reach them."""
+    from r1ov.bundle import RUN_LABEL
+    from r1ov.k8s import names, podspec, rollout, trainjobs
 
     cluster = cfg.distributed.cluster
-    return rollout.build_rollout_server(
+    env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
+    if os.environ.get("R1OV_S3_ENDPOINT"):
+        env.setdefault("AWS_ENDPOINT_URL", os.environ["R1OV_S3_ENDPOINT"])  # what the Run:ai streamer reads
+    env_refs = podspec.mapped_secret_env(cluster.secret_key_env) + podspec.settings_env(
+        cluster.settings_config_map, skip=set(env)
+    )
+    servers = rollout.build_rollout_server(
         name,
         cfg.model_name_or_path,
         cfg.vllm_tensor_parallel_size,
@@ -258,11 +266,20 @@ def rollout_objects(cfg: Any, name: str) -> list[dict[str, Any]]:
         replicas=1,
         image=None,
         namespace=cluster.namespace,
+        env=env,
+        env_refs=env_refs,
         secret_env=cluster.secret_env,
         service_account=cluster.service_account,
         labels=cluster.labels,
-        extra_args=["--gpu-memory-utilization", str(cfg.vllm_gpu_memory_utilization)],
+        extra_args=["--gpu-memory-utilization", str(cfg.vllm_server_gpu_memory_utilization)],
     )
+    build = trainjobs.pytorchjob_name if cfg.distributed.launcher == "pytorchjob" else trainjobs.trainjob_name
+    trainer = names.standard_labels(build(job_name, cfg.distributed.nnodes), trainjobs.COMPONENT)
+    clients = {k: trainer[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
+    if RUN_LABEL in cluster.labels:
+        clients[RUN_LABEL] = cluster.labels[RUN_LABEL]
+    policy = rollout.build_rollout_network_policy(name, clients, namespace=cluster.namespace, labels=cluster.labels)
+    return [*servers, policy]
 
 
 def job_manifest(stage: str, cfg: Any, name: str, config_uri: str) -> dict[str, Any]:
@@ -272,7 +289,20 @@ def job_manifest(stage: str, cfg: Any, name: str, config_uri: str) -> dict[str, 
     command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
     env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
     build = trainjobs.build_pytorchjob if cfg.distributed.launcher == "pytorchjob" else trainjobs.build_trainjob
-    return build(name, command, cfg.distributed, env)
+    return build(name, command, job_distribution(stage, cfg), env)
+
+
+def job_distribution(stage: str, cfg: Any) -> Any:
+    """The layout with the image for the trainers' role: GRPO with vLLM rollouts imports vLLM in the
+    trainer (TRL does, server mode included), so it runs in the vLLM image; everything else in the
+    training image. An image set in the config wins."""
+    dist = cfg.distributed
+    if stage != "grpo" or cfg.generation == "hf" or dist.cluster.image:
+        return dist
+    from r1ov import bundle
+
+    cluster = dist.cluster.model_copy(update={"image": bundle.image("vllm")})
+    return dist.model_copy(update={"cluster": cluster})
 
 
 def plan(stage: str, cfg: Any) -> dict[str, Any]:
@@ -288,7 +318,7 @@ def plan(stage: str, cfg: Any) -> dict[str, Any]:
         return {"launcher": "local", "commands": commands}
     name = f"r1ov-{stage}-dry-run"
     config_uri = storage.join(cfg.checkpoint_uri or "s3://CHECKPOINT_URI", CONFIG_FILE)
-    objects = rollout_objects(cfg, f"{name}-rollout") if needs_rollout_servers(stage, cfg) else []
+    objects = rollout_objects(cfg, f"{name}-rollout", name) if needs_rollout_servers(stage, cfg) else []
     return {"launcher": dist.launcher, "objects": [*objects, job_manifest(stage, cfg, name, config_uri)]}
 
 
@@ -306,7 +336,7 @@ def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
 
     cluster = cfg.distributed.cluster
     name = f"{job_name}-rollout"
-    objects = rollout_objects(cfg, name)
+    objects = rollout_objects(cfg, name, job_name)
     logger.info("%s: starting rollout server %s", stage, rollout.server_name(name))
     client.apply(objects, cluster.namespace)
     try:
