@@ -579,3 +579,38 @@ def test_vllm_is_pinned_once_to_a_version_trl_supports() -> None:
     root = Path(__file__).resolve().parents[1]
     others = [p for p in (root / "images").iterdir() if p.is_file() and p.name != "Dockerfile.vllm"]
     assert not [p.name for p in others if re.search(r"vllm[=:~<>]+v?\d", p.read_text(), flags=re.I)]
+
+
+# --------------------------------------------------------------------------- --dry-run
+
+
+@pytest.mark.parametrize("nnodes", [1, 2, 4])
+@pytest.mark.parametrize(
+    ("stage", "recipe", "launcher"),
+    [("sft", "sft-qwen2.5-vl-7b.yaml", "pytorchjob"), ("sft", "sft-qwen2.5-vl-3b.yaml", "trainjob"),
+     ("grpo", "grpo-clevr.yaml", "pytorchjob"), ("grpo", "grpo-clevr.yaml", "trainjob")],
+)  # fmt: skip
+def test_dry_run_prints_yaml_that_kubectl_apply_accepts(
+    stage: str, recipe: str, launcher: str, nnodes: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every document parses and validates: core kinds strictly (kubernetes-validate), custom
+    resources against their CRD; GRPO's rollout servers and NetworkPolicy come with the job."""
+    from r1ov.cli import main
+
+    recipes = Path(__file__).resolve().parents[1] / "pipelines" / "recipes"
+    args = [stage, "--config", str(recipes / recipe), "--set", f"distributed.launcher={launcher}"]
+    if stage == "grpo" and nnodes == 4:  # 4 x 8 GPUs x 8 per device would overshoot the global batch of 128
+        args += ["--set", "per_device_train_batch_size=4"]
+    assert main([*args, "--set", f"distributed.nnodes={nnodes}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not out.lstrip().startswith("{")  # not a JSON wrapper
+    documents = list(yaml.safe_load_all(out))
+    kinds = [d["kind"] for d in documents]
+    job_kind = "PyTorchJob" if launcher == "pytorchjob" else "TrainJob"
+    assert kinds == (["StatefulSet", "Service", "NetworkPolicy", job_kind] if stage == "grpo" else [job_kind])
+    for doc in documents:
+        if doc["kind"] in ("PyTorchJob", "TrainJob"):
+            _validate_crd(doc)
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == "r1ov"
