@@ -59,6 +59,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
         summary = common.summarize(
             "sft", cfg, trainer, result, examples, runtime, started, run_id, resumed_from_step=resumed_from,
             final_loss=common.last_logged(trainer.state.log_history, "loss"),
+            num_tokens=common.last_logged(trainer.state.log_history, "num_tokens"),  # tokens trained on
         )  # fmt: skip
         tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
         return common.finish(trainer, processor, cfg, runtime, summary)
