@@ -163,3 +163,12 @@ def test_sigterm_to_the_local_launcher_stops_its_nodes() -> None:
     assert stopped.value.code == 143
     assert all(node.process.poll() is not None for node in nodes)
     assert signal.getsignal(signal.SIGTERM) == handler_before
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_zero_overlaps_communication_on_gpus_only(stage: str) -> None:
+    from r1ov.train import common
+
+    assert common.deepspeed_config(stage, cuda=True)["zero_optimization"]["overlap_comm"] is True
+    assert common.deepspeed_config(stage, cuda=False)["zero_optimization"]["overlap_comm"] is False
+    assert common.deepspeed_config("none") is None
