@@ -226,7 +226,7 @@ def job_workloads() -> list[Workload]:
     trainjob = build_trainjob("sft", ["torchrun"], dist.model_copy(update={"launcher": "trainjob"}), {})
     grpo = GRPOConfig(model_name_or_path="m", train_uri="d", output_dir="o", generation="vllm-server",
                       distributed={"launcher": "pytorchjob"})  # fmt: skip
-    statefulset = rollout_objects(grpo, "r1ov-grpo-1")[0]
+    statefulset = rollout_objects(grpo, "r1ov-grpo-1-rollout", "r1ov-grpo-1")[0]
     jobs = [r["template"]["spec"] for r in pytorchjob["spec"]["pytorchReplicaSpecs"].values()]
     patches = trainjob["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
     node_specs = [j["template"]["spec"]["template"]["spec"] for j in patches]

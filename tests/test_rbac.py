@@ -115,7 +115,7 @@ def exercise(api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch) 
 
     # The exit handler after a failed run: something left behind to sweep.
     api.script = [("Running", "Running", "")]
-    client.apply(launch.rollout_objects(grpo, "left-behind"), NS, api_client=kube)
+    client.apply(launch.rollout_objects(grpo, "left-behind", "r1ov-grpo-left"), NS, api_client=kube)
     cleanup_run(RUN, "pytorchjob", NS)
 
     # Promotion rolls the endpoint (the Deployment exists: the inference chart made it).
