@@ -164,3 +164,16 @@ def test_components_start_offline_and_describe_every_input_and_output(path: Path
         for kind in spec["root"].get(section, {}).values():
             for name, port in kind.items():
                 assert port.get("description"), f"{path.parent.name}: {section} {name} has no description"
+
+
+def test_extra_config_arrives_as_a_mapping_with_its_integers() -> None:
+    """STRUCT parameters travel as protobuf Struct, whose numbers are doubles; config ints survive."""
+    from r1ov.config import ConfigError
+    from r1ov.kfp_tasks import parse_extra
+
+    assert parse_extra({"save_steps": 100.0, "lr": 0.5, "distributed": {"rdzv_port": 29611.0}}) == {
+        "save_steps": 100, "lr": 0.5, "distributed": {"rdzv_port": 29611},
+    }  # fmt: skip
+    assert parse_extra("save_steps: 100") == {"save_steps": 100} and parse_extra({}) == parse_extra("") == {}
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_extra("[1, 2]")
