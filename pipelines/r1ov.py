@@ -33,7 +33,18 @@ TEACHER_SECRET = "r1ov-teachers"
 S3_SECRET = "r1ov-s3"
 MLFLOW_SECRET = "r1ov-mlflow"
 SETTINGS_CONFIGMAP = "r1ov-settings"
+# The keys of that ConfigMap (charts/r1ov-platform templates/configmap.yaml; a test compares).
+SETTINGS_KEYS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "R1OV_S3_ENDPOINT",
+    "AWS_REGION",
+    "R1OV_IMAGE_REGISTRY",
+    "R1OV_IMAGE_TAG",
+)
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+MLFLOW_CLIENT_LABEL = "r1ov.io/mlflow-client"  # charts/r1ov-platform admits these pods to MLflow
 
 
 def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -50,9 +61,9 @@ def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
         {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
         optional=True,
     )
-    kubernetes.use_config_map_as_env(
-        task, SETTINGS_CONFIGMAP, {"R1OV_S3_ENDPOINT": "R1OV_S3_ENDPOINT", "AWS_REGION": "AWS_REGION"}, optional=True
-    )
+    # Every key the platform chart publishes (optional: a key it leaves out is simply unset).
+    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {key: key for key in SETTINGS_KEYS}, optional=True)
+    kubernetes.add_pod_label(task, MLFLOW_CLIENT_LABEL, "true")  # admitted by the MLflow NetworkPolicy
     return task
 
 
@@ -123,6 +134,7 @@ def r1ov_pipeline(
     sft_learning_rate: float = 1e-5,
     sft_per_device_train_batch_size: int = 1,
     sft_gradient_accumulation_steps: int = 16,
+    sft_global_batch_size: int = 128,
     sft_num_train_epochs: float = 1.0,
     sft_max_steps: int = -1,
     sft_lr_scheduler_type: str = "cosine",
@@ -137,6 +149,7 @@ def r1ov_pipeline(
     grpo_max_completion_length: int = 1024,
     grpo_per_device_train_batch_size: int = 8,
     grpo_gradient_accumulation_steps: int = 2,
+    grpo_global_batch_size: int = 128,
     grpo_num_train_epochs: float = 1.0,
     grpo_max_steps: int = -1,
     grpo_rewards: str = "accuracy,format",
@@ -214,6 +227,7 @@ def r1ov_pipeline(
             learning_rate=sft_learning_rate,
             per_device_train_batch_size=sft_per_device_train_batch_size,
             gradient_accumulation_steps=sft_gradient_accumulation_steps,
+            global_batch_size=sft_global_batch_size,
             num_train_epochs=sft_num_train_epochs,
             max_steps=sft_max_steps,
             lr_scheduler_type=sft_lr_scheduler_type,
@@ -243,6 +257,7 @@ def r1ov_pipeline(
             max_completion_length=grpo_max_completion_length,
             per_device_train_batch_size=grpo_per_device_train_batch_size,
             gradient_accumulation_steps=grpo_gradient_accumulation_steps,
+            global_batch_size=grpo_global_batch_size,
             num_train_epochs=grpo_num_train_epochs,
             max_steps=grpo_max_steps,
             rewards=grpo_rewards,

@@ -76,11 +76,17 @@ def _dry_run(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
 
 
 def test_dry_run_prints_the_cluster_objects(capsys: pytest.CaptureFixture[str]) -> None:
-    sft = _dry_run(capsys, "sft", "--config", str(RECIPES / "sft-qwen2.5-vl-7b.yaml"), "--set", "distributed.nnodes=3")
-    (job,) = sft["objects"]
-    assert job["kind"] == "PyTorchJob" and job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
-    grpo = _dry_run(capsys, "grpo", "--config", str(RECIPES / "grpo-clevr.yaml"))
-    assert [o["kind"] for o in grpo["objects"]] == ["StatefulSet", "Service", "PyTorchJob"]
+    """Multi-document YAML, as `kubectl apply -f -` takes it (validated per document in test_k8s_manifests)."""
+    import yaml
+
+    def objects(*args: str) -> list[dict]:
+        assert main([*args, "--dry-run"]) == 0
+        return list(yaml.safe_load_all(capsys.readouterr().out))
+
+    (job,) = objects("sft", "--config", str(RECIPES / "sft-qwen2.5-vl-7b.yaml"), "--set", "distributed.nnodes=4")
+    assert job["kind"] == "PyTorchJob" and job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3
+    grpo = objects("grpo", "--config", str(RECIPES / "grpo-clevr.yaml"))
+    assert [o["kind"] for o in grpo] == ["StatefulSet", "Service", "NetworkPolicy", "PyTorchJob"]
 
 
 def test_dry_run_of_the_local_launcher_prints_one_torchrun_per_node(capsys: pytest.CaptureFixture[str]) -> None:

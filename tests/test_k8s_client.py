@@ -149,6 +149,30 @@ def test_cancel_deletes_the_job(api: StandInAPI, kube: ApiClient, how: str) -> N
     assert signal.getsignal(signal.SIGTERM) == handler_before
 
 
+@pytest.mark.parametrize(
+    ("pod_status", "script", "quoted"),
+    [
+        ({"reason": "OOMKilled", "exit_code": 137}, [("Failed", "PyTorchJobFailed", "1 Master replica(s) failed.")],
+         "sft-master-0: OOMKilled (exit code 137)"),
+        ({"reason": "ImagePullBackOff", "message": 'Back-off pulling image "r1ov-train:bad"'}, [("Created", "", "")],
+         'sft-master-0: ImagePullBackOff: Back-off pulling image "r1ov-train:bad"'),
+        ({"reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."},
+         [("Created", "", "")], "sft-master-0: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."),
+    ],
+    ids=["oom", "image-pull", "unschedulable"],
+)  # fmt: skip
+def test_failure_and_timeout_quote_what_the_pods_say(
+    api: StandInAPI, kube: ApiClient, pod_status: dict[str, Any], script: list, quoted: str
+) -> None:
+    api.script = script
+    api.pod_status = pod_status
+    job = build_pytorchjob("sft", ["torchrun"], _dist(), {})
+    with pytest.raises(client.JobFailed) as failure:
+        client.run_to_completion(job, NS, poll_s=0.05, timeout_s=1, api_client=kube, follow_logs=False)
+    assert quoted in str(failure.value)
+    assert _deleted(api, "sft")
+
+
 def test_existing_job_is_reported_not_deleted(api: StandInAPI, kube: ApiClient) -> None:
     job = build_pytorchjob("sft", ["torchrun"], _dist(), {})
     api.objects[("pytorchjobs", NS, "sft")] = {**job, "metadata": {**job["metadata"], "generation": 1}}

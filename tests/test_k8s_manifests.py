@@ -163,7 +163,7 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
         "clean_pod_policy": "All",
         "shm_size": "64Gi",
     }
-    job = build_pytorchjob("sft", COMMAND, _dist(cluster=cluster), {})
+    job = build_pytorchjob("sft", COMMAND, _dist(nproc_per_node=4, cluster=cluster), {})
     _validate_crd(job)
     assert job["metadata"]["namespace"] == "team-a"
     assert job["spec"]["runPolicy"] == {
@@ -181,11 +181,16 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
         "requests": {"cpu": "16", "memory": "256Gi"},
         "limits": {bundle.GPU_RESOURCE: "4"},
     }
-    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}]
+    assert pod["volumes"] == [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}},
+        {"name": "work", "emptyDir": {}},  # the trainer's writable scratch: model copy, checkpoints, output
+    ]
     # Without retries a failed pod stays failed.
     no_retry = build_pytorchjob("sft", COMMAND, _dist(), {})
     assert no_retry["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == "Never"
-    assert "activeDeadlineSeconds" not in no_retry["spec"]["runPolicy"]
+    assert no_retry["spec"]["runPolicy"]["activeDeadlineSeconds"] == 3 * 24 * 3600  # a hung job ends by default
+    endless = build_pytorchjob("sft", COMMAND, _dist(cluster={"active_deadline_s": None}), {})
+    assert "activeDeadlineSeconds" not in endless["spec"]["runPolicy"]
 
 
 def test_master_and_worker_templates_are_independent() -> None:
@@ -410,3 +415,202 @@ def test_builders_do_not_mutate_their_inputs() -> None:
     build_pytorchjob("x", COMMAND, dist, env)
     build_trainjob("x", COMMAND, dist, env)
     assert dist.model_dump() == before and env == {"A": "1"}
+
+
+# --------------------------------------------------------------------------- multi-node knobs
+
+
+def _platform_knobs() -> dict[str, Any]:
+    return {
+        "efa_devices": 4,
+        "extra_resources": {"rdma/ib": "1"},
+        "env": {"HF_HUB_ENABLE_HF_TRANSFER": "1"},
+        "nccl_env": {"NCCL_DEBUG": "INFO", "NCCL_SOCKET_IFNAME": "eth0"},
+        "annotations": {"prometheus.io/scrape": "false"},
+        "labels": {"team": "vision"},
+        "volumes": [{"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}}],
+        "volume_mounts": [{"name": "datasets", "mountPath": "/datasets", "readOnly": True}],
+        "gpus_per_node": 8,
+    }
+
+
+@pytest.mark.parametrize("nnodes", [1, 2, 4])
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_multi_node_knobs_reach_every_training_pod(launcher: str, nnodes: int) -> None:
+    """NCCL/EFA env and devices, extra env/volumes/annotations/labels, the Istio opt-out and
+    Karpenter's do-not-disrupt, on every pod; credentials and settings by reference; still valid."""
+    dist = _dist(launcher=launcher, nnodes=nnodes, cluster=_platform_knobs())
+    build = build_pytorchjob if launcher == "pytorchjob" else build_trainjob
+    job = build("sft", COMMAND, dist, {})
+    _validate_crd(job)
+    env = {e["name"]: e for e in _all_env(job)}
+    assert env["NCCL_DEBUG"]["value"] == "INFO" and env["NCCL_SOCKET_IFNAME"]["value"] == "eth0"
+    assert env["FI_PROVIDER"]["value"] == "efa" and env["HF_HUB_ENABLE_HF_TRANSFER"]["value"] == "1"
+    assert env["R1OV_WORK_DIR"]["value"] == "/workspace"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "r1ov-s3", "key": "access-key-id", "optional": True,
+    }  # fmt: skip
+    assert env["R1OV_S3_ENDPOINT"]["valueFrom"]["configMapKeyRef"]["name"] == "r1ov-settings"
+    if launcher == "pytorchjob":
+        templates = [r["template"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
+        resources = [t["spec"]["containers"][0]["resources"] for t in templates]
+    else:
+        jobs = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        templates = [j["template"]["spec"]["template"] for j in jobs]
+        resources = [job["spec"]["trainer"]["resourcesPerNode"]]
+    for template in templates:
+        assert template["metadata"]["annotations"] == {
+            "sidecar.istio.io/inject": "false",
+            "karpenter.sh/do-not-disrupt": "true",
+            "prometheus.io/scrape": "false",
+        }
+        assert template["metadata"]["labels"]["team"] == "vision"
+        assert {"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}} in (
+            template["spec"]["volumes"]
+        )
+        mounts = template["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": "datasets", "mountPath": "/datasets", "readOnly": True} in mounts
+        assert {"name": "work", "mountPath": "/workspace"} in mounts
+    for limits in (r["limits"] for r in resources):
+        assert limits == {"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "4", "rdma/ib": "1"}
+    if launcher == "pytorchjob":
+        for template in templates:
+            wrapper = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}
+            kubernetes_validate.validate(wrapper, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("dist", "message"),
+    [
+        ({"nproc_per_node": 16, "cluster": {"gpus_per_node": 8}}, "nproc_per_node 16 > cluster.gpus_per_node 8"),
+        ({"launcher": "trainjob", "cluster": {"secret_env": ["hf"]}}, "set cluster.secret_keys for hf"),
+    ],
+)
+def test_layouts_the_cluster_cannot_run_are_config_errors(dist: dict[str, Any], message: str) -> None:
+    from r1ov.config import ConfigError, SFTConfig, build
+
+    fields = {"model_name_or_path": "m", "train_uri": "d", "output_dir": "o"}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(SFTConfig, {**fields, "distributed": {"launcher": "pytorchjob", **dist}}, name="sft")
+
+
+# --------------------------------------------------------------------------- rollout servers of a GRPO job
+
+
+def _grpo_cfg(**overrides: Any) -> Any:
+    from r1ov.bundle import RUN_LABEL
+    from r1ov.config import GRPOConfig
+
+    fields: dict[str, Any] = {
+        "model_name_or_path": "s3://r1ov/runs/r/sft",
+        "train_uri": "s3://r1ov/clevr",
+        "output_dir": "/tmp/out",
+        "checkpoint_uri": "s3://r1ov/runs/r/grpo",
+        "generation": "vllm-server",
+        "distributed": {"launcher": "pytorchjob", "nnodes": 2, "cluster": {"labels": {RUN_LABEL: "run-7"}}},
+    }
+    return GRPOConfig(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_rollout_servers_run_as_the_vllm_team_would(launcher: str) -> None:
+    """Dedicated GPUs at 0.9, non-root, ready on /health, reachable only from this run's trainer pods."""
+    from r1ov.train import launch
+
+    cfg = _grpo_cfg(
+        distributed={"launcher": launcher, "nnodes": 2, "cluster": {"labels": {"r1ov.io/pipeline-run": "run-7"}}}
+    )
+    statefulset, service, policy = launch.rollout_objects(cfg, "r1ov-grpo-ab12-rollout", "r1ov-grpo-ab12")
+    for obj in (statefulset, service, policy):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[command.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "r1ov-s3"  # the streamer reads S3
+    # The policy selects the servers' pods and admits only pods labelled as this job's trainers.
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+    )
+    clients = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert clients["r1ov.io/pipeline-run"] == "run-7"
+    job = launch.job_manifest("grpo", cfg, "r1ov-grpo-ab12", "s3://r1ov/runs/r/grpo/train_config.json")
+    if launcher == "pytorchjob":
+        templates = [r["template"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
+    else:
+        jobs = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        templates = [j["template"]["spec"]["template"] for j in jobs]
+    for template in templates:
+        assert clients.items() <= template["metadata"]["labels"].items()
+    assert not clients.items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_grpo_trainers_with_vllm_rollouts_run_in_the_vllm_image() -> None:
+    from r1ov import bundle
+    from r1ov.train import launch
+
+    for generation, image in (("vllm-server", bundle.image("vllm")), ("vllm-colocate", bundle.image("vllm")),
+                              ("hf", bundle.image("train"))):  # fmt: skip
+        job = launch.job_manifest("grpo", _grpo_cfg(generation=generation), "r1ov-grpo-ab12", "s3://c")
+        assert set(_all_images(job)) == {image}
+    pinned = _grpo_cfg(distributed={"launcher": "pytorchjob", "cluster": {"image": "registry.example/mine:1"}})
+    assert set(_all_images(launch.job_manifest("grpo", pinned, "x", "s3://c"))) == {"registry.example/mine:1"}
+
+
+def test_vllm_is_pinned_once_to_a_version_trl_supports() -> None:
+    """images/Dockerfile.vllm's base image is the one pin; TRL states the range it supports."""
+    import importlib.util
+
+    from packaging.version import Version
+
+    dockerfile = (Path(__file__).resolve().parents[1] / "images" / "Dockerfile.vllm").read_text()
+    (tag,) = re.findall(r"^ARG VLLM_IMAGE=vllm/vllm-openai:v([\d.]+)$", dockerfile, flags=re.M)
+    low, high = re.search(
+        r'Version\("([\d.]+)"\) <= _vllm_base_version <= Version\("([\d.]+)"\)',
+        Path(importlib.util.find_spec("trl.import_utils").origin).read_text(),
+    ).groups()
+    assert Version(low) <= Version(tag) <= Version(high)
+    # No other file names a vLLM version.
+    root = Path(__file__).resolve().parents[1]
+    others = [p for p in (root / "images").iterdir() if p.is_file() and p.name != "Dockerfile.vllm"]
+    assert not [p.name for p in others if re.search(r"vllm[=:~<>]+v?\d", p.read_text(), flags=re.I)]
+
+
+# --------------------------------------------------------------------------- --dry-run
+
+
+@pytest.mark.parametrize("nnodes", [1, 2, 4])
+@pytest.mark.parametrize(
+    ("stage", "recipe", "launcher"),
+    [("sft", "sft-qwen2.5-vl-7b.yaml", "pytorchjob"), ("sft", "sft-qwen2.5-vl-3b.yaml", "trainjob"),
+     ("grpo", "grpo-clevr.yaml", "pytorchjob"), ("grpo", "grpo-clevr.yaml", "trainjob")],
+)  # fmt: skip
+def test_dry_run_prints_yaml_that_kubectl_apply_accepts(
+    stage: str, recipe: str, launcher: str, nnodes: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every document parses and validates: core kinds strictly (kubernetes-validate), custom
+    resources against their CRD; GRPO's rollout servers and NetworkPolicy come with the job."""
+    from r1ov.cli import main
+
+    recipes = Path(__file__).resolve().parents[1] / "pipelines" / "recipes"
+    args = [stage, "--config", str(recipes / recipe), "--set", f"distributed.launcher={launcher}"]
+    if stage == "grpo" and nnodes == 4:  # 4 x 8 GPUs x 8 per device would overshoot the global batch of 128
+        args += ["--set", "per_device_train_batch_size=4"]
+    assert main([*args, "--set", f"distributed.nnodes={nnodes}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not out.lstrip().startswith("{")  # not a JSON wrapper
+    documents = list(yaml.safe_load_all(out))
+    kinds = [d["kind"] for d in documents]
+    job_kind = "PyTorchJob" if launcher == "pytorchjob" else "TrainJob"
+    assert kinds == (["StatefulSet", "Service", "NetworkPolicy", job_kind] if stage == "grpo" else [job_kind])
+    for doc in documents:
+        if doc["kind"] in ("PyTorchJob", "TrainJob"):
+            _validate_crd(doc)
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == "r1ov"

@@ -152,3 +152,28 @@ def test_local_launcher_refuses_more_processes_than_task_gpus() -> None:
         training_fields("sft", launcher="local", nnodes=1, nproc_per_node=8, namespace="r1ov", task_gpus=4, **common)
     fields = training_fields("sft", launcher="pytorchjob", nnodes=2, nproc_per_node=8, namespace="ml", **common)
     assert fields["distributed.nnodes"] == 2 and fields["distributed.cluster.namespace"] == "ml"
+
+
+@pytest.mark.parametrize("path", COMPONENT_YAMLS, ids=lambda p: p.parent.name)
+def test_components_start_offline_and_describe_every_input_and_output(path: Path) -> None:
+    """No `pip install kfp` at task start (the image carries kfp); the KFP UI shows a description for each port."""
+    spec = yaml.safe_load(path.read_text())
+    command = " ".join(" ".join(e["container"]["command"]) for e in spec["deploymentSpec"]["executors"].values())
+    assert "pip install" not in command and "kfp==" not in command
+    for section in ("inputDefinitions", "outputDefinitions"):
+        for kind in spec["root"].get(section, {}).values():
+            for name, port in kind.items():
+                assert port.get("description"), f"{path.parent.name}: {section} {name} has no description"
+
+
+def test_extra_config_arrives_as_a_mapping_with_its_integers() -> None:
+    """STRUCT parameters travel as protobuf Struct, whose numbers are doubles; config ints survive."""
+    from r1ov.config import ConfigError
+    from r1ov.kfp_tasks import parse_extra
+
+    assert parse_extra({"save_steps": 100.0, "lr": 0.5, "distributed": {"rdzv_port": 29611.0}}) == {
+        "save_steps": 100, "lr": 0.5, "distributed": {"rdzv_port": 29611},
+    }  # fmt: skip
+    assert parse_extra("save_steps: 100") == {"save_steps": 100} and parse_extra({}) == parse_extra("") == {}
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_extra("[1, 2]")

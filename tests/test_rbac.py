@@ -44,7 +44,8 @@ Call = tuple[str, str, str]
 
 def pipeline_role(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The rules of the chart's Role for the code (the one named ``*-pipeline``)."""
-    rendered = helm.Chart.load(str(CHART)).render(values or {}, name="r1ov", namespace=NS)
+    values = values if values is not None else {"mlflow": {"backend": "sqlite"}}  # RBAC does not depend on MLflow
+    rendered = helm.Chart.load(str(CHART)).render(values, name="r1ov", namespace=NS)
     roles = [
         doc
         for template, text in rendered.items()
@@ -114,7 +115,7 @@ def exercise(api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch) 
 
     # The exit handler after a failed run: something left behind to sweep.
     api.script = [("Running", "Running", "")]
-    client.apply(launch.rollout_objects(grpo, "left-behind"), NS, api_client=kube)
+    client.apply(launch.rollout_objects(grpo, "left-behind", "r1ov-grpo-left"), NS, api_client=kube)
     cleanup_run(RUN, "pytorchjob", NS)
 
     # Promotion rolls the endpoint (the Deployment exists: the inference chart made it).

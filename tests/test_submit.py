@@ -88,3 +88,13 @@ def test_r1ov_submit_sets_the_service_account(tmp_path: Path) -> None:
         refused = _run([str(KFP.with_name("r1ov")), "submit", *argv[3:], "nnodes=two"], tmp_path, api.url)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "nnodes requires type NUMBER_INTEGER" in refused.stderr
+
+
+def test_r1ov_submit_without_an_endpoint_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in _env(tmp_path, "").items() if k != "KF_PIPELINES_ENDPOINT"}
+    done = subprocess.run(
+        [str(KFP.with_name("r1ov")), "submit", "source_uri=s3://b/d"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "no KFP endpoint: pass --endpoint URL or set KF_PIPELINES_ENDPOINT" in done.stderr

@@ -143,3 +143,32 @@ def test_stopping_a_node_also_stops_the_workers_it_spawned(tmp_path: Path) -> No
         time.sleep(0.1)
     assert node.process.poll() is not None
     assert not Path(f"/proc/{worker_pid}").exists() or "Z" in Path(f"/proc/{worker_pid}/stat").read_text().split()[2]
+
+
+def test_sigterm_to_the_local_launcher_stops_its_nodes() -> None:
+    """A cancelled pipeline task gets SIGTERM: the launcher stops its torchrun nodes, it does not just die."""
+    import signal
+    import threading
+
+    env = dict(os.environ)
+    nodes = [launch.Node(rank, _python("import time; time.sleep(60)"), env) for rank in range(2)]
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    handler_before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped, launch.sigterm_exits():
+            launch.wait_all("sft", nodes)
+    finally:
+        timer.cancel()
+    assert stopped.value.code == 143
+    assert all(node.process.poll() is not None for node in nodes)
+    assert signal.getsignal(signal.SIGTERM) == handler_before
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_zero_overlaps_communication_on_gpus_only(stage: str) -> None:
+    from r1ov.train import common
+
+    assert common.deepspeed_config(stage, cuda=True)["zero_optimization"]["overlap_comm"] is True
+    assert common.deepspeed_config(stage, cuda=False)["zero_optimization"]["overlap_comm"] is False
+    assert common.deepspeed_config("none") is None

@@ -160,7 +160,7 @@ def test_cluster_launchers_need_a_checkpoint_uri(tiny_model_dir: Path, sft_data:
             launch.launch("sft", cfg)
 
 
-def test_pytorchjob_launch_runs_the_job_command_and_brings_the_model_back(
+def test_pytorchjob_launch_runs_the_job_command_and_leaves_the_model_in_checkpoint_uri(
     tiny_model_dir: Path, sft_data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cluster is a local stand-in for the training operator: it runs the PyTorchJob's Master
@@ -197,7 +197,11 @@ def test_pytorchjob_launch_runs_the_job_command_and_brings_the_model_back(
         sft_data,
         tmp_path / "component-output",
         checkpoint_uri=str(durable),
-        distributed={"launcher": "pytorchjob", "deepspeed": "none", "cluster": {"namespace": "r1ov-test"}},
+        distributed={
+            "launcher": "pytorchjob",
+            "deepspeed": "none",
+            "cluster": {"namespace": "r1ov-test", "work_dir": str(tmp_path / "pod-work")},
+        },
     )
 
     summary = launch.launch("sft", cfg)
@@ -208,7 +212,8 @@ def test_pytorchjob_launch_runs_the_job_command_and_brings_the_model_back(
     assert command == ["torchrun", "-m", "r1ov.train.worker", "sft", str(durable / launch.CONFIG_FILE)]
     assert summary["steps"] == 3 and summary["train_records"] == 4
     assert summary["job"]["state"] == "Succeeded"
-    assert summary["output_dir"] == str(tmp_path / "component-output")
-    # the model trained in the "pod" came back through checkpoint_uri
-    assert changed_tensors(tiny_model_dir, tmp_path / "component-output")
-    assert (tmp_path / "component-output" / "processor_config.json").is_file()
+    # the model trained in the "pod" stays in checkpoint_uri: that durable copy is the stage's output
+    assert summary["output_dir"] == summary["model_uri"] == str(durable)
+    assert changed_tensors(tiny_model_dir, durable)
+    assert (durable / "processor_config.json").is_file()
+    assert not (tmp_path / "component-output").exists()  # nothing copied back through the launcher

@@ -13,7 +13,7 @@ def cleanup(run_id: str, launcher: str = "pytorchjob", namespace: str = "r1ov") 
         namespace: Namespace the run launched objects in.
 
     Returns:
-        JSON list of the deleted objects (kind/name).
+        Output: JSON list of the deleted objects (kind/name).
     """
     import json
 

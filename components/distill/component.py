@@ -18,12 +18,14 @@ def distill(
 
     Args:
         formalized: Output of formalize.
-        distilled: Records with `reasoning` and `predicted_answer`; teacher failures rejected with a reason.
-        metrics: Counts of accepted and rejected records.
         teacher_base_url: OpenAI-compatible endpoint of the reasoning teacher (key from OPENAI_API_KEY).
         teacher_model: Model name sent to the teacher.
         teacher_max_concurrency: Requests in flight at once.
         extra_config: Mapping of further DistillConfig fields.
+
+    Returns:
+        distilled: Records with `reasoning` and `predicted_answer`; teacher failures rejected with a reason.
+        metrics: Counts of accepted and rejected records.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

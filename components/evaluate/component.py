@@ -26,10 +26,6 @@ def evaluate(
     Args:
         model: Checkpoint to evaluate.
         benchmarks: List of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
-        results: Directory with predictions, metrics.json and report.html.
-        report: The HTML report (tables and plot), shown in the KFP UI.
-        metrics: Accuracy overall and per benchmark, category and level.
-        tables: The paper's two tables (math benchmarks; R1-Onevision-Bench by level and category), in the KFP UI.
         backend: vllm (offline engine), hf (transformers) or openai (an OpenAI-compatible endpoint).
         max_new_tokens: Completion limit.
         temperature: 0 decodes greedily.
@@ -40,7 +36,11 @@ def evaluate(
         extra_config: Mapping of further EvalConfig fields.
 
     Returns:
-        Overall accuracy (the promotion gate's default metric).
+        metrics: Accuracy overall and per benchmark, category and level.
+        report: The HTML report (tables and plot), shown in the KFP UI.
+        results: Directory with predictions, metrics.json and report.html.
+        tables: The paper's two tables (math benchmarks; R1-Onevision-Bench by level and category), in the KFP UI.
+        Output: Overall accuracy (the promotion gate's default metric).
     """
     import shutil
     from pathlib import Path

@@ -17,11 +17,13 @@ def filter_reasoning(
 
     Args:
         distilled: Output of distill.
-        filtered: Accepted records in records/, rejected ones in rejected/ with `reject_reason`.
-        metrics: Acceptance rate and counts per rejection reason.
         require_answer_match: Reject reasoning whose answer disagrees with the ground truth.
         min_think_chars: Reject shorter reasoning.
         extra_config: Mapping of further FilterConfig fields (e.g. a judge teacher).
+
+    Returns:
+        filtered: Accepted records in records/, rejected ones in rejected/ with `reject_reason`.
+        metrics: Acceptance rate and counts per rejection reason.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

@@ -18,12 +18,14 @@ def formalize(
 
     Args:
         source_uri: Dataset in the r1ov record schema (local path or s3://).
-        formalized: Records with `formalization` set; failures in its rejected/ part with a reason.
-        metrics: Counts of accepted and rejected records.
         teacher_base_url: OpenAI-compatible endpoint of the vision teacher (key from OPENAI_API_KEY).
         teacher_model: Model name sent to the teacher.
         teacher_max_concurrency: Requests in flight at once.
         extra_config: Mapping of further FormalizeConfig fields.
+
+    Returns:
+        formalized: Records with `formalization` set; failures in its rejected/ part with a reason.
+        metrics: Counts of accepted and rejected records.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

@@ -17,6 +17,7 @@ def grpo(
     max_completion_length: int = 1024,
     per_device_train_batch_size: int = 8,
     gradient_accumulation_steps: int = 2,
+    global_batch_size: int = 0,
     num_train_epochs: float = 1.0,
     max_steps: int = -1,
     rewards: str = "accuracy,format",
@@ -38,8 +39,6 @@ def grpo(
     Args:
         sft_model: Output of sft: the policy to start from.
         clevr_uri: CLEVR-style dataset (question, answer, image) in the r1ov record schema.
-        model: The GRPO-trained checkpoint.
-        metrics: Steps, rewards, runtime.
         learning_rate: Peers: 1e-6.
         num_generations: Completions per prompt (group size).
         beta: KL coefficient.
@@ -47,6 +46,9 @@ def grpo(
         max_completion_length: Completion token limit (SFT answers average ~960 tokens).
         per_device_train_batch_size: Completions per device step.
         gradient_accumulation_steps: Steps per optimizer update.
+        global_batch_size: Peers: 128.
+            Above 0, accumulation is derived from nodes x processes x per-device batch
+            (an unreachable layout fails); 0 keeps gradient_accumulation_steps.
         num_train_epochs: Paper: 1 epoch on a 10K CLEVR subset.
         max_steps: Stop after this many steps; -1 lets epochs decide.
         rewards: Comma-separated reward names.
@@ -62,6 +64,10 @@ def grpo(
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
         extra_config: Mapping of further GRPOConfig fields.
+
+    Returns:
+        metrics: Steps, rewards, runtime.
+        model: The GRPO-trained checkpoint.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 
@@ -89,9 +95,13 @@ def grpo(
         "max_completion_length": max_completion_length,
         "per_device_train_batch_size": per_device_train_batch_size,
         "gradient_accumulation_steps": gradient_accumulation_steps,
+        "global_batch_size": global_batch_size or None,
         "num_train_epochs": num_train_epochs,
         "max_steps": max_steps,
         "rewards": [name.strip() for name in rewards.split(",") if name.strip()],
         "generation": generation,
     }
-    log_metrics(metrics, run_task("grpo", fields, extra_config))
+    summary = run_task("grpo", fields, extra_config)
+    if summary.get("model_uri"):
+        model.uri = summary["model_uri"]  # the durable copy the cluster job uploaded, not a second one
+    log_metrics(metrics, summary)

@@ -20,7 +20,6 @@ def promote(
 
     Args:
         mlflow_tracking_uri: MLflow tracking URI.
-        metrics: 1.0 when promoted, the candidate's and the champion's metric.
         model_name: Registered model name.
         candidate_alias: Alias of the version to consider.
         target_alias: Alias to move when the gate passes.
@@ -30,7 +29,8 @@ def promote(
         extra_config: Mapping of further PromoteConfig fields.
 
     Returns:
-        Whether the candidate was promoted.
+        metrics: 1.0 when promoted, the candidate's and the champion's metric.
+        Output: Whether the candidate was promoted.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

@@ -28,7 +28,7 @@ def register(
         extra_config: Mapping of further RegisterConfig fields.
 
     Returns:
-        The new model version.
+        Output: The new model version.
     """
     from pathlib import Path
 

@@ -13,6 +13,7 @@ def sft(
     learning_rate: float = 1e-5,
     per_device_train_batch_size: int = 1,
     gradient_accumulation_steps: int = 16,
+    global_batch_size: int = 0,
     num_train_epochs: float = 1.0,
     max_steps: int = -1,
     lr_scheduler_type: str = "cosine",
@@ -34,12 +35,13 @@ def sft(
 
     Args:
         train_data: Output of filter_reasoning.
-        model: The fine-tuned checkpoint (save_pretrained directory with processor).
-        metrics: Steps, final loss, runtime.
         base_model: HF model id or checkpoint path (paper: Qwen2.5-VL-7B/3B-Instruct).
         learning_rate: Paper: 1e-5.
         per_device_train_batch_size: Paper: 1.
         gradient_accumulation_steps: Paper: 16 (global batch 128 on 8 GPUs).
+        global_batch_size: Paper: 128.
+            Above 0, accumulation is derived from nodes x processes x per-device batch
+            (an unreachable layout fails); 0 keeps gradient_accumulation_steps.
         num_train_epochs: Paper: 1.
         max_steps: Stop after this many steps; -1 lets epochs decide.
         lr_scheduler_type: Paper: cosine.
@@ -56,6 +58,10 @@ def sft(
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
         extra_config: Mapping of further SFTConfig fields.
+
+    Returns:
+        metrics: Steps, final loss, runtime.
+        model: The fine-tuned checkpoint (save_pretrained directory with processor).
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 
@@ -80,10 +86,14 @@ def sft(
         "learning_rate": learning_rate,
         "per_device_train_batch_size": per_device_train_batch_size,
         "gradient_accumulation_steps": gradient_accumulation_steps,
+        "global_batch_size": global_batch_size or None,
         "num_train_epochs": num_train_epochs,
         "max_steps": max_steps,
         "lr_scheduler_type": lr_scheduler_type,
         "warmup_ratio": warmup_ratio,
         "max_length": max_length,
     }
-    log_metrics(metrics, run_task("sft", fields, extra_config))
+    summary = run_task("sft", fields, extra_config)
+    if summary.get("model_uri"):
+        model.uri = summary["model_uri"]  # the durable copy the cluster job uploaded, not a second one
+    log_metrics(metrics, summary)

@@ -10,8 +10,10 @@ import os
 
 from r1ov import __version__
 
+# The platform chart's settings ConfigMap sets both in pipeline pods, so the jobs and rollout
+# servers a launcher creates use the namespace's registry and release.
 REGISTRY = os.environ.get("R1OV_IMAGE_REGISTRY", "ghcr.io/r1ov")
-TAG = __version__
+TAG = os.environ.get("R1OV_IMAGE_TAG") or __version__
 
 # One image per job kind; every one of them carries the r1ov library.
 IMAGE_NAMES = {

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
 from r1ov import config as cfg
 
 TRAINING_STAGES = ("sft", "grpo")
@@ -241,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run and "objects" in result:
+        # What `kubectl apply -f -` takes: the objects a launch would create, one YAML document each.
+        print(yaml.safe_dump_all(result["objects"], sort_keys=False), end="")
+        return 0
     print(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -66,7 +66,12 @@ class ClusterJobConfig(Strict):
     pool: str = Field("train", description="GPU node pool (label r1ov.io/pool)")
     service_account: str | None = Field(None, description="service account of the training pods")
     secret_env: list[str] = Field(default_factory=list, description="Secrets exposed as env (envFrom)")
-    active_deadline_s: int | None = Field(None, ge=1, description="fail the job after this many seconds")
+    active_deadline_s: int | None = Field(
+        3 * 24 * 3600,
+        ge=1,
+        description="the job fails after this many seconds (a hung job would hold its GPUs for ever); "
+        "the launcher gives up a little later; none: no deadline",
+    )
     backoff_limit: int = Field(0, ge=0, description="pod restarts before the job fails")
     ttl_after_finished_s: int = Field(3600, ge=0, description="keep finished jobs this long")
     trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for TrainJob")
@@ -82,6 +87,39 @@ class ClusterJobConfig(Strict):
         default_factory=dict,
         description="TrainJob only: keys of each secret_env Secret to expose as env (its trainer has no envFrom)",
     )
+    secret_key_env: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "r1ov-s3": {"access-key-id": "AWS_ACCESS_KEY_ID", "secret-access-key": "AWS_SECRET_ACCESS_KEY"},
+            "r1ov-mlflow": {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
+        },
+        description="Secret -> {key: ENV_NAME} mapped into job and rollout pods (optional: a missing Secret or key "
+        "is skipped, so clusters with workload identity need none); the platform chart's names by default",
+    )
+    settings_config_map: str | None = Field(
+        "r1ov-settings", description="ConfigMap whose S3 endpoint, region and MLflow settings the pods read (optional)"
+    )
+    work_dir: str = Field("/workspace", description="mount path of the pods' writable work volume (emptyDir)")
+    work_size: str | None = Field(None, description="size limit of the work volume (model copy, checkpoints)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra env of the training containers")
+    nccl_env: dict[str, str] = Field(
+        default_factory=lambda: {"NCCL_DEBUG": "WARN", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1"},
+        description="NCCL settings of the training containers (e.g. NCCL_SOCKET_IFNAME, NCCL_IB_HCA)",
+    )
+    efa_devices: int = Field(
+        0, ge=0, description="AWS EFA devices per node (vpc.amazonaws.com/efa) with the libfabric env NCCL needs"
+    )
+    extra_resources: dict[str, str] = Field(
+        default_factory=dict, description="more resource limits per node, e.g. {'rdma/ib': '1'}"
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra pod annotations; the Istio sidecar opt-out and karpenter.sh/do-not-disrupt are always set "
+        "unless overridden here",
+    )
+    volumes: list[dict[str, Any]] = Field(default_factory=list, description="extra pod volumes (Kubernetes Volume)")
+    volume_mounts: list[dict[str, Any]] = Field(
+        default_factory=list, description="extra mounts in the training container (Kubernetes VolumeMount)"
+    )
 
 
 class DistributedConfig(Strict):
@@ -96,6 +134,26 @@ class DistributedConfig(Strict):
     backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl with GPUs, gloo on CPU")
     rdzv_port: int = Field(29500, ge=1, le=65535, description="rendezvous port for the local launcher")
     cluster: ClusterJobConfig = Field(default_factory=ClusterJobConfig)
+
+    @model_validator(mode="after")
+    def _layout_fits(self) -> DistributedConfig:
+        """Refuse, before anything starts, layouts the cluster cannot run as asked."""
+        cluster = self.cluster
+        if self.launcher == "local":
+            return self
+        if cluster.gpus_per_node and self.nproc_per_node > cluster.gpus_per_node:
+            raise ValueError(
+                f"nproc_per_node {self.nproc_per_node} > cluster.gpus_per_node {cluster.gpus_per_node}: "
+                "one training process per GPU"
+            )
+        if self.launcher == "trainjob":
+            missing = [s for s in cluster.secret_env if not cluster.secret_keys.get(s)]
+            if missing:
+                raise ValueError(
+                    f"TrainJob takes Secret keys one by one: set cluster.secret_keys for {', '.join(missing)} "
+                    "(e.g. secret_keys: {hf: [HF_TOKEN]}), or map keys with cluster.secret_key_env"
+                )
+        return self
 
 
 # --------------------------------------------------------------------------- data stages
@@ -152,10 +210,37 @@ class FilterConfig(Strict):
 # --------------------------------------------------------------------------- training
 
 
+def derive_accumulation(cfg: Any) -> Any:
+    """Keep the global batch: gradient accumulation = global / (nodes x processes x per-device batch).
+
+    A layout that cannot reach the global batch exactly is an error naming the numbers, instead of
+    silently training at another batch size (and learning rate) on more or fewer GPUs.
+    """
+    if cfg.global_batch_size is None:
+        return cfg
+    dist = cfg.distributed
+    per_step = dist.nnodes * dist.nproc_per_node * cfg.per_device_train_batch_size
+    if cfg.global_batch_size % per_step:
+        raise ValueError(
+            f"global_batch_size {cfg.global_batch_size} is not reachable: {dist.nnodes} node(s) x "
+            f"{dist.nproc_per_node} process(es) x per_device_train_batch_size {cfg.per_device_train_batch_size} "
+            f"= {per_step} per step, which does not divide it; change the layout, the per-device batch or the "
+            "global batch"
+        )
+    derived = cfg.global_batch_size // per_step
+    if cfg.gradient_accumulation_steps != derived:  # assignment re-validates: set it once
+        cfg.gradient_accumulation_steps = derived
+    return cfg
+
+
 class ModelIOConfig(Strict):
     model_name_or_path: str = Field(..., description="HF model id or checkpoint directory")
     output_dir: str = Field(..., description="where the final checkpoint (save_pretrained) goes")
     checkpoint_uri: str | None = Field(None, description="durable copy of the output (s3://...) for resume")
+    save_steps: int = Field(
+        200, ge=0, description="checkpoint every N optimizer steps (and on SIGTERM) for resume; 0: only on SIGTERM"
+    )
+    save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept (oldest deleted first)")
     max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels (1280*28*28 in Qwen)")
     min_pixels: int = Field(3136, ge=56, description="image processor min_pixels")
 
@@ -165,6 +250,9 @@ class SFTConfig(ModelIOConfig):
     learning_rate: float = Field(1e-5, gt=0, description="paper: 1e-5")
     per_device_train_batch_size: int = Field(1, ge=1, description="paper: 1")
     gradient_accumulation_steps: int = Field(16, ge=1, description="paper: 16 (global batch 128 on 8 GPUs)")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="paper: 128; when set, gradient_accumulation_steps is derived from the layout"
+    )
     num_train_epochs: float = Field(1.0, gt=0, description="paper: 1")
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
     lr_scheduler_type: str = Field("cosine", description="paper: cosine")
@@ -180,6 +268,10 @@ class SFTConfig(ModelIOConfig):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    @model_validator(mode="after")
+    def _global_batch(self) -> Any:
+        return derive_accumulation(self)
+
 
 class GRPOConfig(ModelIOConfig):
     train_uri: str = Field(..., description="CLEVR-style dataset (question, answer, image)")
@@ -190,6 +282,9 @@ class GRPOConfig(ModelIOConfig):
     max_completion_length: int = Field(1024, ge=8, description="SFT answers average ~960 tokens")
     per_device_train_batch_size: int = Field(8, ge=1, description="prompts*generations per device step")
     gradient_accumulation_steps: int = Field(2, ge=1, description="steps per optimizer update")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="peers: 128 (8 per device x 8 GPUs x 2); when set, accumulation is derived"
+    )
     num_train_epochs: float = Field(1.0, gt=0, description="paper: 1 epoch on 10K CLEVR")
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
@@ -205,9 +300,16 @@ class GRPOConfig(ModelIOConfig):
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="rollout server tensor parallelism")
     vllm_data_parallel_size: int = Field(1, ge=1, description="rollout server data parallelism")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU share for vLLM (vllm-colocate)")
+    vllm_server_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="GPU share of each rollout server (vllm-server: the GPUs are its own)"
+    )
     track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _global_batch(self) -> Any:
+        return derive_accumulation(self)
 
 
 # --------------------------------------------------------------------------- eval and registry

@@ -11,6 +11,7 @@ as the KFP CLI decodes them, so one command line works with both.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +58,14 @@ def _reason(exc: Exception) -> str:
 def submit(submission: Submission) -> dict[str, str]:
     """Create the run; returns its id and the service account it runs as."""
     import kfp
+    import urllib3
     from kfp_server_api.exceptions import ApiException
 
-    client = kfp.Client(host=submission.endpoint, namespace=submission.namespace or "kubeflow")
+    endpoint = submission.endpoint or os.environ.get("KF_PIPELINES_ENDPOINT")
+    if not endpoint:
+        raise ConfigError("no KFP endpoint: pass --endpoint URL or set KF_PIPELINES_ENDPOINT (as for `kfp run create`)")
     try:
+        client = kfp.Client(host=endpoint, namespace=submission.namespace or "kubeflow")
         result = client.create_run_from_pipeline_package(
             submission.package,
             arguments=submission.arguments,
@@ -71,4 +76,6 @@ def submit(submission: Submission) -> dict[str, str]:
         )
     except ApiException as exc:  # the server's reason, not the client's traceback
         raise ConfigError(f"the KFP API refused the run ({exc.status}): {_reason(exc)}") from exc
+    except (urllib3.exceptions.HTTPError, OSError, RuntimeError) as exc:
+        raise ConfigError(f"cannot reach the KFP API at {endpoint}: {str(exc).splitlines()[0]}") from exc
     return {"run_id": result.run_id, "service_account": submission.service_account}

@@ -8,7 +8,7 @@ import logging
 
 from r1ov.bench.report import write
 
-# name -> module with run() -> list[Result]
+# name -> module with run() -> list[Result], or with SUITES {file name: run function} (train: sft, grpo)
 SUITES = {
     "records": "r1ov.bench.records_io",
     "teacher": "r1ov.bench.teacher",
@@ -25,8 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in SUITES if args.name == "all" else [args.name]:
         module = importlib.import_module(SUITES[name])
-        path = write(name, module.run(), args.out, notes=module.__doc__ or "")
-        logging.getLogger("r1ov.bench").info("wrote %s", path)
+        # A module either has run() (one file named after the suite) or SUITES: file name -> run function.
+        runs = getattr(module, "SUITES", None) or {name: module.run}
+        for file_name, run in runs.items():
+            path = write(file_name, run(), args.out, notes=module.__doc__ or "")
+            logging.getLogger("r1ov.bench").info("wrote %s", path)
 
 
 if __name__ == "__main__":

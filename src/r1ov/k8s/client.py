@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import signal
 import threading
 import time
@@ -62,6 +63,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         kube_config.load_incluster_config(client_configuration=configuration)
         log.debug("using the in-cluster Kubernetes configuration")
     except kube_config.ConfigException:
+        # The kubernetes package reads $KUBECONFIG once, at import; read it now.
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
         kube_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
         log.debug("using the kubeconfig %s", kubeconfig or "(default)")
     return ApiClient(configuration)
@@ -143,6 +146,45 @@ def _wait_for_end(
         time.sleep(remaining)
 
 
+# Container states that explain a job that failed or never started (quoted in JobFailed's message).
+_WAITING_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
+                     "CreateContainerError", "CrashLoopBackOff", "RunContainerError"}  # fmt: skip
+
+
+def pod_problems(core: CoreV1Api, namespace: str, selector: dict[str, str]) -> list[str]:
+    """Why the job's pods are stuck or ended: Unschedulable, ImagePullBackOff, OOMKilled, exit codes.
+
+    Never raises: it only adds to an error being reported.
+    """
+    try:
+        pods = core.list_namespaced_pod(namespace, label_selector=",".join(f"{k}={v}" for k, v in selector.items()))
+    except Exception as exc:
+        return [f"(pods not readable: {exc})"]
+    problems = []
+    for pod in pods.items:
+        name, status = pod.metadata.name, pod.status
+        for condition in status.conditions or []:
+            if condition.type == "PodScheduled" and condition.status == "False":
+                problems.append(
+                    f"{name}: {condition.reason or 'Unschedulable'}: {condition.message or ''}".rstrip(": ")
+                )
+        for container in status.container_statuses or []:
+            state, last = container.state, container.last_state
+            if state and state.waiting and state.waiting.reason in _WAITING_PROBLEMS:
+                problems.append(f"{name}: {state.waiting.reason}: {state.waiting.message or ''}".rstrip(": "))
+            for terminated in (state and state.terminated, last and last.terminated):
+                if terminated and terminated.exit_code:
+                    problems.append(f"{name}: {terminated.reason or 'Error'} (exit code {terminated.exit_code})")
+    return list(dict.fromkeys(problems))
+
+
+def _with_pod_problems(exc: JobFailed, core: CoreV1Api, namespace: str, selector: dict[str, str]) -> JobFailed:
+    problems = pod_problems(core, namespace, selector)
+    if not problems:
+        return exc
+    return type(exc)(exc.reason, f"{exc.message}; pods: {'; '.join(problems)}")
+
+
 def _delete_job(custom: CustomObjectsApi, job: kinds.JobKind, namespace: str, name: str, why: str) -> None:
     """Delete the job and, through owner references, its pods; never raises (we are already failing)."""
     try:
@@ -200,7 +242,10 @@ def run_to_completion(
             if created and not isinstance(exc, JobTimeout) and follower is not None:
                 follower.stop(_LOG_DRAIN_S)  # the failing pod's last lines say why
             if created:
+                # Quote what the pods say (OOMKilled, ImagePullBackOff, Unschedulable) before they go.
+                exc = _with_pod_problems(exc, CoreV1Api(api_client), namespace, job.pods_selector(name))
                 _delete_job(custom, job, namespace, name, exc.reason)
+                raise exc from None
             raise
         except BaseException as exc:
             if created:
@@ -328,12 +373,13 @@ def wait_ready(
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
 
 
-# What a pipeline run may leave behind: training jobs and rollout servers (StatefulSet + Service).
+# What a pipeline run may leave behind: training jobs and rollout servers (StatefulSet, Service, NetworkPolicy).
 RUN_OBJECT_KINDS: tuple[tuple[str, str], ...] = (
     ("kubeflow.org/v1", "PyTorchJob"),
     (f"{trainjobs.TRAINER_GROUP}/v1alpha1", "TrainJob"),
     ("apps/v1", "StatefulSet"),
     ("v1", "Service"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 

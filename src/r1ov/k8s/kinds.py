@@ -23,6 +23,7 @@ class JobKind:
     failed: str  # condition type that means failure
     log_container: str
     log_selector: Callable[[str], dict[str, str]]  # job name -> labels of the pod whose log we follow
+    pods_selector: Callable[[str], dict[str, str]]  # job name -> labels of all its pods
 
     @property
     def api_version(self) -> str:
@@ -57,6 +58,7 @@ JOB_KINDS: dict[str, JobKind] = {
         failed="Failed",
         log_container=trainjobs.PYTORCH_CONTAINER,
         log_selector=_pytorchjob_master,
+        pods_selector=lambda name: {"training.kubeflow.org/job-name": name},
     ),
     "TrainJob": JobKind(
         group=trainjobs.TRAINER_GROUP,
@@ -66,6 +68,7 @@ JOB_KINDS: dict[str, JobKind] = {
         failed="Failed",
         log_container=trainjobs.TRAINJOB_NODE,
         log_selector=_trainjob_node0,
+        pods_selector=lambda name: {"jobset.sigs.k8s.io/jobset-name": name},
     ),
 }
 
@@ -75,6 +78,7 @@ PLURALS: dict[str, str] = {
     "ConfigMap": "configmaps",
     "Deployment": "deployments",
     "StatefulSet": "statefulsets",
+    "NetworkPolicy": "networkpolicies",
     **{kind: job.plural for kind, job in JOB_KINDS.items()},
 }
 

@@ -65,17 +65,76 @@ def secret_key_env(secret_keys: dict[str, list[str]], secrets: list[str]) -> lis
     ]
 
 
+# Keys of the settings ConfigMap (charts/r1ov-platform) that pods read, under the same env names.
+SETTINGS_KEYS = (
+    "R1OV_S3_ENDPOINT",
+    "AWS_REGION",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "MLFLOW_DISABLE_TELEMETRY",
+)
+WORK_VOLUME = "work"
+WORK_DIR_ENV = "R1OV_WORK_DIR"  # tells the trainer where its work volume is mounted
+
+
+def mapped_secret_env(mapping: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Env entries from Secret keys under the names programs read (``access-key-id`` -> ``AWS_ACCESS_KEY_ID``).
+
+    Optional references: where credentials come from the service account's workload identity the
+    Secret does not exist, and the pod still starts.
+    """
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for secret, keys in mapping.items()
+        for key, env in keys.items()
+    ]
+
+
+def settings_env(config_map: str | None, skip: set[str]) -> list[dict[str, Any]]:
+    """Env entries for the settings ConfigMap's keys (optional), except names already set."""
+    if not config_map:
+        return []
+    return [
+        {"name": key, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key, "optional": True}}}
+        for key in SETTINGS_KEYS
+        if key not in skip
+    ]
+
+
+def work_volume(size: str | None = None) -> dict[str, Any]:
+    """The pod's writable scratch: model copy, checkpoints, output before upload."""
+    empty_dir: dict[str, Any] = {}
+    if size:
+        empty_dir["sizeLimit"] = size
+    return {"name": WORK_VOLUME, "emptyDir": empty_dir}
+
+
+def work_mount(path: str) -> dict[str, str]:
+    return {"name": WORK_VOLUME, "mountPath": path}
+
+
 def gpu_placement(pool: str) -> dict[str, Any]:
     """nodeSelector (pool label and GKE compute class) + tolerations that put a pod on ``pool``."""
     return {"nodeSelector": bundle.pool_selector(pool), "tolerations": bundle.pool_tolerations(pool)}
 
 
-def resources(gpus: int, cpu: str, memory: str) -> dict[str, Any]:
-    """GPUs as a limit (the request follows it for extended resources), CPU and memory as requests."""
+def resources(gpus: int, cpu: str, memory: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """GPUs (and other devices: EFA, RDMA) as limits (the request follows for extended resources),
+    CPU and memory as requests."""
     out: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
-    if gpus:
-        out["limits"] = {bundle.GPU_RESOURCE: str(gpus)}
+    limits = {bundle.GPU_RESOURCE: str(gpus)} if gpus else {}
+    limits.update({name: str(value) for name, value in (extra or {}).items()})
+    if limits:
+        out["limits"] = limits
     return out
+
+
+# Pods of a training job: no Istio sidecar (it breaks the rendezvous of PyTorchJob pods in Kubeflow
+# profile namespaces) and no voluntary disruption by Karpenter's consolidation mid-run.
+TRAINING_POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false", "karpenter.sh/do-not-disrupt": "true"}
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+# What NCCL's aws-ofi plugin needs to use EFA (with GPUDirect RDMA on p4d/p5).
+EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1"}
 
 
 def shm_volume(size: str | None = None) -> dict[str, Any]:

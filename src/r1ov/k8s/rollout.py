@@ -35,6 +35,17 @@ GROUP_PORT_NAME = "weight-sync"
 # The controller-revision-hash label is "<statefulset>-<10 chars>" and must fit in 63.
 _STATEFULSET_NAME_MAX = 52
 _PROBE_PERIOD_S = 10
+# The vLLM image runs as uid 1000 (images/Dockerfile.vllm); nothing in the server needs more.
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "fsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# Dedicated GPUs: vLLM's own default (0.3 is the value for sharing a GPU with the trainer).
+SERVER_GPU_MEMORY_UTILIZATION = 0.9
 
 
 def server_name(name: str) -> str:
@@ -90,6 +101,7 @@ def build_rollout_server(
     *,
     namespace: str | None = None,
     env: dict[str, str] | None = None,
+    env_refs: list[dict[str, Any]] | None = None,
     secret_env: list[str] | None = None,
     service_account: str | None = None,
     cpu: str = "8",
@@ -138,15 +150,17 @@ def build_rollout_server(
         },
         "readinessProbe": {**probe_target, "timeoutSeconds": 5, "failureThreshold": 3},
         "volumeMounts": [podspec.shm_mount()],
+        "securityContext": CONTAINER_SECURITY,
     }
-    if env:
-        container["env"] = podspec.env_list(env)
+    if env or env_refs:
+        container["env"] = podspec.env_list(env or {}) + list(env_refs or [])
     if secret_env:
         container["envFrom"] = podspec.secret_env_from(secret_env)
     pod_spec: dict[str, Any] = {
         **podspec.gpu_placement(pool),
         "containers": [container],
         "volumes": [podspec.shm_volume(shm_size)],
+        "securityContext": POD_SECURITY,
     }
     if service_account:
         pod_spec["serviceAccountName"] = service_account
@@ -181,3 +195,31 @@ def build_rollout_server(
         },
     }
     return [statefulset, service_object]
+
+
+def build_rollout_network_policy(
+    name: str, clients: dict[str, str], *, namespace: str | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A NetworkPolicy letting only the run's trainer pods (``clients``, their labels) reach the servers.
+
+    ``trl vllm-serve`` exposes dev-mode endpoints (``/collective_rpc``, weight updates) with no
+    authentication: no other pod in the cluster may reach them. All ports are allowed from the
+    trainers: NCCL weight transfer opens its own connections besides HTTP and the group port.
+    """
+    service = server_name(name)
+    metadata: dict[str, Any] = {
+        "name": service,
+        "labels": {**names.standard_labels(service, COMPONENT), **(labels or {})},
+    }
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": {
+            "podSelector": {"matchLabels": names.selector_labels(service, COMPONENT)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": dict(clients)}}]}],
+        },
+    }

@@ -46,29 +46,62 @@ def trainjob_name(name: str, nnodes: int) -> str:
     return names.dns_label(name, names.MAX_NAME - len(f"-{TRAINJOB_NODE}-0-{nnodes - 1}-abcde"))
 
 
+def pod_env(dist: DistributedConfig, env: dict[str, str]) -> list[dict[str, Any]]:
+    """The training container's env: literals, the work volume's path, credentials and settings by reference."""
+    cluster = dist.cluster
+    efa = podspec.EFA_ENV if cluster.efa_devices else {}
+    literal = {**_DEFAULT_ENV, **cluster.nccl_env, **efa, **cluster.env, **env, podspec.WORK_DIR_ENV: cluster.work_dir}
+    return (
+        podspec.env_list(literal)
+        + podspec.mapped_secret_env(cluster.secret_key_env)
+        + podspec.settings_env(cluster.settings_config_map, skip=set(literal))
+    )
+
+
+def _volumes(dist: DistributedConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    cluster = dist.cluster
+    volumes = [podspec.shm_volume(cluster.shm_size), podspec.work_volume(cluster.work_size), *cluster.volumes]
+    return volumes, [podspec.shm_mount(), podspec.work_mount(cluster.work_dir), *cluster.volume_mounts]
+
+
+def _resources(dist: DistributedConfig) -> dict[str, Any]:
+    cluster = dist.cluster
+    extra = {
+        **({podspec.EFA_RESOURCE: str(cluster.efa_devices)} if cluster.efa_devices else {}),
+        **cluster.extra_resources,
+    }
+    return podspec.resources(cluster.gpus_per_node, cluster.cpu, cluster.memory, extra)
+
+
+def _pod_metadata(dist: DistributedConfig, labels: dict[str, str]) -> dict[str, Any]:
+    annotations = {**podspec.TRAINING_POD_ANNOTATIONS, **dist.cluster.annotations}
+    return {"labels": dict(labels), "annotations": annotations}
+
+
 def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env: dict[str, str]) -> dict[str, Any]:
     """A PyTorchJob: one Master plus ``nnodes - 1`` Workers, ``nproc_per_node`` processes each."""
     cluster = dist.cluster
     job_name = pytorchjob_name(name, dist.nnodes)
     labels = {**names.standard_labels(job_name, COMPONENT), **cluster.labels}
+    volumes, mounts = _volumes(dist)
     container: dict[str, Any] = {
         "name": PYTORCH_CONTAINER,
         "image": _image(dist),
         "command": list(command),
-        "env": podspec.env_list({**_DEFAULT_ENV, **env}),
-        "resources": podspec.resources(cluster.gpus_per_node, cluster.cpu, cluster.memory),
-        "volumeMounts": [podspec.shm_mount()],
+        "env": pod_env(dist, env),
+        "resources": _resources(dist),
+        "volumeMounts": mounts,
     }
     if cluster.secret_env:
         container["envFrom"] = podspec.secret_env_from(cluster.secret_env)
     pod_spec: dict[str, Any] = {
         **podspec.gpu_placement(cluster.pool),
         "containers": [container],
-        "volumes": [podspec.shm_volume(cluster.shm_size)],
+        "volumes": volumes,
     }
     if cluster.service_account:
         pod_spec["serviceAccountName"] = cluster.service_account
-    template = {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
+    template = {"metadata": _pod_metadata(dist, labels), "spec": pod_spec}
     # Without retries a failing pod should stay failed; with retries, ExitCode restarts only on
     # signals (exit codes 128+: OOM kill, preemption), not on a Python error that would fail again.
     restart_policy = "ExitCode" if cluster.backoff_limit else "Never"
@@ -110,11 +143,12 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
     cluster = dist.cluster
     job_name = trainjob_name(name, dist.nnodes)
     labels = {**names.standard_labels(job_name, COMPONENT), **cluster.labels}
+    volumes, mounts = _volumes(dist)
     pod_patch: dict[str, Any] = {
         **podspec.gpu_placement(cluster.pool),
-        "volumes": [podspec.shm_volume(cluster.shm_size)],
+        "volumes": volumes,
         # The webhook refuses env on the node container here; env goes in spec.trainer.
-        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": [podspec.shm_mount()]}],
+        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
     }
     if cluster.service_account:
         pod_patch["serviceAccountName"] = cluster.service_account
@@ -123,11 +157,10 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
         "trainer": {
             "image": _image(dist),
             "command": list(command),
-            "env": podspec.env_list({**_DEFAULT_ENV, **env})
-            + podspec.secret_key_env(cluster.secret_keys, cluster.secret_env),
+            "env": pod_env(dist, env) + podspec.secret_key_env(cluster.secret_keys, cluster.secret_env),
             "numNodes": dist.nnodes,
             "numProcPerNode": dist.nproc_per_node,
-            "resourcesPerNode": podspec.resources(cluster.gpus_per_node, cluster.cpu, cluster.memory),
+            "resourcesPerNode": _resources(dist),
         },
         "runtimePatches": [
             {
@@ -139,7 +172,9 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
                                 {
                                     "name": TRAINJOB_NODE,
                                     "template": {
-                                        "spec": {"template": {"metadata": {"labels": dict(labels)}, "spec": pod_patch}}
+                                        "spec": {
+                                            "template": {"metadata": _pod_metadata(dist, labels), "spec": pod_patch}
+                                        }
                                     },
                                 }
                             ]

@@ -72,20 +72,36 @@ def detect_runtime(dist: DistributedConfig) -> Runtime:
     )
 
 
-def deepspeed_config(stage: str) -> str | None:
-    """Path of the packaged ZeRO config (``"auto"`` values filled in by transformers), or None."""
+def deepspeed_config(stage: str, cuda: bool | None = None) -> dict[str, Any] | None:
+    """The packaged ZeRO config (``"auto"`` values filled in by transformers), or None.
+
+    ``overlap_comm`` overlaps gradient reduction with the backward pass on GPUs (NCCL on its own
+    CUDA stream); on CPU (gloo, tests and the demo) there is no stream to overlap on, so it stays off.
+    """
     if stage == "none":
         return None
     path = resources.files("r1ov.train") / "deepspeed" / f"{stage}.json"
     if not path.is_file():
         raise ValueError(f"no DeepSpeed config for {stage!r}; expected one of none, zero2, zero3")
-    return str(path)
+    config = json.loads(path.read_text())
+    config["zero_optimization"]["overlap_comm"] = torch.cuda.is_available() if cuda is None else cuda
+    return config
 
 
 def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]:
     """TrainingArguments fields both trainers set the same way."""
+    from r1ov.train import checkpoints
+
+    if runtime.is_main:
+        logger.info(
+            "global batch %d = %d process(es) x %d per device x %d gradient accumulation step(s)",
+            runtime.world_size * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
+            runtime.world_size,
+            cfg.per_device_train_batch_size,
+            cfg.gradient_accumulation_steps,
+        )
     return {
-        "output_dir": cfg.output_dir,
+        "output_dir": checkpoints.local_dir(cfg),  # the Trainer's checkpoints; the final model goes to output_dir
         "learning_rate": cfg.learning_rate,
         "per_device_train_batch_size": cfg.per_device_train_batch_size,
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
@@ -100,8 +116,11 @@ def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]
         # DeepSpeed fails its batch-size check.
         "use_cpu": not runtime.cuda,
         "ddp_backend": runtime.backend if runtime.world_size > 1 else None,
-        "deepspeed": deepspeed_config(cfg.distributed.deepspeed),
-        "save_strategy": "no",  # the final model is saved once, by finish()
+        "deepspeed": deepspeed_config(cfg.distributed.deepspeed, runtime.cuda),
+        # Checkpoints every save_steps, uploaded and rotated by checkpoints.DurableCheckpoints.
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        "save_steps": cfg.save_steps or 1,
+        "save_total_limit": cfg.save_total_limit,
         "report_to": tracking.report_to(track),
         "run_name": cfg.tracking.run_name,
         "dataloader_num_workers": 0,  # images are decoded in the collator; workers only add start-up time

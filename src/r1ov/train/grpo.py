@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from r1ov.config import ConfigError, GRPOConfig
-from r1ov.train import common, rewards, tracking
+from r1ov.train import checkpoints, common, rewards, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +114,10 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
             processing_class=processor,
         )
         common.use_log_callback(trainer)
-        result = trainer.train()
+        result, resumed_from = checkpoints.train(trainer, cfg)
         history = trainer.state.log_history
         summary = common.summarize(
-            "grpo", cfg, trainer, result, examples, runtime, started, run_id,
+            "grpo", cfg, trainer, result, examples, runtime, started, run_id, resumed_from_step=resumed_from,
             reward=common.last_logged(history, "reward"),
             # TRL logs each reward under its function's name
             rewards={

@@ -5,8 +5,9 @@
   is streamed to the log; if one fails the others are stopped and the error names the node,
   its exit code and its last lines. A single process without DeepSpeed trains in-process.
 - ``pytorchjob`` / ``trainjob``: the config goes to ``checkpoint_uri``, a Kubeflow job runs
-  ``torchrun -m r1ov.train.worker <stage> <config uri>`` on every node, and the trained
-  checkpoint is copied back from ``checkpoint_uri`` into ``output_dir``.
+  ``torchrun -m r1ov.train.worker <stage> <config uri>`` on every node; the pods write to their
+  work volume and upload the trained model to ``checkpoint_uri``, which is the stage's output
+  (``summary["model_uri"]``): nothing is copied back through the launcher.
 
 Either way the result is the summary the main training process wrote.
 """
@@ -43,6 +44,7 @@ EXCEPTION_LINE = re.compile(r"^(?:\[[^\]]*\]:?\s*)*(?:[\w.]+\.)?\w*(?:Error|Exce
 # Ranks finish together (the last barrier follows the save), so a node still running this
 # long after another finished is stuck on a collective whose peers are gone.
 FINISH_GRACE_S = 600.0
+LAUNCHER_GRACE_S = 600  # beyond the job's activeDeadlineSeconds before the launcher itself gives up
 # Non-secret settings the training pods need to reach the same storage and tracking server.
 PASS_ENV = (
     "R1OV_S3_ENDPOINT",
@@ -86,8 +88,26 @@ def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
     logger.info(
         "%s: %d node(s) x %d process(es), rendezvous 127.0.0.1:%d", stage, dist.nnodes, dist.nproc_per_node, port
     )
-    wait_all(stage, nodes)
+    with sigterm_exits():  # a cancelled task's SIGTERM stops the nodes (wait_all's finally), not just us
+        wait_all(stage, nodes)
     return common.read_summary(cfg.output_dir)
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) so cleanup runs; Python's default would just die."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def torchrun_command(
@@ -225,12 +245,20 @@ def needs_rollout_servers(stage: str, cfg: Any) -> bool:
     return stage == "grpo" and cfg.generation == "vllm-server" and not cfg.vllm_server_base_url
 
 
-def rollout_objects(cfg: Any, name: str) -> list[dict[str, Any]]:
-    """StatefulSet + headless Service of ``trl vllm-serve`` for a GRPO job."""
-    from r1ov.k8s import rollout
+def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
+    """StatefulSet + headless Service of ``trl vllm-serve`` for a GRPO job, and the NetworkPolicy that
+    lets only that job's trainer pods reach them."""
+    from r1ov.bundle import RUN_LABEL
+    from r1ov.k8s import names, podspec, rollout, trainjobs
 
     cluster = cfg.distributed.cluster
-    return rollout.build_rollout_server(
+    env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
+    if os.environ.get("R1OV_S3_ENDPOINT"):
+        env.setdefault("AWS_ENDPOINT_URL", os.environ["R1OV_S3_ENDPOINT"])  # what the Run:ai streamer reads
+    env_refs = podspec.mapped_secret_env(cluster.secret_key_env) + podspec.settings_env(
+        cluster.settings_config_map, skip=set(env)
+    )
+    servers = rollout.build_rollout_server(
         name,
         cfg.model_name_or_path,
         cfg.vllm_tensor_parallel_size,
@@ -238,11 +266,20 @@ def rollout_objects(cfg: Any, name: str) -> list[dict[str, Any]]:
         replicas=1,
         image=None,
         namespace=cluster.namespace,
+        env=env,
+        env_refs=env_refs,
         secret_env=cluster.secret_env,
         service_account=cluster.service_account,
         labels=cluster.labels,
-        extra_args=["--gpu-memory-utilization", str(cfg.vllm_gpu_memory_utilization)],
+        extra_args=["--gpu-memory-utilization", str(cfg.vllm_server_gpu_memory_utilization)],
     )
+    build = trainjobs.pytorchjob_name if cfg.distributed.launcher == "pytorchjob" else trainjobs.trainjob_name
+    trainer = names.standard_labels(build(job_name, cfg.distributed.nnodes), trainjobs.COMPONENT)
+    clients = {k: trainer[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
+    if RUN_LABEL in cluster.labels:
+        clients[RUN_LABEL] = cluster.labels[RUN_LABEL]
+    policy = rollout.build_rollout_network_policy(name, clients, namespace=cluster.namespace, labels=cluster.labels)
+    return [*servers, policy]
 
 
 def job_manifest(stage: str, cfg: Any, name: str, config_uri: str) -> dict[str, Any]:
@@ -252,7 +289,20 @@ def job_manifest(stage: str, cfg: Any, name: str, config_uri: str) -> dict[str, 
     command = ["torchrun", "-m", "r1ov.train.worker", stage, config_uri]
     env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
     build = trainjobs.build_pytorchjob if cfg.distributed.launcher == "pytorchjob" else trainjobs.build_trainjob
-    return build(name, command, cfg.distributed, env)
+    return build(name, command, job_distribution(stage, cfg), env)
+
+
+def job_distribution(stage: str, cfg: Any) -> Any:
+    """The layout with the image for the trainers' role: GRPO with vLLM rollouts imports vLLM in the
+    trainer (TRL does, server mode included), so it runs in the vLLM image; everything else in the
+    training image. An image set in the config wins."""
+    dist = cfg.distributed
+    if stage != "grpo" or cfg.generation == "hf" or dist.cluster.image:
+        return dist
+    from r1ov import bundle
+
+    cluster = dist.cluster.model_copy(update={"image": bundle.image("vllm")})
+    return dist.model_copy(update={"cluster": cluster})
 
 
 def plan(stage: str, cfg: Any) -> dict[str, Any]:
@@ -268,7 +318,7 @@ def plan(stage: str, cfg: Any) -> dict[str, Any]:
         return {"launcher": "local", "commands": commands}
     name = f"r1ov-{stage}-dry-run"
     config_uri = storage.join(cfg.checkpoint_uri or "s3://CHECKPOINT_URI", CONFIG_FILE)
-    objects = rollout_objects(cfg, f"{name}-rollout") if needs_rollout_servers(stage, cfg) else []
+    objects = rollout_objects(cfg, f"{name}-rollout", name) if needs_rollout_servers(stage, cfg) else []
     return {"launcher": dist.launcher, "objects": [*objects, job_manifest(stage, cfg, name, config_uri)]}
 
 
@@ -286,7 +336,7 @@ def rollout_servers(stage: str, cfg: Any, job_name: str) -> Iterator[Any]:
 
     cluster = cfg.distributed.cluster
     name = f"{job_name}-rollout"
-    objects = rollout_objects(cfg, name)
+    objects = rollout_objects(cfg, name, job_name)
     logger.info("%s: starting rollout server %s", stage, rollout.server_name(name))
     client.apply(objects, cluster.namespace)
     try:
@@ -310,13 +360,24 @@ def launch_cluster(stage: str, cfg: Any) -> dict[str, Any]:
     name = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
     with rollout_servers(stage, cfg, name) as job_cfg:
         config_uri = storage.join(cfg.checkpoint_uri, CONFIG_FILE)
-        storage.write_text(config_uri, job_cfg.model_dump_json(indent=2))
+        storage.write_text(config_uri, pod_config(job_cfg).model_dump_json(indent=2))
+        storage.delete(storage.join(cfg.checkpoint_uri, common.SUMMARY_FILE))  # never report a previous run's
         manifest = job_manifest(stage, job_cfg, name, config_uri)
         job = f"{manifest['kind']} {manifest['metadata']['name']}"
         logger.info("%s: submitting %s (%d node(s))", stage, job, dist.nnodes)
-        status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s)
-    storage.copy_tree(cfg.checkpoint_uri, cfg.output_dir)
-    summary = common.read_summary(cfg.output_dir)
-    summary["output_dir"] = cfg.output_dir  # the job's path was inside its pods
+        # The job's own deadline fails it on the cluster; the launcher waits a little longer for that verdict.
+        deadline = dist.cluster.active_deadline_s
+        timeout_s = deadline + LAUNCHER_GRACE_S if deadline else None
+        status = client.run_to_completion(manifest, dist.cluster.namespace, dist.cluster.poll_s, timeout_s)
+    # The model stays where the job uploaded it: the durable copy is the stage's output.
+    summary = common.read_summary(cfg.checkpoint_uri)
+    summary["output_dir"] = summary["model_uri"] = cfg.checkpoint_uri
     summary["job"] = status  # kind, name, final state and reason, as run_to_completion reports them
     return summary
+
+
+def pod_config(cfg: Any) -> Any:
+    """The config as the job's pods see it: their output goes to their work volume (and from there to
+    checkpoint_uri); the launcher's own output path means nothing inside them."""
+    work = cfg.distributed.cluster.work_dir.rstrip("/")
+    return cfg.model_copy(update={"output_dir": f"{work}/output"})

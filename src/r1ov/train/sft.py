@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from r1ov.config import SFTConfig
-from r1ov.train import common, tracking
+from r1ov.train import checkpoints, common, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
             model=model, args=args, train_dataset=common.to_dataset(examples.rows), processing_class=processor
         )
         common.use_log_callback(trainer)
-        result = trainer.train()
+        result, resumed_from = checkpoints.train(trainer, cfg)
         summary = common.summarize(
-            "sft", cfg, trainer, result, examples, runtime, started, run_id,
+            "sft", cfg, trainer, result, examples, runtime, started, run_id, resumed_from_step=resumed_from,
             final_loss=common.last_logged(trainer.state.log_history, "loss"),
+            num_tokens=common.last_logged(trainer.state.log_history, "num_tokens"),  # tokens trained on
         )  # fmt: skip
         tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
         return common.finish(trainer, processor, cfg, runtime, summary)

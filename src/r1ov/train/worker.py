@@ -17,6 +17,7 @@ from typing import Any
 
 from r1ov import config, storage
 from r1ov.cli import resolve
+from r1ov.train import remote
 
 # stage -> (config class, "module:function" of the in-process trainer)
 TRAINERS: dict[str, tuple[type, str]] = {
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    trainer(stage)(load_config(stage, uri))
+    # Remote models are copied to this node first: from_pretrained cannot read s3:// itself.
+    trainer(stage)(remote.localize(load_config(stage, uri)))
     return 0
 
 

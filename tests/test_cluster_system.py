@@ -1,0 +1,360 @@
+"""The cluster path as one system, on one machine: the pipeline's SFT and GRPO components launch
+PyTorchJobs and TrainJobs whose pods really train, find their data and credentials, checkpoint and resume.
+
+What runs for real: the components' own code (the function body the compiled pipeline executes), the
+production launcher and Kubernetes client, the ``kubernetes`` package over HTTP, torchrun on every
+"node", TRL on the tiny model, and moto's S3 server holding data, config, checkpoints and the model,
+with IAM-checked credentials (a request without the right key is refused, as on S3).
+
+What stands in: the Kubernetes API server (:mod:`r1ov.testing.kube_api`), authorizing every request
+with the Role that ``charts/r1ov-platform`` renders for the pipeline's service account (a call the Role
+does not grant is a 403), and a kubelet (:mod:`r1ov.testing.kubelet`) that runs each pod as a local
+process in its own mount namespace, as the image's non-root user, with exactly the pod spec's command,
+env (Secrets and ConfigMaps resolved from the stand-in), working directory and writable volumes: a
+path outside the pod's volumes is read-only for it, as on a node.
+
+Not modelled (see the stand-ins' docstrings): scheduling, node pools and resources, GPUs, NCCL/EFA,
+pod networking and DNS (pods share this machine's network; the master address is 127.0.0.1),
+NetworkPolicy enforcement, in-place pod restarts, container images (the image is this Python
+environment), and workload identity (credentials here come from Secret keys).
+
+Needs root (mount namespaces); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from kfp.dsl import Dataset, Metrics, Model
+from kubernetes.client import ApiClient, Configuration, CoreV1Api
+from safetensors.torch import load_file
+from test_train_grpo import clevr_records
+from test_train_sft import make_records
+
+from components.grpo.component import grpo
+from components.sft.component import sft
+from r1ov import records, storage
+from r1ov.k8s.client import JobFailed
+from r1ov.testing.kube_api import StandInAPI, kubeconfig, role_rules_from_chart, serve
+from r1ov.testing.kubelet import LocalKubelet
+from r1ov.train import checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "r1ov-platform"
+NS = "r1ov"
+BUCKET = "r1ov"
+S3_SECRET, SETTINGS = "r1ov-s3", "r1ov-settings"  # what the platform chart and its README ask for
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- S3 (moto, with IAM checks)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, str]]:
+    import boto3
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    # After 3 unauthenticated calls (the IAM setup below) every request must be signed by a known key.
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        setup = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+        iam = boto3.client("iam", aws_access_key_id="setup", aws_secret_access_key="setup", **setup)
+        iam.create_user(UserName="r1ov")
+        iam.put_user_policy(
+            UserName="r1ov",
+            PolicyName="s3",
+            PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}',
+        )
+        key = iam.create_access_key(UserName="r1ov")["AccessKey"]
+        creds = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"], "endpoint": endpoint}
+        boto3.client(
+            "s3", aws_access_key_id=creds["key"], aws_secret_access_key=creds["secret"], **setup
+        ).create_bucket(Bucket=BUCKET)
+        yield creds
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def pipeline_pod_env(s3: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The KFP task pod's environment: the r1ov-s3 Secret and r1ov-settings ConfigMap, as the pipeline maps them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3["secret"])
+    monkeypatch.setenv("R1OV_S3_ENDPOINT", s3["endpoint"])
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def inputs(s3: dict[str, str], tiny_model_dir: Path) -> dict[str, str]:
+    """Base model and datasets in S3, where a cluster run finds them."""
+    env = {
+        "AWS_ACCESS_KEY_ID": s3["key"],
+        "AWS_SECRET_ACCESS_KEY": s3["secret"],
+        "R1OV_S3_ENDPOINT": s3["endpoint"],
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        uris = {
+            "model": f"s3://{BUCKET}/models/tiny",
+            "sft": f"s3://{BUCKET}/data/filtered",
+            "clevr": f"s3://{BUCKET}/data/clevr",
+        }
+        storage.copy_tree(str(tiny_model_dir), uris["model"])
+        records.write_dataset(uris["sft"], make_records(8))
+        records.write_dataset(uris["clevr"], clevr_records(4))
+        return uris
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+class Cluster:
+    def __init__(self, api: StandInAPI, kubelet: LocalKubelet) -> None:
+        self.api = api
+        self.kubelet = kubelet
+
+
+@pytest.fixture(scope="module")
+def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    api = StandInAPI(rules=role_rules_from_chart(CHART))
+    # The training image's environment (Dockerfile.train): its Python on PATH, no bytecode writes, HOME.
+    image_env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT / "src", ROOT)),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "HOME": "/home/r1ov",
+        "TORCH_EXTENSIONS_DIR": "/home/r1ov/.cache/torch_extensions",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance metadata service on this machine
+    }
+    kubelet = LocalKubelet(tmp_path_factory.mktemp("kubelet"), image_env, grace_s=5)
+    api.kubelet = kubelet
+    with serve(api) as url:
+        admin = Configuration()
+        admin.host = url
+        admin.api_key = {"authorization": f"Bearer {api.admin_token}"}
+        core = CoreV1Api(ApiClient(admin))
+        # What the platform chart and the operator's setup put in the namespace.
+        core.create_namespaced_secret(
+            NS,
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": S3_SECRET},
+             "stringData": {"access-key-id": s3["key"], "secret-access-key": s3["secret"]}},
+        )  # fmt: skip
+        core.create_namespaced_config_map(
+            NS,
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SETTINGS},
+             "data": {"R1OV_S3_ENDPOINT": s3["endpoint"], "AWS_REGION": "us-east-1",
+                      "MLFLOW_DISABLE_TELEMETRY": "true"}},
+        )  # fmt: skip
+        path = tmp_path_factory.mktemp("kube") / "config"
+        path.write_text(yaml.safe_dump(kubeconfig(url, NS, token="pipeline")))
+        saved = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = str(path)
+        try:
+            yield Cluster(api, kubelet)
+        finally:
+            kubelet.stop_all()
+            if saved is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = saved
+
+
+# --------------------------------------------------------------------------- running the components
+
+
+def kfp_model(run_id: str, stage: str) -> Model:
+    """The output artifact KFP hands a task: a minio:// URI whose .path is pod-local (/minio/...)."""
+    return Model(name="model", uri=f"minio://mlpipeline/v2/artifacts/r1ov/{run_id}/{stage}/model")
+
+
+def kfp_metrics(tmp_path: Path) -> Metrics:
+    return Metrics(name="metrics", uri=f"file://{tmp_path}/metrics")
+
+
+CLUSTER_EXTRA = {
+    "distributed": {"cluster": {"gpus_per_node": 0, "cpu": "1", "memory": "2Gi", "poll_s": 0.5}},
+    "max_pixels": 12544,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+}
+
+
+def run_sft(inputs: dict[str, str], launcher: str, run_id: str, tmp_path: Path, **extra: Any) -> Model:
+    model = kfp_model(run_id, "sft")
+    sft.python_func(
+        train_data=Dataset(name="filtered", uri=inputs["sft"]),
+        model=model,
+        metrics=kfp_metrics(tmp_path),
+        base_model=inputs["model"],
+        learning_rate=1e-3,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=1,
+        max_steps=extra.pop("max_steps", 3),
+        max_length=512,
+        launcher=launcher,
+        nnodes=2,
+        nproc_per_node=1,
+        deepspeed="none",
+        checkpoint_root=f"s3://{BUCKET}/runs",
+        run_id=run_id,
+        namespace=NS,
+        extra_config=yaml.safe_dump({**CLUSTER_EXTRA, **extra}),
+    )
+    return model
+
+
+def run_grpo(sft_model: Model, inputs: dict[str, str], launcher: str, run_id: str, tmp_path: Path) -> Model:
+    model = kfp_model(run_id, "grpo")
+    grpo.python_func(
+        sft_model=sft_model,
+        clevr_uri=inputs["clevr"],
+        model=model,
+        metrics=kfp_metrics(tmp_path),
+        learning_rate=1e-3,
+        num_generations=2,
+        max_prompt_length=512,
+        max_completion_length=8,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        generation="hf",
+        launcher=launcher,
+        nnodes=2,
+        nproc_per_node=1,
+        deepspeed="none",
+        checkpoint_root=f"s3://{BUCKET}/runs",
+        run_id=run_id,
+        namespace=NS,
+        extra_config=yaml.safe_dump({**CLUSTER_EXTRA, "max_pixels": 12544}),
+    )
+    return model
+
+
+def weights(uri: str, tmp_path: Path) -> dict[str, torch.Tensor]:
+    local = tmp_path / uri.replace("://", "_").replace("/", "_")
+    storage.copy_tree(uri, str(local))
+    return load_file(local / "model.safetensors")
+
+
+def trained(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    assert set(before) == set(after)
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+@pytest.mark.usefixtures("pipeline_pod_env")
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_sft_then_grpo_on_the_cluster(cluster: Cluster, inputs: dict[str, str], launcher: str, tmp_path: Path) -> None:
+    run_id = f"run-{launcher}"
+    sft_model = run_sft(inputs, launcher, run_id, tmp_path)
+    # The model artifact is the durable copy the job uploaded, not a second copy through the task pod.
+    assert sft_model.uri == f"s3://{BUCKET}/runs/{run_id}/sft"
+    base = weights(inputs["model"], tmp_path)
+    assert trained(base, weights(sft_model.uri, tmp_path))
+    summary = storage.read_text(storage.join(sft_model.uri, "train_summary.json"))
+    assert '"steps": 3' in summary
+
+    grpo_model = run_grpo(sft_model, inputs, launcher, run_id, tmp_path)
+    assert grpo_model.uri == f"s3://{BUCKET}/runs/{run_id}/grpo"
+    # A random tiny model earns no reward, so GRPO's weights need not move; its steps ran and it saved.
+    assert set(weights(grpo_model.uri, tmp_path)) == set(base)
+    assert '"steps": 2' in storage.read_text(storage.join(grpo_model.uri, "train_summary.json"))
+    # Everything the launcher asked of the API server, the chart's Role granted.
+    assert cluster.api.calls(denied=True) == set()
+    assert ("kubeflow.org" if launcher == "pytorchjob" else "trainer.kubeflow.org", f"{launcher}s", "create") in (
+        cluster.api.calls()
+    )
+
+
+@pytest.mark.usefixtures("pipeline_pod_env")
+def test_killed_rank_then_rerun_resumes_from_the_last_complete_checkpoint(
+    cluster: Cluster, inputs: dict[str, str], tmp_path: Path
+) -> None:
+    """A node dies mid-run (SIGKILL, as an OOM kill or a lost node): the job fails; re-running the
+    task resumes from the latest complete checkpoint and the step count continues to max_steps."""
+    run_id = "run-resume"
+    store = f"s3://{BUCKET}/runs/{run_id}/sft/checkpoints"
+    complete_at_kill: list[int] = []
+    env = dict(os.environ)  # the thread reads S3 with the task pod's credentials
+
+    def kill_a_worker_after_the_first_checkpoint() -> None:
+        os.environ.update(env)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not complete_at_kill:
+            steps = checkpoints.complete_steps(store)
+            worker = next((p for p in cluster.kubelet.pods.values() if p.pod.name.endswith("-worker-0")), None)
+            if steps and worker is not None and worker.pod.phase == "Running":
+                cluster.kubelet.kill(worker.pod.name, signal.SIGKILL)
+                complete_at_kill.append(steps[-1])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    with pytest.raises(JobFailed, match="failed"):
+        run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2)
+    killer.join(timeout=5)
+    assert complete_at_kill, "the first checkpoint never appeared"
+    assert checkpoints.complete_steps(store)[-1] < 30  # it died before the end
+
+    model = run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2)
+    summary = json.loads(storage.read_text(storage.join(model.uri, "train_summary.json")))
+    assert summary["steps"] == 30
+    # Resumed from the latest complete checkpoint: at least the one complete when the node died.
+    assert summary["resumed_from_step"] >= complete_at_kill[0] > 0
+    assert checkpoints.complete_steps(store) == [28, 30]  # the last save_total_limit=2 are kept
