@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from r1ov import config as cfg
+from r1ov.outcome import StageFailed
 
 TRAINING_STAGES = ("sft", "grpo")
 # stage -> (config class, "module:function"); imported lazily so `r1ov --help` stays fast.
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
         return 2
+    except StageFailed as exc:
+        print(f"r1ov {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2, default=str))
     return 0
 

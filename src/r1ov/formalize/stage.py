@@ -6,18 +6,19 @@
 Per batch of ``shard_size`` records: decode each image (corrupt -> ``bad_image``), ask the
 teacher to classify images typed "unknown", send each image with its type's prompt, check
 the reply with the type's parser (failure -> ``formalize_check``) and keep the text with
-its language and provenance. Failed requests are ``teacher_error`` rejections, and a batch
-holding any is redone on the next run (cached replies make that cheap).
+its language and provenance. A reply that fails the check is sent back once with the
+parser's words; a second failure is a ``formalize_check`` rejection. Records sharing an
+image are formalized once. Failed requests are ``teacher_error`` rejections, and a batch
+holding any is redone on the next run (every answered call is cached, so only those are sent).
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from PIL import Image
 
 from r1ov import imaging, records
 from r1ov.config import FormalizeConfig
@@ -25,7 +26,7 @@ from r1ov.formalize.checks import strip_fences
 from r1ov.formalize.router import CLASSIFY_PROMPT, REGISTRY, UNKNOWN, formalizer_for, parse_image_type
 from r1ov.teachers import protocol
 from r1ov.teachers import stage as teacher_stage
-from r1ov.teachers.client import Reply, Request, TeacherClient, describe_error
+from r1ov.teachers.client import InvalidReply, Reply, Request, TeacherClient, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,17 @@ class _Pending:
     mime: str
 
 
-def image_payload(row: dict[str, Any], max_pixels: int) -> tuple[bytes, str]:
-    """The bytes to send and their MIME type: the original file when it is small enough and in
-    a format the API takes, else a (downscaled) PNG. Raises BadImage for unreadable images."""
-    try:
-        raw = imaging.image_bytes(row)
-    except OSError as exc:
-        raise imaging.BadImage(f"cannot read {row.get('image_uri')}: {exc}") from exc
-    image = imaging.load_image({"image": raw}, max_pixels)
-    with Image.open(io.BytesIO(raw)) as probe:
-        fmt, size = probe.format, probe.size
-    if fmt in _MIMES and size == image.size:
-        return raw, _MIMES[fmt]
+def image_payload(
+    row: dict[str, Any], max_pixels: int, max_decode_pixels: int = imaging.DEFAULT_MAX_DECODE_PIXELS
+) -> tuple[bytes, str]:
+    """The bytes to send and their MIME type, from one decode: the original file when it is
+    plain 8-bit RGB/grey, small enough and in a format the API takes, else a (downscaled) PNG
+    of the faithfully converted pixels. Raises BadImage for unusable images."""
+    raw = imaging.image_bytes(row)
+    decoded = imaging.decode(raw, max_decode_pixels)
+    image = imaging.downscale(decoded.image, max_pixels)
+    if decoded.format in _MIMES and decoded.mode in ("RGB", "L") and image.size == decoded.size:
+        return raw, _MIMES[decoded.format]
     return imaging.to_png(image), "image/png"
 
 
@@ -64,39 +64,70 @@ def fingerprint(cfg: FormalizeConfig) -> str:
         cfg.teacher,
         classify_unknown=cfg.classify_unknown,
         max_image_pixels=cfg.max_image_pixels,
+        max_decode_pixels=cfg.max_decode_pixels,
         prompts={name: protocol.load_prompt(name) for name in prompts},
     )
 
 
+def _classification_problem(reply: Reply) -> str | None:
+    if parse_image_type(reply.text) is None:
+        return f"no known image type ({', '.join(REGISTRY)}) named in {reply.text[:80]!r}"
+    return None
+
+
+def _formalization_problem(image_type: str) -> Callable[[Reply], str | None]:
+    formalizer = REGISTRY[image_type]
+
+    def problem(reply: Reply) -> str | None:
+        passed, detail = formalizer.check(strip_fences(reply.text))
+        return None if passed else f"{formalizer.language}: {detail}"
+
+    return problem
+
+
+def _ask_once_per_image(
+    items: list[_Pending],
+    prompt_of: Callable[[_Pending], str],
+    check_of: Callable[[_Pending], Any],
+    client: TeacherClient,
+    desc: str,
+) -> list[Reply | Exception]:
+    """One request per distinct (prompt, image) in ``items``; each item gets its image's reply."""
+    slots: dict[tuple[str, str], int] = {}
+    requests: list[Request] = []
+    for item in items:
+        key = (prompt_of(item), hashlib.sha256(item.image).hexdigest())
+        if key not in slots:
+            slots[key] = len(requests)
+            requests.append(Request(protocol.image_messages(key[0], item.image, item.mime), check=check_of(item)))
+    replies = client.complete_all(requests, desc=desc)
+    return [replies[slots[(prompt_of(i), hashlib.sha256(i.image).hexdigest())]] for i in items]
+
+
 def _classify(pending: list[_Pending], client: TeacherClient) -> tuple[list[_Pending], list[dict[str, Any]]]:
     """Ask the teacher for the type of each image; (classified, rejected)."""
-    requests = [Request(protocol.image_messages(CLASSIFY_PROMPT, p.image, p.mime)) for p in pending]
-    replies = client.complete_all(requests, desc="classify")
+    replies = _ask_once_per_image(
+        pending, lambda _: CLASSIFY_PROMPT, lambda _: _classification_problem, client, "classify"
+    )
     classified, rejected = [], []
     for item, reply in zip(pending, replies, strict=True):
+        if isinstance(reply, InvalidReply):
+            rejected.append(records.reject(item.row, f"unclassified: {reply}"))
+            continue
         if isinstance(reply, Exception):
             rejected.append(records.reject(item.row, describe_error(reply)))
             continue
-        image_type = parse_image_type(reply.text)
-        if image_type is None:
-            rejected.append(records.reject(item.row, f"unclassified: teacher replied {reply.text[:80]!r}"))
-            continue
-        item.row["image_type"] = image_type
+        item.row["image_type"] = parse_image_type(reply.text)
         records.stamp(item.row, "classify", reply.model, protocol.load_prompt(CLASSIFY_PROMPT))
         classified.append(item)
     return classified, rejected
 
 
-def _accept(row: dict[str, Any], reply: Reply) -> tuple[bool, str]:
-    """Check one formalization reply and, when it passes, store it on the row."""
+def _accept(row: dict[str, Any], reply: Reply) -> None:
+    """Store a checked formalization reply on the row."""
     formalizer = REGISTRY[row["image_type"]]
-    text = strip_fences(reply.text)
-    passed, detail = formalizer.check(text)
-    if not passed:
-        return False, f"formalize_check: {formalizer.language}: {detail}"
-    row.update(formal_language=formalizer.language, formalization=text)
+    row.update(formal_language=formalizer.language, formalization=strip_fences(reply.text))
     records.stamp(row, STAGE, reply.model, protocol.load_prompt(formalizer.prompt))
-    return True, detail
 
 
 def formalize_batch(
@@ -109,9 +140,12 @@ def formalize_batch(
     for original in rows:
         row = dict(original)
         try:
-            image, mime = image_payload(row, cfg.max_image_pixels)
+            image, mime = image_payload(row, cfg.max_image_pixels, cfg.max_decode_pixels)
         except imaging.BadImage as exc:
             rejected.append(records.reject(row, f"bad_image: {exc}"))
+            continue
+        except Exception as exc:  # a decoder bug on one file must not end the stage
+            rejected.append(records.reject(row, f"bad_image: {type(exc).__name__}: {exc}"))
             continue
         item = _Pending(row, image, mime)
         if row["image_type"] == UNKNOWN and cfg.classify_unknown:
@@ -125,19 +159,22 @@ def formalize_batch(
         pending += classified
         rejected += failed
 
-    requests = [
-        Request(protocol.image_messages(REGISTRY[p.row["image_type"]].prompt, p.image, p.mime)) for p in pending
-    ]
+    replies = _ask_once_per_image(
+        pending,
+        lambda p: REGISTRY[p.row["image_type"]].prompt,
+        lambda p: _formalization_problem(p.row["image_type"]),
+        client,
+        STAGE,
+    )
     accepted: list[dict[str, Any]] = []
-    for item, reply in zip(pending, client.complete_all(requests, desc=STAGE), strict=True):
-        if isinstance(reply, Exception):
+    for item, reply in zip(pending, replies, strict=True):
+        if isinstance(reply, InvalidReply):
+            rejected.append(records.reject(item.row, f"formalize_check: {reply}"))
+        elif isinstance(reply, Exception):
             rejected.append(records.reject(item.row, describe_error(reply)))
-            continue
-        passed, detail = _accept(item.row, reply)
-        if passed:
-            accepted.append(item.row)
         else:
-            rejected.append(records.reject(item.row, detail))
+            _accept(item.row, reply)
+            accepted.append(item.row)
     return accepted, rejected
 
 
@@ -151,4 +188,6 @@ def run(cfg: FormalizeConfig) -> dict[str, Any]:
         lambda rows, client: formalize_batch(rows, cfg, client),
         shard_size=cfg.shard_size,
         settings_fingerprint=fingerprint(cfg),
+        min_accepted_fraction=cfg.min_accepted_fraction,
+        max_text_chars=cfg.max_text_chars,
     )
