@@ -55,3 +55,22 @@ def check_floor(stage: str, output_uri: str, manifest: dict[str, Any], floor: fl
         f"{stage}: {manifest['records']} of {total} rows accepted ({share:.1%}), below "
         f"min_accepted_fraction={floor}; rows set aside, by reason (details in {output_uri}):\n{table}"
     )
+
+
+def summary_markdown(title: str, manifest: dict[str, Any], output_uri: str) -> str:
+    """A per-stage summary people read in the KFP UI: counts, reasons with an example each,
+    and the teacher's bill (calls sent, cache hits, retries, tokens)."""
+    lines = [f"## {title}", "", f"Output: `{output_uri}`", ""]
+    lines.append(
+        reasons_table(manifest, reason_examples(output_uri))
+        if manifest["records"] + manifest["rejected"]
+        else "No rows."
+    )
+    for name, stats in sorted(manifest.items()):
+        if isinstance(stats, dict) and "sent" in stats:
+            lines += ["", f"### {name} calls ({stats.get('model', '')})", "", "| counter | value |", "|---|---:|"]
+            lines += [f"| {key} | {value} |" for key, value in stats.items() if key != "model"]
+    for key in ("shards", "resumed_shards", "seconds"):
+        if key in manifest:
+            lines.append(f"\n{key.replace('_', ' ')}: {manifest[key]}")
+    return "\n".join(lines) + "\n"

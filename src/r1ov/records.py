@@ -235,7 +235,7 @@ def write_dataset(
         chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)] or [[]]
         for index, chunk in enumerate(chunks):
             write_shard(dataset_uri, chunk, index, part)
-        _delete_stale(dataset_uri, part, keep=len(chunks))
+        delete_stale(dataset_uri, part, keep=len(chunks))
     manifest = {
         "records": len(accepted),
         "rejected": len(rejected),
@@ -246,7 +246,11 @@ def write_dataset(
     return manifest
 
 
-def _delete_stale(dataset_uri: str, part: str, keep: int) -> None:
+def write_manifest(dataset_uri: str, manifest: dict[str, Any]) -> None:
+    storage.write_text(storage.join(dataset_uri, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def delete_stale(dataset_uri: str, part: str, keep: int) -> None:
     """Drop shards (or progress markers) past ``keep``: left by an earlier, larger run, they
     would otherwise be read as rows of this one."""
     suffix = ".json" if part == PROGRESS else ".parquet"
@@ -349,7 +353,7 @@ def map_dataset(
         for part in (RECORDS, REJECTED):
             write_shard(output_uri, [], 0, part)
     for part in (RECORDS, REJECTED, PROGRESS):
-        _delete_stale(output_uri, part, keep=max(count, 1))
+        delete_stale(output_uri, part, keep=max(count, 1))
     manifest = {
         RECORDS: totals[RECORDS],
         REJECTED: totals[REJECTED],
