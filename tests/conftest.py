@@ -45,3 +45,11 @@ def synthetic_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     uri = str(tmp_path_factory.mktemp("synthetic") / "train")
     run(SynthConfig(output_uri=uri, n=14, seed=7))
     return uri
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Grounding DINO (the formalize stage's detector), built offline."""
+    from r1ov.testing.tiny_detector import build_tiny_detector
+
+    return build_tiny_detector(tmp_path_factory.mktemp("tiny-detector"))

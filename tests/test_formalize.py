@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from r1ov import imaging, records
-from r1ov.config import FormalizeConfig, SynthConfig, TeacherConfig
+from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
 from r1ov.formalize import REGISTRY, formalize_batch, parse_image_type
 from r1ov.formalize import run as formalize_run
 from r1ov.formalize.checks import strip_fences
@@ -192,13 +192,16 @@ def _parts(uri: str) -> tuple[dict[str, dict], dict[str, dict]]:
     return accepted, rejected
 
 
-def test_formalize_dataset(tmp_path: Path) -> None:
+def test_formalize_dataset(tmp_path: Path, tiny_detector_dir: Path) -> None:
     uri, special = _inputs(tmp_path)
     inputs = records.read_records(uri)
     oracle = load_oracle([uri], formalize_noise=0.25, seed=0)
     with serve([uri], formalize_noise=0.25, seed=0) as url:
         teacher = TeacherConfig(base_url=url, model="offline", cache_uri=str(tmp_path / "cache"))
-        cfg = FormalizeConfig(input_uri=uri, output_uri=str(tmp_path / "out"), teacher=teacher, shard_size=4)
+        perception = PerceptionConfig(detector_model=str(tiny_detector_dir))
+        cfg = FormalizeConfig(
+            input_uri=uri, output_uri=str(tmp_path / "out"), teacher=teacher, shard_size=4, perception=perception
+        )
         summary = formalize_run(cfg)
         requests = fetch_stats(url)["requests"]
         again = formalize_run(cfg)  # a re-run skips every finished shard

@@ -124,11 +124,38 @@ class SynthConfig(Strict):
     shard_size: int = Field(1000, ge=1, description="rows per Parquet shard")
 
 
+class PerceptionConfig(Strict):
+    """The paper's perception tools: an open-vocabulary detector for natural scenes, OCR for text."""
+
+    detector_model: str | None = Field(
+        "IDEA-Research/grounding-dino-tiny", description="zero-shot object detector (HF id or local dir); null: none"
+    )
+    detector_labels: list[str] = Field(
+        default_factory=lambda: [
+            "person", "car", "tree", "house", "building", "animal", "dog", "cat", "bird", "sun", "cloud",
+            "table", "chair", "bottle", "cup", "book", "sign", "road", "boat", "bicycle",
+        ],
+        min_length=1,
+        description="object names the detector looks for",
+    )  # fmt: skip
+    box_threshold: float = Field(0.35, ge=0, le=1, description="lowest detection score kept")
+    max_detections: int = Field(20, ge=1, description="boxes sent to the teacher, best first")
+    ocr_engine: Literal["tesseract", "none"] = Field("tesseract", description="OCR for text-dominant images")
+    ocr_lang: str = Field("eng", description="Tesseract language pack(s), e.g. eng+deu")
+    ocr_timeout_s: float = Field(60.0, gt=0, description="seconds per image before OCR gives up")
+    min_ocr_confidence: float = Field(50.0, ge=0, le=100, description="OCR words below this confidence are dropped")
+    min_text_words: int = Field(5, ge=0, description="a 'text' image with fewer OCR words is a type disagreement")
+    text_words_per_megapixel: float = Field(
+        400.0, ge=0, description="a 'natural' image with this OCR word density is a type disagreement"
+    )
+
+
 class FormalizeConfig(Strict):
     input_uri: str = Field(..., description="dataset to formalize")
     output_uri: str = Field(..., description="dataset to write")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     classify_unknown: bool = Field(True, description="ask the teacher for the type of untyped images")
+    perception: PerceptionConfig = Field(default_factory=PerceptionConfig)
     max_image_pixels: int = Field(1024 * 1024, ge=1, description="downscale larger images before sending")
     max_decode_pixels: int = Field(
         89_478_485, ge=1, description="images with more pixels are rejected unread (decompression bombs)"

@@ -210,7 +210,12 @@ def boxes(text: str) -> CheckResult:
             return False, f"object {i} has no valid [x0, y0, x1, y1] box"
     if not caption:
         return False, "no 'Caption:' line"
-    return True, f"{len(data)} boxes and a caption"
+    # The caption must speak of the boxed objects: a caption of something else grounds nothing.
+    heads = {str(item["label"]).lower().split()[-1] for item in data}
+    cited = sorted(h for h in heads if h in caption.lower())
+    if not cited:
+        return False, f"the caption cites none of the boxed objects ({', '.join(sorted(heads))})"
+    return True, f"{len(data)} boxes and a caption citing {', '.join(cited)}"
 
 
 # --------------------------------------------------------------------------- labelled sections (OCR, strategy)

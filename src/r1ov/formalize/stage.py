@@ -15,15 +15,20 @@ holding any is redone on the next run (every answered call is cached, so only th
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
+
 from r1ov import imaging, records
 from r1ov.config import FormalizeConfig
 from r1ov.formalize.checks import strip_fences
+from r1ov.formalize.perception import Perception, PerceptionUnavailable, detections_section, ocr_section
 from r1ov.formalize.router import CLASSIFY_PROMPT, REGISTRY, UNKNOWN, formalizer_for, parse_image_type
+from r1ov.outcome import StageFailed
 from r1ov.teachers import protocol
 from r1ov.teachers import stage as teacher_stage
 from r1ov.teachers.client import InvalidReply, Reply, Request, TeacherClient, describe_error
@@ -38,8 +43,19 @@ _MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF":
 @dataclass
 class _Pending:
     row: dict[str, Any]
-    image: bytes
+    image: bytes  # what the teacher is sent
     mime: str
+    picture: Image.Image  # the same pixels, decoded once, for the perception tools
+    sections: tuple[str, ...] = ()  # tool output sent beside the image
+
+
+def _prepare(row: dict[str, Any], max_pixels: int, max_decode_pixels: int) -> tuple[bytes, str, Image.Image]:
+    raw = imaging.image_bytes(row)
+    decoded = imaging.decode(raw, max_decode_pixels)
+    image = imaging.downscale(decoded.image, max_pixels)
+    if decoded.format in _MIMES and decoded.mode in ("RGB", "L") and image.size == decoded.size:
+        return raw, _MIMES[decoded.format], image
+    return imaging.to_png(image), "image/png", image
 
 
 def image_payload(
@@ -48,12 +64,25 @@ def image_payload(
     """The bytes to send and their MIME type, from one decode: the original file when it is
     plain 8-bit RGB/grey, small enough and in a format the API takes, else a (downscaled) PNG
     of the faithfully converted pixels. Raises BadImage for unusable images."""
-    raw = imaging.image_bytes(row)
-    decoded = imaging.decode(raw, max_decode_pixels)
-    image = imaging.downscale(decoded.image, max_pixels)
-    if decoded.format in _MIMES and decoded.mode in ("RGB", "L") and image.size == decoded.size:
-        return raw, _MIMES[decoded.format]
-    return imaging.to_png(image), "image/png"
+    raw, mime, _ = _prepare(row, max_pixels, max_decode_pixels)
+    return raw, mime
+
+
+def _add_metadata(row: dict[str, Any], **fields: Any) -> None:
+    row["metadata"] = json.dumps({**records.metadata(row), **fields}, sort_keys=True, ensure_ascii=False)
+
+
+def _perceive(item: _Pending, perception: Perception) -> None:
+    """Run the type's tool on the image the teacher will see; its output joins the request."""
+    image_type = item.row["image_type"]
+    if image_type == "natural" and perception.cfg.detector_model:
+        detections = perception.detect(item.picture)
+        item.sections = (protocol.section("detections", detections_section(detections)),)
+        _add_metadata(item.row, detections=detections)
+    elif image_type == "text" and perception.cfg.ocr_engine != "none":
+        words = perception.ocr(item.picture)
+        item.sections = (protocol.section("ocr_words", ocr_section(words)),)
+        _add_metadata(item.row, ocr_words=len(words))
 
 
 def fingerprint(cfg: FormalizeConfig) -> str:
@@ -65,6 +94,7 @@ def fingerprint(cfg: FormalizeConfig) -> str:
         classify_unknown=cfg.classify_unknown,
         max_image_pixels=cfg.max_image_pixels,
         max_decode_pixels=cfg.max_decode_pixels,
+        perception=cfg.perception.model_dump(),
         prompts={name: protocol.load_prompt(name) for name in prompts},
     )
 
@@ -99,13 +129,17 @@ def _ask_once_per_image(
         key = (prompt_of(item), hashlib.sha256(item.image).hexdigest())
         if key not in slots:
             slots[key] = len(requests)
-            requests.append(Request(protocol.image_messages(key[0], item.image, item.mime), check=check_of(item)))
+            messages = protocol.image_messages(key[0], item.image, item.mime, item.sections)
+            requests.append(Request(messages, check=check_of(item)))
     replies = client.complete_all(requests, desc=desc)
     return [replies[slots[(prompt_of(i), hashlib.sha256(i.image).hexdigest())]] for i in items]
 
 
-def _classify(pending: list[_Pending], client: TeacherClient) -> tuple[list[_Pending], list[dict[str, Any]]]:
-    """Ask the teacher for the type of each image; (classified, rejected)."""
+def _classify(
+    pending: list[_Pending], client: TeacherClient, perception: Perception
+) -> tuple[list[_Pending], list[dict[str, Any]]]:
+    """Ask the teacher for the type of each image; (classified, rejected). The answer is checked
+    against cheap signals (OCR words, detector hits); a disagreement is recorded, not fatal."""
     replies = _ask_once_per_image(
         pending, lambda _: CLASSIFY_PROMPT, lambda _: _classification_problem, client, "classify"
     )
@@ -118,6 +152,7 @@ def _classify(pending: list[_Pending], client: TeacherClient) -> tuple[list[_Pen
             rejected.append(records.reject(item.row, describe_error(reply)))
             continue
         item.row["image_type"] = parse_image_type(reply.text)
+        _add_metadata(item.row, type_signals=perception.type_signals(item.picture, item.row["image_type"]))
         records.stamp(item.row, "classify", reply.model, protocol.load_prompt(CLASSIFY_PROMPT))
         classified.append(item)
     return classified, rejected
@@ -131,23 +166,24 @@ def _accept(row: dict[str, Any], reply: Reply) -> None:
 
 
 def formalize_batch(
-    rows: list[dict[str, Any]], cfg: FormalizeConfig, client: TeacherClient
+    rows: list[dict[str, Any]], cfg: FormalizeConfig, client: TeacherClient, perception: Perception | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Formalize one batch; returns (accepted, rejected), every input row in exactly one."""
+    perception = perception or Perception(cfg.perception)
     pending: list[_Pending] = []
     rejected: list[dict[str, Any]] = []
     unknown: list[_Pending] = []
     for original in rows:
         row = dict(original)
         try:
-            image, mime = image_payload(row, cfg.max_image_pixels, cfg.max_decode_pixels)
+            image, mime, picture = _prepare(row, cfg.max_image_pixels, cfg.max_decode_pixels)
         except imaging.BadImage as exc:
             rejected.append(records.reject(row, f"bad_image: {exc}"))
             continue
         except Exception as exc:  # a decoder bug on one file must not end the stage
             rejected.append(records.reject(row, f"bad_image: {type(exc).__name__}: {exc}"))
             continue
-        item = _Pending(row, image, mime)
+        item = _Pending(row, image, mime, picture)
         if row["image_type"] == UNKNOWN and cfg.classify_unknown:
             unknown.append(item)
         elif formalizer_for(row["image_type"]) is None:
@@ -155,9 +191,20 @@ def formalize_batch(
         else:
             pending.append(item)
     if unknown:
-        classified, failed = _classify(unknown, client)
+        classified, failed = _classify(unknown, client, perception)
         pending += classified
         rejected += failed
+    ready = []
+    for item in pending:
+        try:
+            _perceive(item, perception)
+        except PerceptionUnavailable:
+            raise  # the stage cannot be faithful for any row: fail loudly
+        except Exception as exc:  # one image that trips a tool is one record's problem
+            rejected.append(records.reject(item.row, f"perception_error: {type(exc).__name__}: {exc}"))
+            continue
+        ready.append(item)
+    pending = ready
 
     replies = _ask_once_per_image(
         pending,
@@ -180,12 +227,20 @@ def formalize_batch(
 
 def run(cfg: FormalizeConfig) -> dict[str, Any]:
     """Formalize ``cfg.input_uri`` into ``cfg.output_uri``; returns the manifest as summary."""
+    perception = Perception(cfg.perception)
+    try:
+        return _run(cfg, perception)
+    except PerceptionUnavailable as exc:
+        raise StageFailed(f"{STAGE}: {exc}") from exc
+
+
+def _run(cfg: FormalizeConfig, perception: Perception) -> dict[str, Any]:
     return teacher_stage.run_teacher_stage(
         STAGE,
         cfg.input_uri,
         cfg.output_uri,
         cfg.teacher,
-        lambda rows, client: formalize_batch(rows, cfg, client),
+        lambda rows, client: formalize_batch(rows, cfg, client, perception),
         shard_size=cfg.shard_size,
         settings_fingerprint=fingerprint(cfg),
         min_accepted_fraction=cfg.min_accepted_fraction,

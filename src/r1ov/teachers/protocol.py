@@ -141,12 +141,11 @@ def correction_messages(messages: Messages, bad_reply: str, problem: str) -> Mes
     return [*messages, {"role": "assistant", "content": bad_reply}, {"role": "user", "content": feedback}]
 
 
-def image_messages(prompt: str, image: bytes, mime: str) -> Messages:
-    """Classification and formalization: the prompt file, then the image alone."""
-    return [
-        {"role": "system", "content": load_prompt(prompt)},
-        {"role": "user", "content": [image_part(image, mime)]},
-    ]
+def image_messages(prompt: str, image: bytes, mime: str, sections: tuple[str, ...] | list[str] = ()) -> Messages:
+    """Classification and formalization: the prompt file, then the image, then any tool output
+    (detector boxes, OCR words) as tagged sections."""
+    content = [image_part(image, mime), *(text_part(s) for s in sections)]
+    return [{"role": "system", "content": load_prompt(prompt)}, {"role": "user", "content": content}]
 
 
 def distill_messages(
