@@ -55,6 +55,9 @@ def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> 
 
 def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per teacher request would drown the stage's own progress (and cost CPU at scale).
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     config = stage_config(stage, fields, extra_config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
     summary = resolve(STAGES[stage][1])(config)
