@@ -4,6 +4,8 @@
     r1ov tiny-model --out models/tiny
     r1ov <stage> --config recipe.yaml [--set key=value ...]     stage in: formalize distill
                                                                 filter sft grpo eval register promote
+    r1ov import --format parquet|jsonl|hub --source URI --out URI
+    r1ov export --format trl|sharegpt --data URI --out DIR
     r1ov demo [--workdir DIR]
     r1ov compile
 
@@ -94,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_stage_parsers(sub)
 
+    importer = sub.add_parser("import", help="read a published dataset into records, with a report of skipped rows")
+    importer.add_argument("--format", required=True, help="parquet (R1-Onevision, LLaVA-OneVision folders), jsonl, hub")
+    importer.add_argument(
+        "--source", required=True, help="folder, file or s3:// URI; for hub, a dataset name or folder"
+    )
+    importer.add_argument("--out", required=True, help="record dataset to write (local path or s3://)")
+    importer.add_argument("--split", default="train", help="split to read (hub)")
+    importer.add_argument("--limit", type=int, default=None, help="read at most this many rows")
+
+    exporter = sub.add_parser("export", help="write records for a trainer: TRL messages or LLaMA-Factory ShareGPT")
+    exporter.add_argument("--format", required=True, help="trl (messages + images Parquet) or sharegpt (LLaMA-Factory)")
+    exporter.add_argument("--data", required=True, help="record dataset (distilled or filtered)")
+    exporter.add_argument("--out", required=True, help="folder to write")
+    exporter.add_argument("--name", default="r1ov", help="dataset name in LLaMA-Factory's dataset_info.json")
+
     demo = sub.add_parser("demo", help="run the whole pipeline locally with kfp.local")
     demo.add_argument("--workdir", default="demo-run", help="where data, models, MLflow and reports go")
     demo.add_argument("--fresh", action="store_true", help="delete the workdir first")
@@ -113,6 +130,14 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from r1ov.testing.tiny_model import build_tiny_model
 
         return {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
+    elif args.command == "import":
+        from r1ov.interchange import import_dataset
+
+        return import_dataset(args.format, args.source, args.out, split=args.split, limit=args.limit)
+    elif args.command == "export":
+        from r1ov.interchange import export_dataset
+
+        return export_dataset(args.format, args.data, args.out, name=args.name)
     elif args.command == "demo":
         from r1ov.demo import run_demo
 
