@@ -78,6 +78,8 @@ def data_stages(
     teacher_max_concurrency: int | PipelineChannel,
     require_answer_match: bool | PipelineChannel,
     min_accepted_fraction: float | PipelineChannel,
+    mlflow_tracking_uri: str | PipelineChannel,
+    mlflow_experiment: str | PipelineChannel,
     formalize_extra_config: str | PipelineChannel,
     distill_extra_config: str | PipelineChannel,
     filter_extra_config: str | PipelineChannel,
@@ -132,7 +134,11 @@ def data_stages(
             # Progress and caches are durable: a retried pod resumes; KFP's own cache would skip it.
             _teacher_key(task, key).set_retry(2).set_caching_options(False)
     merged = merge_shards(
-        shard_uris=dsl.Collected(filtered.outputs["Output"]), min_accepted_fraction=min_accepted_fraction
+        shard_uris=dsl.Collected(filtered.outputs["Output"]),
+        min_accepted_fraction=min_accepted_fraction,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        run_id=run_id,
     ).set_display_name("merge shards")
     _object_store_access(merged).set_caching_options(False)
     merged.set_cpu_request("1").set_memory_request("4Gi")
@@ -252,6 +258,8 @@ def r1ov_pipeline(
             teacher_max_concurrency=teacher_max_concurrency,
             require_answer_match=require_answer_match,
             min_accepted_fraction=min_accepted_fraction,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
             formalize_extra_config=formalize_extra_config,
             distill_extra_config=distill_extra_config,
             filter_extra_config=filter_extra_config,

@@ -34,7 +34,7 @@ def _run(source: str, tmp_path: Path, url: str, shards: int) -> Path:
     from pipelines.r1ov import data_stages
 
     @dsl.pipeline(name="data-fanout")
-    def data_only(source_uri: str, data_root: str, data_shards: int, teacher_url: str):
+    def data_only(source_uri: str, data_root: str, data_shards: int, teacher_url: str, tracking_uri: str):
         data_stages(
             source_uri,
             dsl.PIPELINE_JOB_ID_PLACEHOLDER,
@@ -49,6 +49,8 @@ def _run(source: str, tmp_path: Path, url: str, shards: int) -> Path:
             teacher_max_concurrency=4,
             require_answer_match=True,
             min_accepted_fraction=0.5,
+            mlflow_tracking_uri=tracking_uri,
+            mlflow_experiment="data",
             formalize_extra_config="",
             distill_extra_config="",
             filter_extra_config='{"min_accepted_fraction": 0.2}',  # a 4-row shard may be half noise
@@ -60,7 +62,11 @@ def _run(source: str, tmp_path: Path, url: str, shards: int) -> Path:
     root = tmp_path / f"root-{shards}"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     components.load_component_from_file(str(package))(
-        source_uri=source, data_root=str(tmp_path / f"durable-{shards}"), data_shards=shards, teacher_url=url
+        source_uri=source,
+        data_root=str(tmp_path / f"durable-{shards}"),
+        data_shards=shards,
+        teacher_url=url,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     (merged,) = root.glob("data-fanout-*/merge-shards/filtered")
     return merged
@@ -76,6 +82,15 @@ def test_three_shards_merge_to_the_single_shard_dataset(source: str, tmp_path: P
     assert manifest["shards"] == 3
     assert manifest["stages"]["formalize"]["records"] + manifest["stages"]["formalize"]["rejected"] == 12
     assert manifest["records"] == records.read_manifest(str(one))["records"] > 0
+    # The per-stage summary: a Markdown artifact in KFP and an MLflow run with every count.
+    (markdown,) = (tmp_path / "root-3").glob("data-fanout-*/merge-shards/summary")
+    assert "| accepted |" in markdown.read_text() and "### formalize:" in markdown.read_text()
+    import mlflow
+
+    runs = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
+        [mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("data").experiment_id]
+    )
+    assert len(runs) == 2 and all(r.data.metrics["stages/formalize/records"] > 0 for r in runs)
     # Each shard's stages wrote to the durable root, caches included, not only to task artifacts.
     shard_dirs = sorted((tmp_path / "durable-3" / "r1ov-data").glob("*/shard-*"))
     assert len(shard_dirs) == 3

@@ -8,6 +8,7 @@ why in a form a person can read at a glance.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 
@@ -74,3 +75,33 @@ def summary_markdown(title: str, manifest: dict[str, Any], output_uri: str) -> s
         if key in manifest:
             lines.append(f"\n{key.replace('_', ' ')}: {manifest[key]}")
     return "\n".join(lines) + "\n"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool | int | float):
+            flat[name] = float(value)
+        elif isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+    return flat
+
+
+def log_summary_to_mlflow(
+    manifest: dict[str, Any], markdown: str, *, tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]
+) -> str:
+    """The data stages' summary as an MLflow run: every count as a metric, the Markdown as an
+    artifact. Returns the run id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    for name, value in _flatten(manifest).items():
+        # MLflow metric names allow letters, digits, _ - . / and spaces: reasons are free text.
+        client.log_metric(run.info.run_id, re.sub(r"[^\w\-./ ]", "_", name)[:250], value)
+    client.log_text(run.info.run_id, markdown, "data_summary.md")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
