@@ -183,7 +183,7 @@ def r1ov_pipeline(
     distill_teacher_model: str = "deepseek-reasoner",
     teacher_max_concurrency: int = 16,
     require_answer_match: bool = True,
-    judge_url: str = "",  # an OpenAI-compatible judge for the filter; empty: rule checks only
+    judge_url: str = "https://api.openai.com/v1",  # the filter's LLM judge (key: judge-api-key); empty: rules only
     judge_model: str = "gpt-4o",
     data_shards: int = 8,  # pods per data stage (DATA_PARALLELISM run at once)
     data_root: str = "",  # durable root (s3://...) for shards and response caches; empty: the pipeline root
