@@ -240,10 +240,11 @@ def test_budget_counts_every_attempt_and_timeout_follows_max_tokens(tmp_path: Pa
     row = records.read_records(source)[0]
     request = Request(protocol.image_messages("formalize_table", row["image"], "image/png"))
     with serve([source], fail_first=2, retry_after=0.01) as url:
-        client = TeacherClient(_teacher(url, max_requests=10))
+        client = TeacherClient(_teacher(url, max_requests=10, usd_per_million_prompt_tokens=2.5))
         [reply] = client.complete_all([request])
     assert isinstance(reply, Reply)
     assert client.stats.sent == 3 and client.stats.retries == 2
+    assert client.summary()["cost_usd"] == round(client.stats.prompt_tokens * 2.5 / 1e6, 4) > 0
     assert request_timeout(TeacherConfig(max_tokens=8192), 8192) == pytest.approx(60 + 8192 / 20)
     assert request_timeout(TeacherConfig(timeout_s=5), 8192) == 5
 

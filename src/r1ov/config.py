@@ -51,6 +51,8 @@ class TeacherConfig(Strict):
         None, description="response cache location (content-hash keyed); none: <output_uri>/_cache of the stage"
     )
     max_requests: int | None = Field(None, ge=1, description="budget: refuse to send more requests than this")
+    usd_per_million_prompt_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
+    usd_per_million_completion_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
 
 
 class TrackingConfig(Strict):

@@ -308,7 +308,13 @@ class TeacherClient:
             return pool.submit(asyncio.run, self.acomplete_all(requests, desc)).result()
 
     def summary(self) -> dict[str, Any]:
-        return {"model": self.cfg.model, **asdict(self.stats)}
+        """Counters of the run, with a cost estimate when the config names the prices."""
+        summary: dict[str, Any] = {"model": self.cfg.model, **asdict(self.stats)}
+        prices = (self.cfg.usd_per_million_prompt_tokens, self.cfg.usd_per_million_completion_tokens)
+        if any(p is not None for p in prices):
+            cost = self.stats.prompt_tokens * (prices[0] or 0) + self.stats.completion_tokens * (prices[1] or 0)
+            summary["cost_usd"] = round(cost / 1e6, 4)
+        return summary
 
 
 def with_check(request: Request, check: ReplyCheck) -> Request:
