@@ -15,12 +15,9 @@ shards, counts and reasons are summed, and each stage's manifest is summed under
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from r1ov import records, storage
 
@@ -48,12 +45,6 @@ def stage_uris(shard_uri: str, stage: str) -> tuple[str, str]:
     return storage.join(shard_uri, source), storage.join(shard_uri, target)
 
 
-def _count_rows(dataset_uri: str) -> int:
-    """Rows of the accepted part, from Parquet footers only (no row is read)."""
-    shards = storage.list_files(storage.join(dataset_uri, records.RECORDS), ".parquet")
-    return sum(pq.ParquetFile(io.BytesIO(storage.read_bytes(s))).metadata.num_rows for s in shards)
-
-
 def _rows(dataset_uri: str) -> Iterator[dict[str, Any]]:
     for _, rows in records.iter_shards(dataset_uri):
         yield from rows
@@ -66,7 +57,7 @@ def split(source_uri: str, work: str, num_shards: int, rows_per_file: int = 1000
     155K-row source with images never has to fit at once. Fewer rows than shards gives
     fewer shards; an empty source gives one empty shard.
     """
-    total = _count_rows(source_uri)
+    total = records.count_rows(source_uri)
     count = max(1, min(num_shards, total))
     bounds = [round(k * total / count) for k in range(count + 1)]
     uris = [storage.join(work, f"shard-{k:05d}") for k in range(count)]

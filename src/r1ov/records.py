@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from r1ov import storage
 
@@ -258,6 +260,16 @@ def delete_stale(dataset_uri: str, part: str, keep: int) -> None:
         storage.delete(stale)
 
 
+def count_rows(dataset_uri: str, part: str = RECORDS) -> int:
+    """Rows of one part from the Parquet footers alone (no row, no image is read)."""
+    total = 0
+    for shard in storage.list_files(storage.join(dataset_uri, part), ".parquet"):
+        fs, path = storage.filesystem(shard)
+        with fs.open_input_file(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
 def read_manifest(dataset_uri: str) -> dict[str, Any]:
     return json.loads(storage.read_text(storage.join(dataset_uri, "manifest.json")))
 
@@ -311,6 +323,10 @@ def map_dataset(
     totals = {RECORDS: 0, REJECTED: 0}
     reasons: dict[str, int] = {}
     resumed, count = 0, 0
+    # Rows done across the whole stage, with rate and ETA (the teacher client shows each batch).
+    progress = tqdm(
+        total=count_rows(input_uri), desc=posixpath.basename(output_uri.rstrip("/")), unit="row", disable=None
+    )
     for index, batch in enumerate(iter_batches(input_uri, shard_size)):
         count = index + 1
         # Contents, not ids: changed upstream text or images make the batch stale.
@@ -347,8 +363,10 @@ def map_dataset(
             storage.write_text(marker_uri, json.dumps(marker, sort_keys=True))
         totals[RECORDS] += marker[RECORDS]
         totals[REJECTED] += marker[REJECTED]
+        progress.update(len(batch))
         for reason, n in marker["reject_reasons"].items():
             reasons[reason] = reasons.get(reason, 0) + n
+    progress.close()
     if count == 0:  # an empty input still yields a readable, empty dataset
         for part in (RECORDS, REJECTED):
             write_shard(output_uri, [], 0, part)
