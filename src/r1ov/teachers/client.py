@@ -1,10 +1,11 @@
 """One client for every teacher: any OpenAI-compatible chat endpoint.
 
 GPT-4o, DeepSeek-R1, an open model behind our vLLM chart, or the offline teacher: all are
-reached through ``openai.AsyncOpenAI``. Around it this client adds what a data stage needs:
+reached with ``POST /chat/completions`` (:mod:`r1ov.teachers.transport`: aiohttp, failures as
+the openai SDK's exception types). Around it this client adds what a data stage needs:
 
 - bounded concurrency (a semaphore of ``max_concurrency`` requests in flight),
-- retries it owns (the SDK's are off): 429, 408/409, 5xx, timeouts, connection errors and
+- retries: 429, 408/409, 5xx, timeouts, connection errors and
   truncated or unreadable bodies, with exponential backoff, full jitter and ``Retry-After``,
 - a content-hash response cache: every answered call is persisted as it arrives, so a killed
   run re-sends nothing that was answered. The raw reply is stored, never a verdict on it:
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import os
 import random
@@ -31,17 +31,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 from tqdm.auto import tqdm
 
 from r1ov.config import TeacherConfig
 from r1ov.teachers.cache import ResponseCache, cache_key
 from r1ov.teachers.protocol import Messages, correction_messages
+from r1ov.teachers.transport import ChatTransport, UnreadableBody
 
 log = logging.getLogger(__name__)
 
-# Local endpoints (vLLM, the offline teacher) accept any key; the SDK refuses an empty one.
+# Local endpoints (vLLM, the offline teacher) accept any key; an empty Bearer token is refused by some.
 PLACEHOLDER_KEY = "not-needed"
 # Statuses worth another attempt: the request was fine, the server was not (or was busy).
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -144,19 +143,20 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | TruncatedReply)
 
 
-def _reply_from(response: Any, fallback_model: str) -> Reply:
+def _reply_from(response: dict[str, Any], fallback_model: str) -> Reply:
+    """A chat completion's JSON as a Reply; anything else is a broken body (retried)."""
     try:
-        choice = response.choices[0]
-        message = choice.message
-        usage = response.usage
+        choice = response["choices"][0]
+        message = choice["message"]
+        usage = response.get("usage") or {}
         return Reply(
-            text=message.content or "",
-            model=response.model or fallback_model,
-            finish_reason=choice.finish_reason,
-            reasoning_content=(message.model_extra or {}).get("reasoning_content"),
-            usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens} if usage else {},
+            text=message.get("content") or "",
+            model=response.get("model") or fallback_model,
+            finish_reason=choice.get("finish_reason"),
+            reasoning_content=message.get("reasoning_content"),
+            usage={k: int(usage[k]) for k in ("prompt_tokens", "completion_tokens") if k in usage},
         )
-    except (AttributeError, IndexError, TypeError) as exc:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise TruncatedReply(f"not a chat completion: {str(response)[:120]}") from exc
 
 
@@ -198,7 +198,7 @@ class TeacherClient:
         # Full jitter: clients that failed together do not retry together.
         return self._rng.uniform(0, min(self.cfg.max_backoff_s, self.cfg.backoff_s * 2**attempt))
 
-    async def _send(self, api: AsyncOpenAI, semaphore: asyncio.Semaphore, messages: Messages, params: dict) -> Reply:
+    async def _send(self, api: ChatTransport, semaphore: asyncio.Semaphore, messages: Messages, params: dict) -> Reply:
         """One answered call: attempts within the concurrency bound, backoff outside it."""
         timeout = request_timeout(self.cfg, params["max_tokens"])
         attempt = 0
@@ -207,16 +207,10 @@ class TeacherClient:
                 async with semaphore:
                     self._take_budget()
                     try:
-                        # The plain POST of the SDK: the typed create() re-walks every message part
-                        # to transform it (~1 ms a request, the largest client cost at high concurrency).
-                        response = await api.post(
-                            "/chat/completions",
-                            cast_to=ChatCompletion,
-                            body={"model": self.cfg.model, "messages": messages, **params},
-                            options={"timeout": timeout},
-                        )
-                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                        raise TruncatedReply(f"unreadable body: {exc}") from exc
+                        body = {"model": self.cfg.model, "messages": messages, **params}
+                        response = await api.post(body, timeout)
+                    except UnreadableBody as exc:
+                        raise TruncatedReply(str(exc)) from exc
                     reply = _reply_from(response, self.cfg.model)
             except Exception as exc:
                 if not is_transient(exc) or attempt >= self.cfg.max_retries:
@@ -232,7 +226,9 @@ class TeacherClient:
             self.stats.completion_tokens += reply.usage.get("completion_tokens", 0)
             return reply
 
-    async def _answer(self, api: AsyncOpenAI, semaphore: asyncio.Semaphore, messages: Messages, params: dict) -> Reply:
+    async def _answer(
+        self, api: ChatTransport, semaphore: asyncio.Semaphore, messages: Messages, params: dict
+    ) -> Reply:
         """The reply to ``messages``: from the cache, else sent and persisted before returning."""
         key = cache_key(self.cfg.model, messages, params)
         if self.cache is not None:
@@ -248,7 +244,7 @@ class TeacherClient:
                 self.cache.put(key, reply.to_json())
         return reply
 
-    async def _complete(self, api: AsyncOpenAI, semaphore: asyncio.Semaphore, request: Request) -> Reply:
+    async def _complete(self, api: ChatTransport, semaphore: asyncio.Semaphore, request: Request) -> Reply:
         params = self._params(request)
         reply = await self._answer(api, semaphore, request.messages, params)
         problem = request.check(reply) if request.check else None
@@ -269,14 +265,8 @@ class TeacherClient:
         """Every request concurrently (bounded); each slot holds its reply or its exception."""
         semaphore = asyncio.Semaphore(self.cfg.max_concurrency)
         results: list[Reply | Exception] = [RuntimeError("not run")] * len(requests)
-        # A client per call: its connection pool belongs to this event loop. Retries are ours.
-        # aiohttp carries the requests: at high concurrency it costs about half the CPU per
-        # request of the default httpx transport, whose pool scans every connection per request.
-        timeout = request_timeout(self.cfg, self.cfg.max_tokens)
-        http = openai.DefaultAioHttpClient(timeout=timeout)
-        async with AsyncOpenAI(
-            base_url=self.cfg.base_url, api_key=self._api_key, max_retries=0, timeout=timeout, http_client=http
-        ) as api:
+        # A transport per call: its connection pool belongs to this event loop. Retries are ours.
+        async with ChatTransport(self.cfg.base_url, self._api_key, self.cfg.max_concurrency) as api:
             with tqdm(total=len(requests), desc=desc, unit="req", disable=None, smoothing=0.1) as progress:
 
                 async def one(index: int, request: Request) -> None:
