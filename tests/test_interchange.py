@@ -158,3 +158,14 @@ def test_cli_import_and_a_clear_line_for_a_wrong_format(tmp_path: Path, capsys: 
     assert json.loads(capsys.readouterr().out)["imported"] == 3
     assert main(["import", "--format", "csv", "--source", str(source), "--out", str(tmp_path / "r")]) == 2
     assert "unknown import format 'csv'" in capsys.readouterr().err
+
+
+def test_import_release_layout_from_s3(s3_endpoint: str, tmp_path: Path) -> None:
+    from r1ov import storage
+
+    local = _release(tmp_path / "release")
+    for path in local.rglob("*.parquet"):
+        storage.write_bytes(f"s3://r1ov/release/{path.relative_to(local)}", path.read_bytes())
+    report = import_dataset("parquet", "s3://r1ov/release", "s3://r1ov/imported")
+    assert report["imported"] == 3 and report["skipped"] == {"no image": 1, "no question": 1, "multiple images": 1}
+    assert len(records.read_records("s3://r1ov/imported")) == 3

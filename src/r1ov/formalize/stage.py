@@ -73,16 +73,25 @@ def _add_metadata(row: dict[str, Any], **fields: Any) -> None:
 
 
 def _perceive(item: _Pending, perception: Perception) -> None:
-    """Run the type's tool on the image the teacher will see; its output joins the request."""
+    """Run the type's tool on the image the teacher will see; its output joins the request.
+    With the tool switched off the section says so, since the prompt announces it."""
     image_type = item.row["image_type"]
-    if image_type == "natural" and perception.cfg.detector_model:
-        detections = perception.detect(item.picture)
-        item.sections = (protocol.section("detections", detections_section(detections)),)
-        _add_metadata(item.row, detections=detections)
-    elif image_type == "text" and perception.cfg.ocr_engine != "none":
-        words = perception.ocr(item.picture)
-        item.sections = (protocol.section("ocr_words", ocr_section(words)),)
-        _add_metadata(item.row, ocr_words=len(words))
+    if image_type == "natural":
+        if perception.cfg.detector_model:
+            detections = perception.detect(item.picture)
+            body = detections_section(detections)
+            _add_metadata(item.row, detections=detections)
+        else:
+            body = "(no detector ran: find and box the objects yourself)"
+        item.sections = (protocol.section("detections", body),)
+    elif image_type == "text":
+        if perception.cfg.ocr_engine != "none":
+            words = perception.ocr(item.picture)
+            body = ocr_section(words)
+            _add_metadata(item.row, ocr_words=len(words))
+        else:
+            body = "(no OCR ran: read the text yourself)"
+        item.sections = (protocol.section("ocr_words", body),)
 
 
 def fingerprint(cfg: FormalizeConfig) -> str:
