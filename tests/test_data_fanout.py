@@ -111,3 +111,27 @@ def test_split_streams_contiguous_slices_and_merge_refuses_duplicate_ids(source:
     with pytest.raises(ValueError, match="more than one shard"):
         fanout.merge(shards[:2], str(tmp_path / "merged"))
     assert json.loads(Path(f"{shards[0]}/source/manifest.json").read_text())["rejected"] == 0
+
+
+def test_shards_live_on_s3_end_to_end(source: str, s3_endpoint: str) -> None:
+    """split -> each stage per shard -> merge with every URI on S3 (moto's server), as on a cluster."""
+    from r1ov.kfp_tasks import run_shard_stage
+
+    with serve([source], noise=0.3, seed=1) as url:
+        shards = fanout.split(source, fanout.work_uri("s3://r1ov/root", "run-1"), 2)
+        teacher = {"teacher.base_url": url, "teacher.model": "offline"}
+        for shard in shards:
+            run_shard_stage("formalize", shard, teacher)
+            run_shard_stage("distill", shard, teacher)
+            run_shard_stage("filter", shard, {"min_accepted_fraction": 0.2})
+    manifest = fanout.merge(shards, "s3://r1ov/root/merged")
+    merged = _verdicts("s3://r1ov/root/merged")
+    assert set(merged) == {r["id"] for r in records.read_records(source)}
+    assert manifest["stages"]["formalize"]["teacher"]["sent"] >= 12
+    # A pod that lost its progress marker asks nothing again: the answers are cached on S3.
+    from r1ov import storage
+
+    storage.delete(f"{shards[0]}/formalized/_progress/part-00000.json")
+    with serve([source], noise=0.3, seed=1) as url:
+        again = run_shard_stage("formalize", shards[0], {"teacher.base_url": url, "teacher.model": "offline"})
+    assert again["resumed_shards"] == 0 and again["teacher"]["sent"] == 0 and again["teacher"]["cache_hits"] > 0
