@@ -6,6 +6,8 @@
                                                                 filter sft grpo eval register promote
     r1ov eval score --benchmark NAME --data PATH --predictions FILE --out FILE
     r1ov eval compare A.json B.json
+    r1ov import --format parquet|jsonl|hub --source URI --out URI
+    r1ov export --format trl|sharegpt --data URI --out DIR
     r1ov demo [--workdir DIR]
     r1ov compile
     r1ov submit [-e EXPERIMENT] [-f pipelines/r1ov.yaml] key=value ...
@@ -28,6 +30,7 @@ from typing import Any
 import yaml
 
 from r1ov import config as cfg
+from r1ov.outcome import StageFailed
 
 TRAINING_STAGES = ("sft", "grpo")
 # stage -> (config class, "module:function"); imported lazily so `r1ov --help` stays fast.
@@ -156,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_stage_parsers(sub)
 
+    importer = sub.add_parser("import", help="read a published dataset into records, with a report of skipped rows")
+    importer.add_argument("--format", required=True, help="parquet (R1-Onevision, LLaVA-OneVision folders), jsonl, hub")
+    importer.add_argument(
+        "--source", required=True, help="folder, file or s3:// URI; for hub, a dataset name or folder"
+    )
+    importer.add_argument("--out", required=True, help="record dataset to write (local path or s3://)")
+    importer.add_argument("--split", default="train", help="split to read (hub)")
+    importer.add_argument("--limit", type=int, default=None, help="read at most this many rows")
+
+    exporter = sub.add_parser("export", help="write records for a trainer: TRL messages or LLaMA-Factory ShareGPT")
+    exporter.add_argument("--format", required=True, help="trl (messages + images Parquet) or sharegpt (LLaMA-Factory)")
+    exporter.add_argument("--data", required=True, help="record dataset (distilled or filtered)")
+    exporter.add_argument("--out", required=True, help="folder to write")
+    exporter.add_argument("--name", default="r1ov", help="dataset name in LLaMA-Factory's dataset_info.json")
+
     demo = sub.add_parser("demo", help="run the whole pipeline locally with kfp.local")
     demo.add_argument("--workdir", default="demo-run", help="where data, models, MLflow and reports go")
     demo.add_argument("--fresh", action="store_true", help="delete the workdir first")
@@ -186,6 +204,14 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from r1ov.testing.tiny_model import build_tiny_model
 
         return {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
+    elif args.command == "import":
+        from r1ov.interchange import import_dataset
+
+        return import_dataset(args.format, args.source, args.out, split=args.split, limit=args.limit)
+    elif args.command == "export":
+        from r1ov.interchange import export_dataset
+
+        return export_dataset(args.format, args.data, args.out, name=args.name)
     elif args.command == "demo":
         from r1ov.demo import run_demo
 
@@ -236,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
         return 2
+    except StageFailed as exc:
+        print(f"r1ov {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         from r1ov.eval.offline import ScoreError
 
