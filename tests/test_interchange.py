@@ -15,7 +15,8 @@ from PIL import Image
 
 from r1ov import records
 from r1ov.cli import main
-from r1ov.interchange import export_dataset, import_dataset
+from r1ov.exporters import export_dataset
+from r1ov.importers import import_dataset
 
 
 def _png(color: tuple[int, int, int]) -> bytes:

@@ -57,6 +57,7 @@ def test_type_cross_check_records_disagreements(tiny_detector_dir: Path) -> None
     assert signals["ocr_words"] >= 6 and signals["disagrees"] is None
     perception.cfg.text_words_per_megapixel = 10.0
     assert "typed natural, but OCR reads" in perception.type_signals(page, "natural")["disagrees"]
+    assert perception.type_disagreements == 2
 
 
 def test_captions_must_cite_their_boxes() -> None:

@@ -205,11 +205,11 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
 
         return {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
     elif args.command == "import":
-        from r1ov.interchange import import_dataset
+        from r1ov.importers import import_dataset
 
         return import_dataset(args.format, args.source, args.out, split=args.split, limit=args.limit)
     elif args.command == "export":
-        from r1ov.interchange import export_dataset
+        from r1ov.exporters import export_dataset
 
         return export_dataset(args.format, args.data, args.out, name=args.name)
     elif args.command == "demo":

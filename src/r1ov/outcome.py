@@ -71,7 +71,7 @@ def summary_markdown(title: str, manifest: dict[str, Any], output_uri: str) -> s
         if isinstance(stats, dict) and "sent" in stats:
             lines += ["", f"### {name} calls ({stats.get('model', '')})", "", "| counter | value |", "|---|---:|"]
             lines += [f"| {key} | {value} |" for key, value in stats.items() if key != "model"]
-    for key in ("shards", "resumed_shards", "seconds"):
+    for key in ("shards", "resumed_shards", "type_disagreements"):
         if key in manifest:
             lines.append(f"\n{key.replace('_', ' ')}: {manifest[key]}")
     return "\n".join(lines) + "\n"

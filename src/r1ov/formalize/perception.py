@@ -33,6 +33,7 @@ class Perception:
         self.cfg = cfg
         self._detector: Any = None
         self._lock = threading.Lock()
+        self.type_disagreements = 0  # untyped images whose teacher-given type the signals contradict
 
     # ------------------------------------------------------------------ detection
 
@@ -113,6 +114,7 @@ class Perception:
         elif image_type == "natural" and signals.get("detections") == 0:
             disagreement = "typed natural, but the detector finds no object"
         signals["disagrees"] = disagreement
+        self.type_disagreements += disagreement is not None
         return signals
 
 

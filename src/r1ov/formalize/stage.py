@@ -254,4 +254,5 @@ def _run(cfg: FormalizeConfig, perception: Perception) -> dict[str, Any]:
         settings_fingerprint=fingerprint(cfg),
         min_accepted_fraction=cfg.min_accepted_fraction,
         max_text_chars=cfg.max_text_chars,
+        counters=lambda: {"type_disagreements": perception.type_disagreements},
     )

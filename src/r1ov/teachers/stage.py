@@ -65,11 +65,13 @@ def run_teacher_stage(
     settings_fingerprint: str,
     min_accepted_fraction: float = 0.5,
     max_text_chars: int = 20000,
+    counters: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Map ``batch`` over the input shards with one client; returns the manifest as summary.
 
-    Raises :class:`StageFailed` (after writing the output and its manifest) when the teacher
-    cannot be reached or fewer than ``min_accepted_fraction`` of the rows are accepted.
+    ``counters()`` adds the stage's own counts to the manifest. Raises :class:`StageFailed`
+    (after writing the output and its manifest) when the teacher cannot be reached or fewer
+    than ``min_accepted_fraction`` of the rows are accepted.
     """
     require_reachable(stage, teacher)
     client = TeacherClient(teacher, cache_uri=default_cache_uri(output_uri, teacher))
@@ -80,7 +82,7 @@ def run_teacher_stage(
         shard_size=shard_size,
         fingerprint=settings_fingerprint,
         redo_reasons=("teacher_error",),
-        extra=lambda _: {"stage": stage, "teacher": client.summary()},
+        extra=lambda _: {"stage": stage, "teacher": client.summary(), **(counters() if counters else {})},
         max_text_chars=max_text_chars,
     )
     log.info(
