@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from r1ov import storage
 
@@ -188,7 +188,8 @@ class PerceptionConfig(Strict):
     """The paper's perception tools: an open-vocabulary detector for natural scenes, OCR for text."""
 
     detector_model: str | None = Field(
-        "IDEA-Research/grounding-dino-tiny", description="zero-shot object detector (HF id or local dir); null: none"
+        "IDEA-Research/grounding-dino-tiny",
+        description="zero-shot object detector (HF id or local dir); empty or null: none",
     )
     detector_labels: list[str] = Field(
         default_factory=lambda: [
@@ -208,6 +209,12 @@ class PerceptionConfig(Strict):
     text_words_per_megapixel: float = Field(
         400.0, ge=0, description="a 'natural' image with this OCR word density is a type disagreement"
     )
+
+    @field_validator("detector_model")
+    @classmethod
+    def _empty_means_none(cls, value: str | None) -> str | None:
+        # KFP's mapping parameters cannot carry null, so "" is how a pipeline run turns the detector off.
+        return value or None
 
 
 class FormalizeConfig(Strict):
