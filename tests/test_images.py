@@ -530,7 +530,8 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         report = out_dir / f"{kind}.json"
         command = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed",
                    "--quiet", "--report", str(report), *args]  # fmt: skip
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(out_dir), "DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1"}
+        # HOME kept: pip's HTTP cache makes a second run quick; --isolated ignores the user's pip config.
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1"}
         return kind, subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900), report
 
     with ThreadPoolExecutor(max_workers=4) as pool:
