@@ -18,14 +18,14 @@ from kfp import dsl, kubernetes
 from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.cleanup.component import cleanup
-from components.distill.component import distill
+from components.data_stage.component import data_stage
 from components.evaluate.component import evaluate
-from components.filter.component import filter_reasoning
-from components.formalize.component import formalize
 from components.grpo.component import grpo
+from components.merge_shards.component import merge_shards
 from components.promote.component import promote
 from components.register.component import register
 from components.sft.component import sft
+from components.shard_source.component import shard_source
 from r1ov.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
 
 # Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
@@ -84,6 +84,93 @@ def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_li
         task.set_memory_limit(memory_limit)
 
 
+# Shard pods of the data fan-out running at once: each keeps teacher_max_concurrency requests in
+# flight, so this times that is the load on a teacher endpoint (KFP needs a constant here).
+DATA_PARALLELISM = 16
+
+
+def data_stages(
+    source_uri: str | PipelineChannel,
+    run_id: str | PipelineChannel,
+    *,
+    data_root: str | PipelineChannel,
+    data_shards: int | PipelineChannel,
+    formalize_teacher_url: str | PipelineChannel,
+    formalize_teacher_model: str | PipelineChannel,
+    distill_teacher_url: str | PipelineChannel,
+    distill_teacher_model: str | PipelineChannel,
+    judge_url: str | PipelineChannel,
+    judge_model: str | PipelineChannel,
+    teacher_max_concurrency: int | PipelineChannel,
+    require_answer_match: bool | PipelineChannel,
+    min_accepted_fraction: float | PipelineChannel,
+    mlflow_tracking_uri: str | PipelineChannel,
+    mlflow_experiment: str | PipelineChannel,
+    formalize_extra_config: dict | PipelineChannel,
+    distill_extra_config: dict | PipelineChannel,
+    filter_extra_config: dict | PipelineChannel,
+) -> dsl.PipelineTask:
+    """Split the source into shards, run formalize -> distill -> filter per shard in parallel pods
+    (each writing straight to durable storage under data_root, or the pipeline root), then merge.
+    Returns the merge task; its ``filtered`` output is the training set."""
+    shards = shard_source(
+        source_uri=source_uri,
+        num_shards=data_shards,
+        data_root=data_root,
+        pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+        run_id=run_id,
+    ).set_display_name("shard source")
+    _object_store_access(shards).set_caching_options(False)
+    _on_pool(shards, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
+    with dsl.ParallelFor(shards.output, parallelism=DATA_PARALLELISM, name="data-shards") as shard:
+        formalized = data_stage(
+            stage="formalize",
+            shard_uri=shard,
+            teacher_base_url=formalize_teacher_url,
+            teacher_model=formalize_teacher_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            extra_config=formalize_extra_config,
+        ).set_display_name("formalize shard")
+        # The detector and OCR run in this pod next to the teacher calls.
+        _on_pool(formalized, CPU_POOL, cpu="4", memory="16Gi", memory_limit="32Gi")
+        distilled = data_stage(
+            stage="distill",
+            shard_uri=formalized.outputs["Output"],
+            teacher_base_url=distill_teacher_url,
+            teacher_model=distill_teacher_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            extra_config=distill_extra_config,
+        ).set_display_name("distill shard")
+        _on_pool(distilled, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
+        filtered = data_stage(
+            stage="filter",
+            shard_uri=distilled.outputs["Output"],
+            teacher_base_url=judge_url,
+            teacher_model=judge_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            require_answer_match=require_answer_match,
+            extra_config=filter_extra_config,
+        ).set_display_name("filter shard")
+        _on_pool(filtered, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
+        for task, key in (
+            (formalized, "formalize-api-key"),
+            (distilled, "distill-api-key"),
+            (filtered, "judge-api-key"),
+        ):
+            # Progress and caches are durable: a retried pod resumes; KFP's own cache would skip it.
+            _teacher_key(task, key).set_retry(2).set_caching_options(False)
+    merged = merge_shards(
+        shard_uris=dsl.Collected(filtered.outputs["Output"]),
+        min_accepted_fraction=min_accepted_fraction,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        run_id=run_id,
+    ).set_display_name("merge shards")
+    _object_store_access(merged).set_caching_options(False)
+    _on_pool(merged, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
+    return merged
+
+
 def _keep_running(task: dsl.PipelineTask) -> None:
     """Consolidation must not evict a task that watches (or is) a long job: Karpenter waits for it."""
     kubernetes.add_pod_annotation(task, DO_NOT_DISRUPT, "true")
@@ -129,6 +216,11 @@ def r1ov_pipeline(
     distill_teacher_model: str = "deepseek-reasoner",
     teacher_max_concurrency: int = 16,
     require_answer_match: bool = True,
+    judge_url: str = "https://api.openai.com/v1",  # the filter's LLM judge (key: judge-api-key); empty: rules only
+    judge_model: str = "gpt-4o",
+    data_shards: int = 8,  # pods per data stage (DATA_PARALLELISM run at once)
+    data_root: str = "",  # durable root (s3://...) for shards and response caches; empty: the pipeline root
+    min_accepted_fraction: float = 0.5,  # fail before training when less of the data survives
     # SFT (paper: full fine-tune, lr 1e-5, batch 1 x accum 16 x 8 GPUs, 1 epoch, cosine, warmup 0.05)
     base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
     sft_learning_rate: float = 1e-5,
@@ -193,36 +285,29 @@ def r1ov_pipeline(
     _on_pool(sweep, CPU_POOL, cpu="250m", memory="512Mi", memory_limit="1Gi")
 
     with dsl.ExitHandler(sweep, name="stages"):
-        formalized = formalize(
-            source_uri=source_uri,
-            teacher_base_url=formalize_teacher_url,
-            teacher_model=formalize_teacher_model,
+        merged = data_stages(
+            source_uri,
+            run_id,
+            data_root=data_root,
+            data_shards=data_shards,
+            formalize_teacher_url=formalize_teacher_url,
+            formalize_teacher_model=formalize_teacher_model,
+            distill_teacher_url=distill_teacher_url,
+            distill_teacher_model=distill_teacher_model,
+            judge_url=judge_url,
+            judge_model=judge_model,
             teacher_max_concurrency=teacher_max_concurrency,
-            extra_config=formalize_extra_config,
-        ).set_display_name("formalize images")
-        _teacher_key(formalized, "formalize-api-key").set_retry(2)
-        _on_pool(formalized, CPU_POOL, cpu="4", memory="16Gi", memory_limit="32Gi")  # OCR, detector
-
-        distilled = distill(
-            formalized=formalized.outputs["formalized"],
-            teacher_base_url=distill_teacher_url,
-            teacher_model=distill_teacher_model,
-            teacher_max_concurrency=teacher_max_concurrency,
-            extra_config=distill_extra_config,
-        ).set_display_name("distill reasoning")
-        _teacher_key(distilled, "distill-api-key").set_retry(2)
-        _on_pool(distilled, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
-
-        filtered = filter_reasoning(
-            distilled=distilled.outputs["distilled"],
             require_answer_match=require_answer_match,
-            extra_config=filter_extra_config,
-        ).set_display_name("filter reasoning")
-        _object_store_access(filtered)
-        _on_pool(filtered, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
+            min_accepted_fraction=min_accepted_fraction,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            formalize_extra_config=formalize_extra_config,
+            distill_extra_config=distill_extra_config,
+            filter_extra_config=filter_extra_config,
+        )
 
         sft_task = sft(
-            train_data=filtered.outputs["filtered"],
+            train_data=merged.outputs["filtered"],
             base_model=base_model,
             learning_rate=sft_learning_rate,
             per_device_train_batch_size=sft_per_device_train_batch_size,

@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
 
 from components._image import VLLM_IMAGE
 
@@ -11,6 +11,7 @@ def evaluate(
     results: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
+    tables: Output[Markdown],
     backend: str = "vllm",
     max_new_tokens: int = 4096,
     temperature: float = 0.0,
@@ -38,6 +39,7 @@ def evaluate(
         metrics: Accuracy overall and per benchmark, category and level.
         report: The HTML report (tables and plot), shown in the KFP UI.
         results: Directory with predictions, metrics.json and report.html.
+        tables: The paper's two tables (math benchmarks; R1-Onevision-Bench by level and category), in the KFP UI.
         Output: Overall accuracy (the promotion gate's default metric).
     """
     import shutil
@@ -64,5 +66,6 @@ def evaluate(
     }
     summary = run_task("eval", fields, extra_config)
     shutil.copyfile(Path(results.path) / "report.html", report.path)
+    shutil.copyfile(Path(results.path) / "tables.md", tables.path)
     log_metrics(metrics, summary.get("metrics", summary))
     return float(summary.get("metrics", summary).get("overall/accuracy", 0.0))
