@@ -16,13 +16,13 @@ import helm_python as helm
 import pytest
 import yaml
 from kubernetes.client import ApiClient, Configuration
+from test_registry import register_version
 
 from r1ov.config import EndpointConfig, PromoteConfig, TrackingConfig
 from r1ov.k8s import client
 from r1ov.k8s.endpoint import VERSION_ANNOTATION, served_version
 from r1ov.registry import promote
 from r1ov.testing.kube_api import StandInAPI, serve
-from tests.test_registry import register_version
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "r1ov"

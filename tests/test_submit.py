@@ -42,11 +42,12 @@ def _run(argv: list[str], tmp_path: Path, endpoint: str) -> subprocess.Completed
     return subprocess.run(argv, cwd=ROOT, env=_env(tmp_path, endpoint), capture_output=True, text=True, timeout=120)
 
 
-def test_readme_kfp_run_create_is_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("verb", ["create", "submit"])  # `kfp run submit` is the deprecated alias the README names
+def test_readme_kfp_run_create_is_accepted(tmp_path: Path, verb: str) -> None:
     argv = readme_submit_command()
     assert argv[:3] == ["kfp", "run", "create"] and "-f" in argv
     with KfpApiServer() as api:
-        done = _run([str(KFP), *argv[1:]], tmp_path, api.url)
+        done = _run([str(KFP), "run", verb, *argv[3:]], tmp_path, api.url)
         assert done.returncode == 0, f"refused: {api.refusals}\n{done.stderr[-2000:]}"
         (run,) = api.runs.values()
     sent = run["runtime_config"]["parameters"]
