@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: venv demo test test-fast lint compile check-compiled bench bench-data constraints clean
+.PHONY: venv system-deps demo test test-fast lint compile check-compiled bench bench-data constraints clean
 
 venv: $(STAMP)
 
@@ -15,13 +15,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: venv
+# OCR for the formalize stage (pytesseract drives this binary); Debian/Ubuntu package names.
+system-deps:
+	@command -v tesseract >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install --yes --no-install-recommends tesseract-ocr tesseract-ocr-eng; }
+
+demo: venv system-deps
 	$(BIN)/r1ov demo --workdir demo-run
 
-test: venv
+test: venv system-deps
 	$(BIN)/pytest -q
 
-test-fast: venv
+test-fast: venv system-deps
 	$(BIN)/pytest -q -m "not slow"
 
 lint: venv

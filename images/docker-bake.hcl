@@ -2,6 +2,7 @@
 #   docker buildx bake -f images/docker-bake.hcl            # all images, tag = package version
 #   docker buildx bake -f images/docker-bake.hcl --push     # and push them
 #   TAG=0.1.1 REGISTRY=registry.example.com/r1ov docker buildx bake -f images/docker-bake.hcl train
+#   GIT_COMMIT=$(git rev-parse HEAD) docker buildx bake -f images/docker-bake.hcl   # label + env of the commit
 # TAG must equal r1ov.__version__ and REGISTRY r1ov.bundle.REGISTRY: components, charts and this
 # file name the same images (tests/test_images.py checks).
 
@@ -11,6 +12,11 @@ variable "REGISTRY" {
 
 variable "TAG" {
   default = "0.1.0"
+}
+
+# The commit the images are built from (org.opencontainers.image.revision and R1OV_GIT_COMMIT).
+variable "GIT_COMMIT" {
+  default = "unknown"
 }
 
 group "default" {
@@ -23,6 +29,7 @@ target "_common" {
   platforms = ["linux/amd64"]
   args = {
     R1OV_VERSION = "${TAG}"
+    GIT_COMMIT   = "${GIT_COMMIT}"
   }
 }
 
@@ -54,6 +61,7 @@ target "data" {
   }
   args = {
     R1OV_VERSION = "${TAG}"
+    GIT_COMMIT   = "${GIT_COMMIT}"
     BASE_IMAGE   = "r1ov-base"
   }
 }

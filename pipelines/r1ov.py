@@ -9,6 +9,8 @@ Submit to Kubeflow Pipelines (paper settings are the defaults; override any para
     kfp run create -e r1ov -f pipelines/r1ov.yaml source_uri=s3://... clevr_uri=s3://... \
         benchmarks='[{"name": "mathvista", "uri": "s3://..."}]' mlflow_tracking_uri=http://mlflow.r1ov.svc.cluster.local:5000
 
+(or ``r1ov submit`` with the same ``key=value`` arguments, which also sets the run's service account).
+
 Run locally end to end on the tiny model: ``make demo`` (the same compiled YAML under kfp.local).
 """
 
@@ -16,21 +18,33 @@ from kfp import dsl, kubernetes
 from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.cleanup.component import cleanup
-from components.distill.component import distill
+from components.data_stage.component import data_stage
 from components.evaluate.component import evaluate
-from components.filter.component import filter_reasoning
-from components.formalize.component import formalize
 from components.grpo.component import grpo
+from components.merge_shards.component import merge_shards
 from components.promote.component import promote
 from components.register.component import register
 from components.sft.component import sft
-from r1ov.bundle import GPU_RESOURCE, GPU_TAINT, POOL_LABEL
+from components.shard_source.component import shard_source
+from r1ov.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
 
 # Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
 TEACHER_SECRET = "r1ov-teachers"
 S3_SECRET = "r1ov-s3"
 MLFLOW_SECRET = "r1ov-mlflow"
 SETTINGS_CONFIGMAP = "r1ov-settings"
+# The keys of that ConfigMap (charts/r1ov-platform templates/configmap.yaml; a test compares).
+SETTINGS_KEYS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "R1OV_S3_ENDPOINT",
+    "AWS_REGION",
+    "R1OV_IMAGE_REGISTRY",
+    "R1OV_IMAGE_TAG",
+)
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+MLFLOW_CLIENT_LABEL = "r1ov.io/mlflow-client"  # charts/r1ov-platform admits these pods to MLflow
 
 
 def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -47,9 +61,9 @@ def _object_store_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
         {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
         optional=True,
     )
-    kubernetes.use_config_map_as_env(
-        task, SETTINGS_CONFIGMAP, {"R1OV_S3_ENDPOINT": "R1OV_S3_ENDPOINT", "AWS_REGION": "AWS_REGION"}, optional=True
-    )
+    # Every key the platform chart publishes (optional: a key it leaves out is simply unset).
+    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIGMAP, {key: key for key in SETTINGS_KEYS}, optional=True)
+    kubernetes.add_pod_label(task, MLFLOW_CLIENT_LABEL, "true")  # admitted by the MLflow NetworkPolicy
     return task
 
 
@@ -58,26 +72,131 @@ def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
     return _object_store_access(task)
 
 
-def _tolerate_gpu_taint(task: dsl.PipelineTask) -> None:
-    kubernetes.add_toleration(task, key=GPU_TAINT["key"], operator=GPU_TAINT["operator"], effect=GPU_TAINT["effect"])
+def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_limit: str | None = None) -> None:
+    """Place a task with the vocabulary the node-pool chart uses (r1ov.bundle), with requests that
+    let the scheduler and the autoscaler size its node. CPU pools carry no GPU toleration."""
+    for key, value in pool_selector(pool).items():
+        kubernetes.add_node_selector(task, key, value)
+    for toleration in pool_tolerations(pool):
+        kubernetes.add_toleration(task, **toleration)
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    if memory_limit:
+        task.set_memory_limit(memory_limit)
 
 
-def _as_training_launcher(task: dsl.PipelineTask, gpus: PipelineChannel, node_selector: PipelineChannel) -> None:
-    """A training task: a CPU launcher by default (its PyTorchJob/TrainJob pods hold the GPUs and
-    carry the train pool's selector and toleration, see r1ov.k8s.trainjobs); with launcher=local
-    on one GPU node, submit train_task_gpus and train_task_node_selector so the task pod is that node."""
+# Shard pods of the data fan-out running at once: each keeps teacher_max_concurrency requests in
+# flight, so this times that is the load on a teacher endpoint (KFP needs a constant here).
+DATA_PARALLELISM = 16
+
+
+def data_stages(
+    source_uri: str | PipelineChannel,
+    run_id: str | PipelineChannel,
+    *,
+    data_root: str | PipelineChannel,
+    data_shards: int | PipelineChannel,
+    formalize_teacher_url: str | PipelineChannel,
+    formalize_teacher_model: str | PipelineChannel,
+    distill_teacher_url: str | PipelineChannel,
+    distill_teacher_model: str | PipelineChannel,
+    judge_url: str | PipelineChannel,
+    judge_model: str | PipelineChannel,
+    teacher_max_concurrency: int | PipelineChannel,
+    require_answer_match: bool | PipelineChannel,
+    min_accepted_fraction: float | PipelineChannel,
+    mlflow_tracking_uri: str | PipelineChannel,
+    mlflow_experiment: str | PipelineChannel,
+    formalize_extra_config: dict | PipelineChannel,
+    distill_extra_config: dict | PipelineChannel,
+    filter_extra_config: dict | PipelineChannel,
+) -> dsl.PipelineTask:
+    """Split the source into shards, run formalize -> distill -> filter per shard in parallel pods
+    (each writing straight to durable storage under data_root, or the pipeline root), then merge.
+    Returns the merge task; its ``filtered`` output is the training set."""
+    shards = shard_source(
+        source_uri=source_uri,
+        num_shards=data_shards,
+        data_root=data_root,
+        pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+        run_id=run_id,
+    ).set_display_name("shard source")
+    _object_store_access(shards).set_caching_options(False)
+    _on_pool(shards, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
+    with dsl.ParallelFor(shards.output, parallelism=DATA_PARALLELISM, name="data-shards") as shard:
+        formalized = data_stage(
+            stage="formalize",
+            shard_uri=shard,
+            teacher_base_url=formalize_teacher_url,
+            teacher_model=formalize_teacher_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            extra_config=formalize_extra_config,
+        ).set_display_name("formalize shard")
+        # The detector and OCR run in this pod next to the teacher calls.
+        _on_pool(formalized, CPU_POOL, cpu="4", memory="16Gi", memory_limit="32Gi")
+        distilled = data_stage(
+            stage="distill",
+            shard_uri=formalized.outputs["Output"],
+            teacher_base_url=distill_teacher_url,
+            teacher_model=distill_teacher_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            extra_config=distill_extra_config,
+        ).set_display_name("distill shard")
+        _on_pool(distilled, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
+        filtered = data_stage(
+            stage="filter",
+            shard_uri=distilled.outputs["Output"],
+            teacher_base_url=judge_url,
+            teacher_model=judge_model,
+            teacher_max_concurrency=teacher_max_concurrency,
+            require_answer_match=require_answer_match,
+            extra_config=filter_extra_config,
+        ).set_display_name("filter shard")
+        _on_pool(filtered, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
+        for task, key in (
+            (formalized, "formalize-api-key"),
+            (distilled, "distill-api-key"),
+            (filtered, "judge-api-key"),
+        ):
+            # Progress and caches are durable: a retried pod resumes; KFP's own cache would skip it.
+            _teacher_key(task, key).set_retry(2).set_caching_options(False)
+    merged = merge_shards(
+        shard_uris=dsl.Collected(filtered.outputs["Output"]),
+        min_accepted_fraction=min_accepted_fraction,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+        run_id=run_id,
+    ).set_display_name("merge shards")
+    _object_store_access(merged).set_caching_options(False)
+    _on_pool(merged, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
+    return merged
+
+
+def _keep_running(task: dsl.PipelineTask) -> None:
+    """Consolidation must not evict a task that watches (or is) a long job: Karpenter waits for it."""
+    kubernetes.add_pod_annotation(task, DO_NOT_DISRUPT, "true")
+
+
+def _as_training_launcher(
+    task: dsl.PipelineTask, gpus: PipelineChannel, node_selector: PipelineChannel, tolerations: PipelineChannel
+) -> None:
+    """A training task: a CPU launcher on the cpu pool by default (its PyTorchJob/TrainJob pods hold
+    the GPUs and carry the train pool's selector and toleration, see r1ov.k8s.trainjobs); with
+    launcher=local on one GPU node, submit train_task_gpus, train_task_node_selector and
+    train_task_tolerations so the task pod is that node."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     kubernetes.add_node_selector_json(task, node_selector)
-    _tolerate_gpu_taint(task)
+    kubernetes.add_toleration_json(task, tolerations)
+    task.set_cpu_request("1").set_memory_request("4Gi")  # no limit: with launcher=local it trains
+    _keep_running(task)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     _object_store_access(task).set_caching_options(False)
 
 
-def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTask:
-    """Schedule on the GPU pool with the vocabulary the node-pool chart uses."""
+def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int, cpu: str, memory: str) -> dsl.PipelineTask:
+    """Schedule on a GPU pool with the vocabulary the node-pool chart uses."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
-    kubernetes.add_node_selector(task, POOL_LABEL, pool)
-    _tolerate_gpu_taint(task)
+    _on_pool(task, pool, cpu, memory)
+    _keep_running(task)
     # vLLM and NCCL need more shared memory than the container default.
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     return _object_store_access(task)
@@ -87,7 +206,8 @@ def _on_gpu_pool(task: dsl.PipelineTask, pool: str, gpus: int) -> dsl.PipelineTa
 def r1ov_pipeline(
     source_uri: str,
     clevr_uri: str,
-    benchmarks: str,
+    # Typed as the KFP CLI decodes `key=value`: JSON lists and mappings arrive as LIST and STRUCT.
+    benchmarks: list,
     mlflow_tracking_uri: str,
     # data: teachers over any OpenAI-compatible endpoint
     formalize_teacher_url: str = "https://api.openai.com/v1",
@@ -96,6 +216,11 @@ def r1ov_pipeline(
     distill_teacher_model: str = "deepseek-reasoner",
     teacher_max_concurrency: int = 16,
     require_answer_match: bool = True,
+    judge_url: str = "https://api.openai.com/v1",  # the filter's LLM judge (key: judge-api-key); empty: rules only
+    judge_model: str = "gpt-4o",
+    data_shards: int = 8,  # pods per data stage (DATA_PARALLELISM run at once)
+    data_root: str = "",  # durable root (s3://...) for shards and response caches; empty: the pipeline root
+    min_accepted_fraction: float = 0.5,  # fail before training when less of the data survives
     # SFT (paper: full fine-tune, lr 1e-5, batch 1 x accum 16 x 8 GPUs, 1 epoch, cosine, warmup 0.05)
     base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
     sft_learning_rate: float = 1e-5,
@@ -129,8 +254,11 @@ def r1ov_pipeline(
     checkpoint_root: str = "",
     namespace: str = "r1ov",
     train_task_gpus: int = 0,
-    # KFP writes defaults into the compiled YAML; these are never mutated.
-    train_task_node_selector: dict = {},  # noqa: B006 - e.g. {"r1ov.io/pool": "train"} with launcher=local
+    # KFP writes defaults into the compiled YAML; these are never mutated. The training tasks watch
+    # their jobs from the cpu pool; with launcher=local they train in place: submit the train pool's
+    # selector and the GPU toleration (README, "On a cluster").
+    train_task_node_selector: dict = pool_selector(CPU_POOL),  # noqa: B008
+    train_task_tolerations: list = [],  # noqa: B006
     # evaluation, registry, promotion
     eval_backend: str = "vllm",
     eval_max_new_tokens: int = 4096,
@@ -140,47 +268,46 @@ def r1ov_pipeline(
     promote_metric: str = "overall/accuracy",
     promote_min_value: float = 0.0,
     promote_min_improvement: float = 0.0,
-    # any other config field, per stage, as a YAML/JSON mapping
-    formalize_extra_config: str = "",
-    distill_extra_config: str = "",
-    filter_extra_config: str = "",
-    sft_extra_config: str = "",
-    grpo_extra_config: str = "",
-    eval_extra_config: str = "",
+    # any other config field, per stage, as a JSON mapping (`sft_extra_config='{"save_steps": 100}'`)
+    formalize_extra_config: dict = {},  # noqa: B006
+    distill_extra_config: dict = {},  # noqa: B006
+    filter_extra_config: dict = {},  # noqa: B006
+    sft_extra_config: dict = {},  # noqa: B006
+    grpo_extra_config: dict = {},  # noqa: B006
+    eval_extra_config: dict = {},  # noqa: B006
+    # roll the endpoint on promotion: {"endpoint": {"deployment": "r1ov-serve-r1ov-inference", "namespace": "r1ov"}}
+    promote_extra_config: dict = {},  # noqa: B006
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
     sweep = cleanup(run_id=run_id, launcher=launcher, namespace=namespace).set_display_name("clean up")
     _object_store_access(sweep)
+    _on_pool(sweep, CPU_POOL, cpu="250m", memory="512Mi", memory_limit="1Gi")
 
     with dsl.ExitHandler(sweep, name="stages"):
-        formalized = formalize(
-            source_uri=source_uri,
-            teacher_base_url=formalize_teacher_url,
-            teacher_model=formalize_teacher_model,
+        merged = data_stages(
+            source_uri,
+            run_id,
+            data_root=data_root,
+            data_shards=data_shards,
+            formalize_teacher_url=formalize_teacher_url,
+            formalize_teacher_model=formalize_teacher_model,
+            distill_teacher_url=distill_teacher_url,
+            distill_teacher_model=distill_teacher_model,
+            judge_url=judge_url,
+            judge_model=judge_model,
             teacher_max_concurrency=teacher_max_concurrency,
-            extra_config=formalize_extra_config,
-        ).set_display_name("formalize images")
-        _teacher_key(formalized, "formalize-api-key").set_retry(2)
-
-        distilled = distill(
-            formalized=formalized.outputs["formalized"],
-            teacher_base_url=distill_teacher_url,
-            teacher_model=distill_teacher_model,
-            teacher_max_concurrency=teacher_max_concurrency,
-            extra_config=distill_extra_config,
-        ).set_display_name("distill reasoning")
-        _teacher_key(distilled, "distill-api-key").set_retry(2)
-
-        filtered = filter_reasoning(
-            distilled=distilled.outputs["distilled"],
             require_answer_match=require_answer_match,
-            extra_config=filter_extra_config,
-        ).set_display_name("filter reasoning")
-        _object_store_access(filtered)
+            min_accepted_fraction=min_accepted_fraction,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            formalize_extra_config=formalize_extra_config,
+            distill_extra_config=distill_extra_config,
+            filter_extra_config=filter_extra_config,
+        )
 
         sft_task = sft(
-            train_data=filtered.outputs["filtered"],
+            train_data=merged.outputs["filtered"],
             base_model=base_model,
             learning_rate=sft_learning_rate,
             per_device_train_batch_size=sft_per_device_train_batch_size,
@@ -203,7 +330,7 @@ def r1ov_pipeline(
             task_gpus=train_task_gpus,
             extra_config=sft_extra_config,
         ).set_display_name("SFT")
-        _as_training_launcher(sft_task, train_task_gpus, train_task_node_selector)
+        _as_training_launcher(sft_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
 
         grpo_task = grpo(
             sft_model=sft_task.outputs["model"],
@@ -232,7 +359,7 @@ def r1ov_pipeline(
             task_gpus=train_task_gpus,
             extra_config=grpo_extra_config,
         ).set_display_name("GRPO")
-        _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector)
+        _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
 
         eval_task = evaluate(
             model=grpo_task.outputs["model"],
@@ -245,7 +372,7 @@ def r1ov_pipeline(
             run_id=run_id,
             extra_config=eval_extra_config,
         ).set_display_name("evaluate")
-        _on_gpu_pool(eval_task, pool="rollout", gpus=1)
+        _on_gpu_pool(eval_task, pool="rollout", gpus=1, cpu="8", memory="64Gi")
 
         register_task = register(
             model=grpo_task.outputs["model"],
@@ -256,6 +383,7 @@ def r1ov_pipeline(
             run_id=run_id,
         ).set_display_name("register challenger")
         _object_store_access(register_task).set_caching_options(False)
+        _on_pool(register_task, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
 
         promote_task = promote(
             mlflow_tracking_uri=mlflow_tracking_uri,
@@ -263,6 +391,8 @@ def r1ov_pipeline(
             metric=promote_metric,
             min_value=promote_min_value,
             min_improvement=promote_min_improvement,
+            extra_config=promote_extra_config,
         ).set_display_name("promote champion")
         promote_task.after(register_task)
         _object_store_access(promote_task).set_caching_options(False)
+        _on_pool(promote_task, CPU_POOL, cpu="500m", memory="1Gi", memory_limit="2Gi")

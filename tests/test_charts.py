@@ -15,6 +15,7 @@ against a local stand-in of the OpenAI ``/v1/models`` endpoint that checks the b
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import http.server
@@ -54,6 +55,8 @@ CRD_FILES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
     ("cloud.google.com/v1", "ComputeClass"): "cloud.google.com_computeclasses.v1.schema.json",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
+    ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"): "serving.kserve.io_clusterstoragecontainers.yaml",
 }
 
 
@@ -77,6 +80,11 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 
 def ci_values(chart: str) -> list[Path]:
     return sorted((CHARTS / chart / "ci").glob("*-values.yaml"))
+
+
+def deployment_values() -> list[Path]:
+    """The inference chart's ci configurations that render its own Deployment (not KServe's)."""
+    return [p for p in ci_values("r1ov-inference") if not load_values(p).get("kserve", {}).get("enabled")]
 
 
 def load_values(path: Path) -> dict[str, Any]:
@@ -118,6 +126,11 @@ def one(objects: list[tuple[str, dict]], kind: str) -> dict:
     found = by_kind(objects, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def settings_map(objects: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The bundle's settings ConfigMap (the chart also renders MLflow's auth config in small mode)."""
+    return next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "r1ov-settings")
 
 
 def pod_specs(objects: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -225,24 +238,61 @@ def test_every_chart_has_ci_values_for_its_switches() -> None:
         "HorizontalPodAutoscaler",
         "ScaledObject",
         "ServiceMonitor",
+        "InferenceService",
+        "ClusterStorageContainer",
         "NetworkPolicy",
         "PodDisruptionBudget",
     } <= kinds
 
 
-def test_platform_renders_with_defaults() -> None:
-    objects = render("r1ov-platform", {})
-    for _, obj in objects:
+def test_platform_defaults_are_production_and_small_mode_is_labelled() -> None:
+    """Defaults: PostgreSQL and an object store, so rendering names what to set; SQLite is the labelled small mode."""
+    with pytest.raises(helm.HelmRenderError, match=r"mlflow\.artifactsDestination is required"):
+        render("r1ov-platform", {})
+    small = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/small-values.yaml"))
+    for _, obj in small:
         validate(obj)
-    assert {obj["kind"] for _, obj in objects} == {
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-        "ConfigMap",
-        "Deployment",
-        "Service",
-        "PersistentVolumeClaim",
-    }
+    assert {obj["kind"] for _, obj in small} == {
+        "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service", "PersistentVolumeClaim",
+        "NetworkPolicy",
+    }  # fmt: skip
+    for kind in ("Deployment", "PersistentVolumeClaim"):
+        assert one(small, kind)["metadata"]["labels"]["r1ov.io/mode"] == "small"
+    production = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml"))
+    assert "PersistentVolumeClaim" not in {obj["kind"] for _, obj in production}
+    assert "r1ov.io/mode" not in one(production, "Deployment")["metadata"]["labels"]
+    assert "small" not in notes("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml")).lower()
+    assert "SMALL MODE" in notes("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/small-values.yaml"))
+
+
+def test_mlflow_guards_the_alias() -> None:
+    """Basic auth on with credentials by Secret reference; only labelled clients reach the port."""
+    for path in ("small-values.yaml", "postgres-values.yaml", "sqlite-s3-values.yaml"):
+        objects = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci" / path))
+        container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"][:2] == ["--app-name", "basic-auth"]
+        env = {e["name"]: e for e in container["env"]}
+        for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            assert "secretKeyRef" in env[name]["valueFrom"], name
+        policy = one(objects, "NetworkPolicy")
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        peers = policy["spec"]["ingress"][0]["from"]
+        assert {"podSelector": {"matchLabels": {"r1ov.io/mlflow-client": "true"}}} in peers
+        assert {"podSelector": {}} not in peers and {} not in peers  # never "every pod"
+    # Who carries the admitted label: every pipeline task, the inference download and its helm test.
+    admitted = {"r1ov.io/mlflow-client": "true"}
+    _, platform = yaml.safe_load_all((ROOT / "pipelines/r1ov.yaml").read_text())
+    for name, executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+        assert executor["podMetadata"]["labels"].items() >= admitted.items(), name
+    inference = render("r1ov-inference", MINIMAL_INFERENCE)
+    assert one(inference, "Deployment")["spec"]["template"]["metadata"]["labels"].items() >= admitted.items()
+    assert one(inference, "Pod")["metadata"]["labels"].items() >= admitted.items()
+    with pytest.raises(helm.HelmRenderError, match=r"mlflow\.auth\.existingSecret is required"):
+        render("r1ov-platform", {"mlflow": {"backend": "sqlite", "auth": {"existingSecret": ""}}})
+    values = load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml")
+    values["mlflow"]["auth"]["configSecret"] = ""
+    with pytest.raises(helm.HelmRenderError, match=r"mlflow\.auth\.configSecret is required"):
+        render("r1ov-platform", values)
 
 
 @pytest.mark.parametrize(("name", "values_file"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
@@ -261,9 +311,13 @@ def test_crd_copies_match_their_recorded_hashes() -> None:
 
 def test_validation_catches_a_broken_object() -> None:
     """The validators are not vacuous: a misspelt field and a bad enum value both fail."""
-    nodepool = by_kind(
-        render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml")), "NodePool"
-    )[0]
+    nodepool = next(
+        p
+        for p in by_kind(
+            render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml")), "NodePool"
+        )
+        if "taints" in p["spec"]["template"]["spec"]
+    )
     typo = copy.deepcopy(nodepool)
     typo["spec"]["disruption"]["consolidateAftr"] = typo["spec"]["disruption"].pop("consolidateAfter")
     with pytest.raises(AssertionError, match="consolidateAftr"):
@@ -306,6 +360,8 @@ def _merged(values: dict, extra: dict) -> dict:
     return out
 
 
+SMALL_PLATFORM = {"mlflow": {"backend": "sqlite"}}  # the chart's small mode: renders with no site values
+
 REQUIRED = [
     ("r1ov-gpu-nodepools", {}, "aws.clusterName is required with provider=aws: set it to your EKS cluster name"),
     ("r1ov-inference", {}, "model.name is required: set it to the MLflow registered model"),
@@ -329,7 +385,7 @@ REQUIRED = [
     ),
     (
         "r1ov-platform",
-        {"mlflow": {"backend": "postgres", "artifactsDestination": "s3://b/m"}},
+        {"mlflow": {"backend": "postgres", "artifactsDestination": "s3://b/m", "postgres": {"existingSecret": ""}}},
         "mlflow.postgres.existingSecret is required with mlflow.backend=postgres",
     ),
     (
@@ -337,7 +393,11 @@ REQUIRED = [
         {"mlflow": {"backend": "postgres", "postgres": {"existingSecret": "db"}}},
         "mlflow.artifactsDestination is required with mlflow.backend=postgres: set it",
     ),
-    ("r1ov-platform", {"mlflow": {"workers": 2}}, "mlflow.workers must be 1 with mlflow.backend=sqlite"),
+    (
+        "r1ov-platform",
+        {"mlflow": {"backend": "sqlite", "workers": 2}},
+        "mlflow.workers must be 1 with mlflow.backend=sqlite",
+    ),
 ]
 
 
@@ -392,15 +452,23 @@ def test_every_pool_is_labelled_and_tainted_as_the_bundle_says(values_file: str)
     objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci" / values_file))
     pools = {}
     for obj in by_kind(objects, "NodePool"):
-        spec = obj["spec"]["template"]["spec"]
-        pools[obj["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL]] = spec["taints"]
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert labels.items() >= bundle.pool_selector(labels[bundle.POOL_LABEL]).items()  # both providers' selector
+        pools[labels[bundle.POOL_LABEL]] = obj["spec"]["template"]["spec"].get("taints", [])
     for obj in by_kind(objects, "ComputeClass"):
         config = obj["spec"]["nodePoolConfig"]
-        pools[config["nodeLabels"][bundle.POOL_LABEL]] = config["taints"]
+        pool = config["nodeLabels"][bundle.POOL_LABEL]
+        assert obj["metadata"]["name"] == bundle.pool_selector(pool)[bundle.COMPUTE_CLASS_LABEL]
+        pools[pool] = config.get("taints", [])
     assert sorted(pools) == sorted(bundle.POOLS)
     for pool, taints in pools.items():
-        assert any(tolerates(bundle.GPU_TAINT, taint) for taint in taints), pool
-        assert any(t["key"] == bundle.GPU_TAINT["key"] and t["effect"] == bundle.GPU_TAINT["effect"] for t in taints)
+        if pool in bundle.GPU_POOLS:
+            assert any(tolerates(bundle.GPU_TAINT, taint) for taint in taints), pool
+            assert any(
+                t["key"] == bundle.GPU_TAINT["key"] and t["effect"] == bundle.GPU_TAINT["effect"] for t in taints
+            )
+        else:
+            assert taints == [], f"{pool}: a CPU pool carries no taint"
 
 
 def test_inference_pods_land_on_the_serve_pool_and_tolerate_its_taint() -> None:
@@ -411,7 +479,7 @@ def test_inference_pods_land_on_the_serve_pool_and_tolerate_its_taint() -> None:
         if o["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL] == "serve"
     )
     node_labels = serve["spec"]["template"]["metadata"]["labels"]
-    for path in ci_values("r1ov-inference"):
+    for path in deployment_values():
         spec = one(render("r1ov-inference", load_values(path)), "Deployment")["spec"]["template"]["spec"]
         assert spec["nodeSelector"][bundle.POOL_LABEL] == node_labels[bundle.POOL_LABEL] == "serve"
         assert bundle.GPU_TAINT in spec["tolerations"]
@@ -446,7 +514,7 @@ def test_default_images_are_the_bundle_images_at_the_package_version() -> None:
     images = _images(render("r1ov-inference", MINIMAL_INFERENCE))
     assert bundle.image("vllm") in images and bundle.image("base") in images
     assert set(images) <= {bundle.image(kind) for kind in bundle.IMAGE_NAMES}
-    mlflow_spec = one(render("r1ov-platform", {}), "Deployment")["spec"]["template"]["spec"]
+    mlflow_spec = one(render("r1ov-platform", SMALL_PLATFORM), "Deployment")["spec"]["template"]["spec"]
     assert mlflow_spec["containers"][0]["image"] == bundle.image("base")
     for name in ("r1ov-inference", "r1ov-platform"):
         for section in re.findall(
@@ -457,7 +525,7 @@ def test_default_images_are_the_bundle_images_at_the_package_version() -> None:
 
 
 def test_platform_settings_carry_the_bundle_registry_and_tag() -> None:
-    data = one(render("r1ov-platform", {}), "ConfigMap")["data"]
+    data = settings_map(render("r1ov-platform", SMALL_PLATFORM))["data"]
     assert data["R1OV_IMAGE_REGISTRY"] == bundle.REGISTRY
     assert data["R1OV_IMAGE_TAG"] == bundle.TAG == __version__
 
@@ -486,7 +554,7 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-@pytest.mark.parametrize("values_file", ci_values("r1ov-inference"), ids=lambda p: p.name)
+@pytest.mark.parametrize("values_file", deployment_values(), ids=lambda p: p.name)
 def test_inference_objects_point_at_each_other(values_file: Path) -> None:
     objects = render("r1ov-inference", load_values(values_file))
     deployment = one(objects, "Deployment")
@@ -511,53 +579,58 @@ def test_inference_objects_point_at_each_other(values_file: Path) -> None:
     spec = deployment["spec"]["template"]["spec"]
     accounts = {o["metadata"]["name"] for o in by_kind(objects, "ServiceAccount")}
     assert spec["serviceAccountName"] in accounts | {"default"}
-    # vLLM serves exactly the directory the init container downloads into.
+    # vLLM serves exactly the directory the init container fetched, named in a file on a shared volume.
     download, vllm = spec["initContainers"][0], spec["containers"][0]
-    assert vllm["args"][0] == arg_after(download["command"], "--dst-path")
+    path_file = arg_after(download["command"], "--path-file")
+    assert vllm["command"][:2] == ["sh", "-c"] and f'exec vllm serve "$(cat {path_file})" "$@"' == vllm["command"][2]
+    mounts = {m["name"]: m["mountPath"] for m in vllm["volumeMounts"]}
+    assert path_file.startswith(mounts["run"] + "/") and mounts["models"] == arg_after(
+        download["command"], "--cache-dir"
+    )
     assert arg_after(vllm["args"], "--tensor-parallel-size") == str(vllm["resources"]["limits"][bundle.GPU_RESOURCE])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
     assert {v["name"]: v for v in spec["volumes"]}["dshm"]["emptyDir"]["medium"] == "Memory"
     assert vllm["env"][0]["name"] == "VLLM_API_KEY" and "secretKeyRef" in vllm["env"][0]["valueFrom"]
     assert not any("api-key" in arg for arg in vllm["args"])  # the key never sits on the command line
-    test_env = {e["name"]: e for e in test_pod["spec"]["containers"][0]["env"]}
+    test_container = test_pod["spec"]["containers"][0]
+    test_env = {e["name"]: e for e in test_container["env"]}
     assert test_env["API_KEY"]["valueFrom"] == vllm["env"][0]["valueFrom"]
-    assert test_env["ENDPOINT"]["value"].startswith(f"http://{service['metadata']['name']}.{NAMESPACE}.svc:")
+    assert arg_after(test_container["command"], "--endpoint").startswith(
+        f"http://{service['metadata']['name']}.{NAMESPACE}.svc:"
+    )
+    assert arg_after(test_container["command"], "--served-model-name") == arg_after(vllm["args"], "--served-model-name")
+    # A rollout has longer than the slowest start the startup probe allows.
+    startup = vllm["startupProbe"]
+    assert deployment["spec"]["progressDeadlineSeconds"] > startup["periodSeconds"] * startup["failureThreshold"]
+    # Nothing in the chart pins the version promotion writes (a helm upgrade would roll it back).
+    assert "r1ov.io/model-version" not in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
-def test_platform_role_lets_pipeline_pods_run_training_jobs() -> None:
-    objects = render("r1ov-platform", {})
-    rules = one(objects, "Role")["rules"]
-    granted = {
-        (group, resource, verb)
-        for r in rules
-        for group in r["apiGroups"]
-        for resource in r["resources"]
-        for verb in r["verbs"]
-    }
-    for group, resource in [
-        ("kubeflow.org", "pytorchjobs"),
-        ("trainer.kubeflow.org", "trainjobs"),
-        ("apps", "deployments"),
-        ("", "services"),
-        ("", "pods"),
-    ]:
-        for verb in ("create", "get", "list", "watch", "delete"):
-            assert (group, resource, verb) in granted
-    assert ("", "pods/log", "get") in granted
-    assert not any(verb == "*" or resource == "*" for _, resource, verb in granted)
+def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
+    """What the Role grants is tests/test_rbac.py's business (derived from the code, both ways);
+    here: each Role has its binding to the chart's account, and KFP's own needs can be left out."""
+    objects = render("r1ov-platform", SMALL_PLATFORM)
     account = one(objects, "ServiceAccount")
-    binding = one(objects, "RoleBinding")
-    assert binding["roleRef"]["name"] == one(objects, "Role")["metadata"]["name"]
-    assert {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE} in binding[
-        "subjects"
-    ]
     assert account["metadata"]["name"] == "r1ov-pipeline"
+    roles = {o["metadata"]["name"] for o in by_kind(objects, "Role")}
+    assert roles == {"r1ov-r1ov-platform-pipeline", "r1ov-r1ov-platform-kfp-task"}
+    bindings = by_kind(objects, "RoleBinding")
+    assert {b["roleRef"]["name"] for b in bindings} == roles
+    for binding in bindings:
+        subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+        assert subject in binding["subjects"]
+    without = render("r1ov-platform", {**SMALL_PLATFORM, "rbac": {"kfpTaskRole": False}})
+    assert [r["metadata"]["name"].endswith("-pipeline") for r in by_kind(without, "Role")] == [True]
+    assert len(by_kind(without, "RoleBinding")) == 1
+    pinned = render("r1ov-platform", {**SMALL_PLATFORM, "rbac": {"endpointDeployments": ["serve-r1ov-inference"]}})
+    deployments = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["deployments"])
+    assert deployments["resourceNames"] == ["serve-r1ov-inference"]
 
 
 def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:
-    objects = render("r1ov-platform", {})
-    uri = one(objects, "ConfigMap")["data"]["MLFLOW_TRACKING_URI"]
+    objects = render("r1ov-platform", SMALL_PLATFORM)
+    uri = settings_map(objects)["data"]["MLFLOW_TRACKING_URI"]
     service = one(objects, "Service")
     host = uri.split("://", 1)[1].rstrip("/")
     assert host == f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{service['spec']['ports'][0]['port']}"
@@ -592,6 +665,41 @@ def test_karpenter_cel_rules_hold() -> None:
             assert family == "al2023" and version
             assert sum(1 for m in spec["blockDeviceMappings"] if m.get("rootVolume")) == 1
             assert all(term for term in spec["subnetSelectorTerms"] + spec["securityGroupSelectorTerms"])
+            interfaces = spec.get("networkInterfaces", [])
+            if interfaces:  # a primary interface; at most one EFA device per network card; no duplicates
+                assert {"networkCardIndex": 0, "deviceIndex": 0, "interfaceType": "interface"} in interfaces
+                pairs = [(i["networkCardIndex"], i["deviceIndex"]) for i in interfaces]
+                assert len(pairs) == len(set(pairs))
+                efa_cards = [i["networkCardIndex"] for i in interfaces if i["interfaceType"] == "efa-only"]
+                assert len(efa_cards) == len(set(efa_cards))
+            if "placementGroupSelector" in spec:
+                assert len(spec["placementGroupSelector"]) == 1  # name and id are mutually exclusive
+            for term in spec.get("capacityReservationSelectorTerms", []):
+                assert term and ("id" not in term or len(term) == 1)
+
+
+def test_train_pool_options_for_multi_node_training() -> None:
+    """EFA on every network card, a placement group, reserved capacity only with reservations named."""
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-pinned-values.yaml"))
+    node_class = next(c for c in by_kind(objects, "EC2NodeClass") if c["metadata"]["name"] == "r1ov-prod-train")
+    efa = [i for i in node_class["spec"]["networkInterfaces"] if i["interfaceType"] == "efa-only"]
+    assert sorted(i["networkCardIndex"] for i in efa) == list(range(32))
+    assert node_class["spec"]["placementGroupSelector"] == {"name": "r1ov-prod-train"}
+    assert node_class["spec"]["capacityReservationSelectorTerms"][0] == {"id": "cr-0a1b2c3d4e5f60718"}
+    pool = next(p for p in by_kind(objects, "NodePool") if p["metadata"]["name"] == "r1ov-prod-train")
+    assert pool["spec"]["template"]["spec"]["nodeClassRef"]["name"] == "r1ov-prod-train"
+    capacity = next(
+        r for r in pool["spec"]["template"]["spec"]["requirements"] if r["key"] == "karpenter.sh/capacity-type"
+    )
+    assert "reserved" in capacity["values"]
+    defaults = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml"))
+    for node_class in by_kind(defaults, "EC2NodeClass"):
+        assert not {"networkInterfaces", "placementGroupSelector", "capacityReservationSelectorTerms"} & set(
+            node_class["spec"]
+        )
+    reserved = {"aws": {"clusterName": "c"}, "pools": {"serve": {"aws": {"capacityTypes": ["reserved"]}}}}
+    with pytest.raises(helm.HelmRenderError, match="capacityReservationSelectorTerms is required"):
+        render("r1ov-gpu-nodepools", reserved)
 
 
 def test_training_pools_are_never_consolidated_mid_job() -> None:
@@ -653,6 +761,10 @@ def test_chart_has_schema_readme_and_notes(name: str) -> None:
 # --------------------------------------------------------------------------- commands against real programs
 
 
+MLFLOW_ADMIN = ("r1ov-admin", "a-long-admin-password-for-tests")
+MLFLOW_CLIENT_ENV = {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN[0], "MLFLOW_TRACKING_PASSWORD": MLFLOW_ADMIN[1]}
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`mlflow server` with the platform chart's rendered command and arguments.
@@ -663,15 +775,27 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     # The test's clients reach the server as 127.0.0.1:<port>: admitted the way an Ingress host would be.
-    values = {"mlflow": {"extraAllowedHosts": [f"127.0.0.1:{port}"]}}
-    container = one(render("r1ov-platform", values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    values = {"mlflow": {"backend": "sqlite", "extraAllowedHosts": [f"127.0.0.1:{port}"]}}
+    objects = render("r1ov-platform", values)
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["mlflow", "server"]
     args = list(container["args"])
     args[args.index("--port") + 1] = str(port)
     args[args.index("--host") + 1] = "127.0.0.1"
     args[args.index("--backend-store-uri") + 1] = f"sqlite:///{root / 'mlflow.db'}"
     args[args.index("--artifacts-destination") + 1] = str(root / "artifacts")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root)}
+    # The auth config the chart renders, its user store moved next to the database.
+    ini = next(o for _, o in objects if o["kind"] == "ConfigMap" and "basic_auth.ini" in o.get("data", {}))
+    (root / "basic_auth.ini").write_text(
+        ini["data"]["basic_auth.ini"].replace("sqlite:////mlflow/basic_auth.db", f"sqlite:///{root / 'auth.db'}")
+    )
+    env = {
+        **os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(root),
+        "MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"), "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN[1], "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-flask-key",
+    }  # fmt: skip
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert any(e["name"] == name for e in container["env"]), name
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", *args],
         env=env,
@@ -690,19 +814,39 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             assert server.poll() is None, "mlflow server exited"
             assert time.monotonic() < deadline, "mlflow server did not come up"
             time.sleep(0.25)
-        yield port
+        with pytest.MonkeyPatch.context() as patch:  # the test's own MLflow clients log in as the pipeline does
+            for name, value in MLFLOW_CLIENT_ENV.items():
+                patch.setenv(name, value)
+            yield port
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 def _get(port: int, path: str, host: str) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    headers = {"Host": host, "Authorization": "Basic " + base64.b64encode(":".join(MLFLOW_ADMIN).encode()).decode()}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_mlflow_refuses_anonymous_writes(mlflow_server: int) -> None:
+    """Any pod that reaches the server must still log in before it can move an alias."""
+    body = json.dumps({"name": "anything", "alias": "champion", "version": "1"}).encode()
+    for auth, expected in ((None, 401), (("intruder", "guess"), 401)):
+        headers = {"Host": f"127.0.0.1:{mlflow_server}", "Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{mlflow_server}/api/2.0/mlflow/registered-models/alias", data=body, headers=headers,
+            method="POST",
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == expected
 
 
 def test_mlflow_server_accepts_in_cluster_hosts_only(mlflow_server: int) -> None:
@@ -713,51 +857,83 @@ def test_mlflow_server_accepts_in_cluster_hosts_only(mlflow_server: int) -> None
     assert _get(port, search, "attacker.example.com") == 403
 
 
-def test_init_container_downloads_the_champion_through_the_server(mlflow_server: int, tmp_path: Path) -> None:
-    """Register a model the way r1ov.registry does, then run the init container's exact command."""
+def _register_tiny(port: int, tmp_path: Path, name: str, versions: int = 1) -> None:
+    """Register versions the way r1ov.registry does; the last one holds `champion`."""
     from mlflow import MlflowClient
 
-    port = mlflow_server
     tracking = f"http://127.0.0.1:{port}"
-    checkpoint = tmp_path / "checkpoint"
-    (checkpoint / "sub").mkdir(parents=True)
-    (checkpoint / "config.json").write_text('{"model_type": "tiny"}')
-    (checkpoint / "sub" / "weights.bin").write_bytes(b"0123")
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-    run = client.create_run(client.create_experiment("charts"))
-    client.log_artifacts(run.info.run_id, str(checkpoint), artifact_path="model")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model("tiny")
-    version = client.create_model_version("tiny", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
-    client.set_registered_model_alias("tiny", "champion", version.version)
-    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: pods need no S3 keys
+    experiment = client.create_experiment(f"charts-{name}")
+    client.create_registered_model(name)
+    for index in range(versions):
+        checkpoint = tmp_path / f"checkpoint-{index}"
+        (checkpoint / "sub").mkdir(parents=True)
+        (checkpoint / "config.json").write_text(json.dumps({"model_type": "tiny", "index": index}))
+        (checkpoint / "sub" / "weights.bin").write_bytes(b"0123")
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(checkpoint), artifact_path="model")
+        client.set_terminated(run.info.run_id)
+        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: pods need no S3 keys
+    client.set_registered_model_alias(name, "champion", version.version)
 
-    spec = one(render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"model": {"name": "tiny"}})), "Deployment")
+
+def _init_command(tmp_path: Path, port: int, name: str) -> tuple[list[str], dict[str, str]]:
+    spec = one(render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"model": {"name": name}})), "Deployment")
     download = spec["spec"]["template"]["spec"]["initContainers"][0]
     command = list(download["command"])
-    assert command[:3] == ["python", "-m", "mlflow"]
-    dst = tmp_path / "models" / "model"
-    command[command.index("--dst-path") + 1] = str(dst)
+    assert command[:3] == ["python", "-m", "r1ov.serving"]
+    command[command.index("--cache-dir") + 1] = str(tmp_path / "models")
+    command[command.index("--path-file") + 1] = str(tmp_path / "run" / "model-path")
     env = {e["name"]: e["value"] for e in download["env"] if "value" in e}
-    env.update(MLFLOW_TRACKING_URI=tracking, PATH=os.environ["PATH"], HOME=str(tmp_path))
-    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=180)
+    env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", PATH=os.environ["PATH"], HOME=str(tmp_path))
+    env.update(PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV)  # the Secret's envFrom
+    return [sys.executable, *command[1:]], env
+
+
+def test_init_container_downloads_the_champion_through_the_server(mlflow_server: int, tmp_path: Path) -> None:
+    """Register a model the way r1ov.registry does, then run the init container's exact command."""
+    _register_tiny(mlflow_server, tmp_path, "tiny", versions=2)
+    command, env = _init_command(tmp_path, mlflow_server, "tiny")
+    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert json.loads((dst / "config.json").read_text()) == {"model_type": "tiny"}
-    assert (dst / "sub" / "weights.bin").read_bytes() == b"0123"
+    served = Path((tmp_path / "run" / "model-path").read_text())
+    assert served == tmp_path / "models" / "tiny" / "2"  # the alias, resolved to its version
+    assert json.loads((served / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+    assert (served / "sub" / "weights.bin").read_bytes() == b"0123"
+
+
+def test_replicas_sharing_the_cache_download_once_and_never_write_one_path(mlflow_server: int, tmp_path: Path) -> None:
+    """Two replicas starting together on one shared volume, then a third later: one copy, no leftovers."""
+    _register_tiny(mlflow_server, tmp_path, "shared")
+    command, env = _init_command(tmp_path, mlflow_server, "shared")
+    starts = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for process in starts:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err.decode()[-2000:]
+    version_dir = tmp_path / "models" / "shared"
+    assert sorted(p.name for p in version_dir.iterdir()) == ["1"]  # the loser's staging copy is gone
+    marker = version_dir / "1" / ".r1ov-complete"
+    written = marker.stat().st_mtime_ns
+    later = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert later.returncode == 0 and b"is cached" in later.stderr
+    assert marker.stat().st_mtime_ns == written
 
 
 class _ModelsHandler(http.server.BaseHTTPRequestHandler):
-    """Stand-in for vLLM's OpenAI server: /v1/models behind a bearer key."""
+    """Stand-in for vLLM's OpenAI server: /v1/models behind a bearer key, with the served directory as root."""
 
     key = "s3cret"
     served = "r1ov-7b"
+    root = "/models/r1ov-7b/2"
 
     def do_GET(self) -> None:
         if self.headers.get("Authorization") != f"Bearer {self.key}":
             self.send_response(401)
             self.end_headers()
             return
-        body = json.dumps({"object": "list", "data": [{"id": self.served, "object": "model"}]}).encode()
+        model = {"id": self.served, "object": "model", "root": type(self).root}
+        body = json.dumps({"object": "list", "data": [model]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -778,13 +954,102 @@ def models_endpoint() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    ("model", "key", "passes"),
-    [("r1ov-7b", "s3cret", True), ("other-model", "s3cret", False), ("r1ov-7b", "wrong", False)],
+    ("model", "key", "root", "passes"),
+    [
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", True),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/1", False),  # promoted, but the replicas still serve v1
+        ("other-model", "s3cret", "/models/r1ov-7b/2", False),
+        ("r1ov-7b", "wrong", "/models/r1ov-7b/2", False),
+    ],
 )
-def test_helm_test_script_checks_the_served_model(models_endpoint: str, model: str, key: str, passes: bool) -> None:
+def test_helm_test_checks_the_served_version_matches_the_alias(
+    mlflow_server: int, models_endpoint: str, tmp_path: Path, model: str, key: str, root: str, passes: bool
+) -> None:
+    if not getattr(_ModelsHandler, "registered", False):
+        _register_tiny(mlflow_server, tmp_path, "r1ov-7b", versions=2)
+        _ModelsHandler.registered = True
+    _ModelsHandler.root = root
     pod = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")
-    command = pod["spec"]["containers"][0]["command"]
-    assert command[:2] == ["python", "-c"]
-    env = {"ENDPOINT": models_endpoint, "MODEL": model, "API_KEY": key, "PATH": os.environ["PATH"]}
-    result = subprocess.run([sys.executable, "-c", command[2]], env=env, capture_output=True, timeout=60)
-    assert (result.returncode == 0) is passes, result.stderr.decode()
+    container = pod["spec"]["containers"][0]
+    command = list(container["command"])
+    assert command[:4] == ["python", "-m", "r1ov.serving", "check"]
+    command[command.index("--endpoint") + 1] = models_endpoint
+    command[command.index("--served-model-name") + 1] = model
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        API_KEY=key, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
+        HOME=str(tmp_path), PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV,
+    )  # fmt: skip
+    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=120)
+    assert (result.returncode == 0) is passes, result.stderr.decode()[-2000:]
+    if not passes:
+        assert b"Traceback" not in result.stderr
+
+
+def test_serving_survives_a_node_disruption() -> None:
+    """Two replicas by default; one replica allows no voluntary eviction and surges on update."""
+    default = render("r1ov-inference", MINIMAL_INFERENCE)
+    assert one(default, "Deployment")["spec"]["replicas"] == 2
+    assert one(default, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    single = render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"replicaCount": 1}))
+    assert one(single, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 0
+    strategy = one(single, "Deployment")["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
+    short = _merged(MINIMAL_INFERENCE, {"progressDeadlineSeconds": 600})
+    with pytest.raises(helm.HelmRenderError, match="must exceed the startup probe's budget"):
+        render("r1ov-inference", short)
+
+
+def test_kserve_alternative_serves_the_registered_model(mlflow_server: int, tmp_path: Path) -> None:
+    """The InferenceService (validated against KServe's CRD with the other ci objects) asks for the
+    models:/ URI; the ClusterStorageContainer's exact command resolves it through MLflow as KServe
+    calls it, with the URI and the model directory as arguments."""
+    objects = render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"))
+    assert not by_kind(objects, "Deployment") and not by_kind(objects, "Service")
+    isvc = one(objects, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == "models:/r1ov-7b@champion"
+    assert predictor["model"]["modelFormat"] == {"name": "huggingface"}
+    assert predictor["nodeSelector"] == bundle.pool_selector("serve") and bundle.GPU_TAINT in predictor["tolerations"]
+    assert predictor["model"]["resources"]["limits"][bundle.GPU_RESOURCE] == 1
+    assert predictor["labels"]["r1ov.io/mlflow-client"] == "true"
+    storage = one(objects, "ClusterStorageContainer")["spec"]
+    assert storage["supportedUriFormats"] == [{"prefix": "models:/"}]
+    _register_tiny(mlflow_server, tmp_path, "kserve-tiny", versions=2)
+    container = storage["container"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"], HOME=str(tmp_path))
+    env.update(PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV)
+    dest = tmp_path / "mnt" / "models"
+    command = [sys.executable, *container["command"][1:], "models:/kserve-tiny@champion", str(dest)]
+    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert json.loads((dest / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+
+
+def test_every_settings_key_reaches_the_pipeline_pods() -> None:
+    """The ConfigMap's keys (every setting filled in) are exactly what each pipeline task maps into its env."""
+    values = _merged(SMALL_PLATFORM, {"settings": {"s3Endpoint": "http://s3:8333", "awsRegion": "eu-west-1"}})
+    published = set(settings_map(render("r1ov-platform", values))["data"])
+    _, platform = yaml.safe_load_all((ROOT / "pipelines/r1ov.yaml").read_text())
+    for name, executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
+        mapped = {
+            key["configMapKey"]
+            for entry in executor.get("configMapAsEnv", [])
+            if entry["configMapName"] == "r1ov-settings"
+            for key in entry["keyToEnv"]
+        }
+        assert mapped == published, f"{name}: {sorted(published ^ mapped)}"
+
+
+def test_image_settings_are_read_by_the_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.setenv("R1OV_IMAGE_REGISTRY", "registry.example.com/ml")
+    monkeypatch.setenv("R1OV_IMAGE_TAG", "0.1.0-rc2")
+    reloaded = importlib.reload(bundle)
+    try:
+        assert reloaded.image("train") == "registry.example.com/ml/r1ov-train:0.1.0-rc2"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(bundle)

@@ -21,7 +21,7 @@ def _recipe(path: Path, data: dict) -> str:
     return str(path)
 
 
-def test_data_stages_from_recipes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_stages_from_recipes(tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_detector_dir: Path) -> None:
     source = str(tmp_path / "source")
     assert main(["synth", "--out", source, "--n", "9", "--seed", "5"]) == 0
     # a corrupt image among good ones: set aside with a reason, the run goes on
@@ -33,7 +33,15 @@ def test_data_stages_from_recipes(tmp_path: Path, capsys: pytest.CaptureFixture[
     with serve([source], noise=0.3) as url:
         teacher = {"base_url": url, "model": "r1ov-offline-teacher", "max_concurrency": 2}
         steps = [
-            ("formalize", {"input_uri": source, "output_uri": str(tmp_path / "formalized"), "teacher": teacher}),
+            (
+                "formalize",
+                {
+                    "input_uri": source,
+                    "output_uri": str(tmp_path / "formalized"),
+                    "teacher": teacher,
+                    "perception": {"detector_model": str(tiny_detector_dir)},
+                },
+            ),
             ("distill", {"input_uri": str(tmp_path / "formalized"), "teacher": teacher}),
             ("filter", {"input_uri": str(tmp_path / "distilled")}),
         ]

@@ -150,40 +150,6 @@ def test_undefined_metrics_are_left_out() -> None:
     assert "overall/accuracy" not in metrics and metrics["overall/n"] == 0
 
 
-def test_wemath_four_dimensional_metrics() -> None:
-    """Five complete problems, one of each kind, and one without its composite (left out)."""
-    outcomes = {
-        ("2steps", "A"): {"1": True, "2": True, "multi": True},  # complete mastery
-        ("2steps", "B"): {"1": True, "2": False, "multi": True},  # rote memorization (strict), mastery (loose)
-        ("2steps", "C"): {"1": True, "2": True, "multi": False},  # inadequate generalization
-        ("2steps", "D"): {"1": False, "2": False, "multi": False},  # insufficient knowledge
-        ("3steps", "E"): {"1": False, "2": False, "3": False, "multi": True},  # rote memorization (both)
-        ("2steps", "F"): {"1": True, "2": True},  # incomplete
-    }
-    rows = [
-        _row(
-            compose("x", "A" if right else "B"),
-            "A",
-            OPTIONS,
-            benchmark="wemath",
-            metadata=json.dumps({"key": f"{steps}_{part}", "wemath_id": f"{steps}_{problem}"}),
-        )
-        for (steps, problem), parts in outcomes.items()
-        for part, right in parts.items()
-    ]
-    metrics = summarize(rows, bootstrap_samples=0)["metrics"]
-    assert metrics["wemath/four_dim/problems"] == 5
-    assert metrics["wemath/four_dim/IK_rate"] == pytest.approx(0.2)
-    assert metrics["wemath/four_dim/IG_rate"] == pytest.approx(0.2)
-    assert metrics["wemath/four_dim/CM_strict_rate"] == pytest.approx(0.2)
-    assert metrics["wemath/four_dim/CM_loose_rate"] == pytest.approx(0.4)
-    assert metrics["wemath/four_dim/RM_strict_rate"] == pytest.approx(2 / 3)
-    assert metrics["wemath/four_dim/RM_loose_rate"] == pytest.approx(1 / 3)
-    assert metrics["wemath/four_dim/score_strict"] == pytest.approx((5 - 1 - 0.5 - 2) / 5)
-    assert metrics["wemath/four_dim/score_loose"] == pytest.approx((5 - 1 - 0.5 - 1) / 5)
-    assert not any("four_dim" in k for k in summarize(rows[:2], bootstrap_samples=0)["metrics"])  # no composite
-
-
 def test_bootstrap_interval_is_seeded_and_sane() -> None:
     first = bootstrap_interval(70, 100, 1000, seed=0, name="x")
     assert first == bootstrap_interval(70, 100, 1000, seed=0, name="x")
@@ -560,7 +526,10 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: StandIn, monkeypat
     assert run_data.metrics["overall/accuracy"] == pytest.approx(4 / 9)
     assert run_data.params["backend"] == "openai"
     artifacts = {a.path for a in client.list_artifacts(summary["mlflow_run_id"], "eval")}
-    assert {"eval/report.html", "eval/metrics.json", "eval/predictions.parquet"} <= artifacts
+    assert {"eval/report.html", "eval/metrics.json", "eval/predictions.parquet", "eval/tables.md"} <= artifacts
+    tables_md = (out / "tables.md").read_text()
+    assert "## R1-Onevision-Bench by level and category" in tables_md and "| category | Deduction | 1 |" in tables_md
+    assert '<div id="paper-tables">' in html and "R1-Onevision-7B (paper)" in html
 
 
 # --------------------------------------------------------------------------- hf and vllm

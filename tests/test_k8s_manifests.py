@@ -289,7 +289,7 @@ def test_gpu_pods_land_on_their_pool(index: int) -> None:
     obj = _all_objects()[index]
     pool = "rollout" if obj["kind"] == "StatefulSet" else "train"
     for pod in _pod_specs(obj):
-        assert pod["nodeSelector"] == {bundle.POOL_LABEL: pool}
+        assert pod["nodeSelector"] == bundle.pool_selector(pool)
         assert bundle.GPU_TAINT in pod["tolerations"]
         assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
         for container in pod["containers"]:

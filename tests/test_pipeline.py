@@ -8,7 +8,7 @@ import pytest
 import yaml
 from kfp import components
 
-from r1ov.bundle import GPU_RESOURCE, POOL_LABEL
+from r1ov.bundle import GPU_RESOURCE, pool_selector
 from r1ov.compile import compile_all, repo_root, stable_text
 
 ROOT = repo_root(Path(__file__).parent)
@@ -25,7 +25,7 @@ def test_committed_yaml_is_fresh(tmp_path: Path) -> None:
 def test_every_component_has_a_compiled_yaml() -> None:
     sources = sorted(p.with_name("component.yaml") for p in ROOT.glob("components/*/component.py"))
     assert sources == COMPONENT_YAMLS
-    assert len(COMPONENT_YAMLS) == 9
+    assert len(COMPONENT_YAMLS) == 12
 
 
 @pytest.mark.parametrize("path", COMPONENT_YAMLS, ids=lambda p: p.parent.name)
@@ -75,13 +75,13 @@ def test_gpu_stage_carries_accelerator_pool_and_toleration() -> None:
     executor = _pipeline()["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
     assert executor["resources"]["accelerator"]["resourceType"] == GPU_RESOURCE
     platform = _platform_config()["exec-evaluate"]
-    assert platform["nodeSelector"]["labels"] == {POOL_LABEL: "rollout"}
+    assert platform["nodeSelector"]["labels"] == pool_selector("rollout")
     assert platform["tolerations"][0]["key"] == GPU_RESOURCE
 
 
 def test_credentials_come_from_secrets_not_literals() -> None:
     platform = _platform_config()
-    for executor in ("exec-formalize", "exec-distill"):
+    for executor in ("exec-data-stage", "exec-data-stage-2", "exec-data-stage-3"):
         secrets = {s["secretName"] for s in platform[executor]["secretAsEnv"]}
         assert {"r1ov-teachers", "r1ov-s3"} <= secrets
     text = (ROOT / "pipelines" / "r1ov.yaml").read_text().lower()
@@ -130,15 +130,17 @@ def test_a_component_is_reusable_from_its_yaml_alone(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("executor", ["exec-sft", "exec-grpo"])
 def test_training_tasks_take_their_gpus_and_pool_at_submit_time(executor: str) -> None:
-    """Launchers by default (0 GPUs: the job pods hold them); one GPU node with launcher=local."""
+    """Launchers on the cpu pool by default (0 GPUs: the job pods hold them); one GPU node with launcher=local."""
     accelerator = _pipeline()["deploymentSpec"]["executors"][executor]["container"]["resources"]["accelerator"]
     assert accelerator["resourceType"] == GPU_RESOURCE
     assert accelerator["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--train_task_gpus']}}"
     platform = _platform_config()[executor]
     assert platform["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("train_task_node_selector")
-    assert platform["tolerations"][0]["key"] == GPU_RESOURCE
+    assert platform["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("train_task_tolerations")
     params = _pipeline()["root"]["inputDefinitions"]["parameters"]
     assert params["train_task_gpus"]["defaultValue"] == 0
+    assert params["train_task_node_selector"]["defaultValue"] == pool_selector("cpu")
+    assert params["train_task_tolerations"]["defaultValue"] == []
 
 
 def test_local_launcher_refuses_more_processes_than_task_gpus() -> None:
@@ -150,3 +152,28 @@ def test_local_launcher_refuses_more_processes_than_task_gpus() -> None:
         training_fields("sft", launcher="local", nnodes=1, nproc_per_node=8, namespace="r1ov", task_gpus=4, **common)
     fields = training_fields("sft", launcher="pytorchjob", nnodes=2, nproc_per_node=8, namespace="ml", **common)
     assert fields["distributed.nnodes"] == 2 and fields["distributed.cluster.namespace"] == "ml"
+
+
+@pytest.mark.parametrize("path", COMPONENT_YAMLS, ids=lambda p: p.parent.name)
+def test_components_start_offline_and_describe_every_input_and_output(path: Path) -> None:
+    """No `pip install kfp` at task start (the image carries kfp); the KFP UI shows a description for each port."""
+    spec = yaml.safe_load(path.read_text())
+    command = " ".join(" ".join(e["container"]["command"]) for e in spec["deploymentSpec"]["executors"].values())
+    assert "pip install" not in command and "kfp==" not in command
+    for section in ("inputDefinitions", "outputDefinitions"):
+        for kind in spec["root"].get(section, {}).values():
+            for name, port in kind.items():
+                assert port.get("description"), f"{path.parent.name}: {section} {name} has no description"
+
+
+def test_extra_config_arrives_as_a_mapping_with_its_integers() -> None:
+    """STRUCT parameters travel as protobuf Struct, whose numbers are doubles; config ints survive."""
+    from r1ov.config import ConfigError
+    from r1ov.kfp_tasks import parse_extra
+
+    assert parse_extra({"save_steps": 100.0, "lr": 0.5, "distributed": {"rdzv_port": 29611.0}}) == {
+        "save_steps": 100, "lr": 0.5, "distributed": {"rdzv_port": 29611},
+    }  # fmt: skip
+    assert parse_extra("save_steps: 100") == {"save_steps": 100} and parse_extra({}) == parse_extra("") == {}
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_extra("[1, 2]")

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,48 +61,6 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     storage.write_text(str(target), "again")
     assert target.read_text() == "again"
     assert [p.name for p in target.parent.iterdir()] == ["b.txt"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3-compatible HTTP server (moto's server mode) on loopback."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    saved = {
-        k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "R1OV_S3_ENDPOINT", "AWS_REGION")
-    }
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", R1OV_S3_ENDPOINT=endpoint, AWS_REGION="us-east-1"
-    )
-    try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="r1ov")
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_dataset_roundtrip_on_s3(s3_endpoint: str, tmp_path: Path) -> None:

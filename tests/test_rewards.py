@@ -95,3 +95,49 @@ def test_unknown_reward_names_are_a_clear_error() -> None:
         rewards.get_rewards(["accuracy", "lenght"])
     with pytest.raises(ConfigError, match="at least one reward"):
         rewards.get_rewards([])
+
+
+# Every case from the review that paid a wrong answer: punctuation, sign, tolerance, hedges.
+@pytest.mark.parametrize(
+    ("answer", "gold", "options"),
+    [
+        ("-3", "3", None),
+        (".5", "5", None),
+        ("3!", "3", None),
+        ("-1/2", "1/2", None),
+        ("100000001", "100000000", None),
+        ("1.23", "1.2", None),  # no precision given: a tight tolerance
+        ("A or B", "A", ["3", "4", "5"]),
+        ("A B C", "A", ["3", "4", "5"]),
+        ("A, B", "B", ["3", "4", "5"]),
+        ("3, 4", "3", None),
+        ("3 or 4", "4", None),
+        ("(A) 4", "B", ["3", "4", "5"]),  # a letter with another option's text
+    ],
+)
+def test_accuracy_refuses_wrong_answers_seen_in_review(answer: str, gold: str, options: list[str] | None) -> None:
+    completion = _msg(f"<think>t</think><answer>{answer}</answer>")
+    kwargs = {"options": [options]} if options else {}
+    assert rewards.accuracy([completion], answer=[gold], **kwargs) == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "columns"),
+    [
+        ("(B) 8/11", "8/11", {"options": [["3/11", "8/11", "6/11", "3/5"]]}),
+        ("The answer is (B) 8/11.", "8/11", {"options": [["3/11", "8/11", "6/11", "3/5"]]}),
+        ("a logarithmic function", "B", {"options": [["an exponential function", "a logarithmic function"]]}),
+        ("R, D, N", "A", {"options": [["R, D, N", "D, N, R"]]}),
+        ("\\frac{\\sqrt{3}}{2}", "\\sqrt{3}/2", {}),
+        ("\\dfrac{1}{2}", "\\frac{1}{2}", {}),
+        ("1.23", "1.2", {"precision": [1]}),
+        ("12 cm", "12", {"unit": ["cm"]}),
+    ],
+)
+def test_accuracy_pays_right_answers_in_any_form(answer: str, gold: str, columns: dict) -> None:
+    completion = _msg(f"<think>t</think><answer>{answer}</answer>")
+    assert rewards.accuracy([completion], answer=[gold], **columns) == [1.0]
+
+
+def test_empty_think_earns_no_format_reward() -> None:
+    assert rewards.format_(["<think></think><answer>3</answer>", "<think> \n </think><answer>3</answer>"]) == [0.0, 0.0]

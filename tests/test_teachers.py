@@ -2,7 +2,7 @@
 
 The offline teacher (``r1ov.teachers.offline``) is the local stand-in for GPT-4o and
 DeepSeek-R1: a real OpenAI-compatible server (FastAPI + uvicorn) on a free port, so what
-runs here is the production client, its ``openai`` SDK retries, its cache and its budget.
+runs here is the production client, its retries, its cache and its budget.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_concurrency_bound_is_respected(dataset: str, rows: list[dict]) -> None:
 
 
 def test_retry_honours_retry_after(dataset: str, rows: list[dict]) -> None:
-    # Retry-After of 2 s, far above the SDK's own first backoff (<= 0.5 s): waiting it proves it is read.
+    # Retry-After of 2 s, far above the client's own first backoff (<= 0.5 s): waiting it proves it is read.
     with serve([dataset], fail_first=1, retry_after=2.0) as url:
         started = time.monotonic()
         [reply] = TeacherClient(teacher(url, max_retries=2)).complete_all([distill_request(rows[0])])

@@ -3,7 +3,7 @@ from kfp import dsl
 from components._image import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def cleanup(run_id: str, launcher: str = "pytorchjob", namespace: str = "r1ov") -> str:
     """Exit handler: delete the training jobs and rollout servers a run launched and left behind.
 
@@ -13,7 +13,7 @@ def cleanup(run_id: str, launcher: str = "pytorchjob", namespace: str = "r1ov") 
         namespace: Namespace the run launched objects in.
 
     Returns:
-        JSON list of the deleted objects (kind/name).
+        Output: JSON list of the deleted objects (kind/name).
     """
     import json
 

@@ -4,7 +4,7 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 from components._image import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def distill(
     formalized: Input[Dataset],
     distilled: Output[Dataset],
@@ -12,18 +12,20 @@ def distill(
     teacher_base_url: str = "https://api.deepseek.com/v1",
     teacher_model: str = "deepseek-reasoner",
     teacher_max_concurrency: int = 8,
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """Write role-played <think> chains over the formal text with a reasoning LLM.
 
     Args:
         formalized: Output of formalize.
-        distilled: Records with `reasoning` and `predicted_answer`; teacher failures rejected with a reason.
-        metrics: Counts of accepted and rejected records.
         teacher_base_url: OpenAI-compatible endpoint of the reasoning teacher (key from OPENAI_API_KEY).
         teacher_model: Model name sent to the teacher.
         teacher_max_concurrency: Requests in flight at once.
-        extra_config: YAML/JSON mapping of further DistillConfig fields.
+        extra_config: Mapping of further DistillConfig fields.
+
+    Returns:
+        distilled: Records with `reasoning` and `predicted_answer`; teacher failures rejected with a reason.
+        metrics: Counts of accepted and rejected records.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

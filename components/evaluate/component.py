@@ -1,16 +1,17 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
 
 from components._image import VLLM_IMAGE
 
 
-@dsl.component(base_image=VLLM_IMAGE)
+@dsl.component(base_image=VLLM_IMAGE, install_kfp_package=False)
 def evaluate(
     model: Input[Model],
-    benchmarks: str,
+    benchmarks: list,
     results: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
+    tables: Output[Markdown],
     backend: str = "vllm",
     max_new_tokens: int = 4096,
     temperature: float = 0.0,
@@ -18,16 +19,13 @@ def evaluate(
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
     run_id: str = "",
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ) -> float:
     """Score the model on reasoning benchmarks (MathVision, MathVerse, MathVista, WeMath, R1-Onevision-Bench).
 
     Args:
         model: Checkpoint to evaluate.
-        benchmarks: JSON list of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
-        results: Directory with predictions, metrics.json and report.html.
-        report: The HTML report (tables and plot), shown in the KFP UI.
-        metrics: Accuracy overall and per benchmark, category and level.
+        benchmarks: List of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
         backend: vllm (offline engine), hf (transformers) or openai (an OpenAI-compatible endpoint).
         max_new_tokens: Completion limit.
         temperature: 0 decodes greedily.
@@ -35,12 +33,15 @@ def evaluate(
         mlflow_tracking_uri: Log metrics and the report to MLflow when set.
         mlflow_experiment: MLflow experiment name.
         run_id: Pipeline run id for MLflow tags.
-        extra_config: YAML/JSON mapping of further EvalConfig fields.
+        extra_config: Mapping of further EvalConfig fields.
 
     Returns:
-        Overall accuracy (the promotion gate's default metric).
+        metrics: Accuracy overall and per benchmark, category and level.
+        report: The HTML report (tables and plot), shown in the KFP UI.
+        results: Directory with predictions, metrics.json and report.html.
+        tables: The paper's two tables (math benchmarks; R1-Onevision-Bench by level and category), in the KFP UI.
+        Output: Overall accuracy (the promotion gate's default metric).
     """
-    import json
     import shutil
     from pathlib import Path
 
@@ -48,7 +49,7 @@ def evaluate(
 
     fields = {
         "model_name_or_path": model.path,
-        "benchmarks": json.loads(benchmarks),
+        "benchmarks": benchmarks,
         "output_dir": results.path,
         "backend": backend,
         "max_new_tokens": max_new_tokens,
@@ -65,5 +66,6 @@ def evaluate(
     }
     summary = run_task("eval", fields, extra_config)
     shutil.copyfile(Path(results.path) / "report.html", report.path)
+    shutil.copyfile(Path(results.path) / "tables.md", tables.path)
     log_metrics(metrics, summary.get("metrics", summary))
     return float(summary.get("metrics", summary).get("overall/accuracy", 0.0))

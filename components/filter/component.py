@@ -4,24 +4,26 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 from components._image import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def filter_reasoning(
     distilled: Input[Dataset],
     filtered: Output[Dataset],
     metrics: Output[Metrics],
     require_answer_match: bool = True,
     min_think_chars: int = 20,
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """Keep accurate, consistent reasoning; set the rest aside with the failed check as reason.
 
     Args:
         distilled: Output of distill.
-        filtered: Accepted records in records/, rejected ones in rejected/ with `reject_reason`.
-        metrics: Acceptance rate and counts per rejection reason.
         require_answer_match: Reject reasoning whose answer disagrees with the ground truth.
         min_think_chars: Reject shorter reasoning.
-        extra_config: YAML/JSON mapping of further FilterConfig fields (e.g. a judge teacher).
+        extra_config: Mapping of further FilterConfig fields (e.g. a judge teacher).
+
+    Returns:
+        filtered: Accepted records in records/, rejected ones in rejected/ with `reject_reason`.
+        metrics: Acceptance rate and counts per rejection reason.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

@@ -4,7 +4,7 @@ from kfp.dsl import Dataset, Metrics, Output
 from components._image import DATA_IMAGE
 
 
-@dsl.component(base_image=DATA_IMAGE)
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
 def formalize(
     source_uri: str,
     formalized: Output[Dataset],
@@ -12,18 +12,20 @@ def formalize(
     teacher_base_url: str = "https://api.openai.com/v1",
     teacher_model: str = "gpt-4o",
     teacher_max_concurrency: int = 8,
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """Turn each image into formal text by type (SPICE, PlantUML, HTML, CSV/JSON, boxes, OCR, strategy).
 
     Args:
         source_uri: Dataset in the r1ov record schema (local path or s3://).
-        formalized: Records with `formalization` set; failures in its rejected/ part with a reason.
-        metrics: Counts of accepted and rejected records.
         teacher_base_url: OpenAI-compatible endpoint of the vision teacher (key from OPENAI_API_KEY).
         teacher_model: Model name sent to the teacher.
         teacher_max_concurrency: Requests in flight at once.
-        extra_config: YAML/JSON mapping of further FormalizeConfig fields.
+        extra_config: Mapping of further FormalizeConfig fields.
+
+    Returns:
+        formalized: Records with `formalization` set; failures in its rejected/ part with a reason.
+        metrics: Counts of accepted and rejected records.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
 

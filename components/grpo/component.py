@@ -4,7 +4,7 @@ from kfp.dsl import Input, Metrics, Model, Output
 from components._image import TRAIN_IMAGE
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def grpo(
     sft_model: Input[Model],
     clevr_uri: str,
@@ -32,15 +32,13 @@ def grpo(
     mlflow_experiment: str = "r1ov",
     namespace: str = "r1ov",
     task_gpus: int = 0,
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """GRPO on CLEVR with accuracy and format rewards, rollouts from vLLM servers.
 
     Args:
         sft_model: Output of sft: the policy to start from.
         clevr_uri: CLEVR-style dataset (question, answer, image) in the r1ov record schema.
-        model: The GRPO-trained checkpoint.
-        metrics: Steps, rewards, runtime.
         learning_rate: Peers: 1e-6.
         num_generations: Completions per prompt (group size).
         beta: KL coefficient.
@@ -65,7 +63,11 @@ def grpo(
         mlflow_experiment: MLflow experiment name.
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
-        extra_config: YAML/JSON mapping of further GRPOConfig fields.
+        extra_config: Mapping of further GRPOConfig fields.
+
+    Returns:
+        metrics: Steps, rewards, runtime.
+        model: The GRPO-trained checkpoint.
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 

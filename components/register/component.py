@@ -4,7 +4,7 @@ from kfp.dsl import Artifact, Input, Model
 from components._image import BASE_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register(
     model: Input[Model],
     eval_results: Input[Artifact],
@@ -13,7 +13,7 @@ def register(
     alias: str = "challenger",
     mlflow_experiment: str = "r1ov",
     run_id: str = "",
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ) -> str:
     """Register the checkpoint as a new MLflow model version with lineage and eval metrics.
 
@@ -25,10 +25,10 @@ def register(
         alias: Alias set on the new version.
         mlflow_experiment: MLflow experiment name.
         run_id: Pipeline run id for lineage tags.
-        extra_config: YAML/JSON mapping of further RegisterConfig fields.
+        extra_config: Mapping of further RegisterConfig fields.
 
     Returns:
-        The new model version.
+        Output: The new model version.
     """
     from pathlib import Path
 

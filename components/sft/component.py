@@ -4,7 +4,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 from components._image import TRAIN_IMAGE
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def sft(
     train_data: Input[Dataset],
     model: Output[Model],
@@ -29,14 +29,12 @@ def sft(
     mlflow_experiment: str = "r1ov",
     namespace: str = "r1ov",
     task_gpus: int = 0,
-    extra_config: str = "",
+    extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """Supervised fine-tuning of Qwen2.5-VL on the filtered reasoning data (TRL + DeepSpeed ZeRO).
 
     Args:
         train_data: Output of filter_reasoning.
-        model: The fine-tuned checkpoint (save_pretrained directory with processor).
-        metrics: Steps, final loss, runtime.
         base_model: HF model id or checkpoint path (paper: Qwen2.5-VL-7B/3B-Instruct).
         learning_rate: Paper: 1e-5.
         per_device_train_batch_size: Paper: 1.
@@ -59,7 +57,11 @@ def sft(
         mlflow_experiment: MLflow experiment name.
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
-        extra_config: YAML/JSON mapping of further SFTConfig fields.
+        extra_config: Mapping of further SFTConfig fields.
+
+    Returns:
+        metrics: Steps, final loss, runtime.
+        model: The fine-tuned checkpoint (save_pretrained directory with processor).
     """
     from r1ov.kfp_tasks import log_metrics, run_task, training_fields
 

@@ -10,8 +10,10 @@ import os
 
 from r1ov import __version__
 
+# The platform chart's settings ConfigMap sets both in pipeline pods, so the jobs and rollout
+# servers a launcher creates use the namespace's registry and release.
 REGISTRY = os.environ.get("R1OV_IMAGE_REGISTRY", "ghcr.io/r1ov")
-TAG = __version__
+TAG = os.environ.get("R1OV_IMAGE_TAG") or __version__
 
 # One image per job kind; every one of them carries the r1ov library.
 IMAGE_NAMES = {
@@ -28,11 +30,32 @@ def image(kind: str, registry: str = REGISTRY, tag: str = TAG) -> str:
     return f"{registry}/{IMAGE_NAMES[kind]}:{tag}"
 
 
-# GPU node pools: the node-pool chart, the pipeline and the inference chart use these.
+# Node pools: the node-pool chart, the pipeline, the training and rollout pods and the inference
+# chart use these. A pod picks its pool with pool_selector(); the same selector works on EKS and
+# GKE because both carry both labels: the chart's Karpenter NodePools put the compute-class label
+# on their nodes, and on GKE a ComputeClass with whenUnsatisfiable DoNotScaleUp serves only pods
+# that select it (cloud.google.com/compute-class).
 POOL_LABEL = "r1ov.io/pool"
-POOLS = ("train", "rollout", "serve")
+COMPUTE_CLASS_LABEL = "cloud.google.com/compute-class"
+POOL_PREFIX = "r1ov"  # the node-pool chart's namePrefix: pool train -> NodePool/ComputeClass r1ov-train
+GPU_POOLS = ("train", "rollout", "serve")
+CPU_POOL = "cpu"  # launchers, data stages, registry: never on a GPU node
+POOLS = (*GPU_POOLS, CPU_POOL)
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def pool_selector(pool: str, prefix: str = POOL_PREFIX) -> dict[str, str]:
+    """The nodeSelector that puts a pod on ``pool`` on either provider."""
+    if pool not in POOLS:
+        raise KeyError(f"unknown pool {pool!r}; expected one of {list(POOLS)}")
+    return {COMPUTE_CLASS_LABEL: f"{prefix}-{pool}", POOL_LABEL: pool}  # sorted: compiled YAML stays stable
+
+
+def pool_tolerations(pool: str) -> list[dict[str, str]]:
+    """GPU pools carry the GPU taint; the CPU pool none, so a CPU pod tolerates nothing."""
+    return [dict(GPU_TAINT)] if pool in GPU_POOLS else []
+
 
 # Every object a pipeline run launches carries its run id, so the exit handler can sweep them.
 RUN_LABEL = "r1ov.io/pipeline-run"

@@ -4,8 +4,13 @@
     r1ov tiny-model --out models/tiny
     r1ov <stage> --config recipe.yaml [--set key=value ...]     stage in: formalize distill
                                                                 filter sft grpo eval register promote
+    r1ov eval score --benchmark NAME --data PATH --predictions FILE --out FILE
+    r1ov eval compare A.json B.json
+    r1ov import --format parquet|jsonl|hub --source URI --out URI
+    r1ov export --format trl|sharegpt --data URI --out DIR
     r1ov demo [--workdir DIR]
     r1ov compile
+    r1ov submit [-e EXPERIMENT] [-f pipelines/r1ov.yaml] key=value ...
 
 Each stage subcommand validates its config (errors name the field), runs the library
 function and prints a JSON summary on stdout; logs go to stderr.
@@ -25,6 +30,7 @@ from typing import Any
 import yaml
 
 from r1ov import config as cfg
+from r1ov.outcome import StageFailed
 
 TRAINING_STAGES = ("sft", "grpo")
 # stage -> (config class, "module:function"); imported lazily so `r1ov --help` stays fast.
@@ -67,12 +73,70 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
             metavar="KEY=VALUE",
             help="override a field (dotted keys for nested fields); repeatable",
         )
+        if stage == "eval":
+            _add_eval_tools(parser)
         if stage in TRAINING_STAGES:
             parser.add_argument(
                 "--dry-run",
                 action="store_true",
                 help="print the torchrun commands or Kubernetes objects a launch would start, start nothing",
             )
+
+
+def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
+    """``r1ov eval score|compare``: beside ``r1ov eval --config``, which generates and scores."""
+    tools = parser.add_subparsers(dest="eval_tool", required=False, metavar="{score,compare}")
+    score = tools.add_parser("score", help="score a predictions JSONL ({id, response} per line) without generating")
+    score.add_argument("--benchmark", required=True, help="benchmark name (mathvista, mathverse, mathvision, ...)")
+    score.add_argument("--data", required=True, help="benchmark file or directory in its published layout")
+    score.add_argument("--predictions", required=True, help='JSONL, one {"id": ..., "response": ...} per line')
+    score.add_argument("--out", required=True, help="score file (JSON); verdicts go beside it as .verdicts.jsonl")
+    score.add_argument(
+        "--missing", default="error", choices=["error", "wrong", "skip"], help="items without a prediction"
+    )
+    score.add_argument("--bootstrap-samples", type=int, default=2000, help="resamples for the 95%% intervals")
+    score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    score.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge scored beside the rules")
+    score.add_argument("--judge-model", help="the judge's model name (with --judge-url)")
+    score.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="variable holding the judge's API key")
+    score.add_argument("--judge-concurrency", type=int, default=8, help="judge requests in flight at once")
+    score.add_argument("--judge-retries", type=int, default=3, help="retries per judge request on 429/5xx")
+    compare = tools.add_parser("compare", help="paired comparison of two score files (McNemar, bootstrap)")
+    compare.add_argument("a", help="score file A (from `r1ov eval score`)")
+    compare.add_argument("b", help="score file B")
+    compare.add_argument("--bootstrap-samples", type=int, default=2000, help="resamples for the interval")
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
+    from r1ov.eval import offline
+    from r1ov.eval.judge import JudgeSettings
+
+    if args.eval_tool == "score":
+        settings = None
+        if args.judge_url or args.judge_model:
+            if not (args.judge_url and args.judge_model):
+                raise offline.ScoreError("--judge-url and --judge-model go together")
+            settings = JudgeSettings(
+                args.judge_url,
+                args.judge_model,
+                args.judge_key_env,
+                max_concurrency=args.judge_concurrency,
+                max_retries=args.judge_retries,
+            )
+        result = offline.score_predictions(
+            args.benchmark,
+            args.data,
+            args.predictions,
+            args.out,
+            missing=args.missing,
+            bootstrap_samples=args.bootstrap_samples,
+            seed=args.seed,
+            judge_settings=settings,
+        )
+        keys = ("benchmark", "overall", "by_category", "by_level", "extra", "judge")
+        return {k: result[k] for k in keys} | {"out": args.out}
+    return offline.compare_files(args.a, args.b, samples=args.bootstrap_samples, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,12 +159,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_stage_parsers(sub)
 
+    importer = sub.add_parser("import", help="read a published dataset into records, with a report of skipped rows")
+    importer.add_argument("--format", required=True, help="parquet (R1-Onevision, LLaVA-OneVision folders), jsonl, hub")
+    importer.add_argument(
+        "--source", required=True, help="folder, file or s3:// URI; for hub, a dataset name or folder"
+    )
+    importer.add_argument("--out", required=True, help="record dataset to write (local path or s3://)")
+    importer.add_argument("--split", default="train", help="split to read (hub)")
+    importer.add_argument("--limit", type=int, default=None, help="read at most this many rows")
+
+    exporter = sub.add_parser("export", help="write records for a trainer: TRL messages or LLaMA-Factory ShareGPT")
+    exporter.add_argument("--format", required=True, help="trl (messages + images Parquet) or sharegpt (LLaMA-Factory)")
+    exporter.add_argument("--data", required=True, help="record dataset (distilled or filtered)")
+    exporter.add_argument("--out", required=True, help="folder to write")
+    exporter.add_argument("--name", default="r1ov", help="dataset name in LLaMA-Factory's dataset_info.json")
+
     demo = sub.add_parser("demo", help="run the whole pipeline locally with kfp.local")
     demo.add_argument("--workdir", default="demo-run", help="where data, models, MLflow and reports go")
     demo.add_argument("--fresh", action="store_true", help="delete the workdir first")
 
     compile_ = sub.add_parser("compile", help="compile pipelines/r1ov.yaml and every component.yaml")
     compile_.add_argument("--root", default=".", help="repository root")
+
+    from r1ov.submit import SERVICE_ACCOUNT
+
+    submit = sub.add_parser("submit", help="create a pipeline run as the r1ov-pipeline service account")
+    submit.add_argument("-e", "--experiment", default="r1ov", help="experiment name (created if missing)")
+    submit.add_argument("-f", "--package", default="pipelines/r1ov.yaml", help="compiled pipeline")
+    submit.add_argument("-r", "--run-name", default=None, help="run name (default: the experiment's)")
+    submit.add_argument("--endpoint", default=None, help="KFP API endpoint (default: KF_PIPELINES_ENDPOINT)")
+    submit.add_argument("-n", "--namespace", default=None, help="profile namespace (multi-user Kubeflow)")
+    submit.add_argument("--service-account", default=SERVICE_ACCOUNT, help="service account the run's pods use")
+    submit.add_argument("arguments", nargs="*", metavar="KEY=VALUE", help="pipeline arguments, as for kfp run create")
     return parser
 
 
@@ -114,6 +204,14 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from r1ov.testing.tiny_model import build_tiny_model
 
         return {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
+    elif args.command == "import":
+        from r1ov.importers import import_dataset
+
+        return import_dataset(args.format, args.source, args.out, split=args.split, limit=args.limit)
+    elif args.command == "export":
+        from r1ov.exporters import export_dataset
+
+        return export_dataset(args.format, args.data, args.out, name=args.name)
     elif args.command == "demo":
         from r1ov.demo import run_demo
 
@@ -122,6 +220,22 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         from r1ov.compile import compile_all
 
         return compile_all(args.root)
+    elif getattr(args, "eval_tool", None):
+        return _eval_tool(args)
+    elif args.command == "submit":
+        from r1ov.submit import Submission, parse_arguments, submit
+
+        return submit(
+            Submission(
+                package=args.package,
+                experiment=args.experiment,
+                run_name=args.run_name,
+                arguments=parse_arguments(args.arguments),
+                endpoint=args.endpoint,
+                namespace=args.namespace,
+                service_account=args.service_account,
+            )
+        )
     elif args.dry_run:
         from r1ov.train.launch import plan
 
@@ -147,6 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             result = _dispatch(args)
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
+        return 2
+    except StageFailed as exc:
+        print(f"r1ov {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from r1ov.eval.offline import ScoreError
+
+        if not isinstance(exc, ScoreError):
+            raise
+        print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
         return 2
     if args.dry_run and "objects" in result:
         # What `kubectl apply -f -` takes: the objects a launch would create, one YAML document each.

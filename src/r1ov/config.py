@@ -36,12 +36,23 @@ class TeacherConfig(Strict):
     model: str = Field("gpt-4o", description="model name sent in each request")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
     max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
-    max_retries: int = Field(5, ge=0, description="retries per request on 429/5xx/timeouts")
-    timeout_s: float = Field(120.0, gt=0, description="seconds per request")
+    max_retries: int = Field(5, ge=0, description="retries per request on 429/5xx/timeouts/broken bodies")
+    timeout_s: float | None = Field(
+        None, gt=0, description="seconds per attempt; none: timeout_base_s + max_tokens / min_tokens_per_s"
+    )
+    timeout_base_s: float = Field(60.0, gt=0, description="fixed part of the derived timeout (queueing, prompt)")
+    min_tokens_per_s: float = Field(20.0, gt=0, description="slowest healthy generation rate, for the timeout")
+    backoff_s: float = Field(0.5, ge=0, description="first retry waits up to this (doubling, full jitter)")
+    max_backoff_s: float = Field(30.0, ge=0, description="longest wait between retries without Retry-After")
     temperature: float = Field(0.2, ge=0, description="sampling temperature")
     max_tokens: int = Field(4096, ge=1, description="completion token limit per request")
-    cache_uri: str | None = Field(None, description="response cache (content-hash keyed); none disables it")
+    cache: bool = Field(True, description="persist every answered call so no re-run pays for it again")
+    cache_uri: str | None = Field(
+        None, description="response cache location (content-hash keyed); none: <output_uri>/_cache of the stage"
+    )
     max_requests: int | None = Field(None, ge=1, description="budget: refuse to send more requests than this")
+    usd_per_million_prompt_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
+    usd_per_million_completion_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
 
 
 class TrackingConfig(Strict):
@@ -173,12 +184,46 @@ class SynthConfig(Strict):
     shard_size: int = Field(1000, ge=1, description="rows per Parquet shard")
 
 
+class PerceptionConfig(Strict):
+    """The paper's perception tools: an open-vocabulary detector for natural scenes, OCR for text."""
+
+    detector_model: str | None = Field(
+        "IDEA-Research/grounding-dino-tiny", description="zero-shot object detector (HF id or local dir); null: none"
+    )
+    detector_labels: list[str] = Field(
+        default_factory=lambda: [
+            "person", "car", "tree", "house", "building", "animal", "dog", "cat", "bird", "sun", "cloud",
+            "table", "chair", "bottle", "cup", "book", "sign", "road", "boat", "bicycle",
+        ],
+        min_length=1,
+        description="object names the detector looks for",
+    )  # fmt: skip
+    box_threshold: float = Field(0.35, ge=0, le=1, description="lowest detection score kept")
+    max_detections: int = Field(20, ge=1, description="boxes sent to the teacher, best first")
+    ocr_engine: Literal["tesseract", "none"] = Field("tesseract", description="OCR for text-dominant images")
+    ocr_lang: str = Field("eng", description="Tesseract language pack(s), e.g. eng+deu")
+    ocr_timeout_s: float = Field(60.0, gt=0, description="seconds per image before OCR gives up")
+    min_ocr_confidence: float = Field(50.0, ge=0, le=100, description="OCR words below this confidence are dropped")
+    min_text_words: int = Field(5, ge=0, description="a 'text' image with fewer OCR words is a type disagreement")
+    text_words_per_megapixel: float = Field(
+        400.0, ge=0, description="a 'natural' image with this OCR word density is a type disagreement"
+    )
+
+
 class FormalizeConfig(Strict):
     input_uri: str = Field(..., description="dataset to formalize")
     output_uri: str = Field(..., description="dataset to write")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     classify_unknown: bool = Field(True, description="ask the teacher for the type of untyped images")
+    perception: PerceptionConfig = Field(default_factory=PerceptionConfig)
     max_image_pixels: int = Field(1024 * 1024, ge=1, description="downscale larger images before sending")
+    max_decode_pixels: int = Field(
+        89_478_485, ge=1, description="images with more pixels are rejected unread (decompression bombs)"
+    )
+    min_accepted_fraction: float = Field(
+        0.5, ge=0, le=1, description="fail the stage (with a table of reasons) when fewer rows are accepted"
+    )
+    max_text_chars: int = Field(20000, ge=1, description="rows with a longer question or option are rejected")
     shard_size: int = Field(1000, ge=1, description="rows per output shard")
 
 
@@ -189,6 +234,10 @@ class DistillConfig(Strict):
         default_factory=lambda: TeacherConfig(model="deepseek-reasoner", temperature=0.6, max_tokens=8192)
     )
     role_play: bool = Field(True, description="ask the teacher to reason as if it saw the image")
+    min_accepted_fraction: float = Field(
+        0.5, ge=0, le=1, description="fail the stage (with a table of reasons) when fewer rows are accepted"
+    )
+    max_text_chars: int = Field(20000, ge=1, description="rows with a longer question or option are rejected")
     shard_size: int = Field(1000, ge=1, description="rows per output shard")
 
 
@@ -204,6 +253,10 @@ class FilterConfig(Strict):
         False, description="also judge rows that failed a rule check (costs requests); else their verdict is skipped"
     )
     repetition_ngram: int = Field(8, ge=2, description="n of the word n-grams the repetition check counts")
+    min_accepted_fraction: float = Field(
+        0.5, ge=0, le=1, description="fail the stage (with a table of reasons) when fewer rows are accepted"
+    )
+    max_text_chars: int = Field(20000, ge=1, description="rows with a longer question or option are rejected")
     shard_size: int = Field(1000, ge=1, description="rows per output shard")
 
 
@@ -324,6 +377,16 @@ class BenchmarkSpec(Strict):
     label: str | None = Field(None, description="name in metrics and reports; defaults to name")
 
 
+class JudgeConfig(Strict):
+    """An LLM judge graded beside the rules (never instead of them)."""
+
+    base_url: str = Field(..., description="OpenAI-compatible endpoint of the judge")
+    model: str = Field(..., description="the judge's model name")
+    api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the judge's API key")
+    max_concurrency: int = Field(8, ge=1, description="judge requests in flight at once")
+    max_retries: int = Field(3, ge=0, description="retries per judge request on 429/5xx/timeouts")
+
+
 class EvalConfig(Strict):
     model_name_or_path: str = Field(..., description="checkpoint to evaluate (or served model name)")
     benchmarks: list[BenchmarkSpec] = Field(..., min_length=1, description="what to evaluate on")
@@ -345,6 +408,7 @@ class EvalConfig(Strict):
     bootstrap_samples: int = Field(1000, ge=0, description="resamples for the 95% accuracy interval (0: none)")
     seed: int = Field(0, description="seed of the bootstrap (and of sampling when temperature > 0)")
     report_samples: int = Field(24, ge=0, description="predictions shown in report.html")
+    judge: JudgeConfig | None = Field(None, description="LLM judge scored beside the rules, with their agreement")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> EvalConfig:
@@ -366,6 +430,13 @@ class RegisterConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
+class EndpointConfig(Strict):
+    """The r1ov-inference Deployment that serves the target alias (promotion rolls it)."""
+
+    deployment: str = Field(..., description="name of the inference chart's Deployment (its release fullname)")
+    namespace: str = Field("r1ov", description="namespace of the Deployment")
+
+
 class PromoteConfig(Strict):
     model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
     candidate_alias: str = Field("challenger", description="alias of the version to consider")
@@ -373,6 +444,7 @@ class PromoteConfig(Strict):
     metric: str = Field("overall/accuracy", description="eval metric the gate compares")
     min_value: float = Field(0.0, description="absolute floor for the metric")
     min_improvement: float = Field(0.0, description="required gain over the current champion")
+    endpoint: EndpointConfig | None = Field(None, description="inference Deployment to roll when the alias moves")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 

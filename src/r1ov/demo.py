@@ -34,6 +34,10 @@ FORMALIZE_NOISE = 0.1  # share of formalizations the teacher botches, for the pa
 
 
 def _fill(value: Any, slots: dict[str, str]) -> Any:
+    if isinstance(value, dict):  # list and mapping parameters (benchmarks, *_extra_config)
+        return {key: _fill(item, slots) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, slots) for item in value]
     if isinstance(value, str):
         for key, replacement in slots.items():
             value = value.replace("{" + key + "}", replacement)
@@ -111,7 +115,7 @@ def _find_outputs(pipeline_root: Path) -> dict[str, Path]:
     patterns = {
         "formalized": "formalize/formalized",
         "distilled": "distill/distilled",
-        "filtered": "filter-reasoning/filtered",
+        "filtered": "merge-shards/filtered",
         "report": "evaluate/report",
         "metrics": "evaluate/results/metrics.json",
     }
@@ -173,6 +177,10 @@ def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], repor
         stage: records.read_manifest(str(outputs[stage])) for stage in ("formalized", "distilled", "filtered")
         if stage in outputs
     }  # fmt: skip
+    # The data stages ran per shard; the merged manifest sums each stage over the shards.
+    for stage, name in (("formalized", "formalize"), ("distilled", "distill")):
+        if name in data.get("filtered", {}).get("stages", {}):
+            data.setdefault(stage, data["filtered"]["stages"][name])
     metrics = json.loads(outputs["metrics"].read_text()).get("metrics", {}) if "metrics" in outputs else {}
     return {
         "workdir": str(workdir),

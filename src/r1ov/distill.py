@@ -7,7 +7,8 @@ The teacher reads text only, so each request gives it the record's formal descri
 place of the image, plus the question and options, and (``role_play``) asks it to reason
 as if it were looking at the image, never mentioning a description. The raw completion is
 kept as ``reasoning`` and its answer as ``predicted_answer``; judging quality is the
-filter's job. Failed requests are ``teacher_error`` rejections, redone on the next run.
+filter's job, but an empty or cut-off reply is sent back once and then set aside
+(``distill_check``). Failed requests are ``teacher_error`` rejections, redone on the next run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from r1ov.config import DistillConfig
 from r1ov.reasoning import parse
 from r1ov.teachers import protocol
 from r1ov.teachers import stage as teacher_stage
-from r1ov.teachers.client import Reply, Request, TeacherClient, describe_error
+from r1ov.teachers.client import InvalidReply, Reply, Request, TeacherClient, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,23 @@ STAGE = "distill"
 
 def completion_text(reply: Reply) -> str:
     """The completion as one string. R1-style APIs return the chain apart from the content;
-    it is put back inside ``<think>`` so every teacher's output has the same shape."""
-    if reply.reasoning_content and "<think>" not in reply.text:
-        return f"<think>\n{reply.reasoning_content.strip()}\n</think>\n{reply.text.strip()}"
-    return reply.text
+    it is put back inside ``<think>`` so every teacher's output has the same shape. When the
+    content has a think block of its own, the separate chain opens it: neither is dropped."""
+    chain = (reply.reasoning_content or "").strip()
+    if not chain:
+        return reply.text
+    if "<think>" not in reply.text:
+        return f"<think>\n{chain}\n</think>\n{reply.text.strip()}"
+    return reply.text.replace("<think>", f"<think>\n{chain}\n", 1)
+
+
+def reply_problem(reply: Reply) -> str | None:
+    """Unusable as reasoning: empty, or cut off at the token limit (the answer never came)."""
+    if reply.finish_reason == "length":
+        return "the reply was cut off at max_tokens before it ended; finish the reasoning and the answer"
+    if not completion_text(reply).strip():
+        return "the reply was empty"
+    return None
 
 
 def _prompt(cfg: DistillConfig) -> str:
@@ -70,6 +84,9 @@ def distill_batch(
     accepted = []
     prompt = _prompt(cfg)
     for row, reply in zip(pending, client.complete_all(requests, desc=STAGE), strict=True):
+        if isinstance(reply, InvalidReply):
+            rejected.append(records.reject(row, f"distill_check: {reply}"))
+            continue
         if isinstance(reply, Exception):
             rejected.append(records.reject(row, describe_error(reply)))
             continue
@@ -89,4 +106,6 @@ def run(cfg: DistillConfig) -> dict[str, Any]:
         lambda rows, client: distill_batch(rows, cfg, client),
         shard_size=cfg.shard_size,
         settings_fingerprint=fingerprint(cfg),
+        min_accepted_fraction=cfg.min_accepted_fraction,
+        max_text_chars=cfg.max_text_chars,
     )

@@ -22,9 +22,11 @@ from typing import Any
 from r1ov import records
 from r1ov.answers import answers_match
 from r1ov.config import FilterConfig
+from r1ov.outcome import check_floor
 from r1ov.reasoning import parse
 from r1ov.teachers import protocol
-from r1ov.teachers.client import Request, TeacherClient, describe_error
+from r1ov.teachers.client import InvalidReply, Request, TeacherClient, describe_error
+from r1ov.teachers.stage import default_cache_uri, require_reachable
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,13 @@ def parse_judgement(text: str) -> Verdict:
     return verdict == "pass", str(data.get("reason", "")).strip() or verdict
 
 
+def _judgement_problem(reply: Any) -> str | None:
+    verdict = parse_judgement(reply.text)
+    if verdict[0] is False and verdict[1].startswith("unparseable judge reply"):
+        return 'reply with one JSON object {"verdict": "pass" or "fail", "reason": "..."}'
+    return None
+
+
 def judge_rows(rows: list[Row], client: TeacherClient) -> list[tuple[Verdict, Exception | None]]:
     """One judge request per row; each result is (verdict, the request's exception if it failed)."""
     requests = [
@@ -136,13 +145,16 @@ def judge_rows(rows: list[Row], client: TeacherClient) -> list[tuple[Verdict, Ex
                 row["question"],
                 row.get("options"),
                 row.get("reasoning") or "",
-            )
+            ),
+            check=_judgement_problem,
         )
         for row in rows
     ]
     results: list[tuple[Verdict, Exception | None]] = []
     for reply in client.complete_all(requests, desc=JUDGE):
-        if isinstance(reply, Exception):
+        if isinstance(reply, InvalidReply):  # asked twice, never a verdict: a verdict of its own
+            results.append(((False, describe_error(reply)), None))
+        elif isinstance(reply, Exception):
             results.append(((False, describe_error(reply)), reply))
         else:
             results.append((parse_judgement(reply.text), None))
@@ -187,7 +199,7 @@ def filter_batch(rows: list[Row], cfg: FilterConfig, judge: TeacherClient | None
 
 def fingerprint(cfg: FilterConfig) -> str:
     """What decides this stage's output besides the input rows (for resuming)."""
-    settings = cfg.model_dump(exclude={"input_uri", "output_uri", "shard_size"})
+    settings = cfg.model_dump(exclude={"input_uri", "output_uri", "shard_size", "min_accepted_fraction"})
     if cfg.judge is not None:
         settings["judge"] = {
             "model": cfg.judge.model,
@@ -209,7 +221,9 @@ def _summary(manifest: dict[str, Any], judge: TeacherClient | None) -> dict[str,
 
 def run(cfg: FilterConfig) -> dict[str, Any]:
     """Filter ``cfg.input_uri`` into ``cfg.output_uri``; returns the manifest as summary."""
-    judge = TeacherClient(cfg.judge) if cfg.judge is not None else None
+    if cfg.judge is not None:
+        require_reachable(JUDGE, cfg.judge)
+    judge = TeacherClient(cfg.judge, cache_uri=default_cache_uri(cfg.output_uri, cfg.judge)) if cfg.judge else None
     manifest = records.map_dataset(
         cfg.input_uri,
         cfg.output_uri,
@@ -218,6 +232,7 @@ def run(cfg: FilterConfig) -> dict[str, Any]:
         fingerprint=fingerprint(cfg),
         redo_reasons=("teacher_error",),
         extra=lambda m: _summary(m, judge),
+        max_text_chars=cfg.max_text_chars,
     )
     log.info(
         "filter: %d accepted (%.0f%%), rejected %s -> %s",
@@ -226,4 +241,5 @@ def run(cfg: FilterConfig) -> dict[str, Any]:
         manifest["reject_reasons"],
         cfg.output_uri,
     )
+    check_floor(STAGE, cfg.output_uri, manifest, cfg.min_accepted_fraction)
     return manifest

@@ -32,7 +32,21 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def parse_extra(extra_config: str) -> dict[str, Any]:
+def _restore_integers(value: Any) -> Any:
+    """A pipeline STRUCT travels as protobuf Struct, whose one number type is a double: 100 -> 100.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _restore_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_integers(item) for item in value]
+    return value
+
+
+def parse_extra(extra_config: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Further config fields: a mapping (the pipeline's STRUCT parameters) or YAML/JSON text."""
+    if isinstance(extra_config, dict):
+        return _restore_integers(extra_config)
     if not extra_config or not extra_config.strip():
         return {}
     try:
@@ -44,7 +58,7 @@ def parse_extra(extra_config: str) -> dict[str, Any]:
     return data
 
 
-def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> Any:
+def stage_config(stage: str, fields: dict[str, Any], extra_config: dict[str, Any] | str | None = None) -> Any:
     """The validated config for ``stage`` from explicit fields (dotted keys) over extras."""
     data = parse_extra(extra_config)
     for key, value in fields.items():
@@ -53,8 +67,11 @@ def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> 
     return cfg.build(STAGES[stage][0], data, name=stage)
 
 
-def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
+def run_task(stage: str, fields: dict[str, Any], extra_config: dict[str, Any] | str | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per teacher request would drown the stage's own progress (and cost CPU at scale).
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     config = stage_config(stage, fields, extra_config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
     summary = resolve(STAGES[stage][1])(config)
@@ -126,3 +143,25 @@ def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
     deleted = delete_labelled(namespace, f"{RUN_LABEL}={run_id}")
     log.info("cleanup: deleted %s", deleted or "nothing (all objects already gone)")
     return deleted
+
+
+def run_shard_stage(stage: str, shard_uri: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
+    """One data stage on one shard of a fan-out: input and output folders come from the shard's
+    layout (r1ov.fanout), on durable storage, so a retried pod resumes from what is there."""
+    from r1ov.fanout import stage_uris
+
+    input_uri, output_uri = stage_uris(shard_uri, stage)
+    return run_task(stage, {"input_uri": input_uri, "output_uri": output_uri, **fields}, extra_config)
+
+
+def teacher_fields(stage: str, base_url: str, model: str, max_concurrency: int) -> dict[str, Any]:
+    """The explicit teacher inputs of a data task: the stage's teacher, or the filter's judge
+    (only when a judge URL is given: the filter runs without one by default)."""
+    key = "judge" if stage == "filter" else "teacher"
+    if stage == "filter" and not base_url:
+        return {}
+    return {
+        f"{key}.base_url": base_url or None,
+        f"{key}.model": model or None,
+        f"{key}.max_concurrency": max_concurrency,
+    }

@@ -15,15 +15,9 @@ INSTRUCTION = (
     "in <answer> </answer> tags."
 )
 
-# Exactly one think block then exactly one non-empty answer block, nothing around them.
-# Peers' looser pattern let several blocks or an empty answer earn the format reward.
-_STRICT = re.compile(
-    r"\A\s*<think>(?P<think>(?:(?!</?think>|</?answer>).)*?)</think>\s*"
-    r"<answer>(?P<answer>(?:(?!</?think>|</?answer>).)*?)</answer>\s*\Z",
-    re.DOTALL,
-)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+# The four tags, found in one left-to-right pass: everything below is linear in the text's
+# length (a lazy ``<answer>(.*?)</answer>`` rescans the rest of the text from every unclosed tag).
+_TAG = re.compile(r"</?(?:think|answer)>")
 
 
 @dataclass(frozen=True)
@@ -33,18 +27,57 @@ class Parsed:
     well_formed: bool
 
 
-def parse(text: str) -> Parsed:
-    """Split a completion; ``well_formed`` only for one think + one non-empty answer."""
-    match = _STRICT.match(text or "")
-    if match and match.group("answer").strip():
-        return Parsed(match.group("think").strip(), match.group("answer").strip(), True)
-    answers = _ANSWER.findall(text or "")
-    thinks = _THINK.findall(text or "")
-    return Parsed(
-        thinks[0].strip() if thinks else None,
-        answers[-1].strip() if answers and answers[-1].strip() else None,
-        False,
+@dataclass(frozen=True)
+class Blocks:
+    """Every closed block in order, and whether any tag was left unmatched."""
+
+    thinks: list[str]
+    answers: list[str]
+    well_formed: bool
+
+
+def blocks(text: str | None) -> Blocks:
+    """Closed ``<think>``/``<answer>`` blocks; ``well_formed`` only for the strict shape.
+
+    Strict shape: optional whitespace, one ``<think>`` with non-blank content, optional
+    whitespace, one ``<answer>`` with non-blank content, optional whitespace, nothing else.
+    Peers' looser pattern let several blocks, an empty think or an empty answer pass.
+    """
+    text = text or ""
+    thinks: list[str] = []
+    answers: list[str] = []
+    tags = [(m.group(0), m.start(), m.end()) for m in _TAG.finditer(text)]
+    open_tag: tuple[str, int] | None = None
+    balanced = True
+    for tag, start, end in tags:
+        name = tag.strip("</>")
+        if not tag.startswith("</"):
+            if open_tag is not None:
+                balanced = False  # a block opened inside another
+            open_tag = (name, end)
+        elif open_tag is not None and open_tag[0] == name:
+            (thinks if name == "think" else answers).append(text[open_tag[1] : start])
+            open_tag = None
+        else:
+            balanced = False
+    well_formed = (
+        balanced
+        and open_tag is None
+        and [t for t, _, _ in tags] == ["<think>", "</think>", "<answer>", "</answer>"]
+        and not text[: tags[0][1]].strip()
+        and not text[tags[1][2] : tags[2][1]].strip()
+        and not text[tags[3][2] :].strip()
+        and bool(thinks[0].strip())
+        and bool(answers[0].strip())
     )
+    return Blocks(thinks, answers, well_formed)
+
+
+def parse(text: str | None) -> Parsed:
+    """Split a completion: the first think block, the last non-empty answer block, strictness."""
+    found = blocks(text)
+    last = found.answers[-1].strip() if found.answers else ""
+    return Parsed(found.thinks[0].strip() if found.thinks else None, last or None, found.well_formed)
 
 
 def compose(think: str, answer: str) -> str:

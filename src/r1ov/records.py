@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from r1ov import storage
 
@@ -126,6 +128,56 @@ def reject(record: dict[str, Any], reason: str) -> dict[str, Any]:
     return record
 
 
+REQUIRED = tuple(f.name for f in SCHEMA if not f.nullable)
+
+
+def problem(record: dict[str, Any], max_text_chars: int) -> str | None:
+    """Why a row cannot enter a stage (``bad_record: ...``), or None. Rows come from anywhere
+    (imported Parquet, older runs): nulls, wrong types and runaway text are caught here, before
+    any request is paid for, instead of failing the whole shard at write time."""
+    for name in REQUIRED:
+        value = record.get(name)
+        if value is None:
+            return f"bad_record: {name} is null or missing"
+        if not isinstance(value, str):
+            return f"bad_record: {name} is a {type(value).__name__}, not a string"
+        if not value.strip():
+            return f"bad_record: {name} is empty"
+    options = record.get("options") or []
+    if not all(isinstance(o, str) for o in options):
+        return "bad_record: options must be strings"
+    longest = max([len(record["question"]), *(len(o) for o in options)])
+    if longest > max_text_chars:
+        return f"bad_record: text of {longest} characters exceeds max_text_chars={max_text_chars}"
+    return None
+
+
+def writable(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a set-aside row that the schema accepts: required fields that were null or of
+    the wrong type become empty strings (the reason says what they were)."""
+    row = dict(record)
+    for name in REQUIRED:
+        if not isinstance(row.get(name), str):
+            row[name] = "" if row.get(name) is None else str(row[name])
+    if not row["id"]:
+        row["id"] = content_digest(row)[:24]
+    return row
+
+
+def content_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of everything a record holds except its provenance (timestamps): two rows with
+    the same digest are the same input to a stage, so a stage's output for one serves the other."""
+    digest = hashlib.sha256()
+    for name in COLUMNS:
+        if name == "provenance":
+            continue
+        value = record.get(name)
+        if isinstance(value, bytes | bytearray):
+            value = hashlib.sha256(value).hexdigest()
+        digest.update(name.encode() + b"=" + json.dumps(value, sort_keys=True, default=str).encode() + b"\0")
+    return digest.hexdigest()
+
+
 def ground_truth(record: dict[str, Any]) -> Any:
     return json.loads(record["ground_truth"]) if record.get("ground_truth") else None
 
@@ -135,7 +187,7 @@ def metadata(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
-    rows = list(rows)
+    rows = [r if all(isinstance(r.get(n), str) for n in REQUIRED) else writable(r) for r in rows]
     return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
 
 
@@ -185,7 +237,7 @@ def write_dataset(
         chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)] or [[]]
         for index, chunk in enumerate(chunks):
             write_shard(dataset_uri, chunk, index, part)
-        _delete_stale(dataset_uri, part, keep=len(chunks))
+        delete_stale(dataset_uri, part, keep=len(chunks))
     manifest = {
         "records": len(accepted),
         "rejected": len(rejected),
@@ -196,12 +248,26 @@ def write_dataset(
     return manifest
 
 
-def _delete_stale(dataset_uri: str, part: str, keep: int) -> None:
+def write_manifest(dataset_uri: str, manifest: dict[str, Any]) -> None:
+    storage.write_text(storage.join(dataset_uri, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def delete_stale(dataset_uri: str, part: str, keep: int) -> None:
     """Drop shards (or progress markers) past ``keep``: left by an earlier, larger run, they
     would otherwise be read as rows of this one."""
     suffix = ".json" if part == PROGRESS else ".parquet"
     for stale in storage.list_files(storage.join(dataset_uri, part), suffix)[keep:]:
         storage.delete(stale)
+
+
+def count_rows(dataset_uri: str, part: str = RECORDS) -> int:
+    """Rows of one part from the Parquet footers alone (no row, no image is read)."""
+    total = 0
+    for shard in storage.list_files(storage.join(dataset_uri, part), ".parquet"):
+        fs, path = storage.filesystem(shard)
+        with fs.open_input_file(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
 
 
 def read_manifest(dataset_uri: str) -> dict[str, Any]:
@@ -243,21 +309,28 @@ def map_dataset(
     fingerprint: str = "",
     redo_reasons: tuple[str, ...] = (),
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    max_text_chars: int = 20000,
 ) -> dict[str, Any]:
     """Run a stage batch by batch: input rows ``[k*size, (k+1)*size)`` -> shard ``k`` of both parts.
 
     ``process(batch)`` returns ``(accepted, rejected)`` and must account for every input row
-    exactly once. A batch whose marker in ``_progress/`` matches (same row ids, same
-    ``fingerprint`` of the stage's settings) is skipped, unless it set rows aside for one of
+    exactly once; rows that fail :func:`problem` are set aside before it sees them. A batch whose
+    marker in ``_progress/`` matches (same row contents, same ``fingerprint`` of the stage's
+    settings) is skipped, unless it set rows aside for one of
     ``redo_reasons`` (transient failures worth another try). ``extra(manifest)`` returns
     fields merged into the manifest, which is written last. Returns the manifest.
     """
     totals = {RECORDS: 0, REJECTED: 0}
     reasons: dict[str, int] = {}
     resumed, count = 0, 0
+    # Rows done across the whole stage, with rate and ETA (the teacher client shows each batch).
+    progress = tqdm(
+        total=count_rows(input_uri), desc=posixpath.basename(output_uri.rstrip("/")), unit="row", disable=None
+    )
     for index, batch in enumerate(iter_batches(input_uri, shard_size)):
         count = index + 1
-        key = hashlib.sha256("\0".join([fingerprint, *(r["id"] for r in batch)]).encode("utf-8")).hexdigest()
+        # Contents, not ids: changed upstream text or images make the batch stale.
+        key = hashlib.sha256("\0".join([fingerprint, *map(content_digest, batch)]).encode("utf-8")).hexdigest()
         marker_uri = storage.join(output_uri, PROGRESS, f"part-{index:05d}.json")
         marker = json.loads(storage.read_text(marker_uri)) if storage.exists(marker_uri) else None
         if (
@@ -268,7 +341,12 @@ def map_dataset(
         ):
             resumed += 1
         else:
-            accepted, rejected = process(batch)
+            problems = [problem(r, max_text_chars) for r in batch]
+            batch = [writable(r) for r in batch]
+            fit = [r for r, why in zip(batch, problems, strict=True) if why is None]
+            accepted, rejected = process(fit) if fit else ([], [])
+            unfit = [reject(dict(r), why) for r, why in zip(batch, problems, strict=True) if why]
+            rejected = [*unfit, *rejected]
             seen = sorted(r["id"] for r in [*accepted, *rejected])
             if seen != sorted(r["id"] for r in batch):
                 raise ValueError(f"batch {index}: every input row must end in exactly one of accepted/rejected")
@@ -285,13 +363,15 @@ def map_dataset(
             storage.write_text(marker_uri, json.dumps(marker, sort_keys=True))
         totals[RECORDS] += marker[RECORDS]
         totals[REJECTED] += marker[REJECTED]
+        progress.update(len(batch))
         for reason, n in marker["reject_reasons"].items():
             reasons[reason] = reasons.get(reason, 0) + n
+    progress.close()
     if count == 0:  # an empty input still yields a readable, empty dataset
         for part in (RECORDS, REJECTED):
             write_shard(output_uri, [], 0, part)
     for part in (RECORDS, REJECTED, PROGRESS):
-        _delete_stale(output_uri, part, keep=max(count, 1))
+        delete_stale(output_uri, part, keep=max(count, 1))
     manifest = {
         RECORDS: totals[RECORDS],
         REJECTED: totals[REJECTED],

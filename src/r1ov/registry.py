@@ -252,6 +252,10 @@ def promote(cfg: PromoteConfig) -> dict[str, Any]:
         client.set_registered_model_alias(cfg.model_name, cfg.target_alias, candidate.version)
         result["promoted"] = True
         result["champion_after"] = _describe(candidate, value)
+        if cfg.endpoint is not None:  # the serving pods resolve the alias at start: restart them onto it
+            from r1ov.k8s.endpoint import roll_to_version
+
+            result["endpoint"] = roll_to_version(cfg.endpoint, str(candidate.version))
 
     # The decision stays on the candidate version, for whoever audits the alias history later.
     decision = {"promoted": result["promoted"], "reasons": reasons, "at": datetime.now(UTC).isoformat()}

@@ -59,6 +59,8 @@ def exists(uri: str) -> bool:
 
 
 def read_bytes(uri: str) -> bytes:
+    if not is_remote(uri):  # the OS directly: many small reads (cache entries) add up
+        return local_path(uri).read_bytes()
     fs, path = filesystem(uri)
     with fs.open_input_stream(path) as stream:
         return stream.read()
@@ -70,16 +72,17 @@ def read_text(uri: str) -> str:
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write ``data`` atomically: a temporary sibling renamed into place (one PUT on S3)."""
-    fs, path = filesystem(uri)
-    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with fs.open_output_stream(tmp) as out:
-            out.write(data)
+    if not is_remote(uri):
+        path = local_path(uri).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
         return
+    fs, path = filesystem(uri)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.create_dir(parent, recursive=True)
     # An S3 PUT is atomic: the object appears whole or not at all.
     with fs.open_output_stream(path) as out:
         out.write(data)

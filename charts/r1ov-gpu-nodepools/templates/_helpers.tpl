@@ -34,13 +34,6 @@ Call with (dict "root" $ "pool" "train").
 {{- end }}
 
 {{/*
-Name of the EC2NodeClass that every NodePool references.
-*/}}
-{{- define "r1ov-gpu-nodepools.nodeClassName" -}}
-{{- printf "%s-gpu" .Values.namePrefix | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{/*
 The EKS cluster name; rendering fails with instructions when it is missing.
 */}}
 {{- define "r1ov-gpu-nodepools.clusterName" -}}

@@ -117,6 +117,8 @@ Pod labels for the pods of the server.
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: inference
 app.kubernetes.io/part-of: r1ov
+# The model download reaches MLflow: the r1ov-platform chart's NetworkPolicy admits this label.
+r1ov.io/mlflow-client: "true"
 {{- with .Values.podLabels }}
 {{ toYaml . }}
 {{- end }}

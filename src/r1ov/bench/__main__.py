@@ -12,6 +12,7 @@ from r1ov.bench.report import write
 SUITES = {
     "records": "r1ov.bench.records_io",
     "teacher": "r1ov.bench.teacher",
+    "data": "r1ov.bench.data",
     "train": "r1ov.bench.training",
     "eval": "r1ov.bench.evaluation",
 }

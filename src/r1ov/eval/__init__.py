@@ -16,7 +16,7 @@ from typing import Any
 
 from r1ov import storage
 from r1ov.config import EvalConfig
-from r1ov.eval import benchmarks, generate, report, score
+from r1ov.eval import benchmarks, generate, judge, report, score
 from r1ov.eval.generate import Generation, Prompt
 from r1ov.imaging import BadImage, load_image
 from r1ov.reasoning import format_question
@@ -70,6 +70,22 @@ def _row(label: str, record: dict[str, Any], generation: Generation) -> dict[str
     }
 
 
+def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The LLM judge's verdicts beside the rules': per row, and its accuracy and agreement as metrics."""
+    assert cfg.judge is not None
+    settings = judge.JudgeSettings(
+        cfg.judge.base_url, cfg.judge.model, cfg.judge.api_key_env, cfg.judge.max_concurrency, cfg.request_timeout_s,
+        cfg.judge.max_retries,
+    )  # fmt: skip
+    verdicts = judge.judge(rows, settings)
+    for row, verdict in zip(rows, verdicts, strict=True):
+        row["judge"] = verdict
+    summary["judge"] = judge.summarize(rows, verdicts)
+    for key in ("accuracy", "agreement_with_rules", "n", "failed"):
+        if summary["judge"][key] is not None:
+            summary["metrics"][f"judge/{key}"] = float(summary["judge"][key])
+
+
 def run(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate ``cfg.model_name_or_path`` on ``cfg.benchmarks``; returns the metrics summary."""
     loaded = [benchmarks.load(spec) for spec in cfg.benchmarks]
@@ -92,6 +108,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     generations = _generate(cfg, items)
     rows = [score.score_row(_row(label, record, g)) for (label, record), g in zip(items, generations, strict=True)]
     summary = score.summarize(rows, cfg.bootstrap_samples, cfg.seed)
+    if cfg.judge is not None:
+        _judge(cfg, rows, summary)
     summary.update(
         model=cfg.model_name_or_path,
         backend=cfg.backend,

@@ -14,15 +14,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from r1ov.reasoning import option_letters, parse
+from r1ov.answers import is_letter_hedge
+from r1ov.reasoning import blocks, option_letters
+
+# Fallbacks read only the end of a completion: a final answer sits there, and scanning a
+# bounded tail keeps every rule linear however long (or adversarial) the text is.
+TAIL_CHARS = 4000
 
 _ANSWER_IS = re.compile(
     r"(?:final answer|answer)\s*(?:is|=|:)\s*[:\s]*(?P<value>[^\n]+?)\s*(?:$|\n|\.\s|\.$)",
     re.IGNORECASE,
 )
 _LONE_LETTER = re.compile(r"(?:^|[\s:(\[*])\(?(?P<letter>[A-Z])\)?[\].*]*\s*\.?\s*\Z")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_HEDGE = re.compile(r"^\(?[A-Z]\)?(?:\s*(?:,|/|\bor\b|\band\b|&|;|\s)\s*\(?[A-Z]\)?)+\s*\.?$")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class Extraction:
 
 
 def _from_tags(text: str, options: list[str] | None) -> str | None:
-    return parse(text).answer
+    answers = blocks(text).answers
+    return answers[-1].strip() or None if answers else None
 
 
 def last_boxed(text: str) -> str | None:
@@ -59,7 +63,7 @@ def _from_boxed(text: str, options: list[str] | None) -> str | None:
 
 
 def _from_answer_is(text: str, options: list[str] | None) -> str | None:
-    matches = list(_ANSWER_IS.finditer(text))
+    matches = list(_ANSWER_IS.finditer(text[-TAIL_CHARS:]))
     if not matches:
         return None
     value = matches[-1].group("value").strip().strip("*$").strip()
@@ -69,7 +73,7 @@ def _from_answer_is(text: str, options: list[str] | None) -> str | None:
 def _from_lone_letter(text: str, options: list[str] | None) -> str | None:
     if not options:
         return None
-    match = _LONE_LETTER.search(text.strip())
+    match = _LONE_LETTER.search(text[-200:].strip())
     if match and match.group("letter") in option_letters(options):
         return match.group("letter")
     return None
@@ -85,25 +89,30 @@ RULES: dict[str, Callable[[str, list[str] | None], str | None]] = {
 
 
 def is_hedge(answer: str, options: list[str] | None) -> bool:
-    """True for answers naming several option letters at once ("A, B, C, D", "A or B")."""
-    if not options:
+    """True for answers naming several options at once ("A, B, C, D", "A or B").
+
+    An answer that is itself one option's text ("R, D, N") is not a hedge. Several values
+    for one ("3 or 4") are refused by ``answers_match``, which knows whether the gold is a list.
+    """
+    if not options or any(answer.strip().lower() == str(o).strip().lower() for o in options):
         return False
-    letters = set(re.findall(r"\b[A-Z]\b", answer))
-    return len(letters) > 1 and bool(_HEDGE.match(answer.strip()))
+    return is_letter_hedge(answer)
 
 
 def extract(completion: str | None, options: list[str] | None = None) -> Extraction:
     """The answer in ``completion``: tag first, then fallbacks; hedges and empties give ``None``."""
     text = completion or ""
-    well_formed = parse(text).well_formed
-    tagged = [a.strip() for a in _ANSWER_TAG.findall(text)]
+    found = blocks(text)
+    well_formed = found.well_formed
+    tagged = [a.strip() for a in found.answers]
     if tagged and not tagged[-1]:
         # The model committed to an empty answer; fallbacks must not dig one out of the reasoning.
         return Extraction(None, "empty_answer", well_formed)
     if len({a for a in tagged if a}) > 1:
         return Extraction(None, "hedge", well_formed)
     for name, rule in RULES.items():
-        answer = rule(text, options)
+        # The tag rule's answer is known from the scan above: no second pass over the text.
+        answer = (tagged[-1] or None if tagged else None) if name == "answer_tag" else rule(text[-TAIL_CHARS:], options)
         if answer is None:
             continue
         # A boxed answer inside the answer tag is still the tag's answer, minus the box.

@@ -27,10 +27,12 @@ from matplotlib.figure import Figure
 
 from r1ov import storage
 from r1ov.config import EvalConfig
+from r1ov.eval import tables
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS, METRICS, REPORT, REJECTED = "predictions.parquet", "metrics.json", "report.html", "rejected.jsonl"
+TABLES = "tables.md"  # the paper's two tables (r1ov.eval.tables)
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -195,6 +197,7 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], cfg: EvalCo
         group_rows=_group_rows(summary),
         rule_rows=_rule_rows(summary),
         sample_rows=_sample_rows(sample(rows, cfg.report_samples, cfg.seed)),
+        paper_tables=tables.html_tables(summary, cfg.model_name_or_path),
     )
 
 
@@ -206,6 +209,7 @@ def write_outputs(
         PREDICTIONS: predictions_parquet(rows),
         METRICS: json.dumps(json_safe(summary), indent=2, sort_keys=True).encode("utf-8"),
         REPORT: render_html(summary, rows, cfg).encode("utf-8"),
+        TABLES: tables.markdown(summary, cfg.model_name_or_path).encode("utf-8"),
     }
     if rejected:
         files[REJECTED] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejected).encode("utf-8")

@@ -11,6 +11,7 @@ Failed generations count as wrong. Metric names are flat and slash-separated::
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections import Counter, defaultdict
@@ -24,14 +25,29 @@ from r1ov.eval.benchmarks.wemath import four_dimensional
 from r1ov.eval.extract import extract
 
 
+def answer_spec(row: dict[str, Any]) -> dict[str, Any]:
+    """What the benchmark says about a gold beyond its text: MathVista's ``precision`` and ``unit``."""
+    meta = row.get("metadata")
+    if isinstance(meta, str):
+        meta = json.loads(meta) if meta else {}
+    meta = meta or {}
+    precision = meta.get("precision")
+    if meta.get("answer_type") not in (None, "float"):
+        precision = None  # the official script rounds float answers only
+    return {"precision": precision, "unit": meta.get("unit")}
+
+
 def score_row(row: dict[str, Any]) -> dict[str, Any]:
     """Fill ``extracted``, ``rule``, ``well_formed`` and ``correct`` on a prediction row."""
     found = extract(row.get("completion"), row.get("options"))
+    matched = not row.get("error") and answers_match(
+        found.answer, row.get("answer"), row.get("options"), **answer_spec(row)
+    )
     row.update(
         extracted=found.answer,
         rule=found.rule if not row.get("error") else "failed",
         well_formed=found.well_formed,
-        correct=bool(not row.get("error") and answers_match(found.answer, row.get("answer"), row.get("options"))),
+        correct=bool(matched),
     )
     return row
 
@@ -55,6 +71,14 @@ def _group_stats(rows: list[dict[str, Any]]) -> dict[str, float]:
     n = len(rows)
     correct = sum(r["correct"] for r in rows)
     return {"n": n, "correct": correct, "accuracy": correct / n if n else float("nan")}
+
+
+def _interval_stats(rows: list[dict[str, Any]], name: str, samples: int, seed: int) -> dict[str, Any]:
+    stats = _group_stats(rows)
+    stats["accuracy_ci95_low"], stats["accuracy_ci95_high"] = bootstrap_interval(
+        stats["correct"], stats["n"], samples, seed, name
+    )
+    return stats
 
 
 def _detail_stats(rows: list[dict[str, Any]], name: str, samples: int, seed: int) -> dict[str, Any]:
@@ -86,8 +110,14 @@ def summarize(rows: list[dict[str, Any]], bootstrap_samples: int = 1000, seed: i
     benchmarks: dict[str, Any] = {}
     for label, group in _by(rows, "benchmark").items():
         stats = _detail_stats(group, label, bootstrap_samples, seed)
-        stats["categories"] = {c: _group_stats(g) for c, g in _by(group, "category").items()}
-        stats["levels"] = {level: _group_stats(g) for level, g in _by(group, "level").items()}
+        stats["categories"] = {
+            c: _interval_stats(g, f"{label}/category/{c}", bootstrap_samples, seed)
+            for c, g in _by(group, "category").items()
+        }
+        stats["levels"] = {
+            level: _interval_stats(g, f"{label}/level/{level}", bootstrap_samples, seed)
+            for level, g in _by(group, "level").items()
+        }
         stats["extra"] = four_dimensional(group)
         benchmarks[label] = stats
     accuracies = [b["accuracy"] for b in benchmarks.values()]
@@ -128,4 +158,6 @@ def flatten(overall: dict[str, Any], benchmarks: dict[str, Any]) -> dict[str, fl
             for name, group in groups.items():
                 flat[f"{label}/{kind}/{name}/accuracy"] = float(group["accuracy"])
                 flat[f"{label}/{kind}/{name}/n"] = float(group["n"])
+                for bound in ("accuracy_ci95_low", "accuracy_ci95_high"):
+                    flat[f"{label}/{kind}/{name}/{bound}"] = float(group.get(bound, float("nan")))
     return {k: v for k, v in flat.items() if math.isfinite(v)}

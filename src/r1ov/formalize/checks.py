@@ -14,6 +14,7 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
+from r1ov.formalize import grammars
 from r1ov.formalize.base import Check, CheckResult
 
 _FENCE = re.compile(r"\A\s*```[\w+-]*[ \t]*\n(?P<body>.*?)\n?```\s*\Z", re.DOTALL)
@@ -27,37 +28,10 @@ def strip_fences(text: str) -> str:
 
 # --------------------------------------------------------------------------- SPICE
 
-SPICE_LETTERS = "RCLVIDQMJEFGHKSWTBX"
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?([a-zA-Zµ]*)$")
-_NAME = re.compile(r"^[A-Za-z]\w*$")
-
-
-def _spice_element(line: str) -> str | None:
-    """None when ``line`` is a well-formed element line, else what is wrong with it."""
-    tokens = line.split()
-    if not _NAME.match(tokens[0]) or tokens[0][0].upper() not in SPICE_LETTERS:
-        return "is not a SPICE element"
-    # Prose that happens to start with an element letter ("The circuit has ...").
-    if any(t[-1] in ",;:!?" for t in tokens) or (tokens[-1].endswith(".") and not _NUMBER.match(tokens[-1])):
-        return "reads like prose"
-    if not any(_NUMBER.match(t) for t in tokens[1:]):
-        return "has neither numeric nodes nor a value"
-    if len(tokens) < 3:
-        return "names fewer than two nodes"
-    letter = tokens[0][0].upper()
-    # Passive parts and sources need a value after their two nodes.
-    if letter in "RCLVI" and len(tokens) < 4:
-        return "has no value"
-    if letter in "RCL" and not _NUMBER.match(tokens[3]):
-        return f"has a non-numeric value {tokens[3]!r}"
-    return None
-
 
 def spice(text: str) -> CheckResult:
-    """Every line is a comment, directive, continuation or element ``NAME n1 n2 ... value``.
-
-    As in SPICE, the first line may be a free-text title.
-    """
+    """Every line is a comment, directive, continuation or an element line of the SPICE grammar
+    (:func:`r1ov.formalize.grammars.spice_line`). As in SPICE, the first line may be a free-text title."""
     elements, first = 0, True
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -66,7 +40,7 @@ def spice(text: str) -> CheckResult:
         is_title, first = first, False
         if line[0] in "*.+;":
             continue
-        problem = _spice_element(line)
+        problem = grammars.spice_line(line)
         if problem and is_title:
             continue
         if problem:
@@ -77,20 +51,28 @@ def spice(text: str) -> CheckResult:
 
 # --------------------------------------------------------------------------- PlantUML
 
-_ARROW = re.compile(r"^\s*\S+\s*[-.=]+(?:\[[^\]]*\])?[-.=]*>\s*\S+", re.MULTILINE)
-
 
 def plantuml(text: str) -> CheckResult:
+    """``@startuml ... @enduml`` whose every line is a PlantUML statement, with at least one edge
+    or activity step (activity diagrams have no arrows between named elements)."""
     start, end = text.find("@startuml"), text.rfind("@enduml")
     if start < 0 or end < 0 or end < start:
         return False, "missing @startuml ... @enduml"
-    arrows = len(_ARROW.findall(text[start:end]))
-    return (True, f"{arrows} arrows") if arrows else (False, "no arrows between elements")
+    body = text[start:end].splitlines()[1:]
+    edges, steps, bad = grammars.plantuml_body(body)
+    if bad is not None:
+        return False, f"not a PlantUML statement: {bad[:60]!r}"
+    if not edges and not steps:
+        return False, "no arrows between elements and no activity steps"
+    return True, f"{edges} arrows, {steps} activity steps"
 
 
 # --------------------------------------------------------------------------- HTML
 
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+# The HTML standard's void elements (no end tag); the reference renderer uses the same list.
+VOID_ELEMENTS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+)
 
 
 class _TagBalance(HTMLParser):
@@ -102,14 +84,14 @@ class _TagBalance(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.elements += 1
-        if tag not in _VOID:
+        if tag not in VOID_ELEMENTS:
             self.stack.append(tag)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.elements += 1
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _VOID or self.error:
+        if tag in VOID_ELEMENTS or self.error:
             return
         if not self.stack or self.stack[-1] != tag:
             self.error = f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}>"
@@ -210,7 +192,12 @@ def boxes(text: str) -> CheckResult:
             return False, f"object {i} has no valid [x0, y0, x1, y1] box"
     if not caption:
         return False, "no 'Caption:' line"
-    return True, f"{len(data)} boxes and a caption"
+    # The caption must speak of the boxed objects: a caption of something else grounds nothing.
+    heads = {str(item["label"]).lower().split()[-1] for item in data}
+    cited = sorted(h for h in heads if h in caption.lower())
+    if not cited:
+        return False, f"the caption cites none of the boxed objects ({', '.join(sorted(heads))})"
+    return True, f"{len(data)} boxes and a caption citing {', '.join(cited)}"
 
 
 # --------------------------------------------------------------------------- labelled sections (OCR, strategy)

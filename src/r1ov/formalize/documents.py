@@ -12,7 +12,6 @@ from r1ov.formalize import checks
 from r1ov.formalize.base import Formalizer
 
 _TAG = re.compile(r"^[a-z][a-z0-9]*$")
-_VOID = {"img", "input", "hr", "br"}
 
 
 def html_reference(truth: dict[str, Any]) -> str:
@@ -23,7 +22,7 @@ def html_reference(truth: dict[str, Any]) -> str:
         tag = tag if _TAG.match(tag) else "div"
         box = ",".join(str(v) for v in element.get("box", []))
         text = html.escape(str(element.get("text", "")))
-        if tag in _VOID:
+        if tag in checks.VOID_ELEMENTS:
             lines.append(f'<{tag} data-box="{box}" alt="{text}">')
         else:
             lines.append(f'<{tag} data-box="{box}">{text}</{tag}>')

@@ -114,8 +114,8 @@ def work_mount(path: str) -> dict[str, str]:
 
 
 def gpu_placement(pool: str) -> dict[str, Any]:
-    """nodeSelector + tolerations that put a pod on the GPU nodes of ``pool``."""
-    return {"nodeSelector": {bundle.POOL_LABEL: pool}, "tolerations": [dict(bundle.GPU_TAINT)]}
+    """nodeSelector (pool label and GKE compute class) + tolerations that put a pod on ``pool``."""
+    return {"nodeSelector": bundle.pool_selector(pool), "tolerations": bundle.pool_tolerations(pool)}
 
 
 def resources(gpus: int, cpu: str, memory: str, extra: dict[str, str] | None = None) -> dict[str, Any]:

@@ -29,6 +29,9 @@ class ResponseCache:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        # Local caches are read and written in the calling thread: a small file costs tens of
+        # microseconds, less than handing it to a worker thread. Remote ones block for a round trip.
+        self.blocking = storage.is_remote(uri)
 
     def _entry(self, key: str) -> str:
         # Two-character fan-out keeps directory listings short for large caches.

@@ -23,6 +23,11 @@ Messages = list[dict[str, Any]]
 # Names of the prompt files (without .md) that are not per image type.
 CLASSIFY, DISTILL, DISTILL_PLAIN, JUDGE = "classify", "distill", "distill_plain", "judge"
 
+# Every section a request may hold. A record's own text naming one of these tags is escaped,
+# so text inside a record can neither close its section nor open a new one: it stays data.
+SECTION_NAMES = ("formal_description", "question", "reasoning", "detections", "ocr_words", "parser_error")
+_TAG_IN_BODY = re.compile(r"<(/?)(" + "|".join(SECTION_NAMES) + r")\b", re.IGNORECASE)
+_ESCAPED_TAG = re.compile(r"&lt;(/?)(" + "|".join(SECTION_NAMES) + r")\b", re.IGNORECASE)
 _SECTION = re.compile(r"<(?P<name>[a-z_]+)(?P<attrs>[^<>]*)>\n?(?P<body>.*?)\n?</(?P=name)>", re.DOTALL)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w/+.-]+);base64,(?P<data>.*)$", re.DOTALL)
@@ -66,9 +71,18 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
+def escape_body(body: str) -> str:
+    """``<question>`` inside a record's text becomes ``&lt;question>``: data, not structure."""
+    return _TAG_IN_BODY.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", body)
+
+
+def unescape_body(body: str) -> str:
+    return _ESCAPED_TAG.sub(lambda m: f"<{m.group(1)}{m.group(2)}", body)
+
+
 def section(name: str, body: str, **attrs: str) -> str:
     rendered = "".join(f' {key}="{value}"' for key, value in attrs.items())
-    return f"<{name}{rendered}>\n{body.strip()}\n</{name}>"
+    return f"<{name}{rendered}>\n{escape_body(body.strip())}\n</{name}>"
 
 
 def user_text(messages: Messages) -> str:
@@ -106,21 +120,32 @@ def user_images(messages: Messages) -> list[bytes]:
 
 def sections(text: str) -> dict[str, tuple[str, dict[str, str]]]:
     """``{name: (body, attributes)}`` for each top-level tagged section of ``text``."""
-    return {
-        m.group("name"): (m.group("body").strip(), dict(_ATTR.findall(m.group("attrs"))))
-        for m in _SECTION.finditer(text)
-    }
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for m in _SECTION.finditer(text):
+        # The first section of a name wins: a later one can only come from a follow-up turn.
+        found.setdefault(
+            m.group("name"), (unescape_body(m.group("body").strip()), dict(_ATTR.findall(m.group("attrs"))))
+        )
+    return found
 
 
 # --------------------------------------------------------------------------- requests per task
 
 
-def image_messages(prompt: str, image: bytes, mime: str) -> Messages:
-    """Classification and formalization: the prompt file, then the image alone."""
-    return [
-        {"role": "system", "content": load_prompt(prompt)},
-        {"role": "user", "content": [image_part(image, mime)]},
-    ]
+def correction_messages(messages: Messages, bad_reply: str, problem: str) -> Messages:
+    """The follow-up after an unusable reply: the conversation so far, then what was wrong."""
+    feedback = section("parser_error", problem) + (
+        "\n\nYour reply above could not be used for the reason in <parser_error>. "
+        "Answer the original request again, following its format exactly."
+    )
+    return [*messages, {"role": "assistant", "content": bad_reply}, {"role": "user", "content": feedback}]
+
+
+def image_messages(prompt: str, image: bytes, mime: str, sections: tuple[str, ...] | list[str] = ()) -> Messages:
+    """Classification and formalization: the prompt file, then the image, then any tool output
+    (detector boxes, OCR words) as tagged sections."""
+    content = [image_part(image, mime), *(text_part(s) for s in sections)]
+    return [{"role": "system", "content": load_prompt(prompt)}, {"role": "user", "content": content}]
 
 
 def distill_messages(

@@ -1,22 +1,27 @@
 """What every teacher-driven stage (formalize, distill) does around its batch function:
-one client for the run, shard-by-shard resumable output, teacher failures redone next time."""
+one client for the run, a response cache on by default, shard-by-shard resumable output,
+teacher failures redone next time, and a loud failure when too little comes through."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from r1ov import records
+from r1ov import records, storage
 from r1ov.config import TeacherConfig
+from r1ov.outcome import StageFailed, check_floor
 from r1ov.teachers.client import TeacherClient
 
 log = logging.getLogger(__name__)
 
 Rows = list[dict[str, Any]]
 BatchFn = Callable[[Rows, TeacherClient], tuple[Rows, Rows]]
+CACHE_DIR = "_cache"
 
 
 def fingerprint(stage: str, teacher: TeacherConfig, **settings: Any) -> str:
@@ -32,6 +37,23 @@ def fingerprint(stage: str, teacher: TeacherConfig, **settings: Any) -> str:
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def default_cache_uri(output_uri: str, teacher: TeacherConfig) -> str:
+    """The configured cache, else one beside the stage's output (durable where the output is)."""
+    return teacher.cache_uri or storage.join(output_uri, CACHE_DIR)
+
+
+def require_reachable(stage: str, teacher: TeacherConfig, timeout_s: float = 15.0) -> None:
+    """Fail before any row is touched when nothing answers at the teacher's address. Any HTTP
+    answer counts (some endpoints have no ``/models``, some want a key for it)."""
+    try:
+        with urllib.request.urlopen(teacher.base_url.rstrip("/") + "/models", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered, if only to refuse
+    except (OSError, ValueError) as exc:
+        raise StageFailed(f"{stage}: teacher unreachable at {teacher.base_url}: {type(exc).__name__}: {exc}") from exc
+
+
 def run_teacher_stage(
     stage: str,
     input_uri: str,
@@ -41,9 +63,18 @@ def run_teacher_stage(
     *,
     shard_size: int,
     settings_fingerprint: str,
+    min_accepted_fraction: float = 0.5,
+    max_text_chars: int = 20000,
+    counters: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Map ``batch`` over the input shards with one client; returns the manifest as summary."""
-    client = TeacherClient(teacher)
+    """Map ``batch`` over the input shards with one client; returns the manifest as summary.
+
+    ``counters()`` adds the stage's own counts to the manifest. Raises :class:`StageFailed`
+    (after writing the output and its manifest) when the teacher cannot be reached or fewer
+    than ``min_accepted_fraction`` of the rows are accepted.
+    """
+    require_reachable(stage, teacher)
+    client = TeacherClient(teacher, cache_uri=default_cache_uri(output_uri, teacher))
     manifest = records.map_dataset(
         input_uri,
         output_uri,
@@ -51,7 +82,8 @@ def run_teacher_stage(
         shard_size=shard_size,
         fingerprint=settings_fingerprint,
         redo_reasons=("teacher_error",),
-        extra=lambda _: {"stage": stage, "teacher": client.summary()},
+        extra=lambda _: {"stage": stage, "teacher": client.summary(), **(counters() if counters else {})},
+        max_text_chars=max_text_chars,
     )
     log.info(
         "%s: %d accepted, %d rejected %s -> %s",
@@ -61,4 +93,5 @@ def run_teacher_stage(
         manifest["reject_reasons"],
         output_uri,
     )
+    check_floor(stage, output_uri, manifest, min_accepted_fraction)
     return manifest

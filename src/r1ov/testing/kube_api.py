@@ -177,7 +177,9 @@ def role_rules_from_chart(
     """
     import helm_python as helm
 
-    rendered = helm.Chart.load(str(chart_dir)).render(values or {}, name=release, namespace=namespace)
+    # The chart's defaults ask for the site's artifact store; the Roles do not depend on it.
+    values = {"mlflow": {"backend": "sqlite"}, **(values or {})}
+    rendered = helm.Chart.load(str(chart_dir)).render(values, name=release, namespace=namespace)
     objects = [
         doc
         for template, text in sorted(rendered.items())

@@ -6,7 +6,8 @@ the dataset's columns arrive as keyword lists (``answer``, ``options``). ``None`
 reward for this sample" (no ground truth), which TRL leaves out of the sum.
 
 Both are all-or-nothing and closed to the hacks seen in peers' rewards: an empty
-``<answer></answer>`` never scores, several answer blocks earn no accuracy (no hedging
+``<answer></answer>`` (or an empty ``<think></think>``) never scores, a hedge ("A or B",
+"3, 4") earns no accuracy, several answer blocks earn no accuracy (no hedging
 across blocks), several think or answer blocks earn no format reward, and there is no
 partial credit (no fuzzy matching).
 """
@@ -43,21 +44,33 @@ def single_answer(text: str) -> str | None:
     return reasoning.parse(text).answer
 
 
+def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any]:
+    values = kwargs.get(name)
+    return [None] * n if values is None else list(values)
+
+
 def accuracy(completions: Sequence[Any], answer: Sequence[str | None], **kwargs: Any) -> list[float | None]:
-    """1.0 when the one answer block matches the ground truth (answers.answers_match), else 0.0."""
-    options = kwargs.get("options") or [None] * len(completions)
+    """1.0 when the one answer block matches the ground truth (answers.answers_match), else 0.0.
+
+    Optional dataset columns refine the match: ``options`` (multiple choice), ``precision``
+    and ``unit`` (MathVista-style numeric answers).
+    """
+    n = len(completions)
+    options, precision, unit = (_column(kwargs, name, n) for name in ("options", "precision", "unit"))
     scores: list[float | None] = []
-    for completion, gold, choices in zip(completions, answer, options, strict=True):
+    for i, (completion, gold) in enumerate(zip(completions, answer, strict=True)):
         if gold is None or not str(gold).strip():
             scores.append(None)  # nothing to compare with: no signal rather than a false zero
             continue
         predicted = single_answer(completion_text(completion))
-        scores.append(1.0 if answers.answers_match(predicted, gold, list(choices or [])) else 0.0)
+        choices = list(options[i]) if options[i] is not None else []
+        match = answers.answers_match(predicted, str(gold), choices, precision=precision[i], unit=unit[i])
+        scores.append(1.0 if match else 0.0)
     return scores
 
 
 def format_(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-    """1.0 for exactly one think block then one non-empty answer block and nothing else."""
+    """1.0 for exactly one non-empty think block then one non-empty answer block and nothing else."""
     return [1.0 if reasoning.parse(completion_text(c)).well_formed else 0.0 for c in completions]
 
 

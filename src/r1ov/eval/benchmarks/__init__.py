@@ -22,6 +22,7 @@ from r1ov.eval.benchmarks.mathvista import load_mathvista
 from r1ov.eval.benchmarks.r1ov_bench import load_r1ov_bench
 from r1ov.eval.benchmarks.records import load_records
 from r1ov.eval.benchmarks.wemath import load_wemath
+from r1ov.records import reject
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ def load(spec: BenchmarkSpec) -> Loaded:
     if spec.limit is not None:
         rows = rows[: spec.limit]
     loaded = Loaded(label=spec.label or spec.name)
+    seen: set[str] = set()
     for row in rows:
+        if not row.get("reject_reason") and row["id"] in seen:
+            reject(row, f"duplicate_id: {row['id']} appears more than once in {spec.uri}")
+        seen.add(row["id"])
         (loaded.rejected if row.get("reject_reason") else loaded.records).append(row)
     log.info("%s: %d items from %s (%d set aside)", loaded.label, len(loaded.records), spec.uri, len(loaded.rejected))
     return loaded

@@ -28,6 +28,7 @@ SUFFIXES = (".parquet", ".tsv", ".jsonl", ".json")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 # An option marker: "A.", "A:", "(A)", "A)" at the start or after a separator.
 _MARKER = re.compile(r"(?:^|(?<=[\s;,]))\(?([A-Z])\)?\s*[.:：)]\s*")
+_IMAGE_TAG = re.compile(r"\s*<image\d*>\s*")
 _LETTERED = re.compile(r"^\(?([A-Z])\)?\s*[.:：)]\s*(.*)$", re.DOTALL)
 
 
@@ -159,6 +160,11 @@ def _strip_letters(items: list[str]) -> list[str]:
     return stripped
 
 
+def without_image_tags(question: str) -> str:
+    """``"<image1> Which shape ...?"`` -> ``"Which shape ...?"``: the image travels beside the text."""
+    return _IMAGE_TAG.sub(" ", question).strip()
+
+
 def text(value: Any) -> str:
     """A cell as text ('' for missing values), integral floats without '.0'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -223,6 +229,10 @@ def to_record(
         metadata={k: plain(v) for k, v in metadata.items()},
         **image,
     )
+    # The benchmark's own id names the item (prediction files use it); content hashes collide
+    # where a benchmark asks one question in several versions over the same image (MathVerse).
+    if metadata.get("benchmark_id"):
+        record["id"] = f"{benchmark}/{metadata['benchmark_id']}"
     if not question:
         reject(record, f"no_question: {benchmark} item {metadata.get('benchmark_id')} has no question")
     elif not answer:

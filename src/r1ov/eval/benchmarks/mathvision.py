@@ -3,7 +3,8 @@
 Published as Parquet (``data/test-*.parquet``, ``data/testmini-*.parquet``) with ``id``,
 ``question``, ``options`` (list; empty for free-form), ``image`` (path), ``decoded_image``
 (HF image struct), ``answer`` (a letter for multiple choice), ``solution``, ``level``,
-``subject``. VLMEvalKit's TSV (``index``, base64 ``image``, ``category``) also loads.
+``subject``. The question's ``<image1>`` placeholders are dropped (the image is sent
+beside the text). VLMEvalKit's TSV (``index``, base64 ``image``, ``category``) also loads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from r1ov.eval.benchmarks._io import (
     resolve_image_refs,
     text,
     to_record,
+    without_image_tags,
 )
 
 NAME = "mathvision"
@@ -35,7 +37,7 @@ def load_mathvision(uri: str) -> list[dict[str, Any]]:
         records.append(
             to_record(
                 NAME,
-                question=text(row.get("question")),
+                question=without_image_tags(text(row.get("question"))),
                 answer=text(row.get("answer")),
                 options=parse_options(first(row, "options", "choices")) or option_columns(row),
                 image=image_fields(first(row, "decoded_image", "image"), root),

@@ -1,0 +1,158 @@
+"""Data stage throughput: formalize against a teacher with a fixed latency L = 1 s.
+
+The offline teacher runs in its own process (``python -m r1ov.teachers.offline --delay 1``),
+standing in for a remote model whose every answer takes a second. A stage that keeps C
+requests in flight approaches the bound C / L requests per second; what keeps it below is
+the client's own CPU time per request (building, sending, parsing, caching, writing). Each
+concurrency level formalizes its own ``ROUNDS * C`` distinct records with a fresh output and
+cache. Two rates per level: the request phase (the stage's time inside the teacher client:
+requests built, sent, answered, checked and cached), which is what C / L bounds, and the
+whole stage end to end (reading, decoding every image, writing shards: fixed costs a longer
+run amortizes). The sequential loop (C = 1) is the baseline, measured in the same run. CPU
+time per request is this process's CPU time over the whole stage (the server's is apart)
+divided by the requests sent. The cores are shared with the server process (and with
+whatever else runs on the machine: a loaded machine shows in the CPU-bound levels).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from r1ov import records
+from r1ov.bench.report import Result
+from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
+from r1ov.formalize import run as formalize
+from r1ov.synthetic import run as synthesize
+from r1ov.teachers.offline import DEFAULT_MODEL
+
+LATENCY_S = 1.0
+LEVELS = (1, 4, 16, 64, 128, 256)
+ROUNDS = 10  # requests per level = ROUNDS * C: the stage's fixed costs are small next to the calls
+SEQUENTIAL_REQUESTS = 6
+
+log = logging.getLogger(__name__)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_server(source: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "r1ov.teachers.offline", "--data", source, "--port", str(port)]
+    process = subprocess.Popen([*command, "--delay", str(LATENCY_S)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2):
+                return process, url
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the offline teacher did not start") from None
+            time.sleep(0.2)
+
+
+def _level(source_rows: list[dict], url: str, tmp: str, concurrency: int, count: int) -> tuple[float, float, float]:
+    """(request-phase requests/s, whole-stage requests/s, CPU seconds per request) at ``concurrency``."""
+    source = f"{tmp}/in-{concurrency}"
+    records.write_dataset(source, source_rows[:count])
+    teacher = TeacherConfig(
+        base_url=url,
+        model=DEFAULT_MODEL,
+        max_concurrency=concurrency,
+        timeout_s=60,
+        cache_uri=f"{tmp}/cache-{concurrency}",
+    )
+    cfg = FormalizeConfig(
+        input_uri=source,
+        output_uri=f"{tmp}/out-{concurrency}",
+        teacher=teacher,
+        perception=PerceptionConfig(detector_model=None, ocr_engine="none"),
+        shard_size=max(count, 1),
+    )
+    cpu, wall = time.process_time(), time.perf_counter()
+    manifest = formalize(cfg)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    sent, phase = manifest["teacher"]["sent"], manifest["teacher"]["seconds"]
+    assert manifest["records"] == count and sent == count, manifest
+    log.info(
+        "C=%d: %d requests, %.1f/s in the request phase (%.2f s), %.1f/s whole stage (%.2f s), bound %.0f/s, "
+        "%.2f ms CPU each",
+        concurrency, sent, sent / phase, phase, sent / wall, wall, concurrency / LATENCY_S, 1000 * cpu / sent,
+    )  # fmt: skip
+    return sent / phase, sent / wall, cpu / sent
+
+
+def run() -> list[Result]:
+    # A log line per HTTP request would be a cost of the benchmark, not of the stage.
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        source = f"{tmp}/source"
+        synthesize(SynthConfig(output_uri=source, n=ROUNDS * max(LEVELS), seed=0, kinds=["table", "chart"]))
+        rows = records.read_records(source)
+        server, url = _start_server(source)
+        try:
+            load = os.getloadavg()[0]
+            _, sequential, sequential_cpu = _level(rows, url, tmp, 1, SEQUENTIAL_REQUESTS)
+            for concurrency in LEVELS[1:]:
+                rate, stage_rate, cpu = _level(rows, url, tmp, concurrency, ROUNDS * concurrency)
+                bound = concurrency / LATENCY_S
+                goal = "ratio >= 0.9 (90% of C/L)" if concurrency == 128 else "informational"
+                results.append(
+                    Result.compare(f"formalize requests/s at C={concurrency} vs bound C/L", rate, bound, "req/s", goal)
+                )
+                results.append(
+                    Result.compare(
+                        f"whole formalize stage rows/s at C={concurrency} vs bound C/L",
+                        stage_rate,
+                        bound,
+                        "rows/s",
+                        "informational: includes reading, decoding and writing",
+                    )
+                )
+                results.append(
+                    Result.compare(
+                        f"client CPU per request at C={concurrency} vs the sequential loop's",
+                        1000 * cpu,
+                        1000 * sequential_cpu,
+                        "ms",
+                        "informational: the stage's CPU per row (decoding included), this process only",
+                    )
+                )
+                if concurrency == 128:
+                    results.append(
+                        Result.compare(
+                            "whole formalize stage rows/s at C=128 vs the sequential loop, same run",
+                            stage_rate,
+                            sequential,
+                            "rows/s",
+                            "ratio >= 50",
+                        )
+                    )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    cores = os.cpu_count() or 1
+    results.append(
+        Result.compare(
+            "machine load average (1 min) when the run started, vs cores",
+            load,
+            cores,
+            "processes",
+            "informational: above 1 the cores were shared with other work, which slows the CPU-bound levels",
+        )
+    )
+    return results

@@ -1,0 +1,107 @@
+"""How a data stage ends: accepted enough rows, or failed loudly with a table of reasons.
+
+A stage that sets most rows aside (a dead teacher, a wrong model name, a broken prompt) must
+stop the pipeline before anything downstream runs and before a GPU is requested, and say
+why in a form a person can read at a glance.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+
+class StageFailed(RuntimeError):
+    """A data stage finished below its acceptance floor, or could not reach its teacher."""
+
+
+def reason_examples(dataset_uri: str, limit: int = 1) -> dict[str, list[str]]:
+    """Up to ``limit`` full reasons per reason kind, read from the rejected part."""
+    import pyarrow.parquet as pq  # here, not at the top: the CLI imports this module to start
+
+    from r1ov import records, storage
+
+    examples: dict[str, list[str]] = {}
+    for shard in storage.list_files(storage.join(dataset_uri, records.REJECTED), ".parquet"):
+        column = pq.read_table(io.BytesIO(storage.read_bytes(shard)), columns=["reject_reason"]).column(0)
+        for reason in column.to_pylist():
+            kind = (reason or "").split(":", 1)[0]
+            if len(examples.setdefault(kind, [])) < limit:
+                examples[kind].append(" ".join(reason.split())[:160])
+    return examples
+
+
+def reasons_table(manifest: dict[str, Any], examples: dict[str, list[str]] | None = None) -> str:
+    """A Markdown table: reason, rows, share of all rows, one example."""
+    total = manifest["records"] + manifest["rejected"]
+    lines = ["| reason | rows | share | example |", "|---|---:|---:|---|"]
+    lines.append(f"| accepted | {manifest['records']} | {manifest['records'] / total:.1%} | |" if total else "")
+    for reason, count in sorted(manifest["reject_reasons"].items(), key=lambda kv: -kv[1]):
+        example = ((examples or {}).get(reason) or [""])[0].replace("|", "\\|")
+        lines.append(f"| {reason} | {count} | {count / total:.1%} | {example} |")
+    return "\n".join(line for line in lines if line)
+
+
+def check_floor(stage: str, output_uri: str, manifest: dict[str, Any], floor: float) -> None:
+    """Raise :class:`StageFailed` when the accepted share of the input is below ``floor``."""
+    total = manifest["records"] + manifest["rejected"]
+    if total == 0:
+        raise StageFailed(f"{stage}: the input at {output_uri} had no rows; nothing to pass downstream")
+    share = manifest["records"] / total
+    if share >= floor:
+        return
+    table = reasons_table(manifest, reason_examples(output_uri))
+    raise StageFailed(
+        f"{stage}: {manifest['records']} of {total} rows accepted ({share:.1%}), below "
+        f"min_accepted_fraction={floor}; rows set aside, by reason (details in {output_uri}):\n{table}"
+    )
+
+
+def summary_markdown(title: str, manifest: dict[str, Any], output_uri: str) -> str:
+    """A per-stage summary people read in the KFP UI: counts, reasons with an example each,
+    and the teacher's bill (calls sent, cache hits, retries, tokens)."""
+    lines = [f"## {title}", "", f"Output: `{output_uri}`", ""]
+    lines.append(
+        reasons_table(manifest, reason_examples(output_uri))
+        if manifest["records"] + manifest["rejected"]
+        else "No rows."
+    )
+    for name, stats in sorted(manifest.items()):
+        if isinstance(stats, dict) and "sent" in stats:
+            lines += ["", f"### {name} calls ({stats.get('model', '')})", "", "| counter | value |", "|---|---:|"]
+            lines += [f"| {key} | {value} |" for key, value in stats.items() if key != "model"]
+    for key in ("shards", "resumed_shards", "type_disagreements"):
+        if key in manifest:
+            lines.append(f"\n{key.replace('_', ' ')}: {manifest[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool | int | float):
+            flat[name] = float(value)
+        elif isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+    return flat
+
+
+def log_summary_to_mlflow(
+    manifest: dict[str, Any], markdown: str, *, tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]
+) -> str:
+    """The data stages' summary as an MLflow run: every count as a metric, the Markdown as an
+    artifact. Returns the run id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    for name, value in _flatten(manifest).items():
+        # MLflow metric names allow letters, digits, _ - . / and spaces: reasons are free text.
+        client.log_metric(run.info.run_id, re.sub(r"[^\w\-./ ]", "_", name)[:250], value)
+    client.log_text(run.info.run_id, markdown, "data_summary.md")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

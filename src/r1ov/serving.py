@@ -1,0 +1,146 @@
+"""The inference endpoint's two helpers: fetch the registered model once, check what is served.
+
+The r1ov-inference chart runs both from the r1ov base image:
+
+    python -m r1ov.serving fetch --model-uri models:/NAME@champion --cache-dir /models --path-file /run/r1ov/model-path
+    python -m r1ov.serving check --endpoint http://... --served-model-name NAME --model-uri models:/NAME@champion
+    python -m r1ov.serving kserve-fetch models:/NAME@champion /mnt/models     (KServe's storage initializer)
+
+``fetch`` resolves an alias to its version and keeps one copy per version under
+``<cache-dir>/<name>/<version>``: replicas sharing a volume (a ReadWriteMany claim) download a
+version once. No two writers share a path: each download goes to a directory of its own and is
+renamed into place atomically; a replica that loses the race discards its copy and uses the
+winner's. ``check`` (the ``helm test``) asks the endpoint which model directory it serves and
+fails unless it is the version the alias resolves to now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+COMPLETE = ".r1ov-complete"  # written last: a directory without it is never served
+
+
+class ServingError(Exception):
+    """A model that cannot be resolved, or an endpoint that serves something else."""
+
+
+def resolve(model_uri: str) -> tuple[str, str]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, version), through the registry."""
+    parsed = urlparse(model_uri)
+    if parsed.scheme != "models" or not parsed.path.strip("/"):
+        raise ServingError(f"{model_uri!r} is not a models:/NAME@ALIAS or models:/NAME/VERSION URI")
+    ref = (parsed.netloc + parsed.path).strip("/")
+    if "@" in ref:
+        from mlflow import MlflowClient
+
+        name, alias = ref.split("@", 1)
+        return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    name, _, version = ref.rpartition("/")
+    if not name or not version.isdigit():
+        raise ServingError(f"{model_uri!r}: expected models:/NAME/VERSION with a numeric version")
+    return name, version
+
+
+def fetch(model_uri: str, cache_dir: Path) -> Path:
+    """The local directory of the resolved version, downloaded unless a complete copy is there."""
+    import mlflow
+
+    name, version = resolve(model_uri)
+    target = cache_dir / name / version
+    if (target / COMPLETE).is_file():
+        log.info("models:/%s/%s is cached at %s", name, version, target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))  # this replica's own path
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+        (staging / COMPLETE).write_text(json.dumps({"name": name, "version": version, "source": model_uri}))
+        try:
+            os.rename(staging, target)  # atomic on one filesystem; fails if another replica won
+            log.info("downloaded models:/%s/%s to %s", name, version, target)
+        except OSError:
+            if not (target / COMPLETE).is_file():
+                raise
+            log.info("models:/%s/%s arrived from another replica meanwhile", name, version)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def fetch_into(model_uri: str, dest: Path) -> Path:
+    """The KServe storage-initializer contract: the resolved version's files directly in ``dest``
+    (a pod's own emptyDir, so one writer)."""
+    import mlflow
+
+    name, version = resolve(model_uri)
+    dest.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest))
+    (dest / COMPLETE).write_text(json.dumps({"name": name, "version": version, "source": model_uri}))
+    log.info("downloaded models:/%s/%s to %s", name, version, dest)
+    return dest
+
+
+def check(endpoint: str, api_key: str, served_model_name: str, model_uri: str) -> str:
+    """Raise unless the endpoint serves ``served_model_name`` from the version ``model_uri`` resolves to."""
+    request = urllib.request.Request(
+        endpoint.rstrip("/") + "/v1/models", headers={"Authorization": f"Bearer {api_key}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        models = {m["id"]: m for m in json.load(response)["data"]}
+    if served_model_name not in models:
+        raise ServingError(f"the endpoint serves {sorted(models)}, not {served_model_name!r}")
+    name, version = resolve(model_uri)
+    root = models[served_model_name].get("root") or ""
+    if Path(root).parts[-2:] != (name, version):
+        raise ServingError(f"{model_uri} is version {version}, but the endpoint serves {root!r}")
+    return f"{served_model_name} serves models:/{name}/{version}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r1ov.serving", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch_ = sub.add_parser("fetch", help="download the model version once into the cache")
+    fetch_.add_argument("--model-uri", required=True)
+    fetch_.add_argument("--cache-dir", required=True, type=Path)
+    fetch_.add_argument("--path-file", required=True, type=Path, help="where to write the served directory")
+    kserve = sub.add_parser("kserve-fetch", help="KServe storage initializer: SOURCE_URI DEST (as KServe calls it)")
+    kserve.add_argument("source_uri")
+    kserve.add_argument("dest", type=Path)
+    check_ = sub.add_parser("check", help="fail unless the endpoint serves the alias's version")
+    check_.add_argument("--endpoint", required=True)
+    check_.add_argument("--served-model-name", required=True)
+    check_.add_argument("--model-uri", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if args.command == "fetch":
+            path = fetch(args.model_uri, args.cache_dir)
+            args.path_file.parent.mkdir(parents=True, exist_ok=True)
+            args.path_file.write_text(str(path))
+            print(path)
+        elif args.command == "kserve-fetch":
+            print(fetch_into(args.source_uri, args.dest))
+        else:
+            print(check(args.endpoint, os.environ.get("API_KEY", ""), args.served_model_name, args.model_uri))
+    except (ServingError, OSError, MlflowException) as exc:
+        print(f"r1ov.serving {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Symbolic equivalence through math-verify, with a time limit that holds in any thread.
+
+math-verify bounds its own work with ``signal.alarm``, which only the main thread may set:
+called from a worker thread it silently answers ``False``. Here its timeouts are always off
+and the deadline is ours: a ``SIGALRM`` interval timer in the main thread, and a helper
+process killed at the deadline everywhere else. Inputs that could run away (megabytes,
+deep nesting, exponent towers such as ``10^{10^{10}}``, huge factorials) are refused before
+parsing: they score wrong in bounded time and are never evaluated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from functools import lru_cache
+from multiprocessing.connection import Connection
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 400  # longer "answers" are prose, not expressions
+MAX_DEPTH = 10  # brace/parenthesis nesting
+DEFAULT_TIMEOUT_S = 2.0
+
+# An exponent holding another exponent, or an exponent/factorial too large to evaluate.
+_TOWER = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?\s*[-+]?\d*\s*\^|\*\*[^*]*\*\*")
+_BIG_EXPONENT = re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*[-+]?\d{4,}")
+_BIG_FACTORIAL = re.compile(r"\d{3,}\s*!|\\(?:Gamma|prod|sum)\b")
+
+
+class _Timeout(BaseException):
+    """The deadline passed (a BaseException, so sympy's broad ``except Exception`` cannot swallow it)."""
+
+
+def refusal(text: str) -> str | None:
+    """Why ``text`` is not worth parsing (None when it is)."""
+    if len(text) > MAX_CHARS:
+        return f"longer than {MAX_CHARS} characters"
+    depth = deepest = 0
+    for char in text:
+        if char in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "})]":
+            depth -= 1
+    if deepest > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH}"
+    if _TOWER.search(text) or _BIG_EXPONENT.search(text):
+        return "exponent tower or huge exponent"
+    if _BIG_FACTORIAL.search(text):
+        return "huge factorial, product or sum"
+    return None
+
+
+def as_latex(text: str) -> str:
+    """math-verify only reads LaTeX inside math delimiters: wrap bare expressions."""
+    stripped = text.strip()
+    if stripped.startswith(("$", "\\(", "\\[")):
+        return stripped
+    return f"${stripped}$"
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> tuple[Any, ...]:
+    from math_verify import parse
+
+    return tuple(parse(as_latex(text), parsing_timeout=None))  # type: ignore[arg-type]
+
+
+def _verify_now(predicted: str, gold: str) -> bool:
+    """math-verify without its own (signal) timeouts; callers bound the time."""
+    from math_verify import verify
+
+    gold_parsed, pred_parsed = _parsed(gold), _parsed(predicted)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=None))  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise _Timeout after ``seconds`` (main thread only), restoring any timer set before."""
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_delay:
+            signal.setitimer(signal.ITIMER_REAL, old_delay)
+
+
+def _worker(conn: Connection) -> None:
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    while True:
+        try:
+            predicted, gold = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send(_verify_now(predicted, gold))
+        except Exception:  # a parser crash is a "not equal", never a crash of the helper
+            conn.send(False)
+
+
+class _Helper:
+    """One helper process answering equivalence questions; killed and replaced on a deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._warm = False
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(target=_worker, args=(child,), daemon=True, name="r1ov-symbolic")
+        self._process.start()
+        child.close()
+        self._conn = parent
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None
+        self._warm = False
+
+    def ask(self, predicted: str, gold: str, timeout_s: float) -> bool:
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                self._kill()
+                self._start()
+            assert self._conn is not None
+            self._conn.send((predicted, gold))
+            # The first call also waits for the helper to import math-verify.
+            if self._conn.poll(timeout_s + (0.0 if self._warm else 30.0)):
+                self._warm = True
+                return bool(self._conn.recv())
+            log.warning("symbolic check over %.1fs, scored wrong: %.60r vs %.60r", timeout_s, predicted, gold)
+            self._kill()
+            return False
+
+
+_HELPER = _Helper()
+
+
+def equivalent(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """True when math-verify proves ``predicted`` equal to ``gold`` within ``timeout_s``.
+
+    Refused inputs (see :func:`refusal`) and parses that run out of time are ``False``.
+    """
+    if refusal(predicted) or refusal(gold):
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return _HELPER.ask(predicted, gold, timeout_s)
+    import math_verify  # noqa: F401 - the first import (sympy: seconds) must not count against the deadline
+
+    try:
+        with _alarm(timeout_s):
+            return _verify_now(predicted, gold)
+    except _Timeout:
+        log.warning("symbolic check over %.1fs, scored wrong: %.60r vs %.60r", timeout_s, predicted, gold)
+        return False
+    except Exception:  # math-verify/sympy raise many types on odd input: not equal
+        return False

@@ -1,0 +1,305 @@
+"""The answer core: every defect seen in review, as a test, plus bounded cost in any thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from r1ov import symbolic
+from r1ov.answers import answers_match, choice_letter, parse_number
+from r1ov.eval.extract import extract
+from r1ov.reasoning import parse
+from r1ov.train import rewards
+
+MATHVISTA_OPTIONS = ["3/11", "8/11", "6/11", "3/5"]
+
+
+def _reward(answer: str, gold: str, **columns: object) -> float | None:
+    completion = [{"role": "assistant", "content": f"<think>I worked it out.</think><answer>{answer}</answer>"}]
+    kwargs = {k: [v] for k, v in columns.items()}
+    return rewards.accuracy([completion], answer=[gold], **kwargs)[0]
+
+
+# --------------------------------------------------------------------------- signs, decimals, punctuation
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [
+        ("-3", "3"),
+        ("3", "-3"),
+        (".5", "5"),
+        ("5", ".5"),
+        ("3!", "3"),
+        ("-1/2", "1/2"),
+        ("1/2", "-1/2"),
+        ("-0.5", "0.5"),
+        ("100000001", "100000000"),  # integers compare exactly, no relative tolerance
+        ("12", "1.2"),
+        ("3.5", "3"),
+        ("3.", "3.5"),
+    ],
+)
+def test_punctuation_and_sign_change_the_value(predicted: str, gold: str) -> None:
+    assert not answers_match(predicted, gold)
+    assert _reward(predicted, gold) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [
+        ("3", "3"),
+        ("-3", "-3"),
+        ("3.0", "3"),
+        ("0.5", "1/2"),
+        ("\\frac{1}{2}", "0.5"),
+        ("1,000", "1000"),
+        ("$12.50", "12.5"),
+        ("12.5 cm", "12.5"),
+        ("25%", "25"),
+        ("90°", "90"),
+        ("90^\\circ", "90"),
+        ("\\boxed{-\\frac{3}{4}}", "-0.75"),
+        ("The answer is 7.", "7"),
+    ],
+)
+def test_same_values_match(predicted: str, gold: str) -> None:
+    assert answers_match(predicted, gold)
+    assert _reward(predicted, gold) == 1.0
+
+
+def test_numbers_read_sign_and_exactness() -> None:
+    assert parse_number("-3").value == -3 and not parse_number("-3").decimal
+    assert parse_number("−2.50").decimal and parse_number("−2.50").places == 2
+    assert parse_number("3!") is None and parse_number("3x") is None
+
+
+def test_precision_from_the_benchmark() -> None:
+    """MathVista rounds a float answer to the item's precision before comparing."""
+    assert answers_match("1.23", "1.2", precision=1)
+    assert answers_match("1.25", "1.2", precision=1)  # round-half-even of the float, as the official script
+    assert not answers_match("1.3", "1.2", precision=1)
+    assert not answers_match("1.23", "1.2")  # without a precision: a tight tolerance
+    assert _reward("1.23", "1.2", precision=1.0) == 1.0
+
+
+def test_unit_from_the_benchmark() -> None:
+    assert answers_match("12 cm^2", "12", unit="cm^2")
+    assert answers_match("12 square units", "12", unit="square units")
+    assert not answers_match("13 cm", "12", unit="cm")
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+
+@pytest.mark.parametrize(
+    "predicted",
+    ["B", "(B)", "B.", "B:", "(b)", "(B) 8/11", "B. 8/11", "The answer is (B) 8/11.", "8/11", "\\boxed{B}", "**B**"],
+)
+def test_mathvista_choice_forms_name_b(predicted: str) -> None:
+    """MathVista's gold is the option text; its query lists choices as ``(B) 8/11``."""
+    assert answers_match(predicted, "8/11", MATHVISTA_OPTIONS)
+    assert answers_match(predicted, "B", MATHVISTA_OPTIONS)
+    assert _reward(predicted, "8/11", options=MATHVISTA_OPTIONS) == 1.0
+
+
+@pytest.mark.parametrize("predicted", ["A", "(C) 6/11", "3/11", "(A) 8/11", "B. 3/11"])
+def test_other_or_contradictory_choices_do_not_name_b(predicted: str) -> None:
+    assert not answers_match(predicted, "8/11", MATHVISTA_OPTIONS)
+
+
+def test_option_text_starting_with_a_one_letter_word_is_text() -> None:
+    options = ["an exponential function", "a logarithmic function", "a linear function"]
+    assert choice_letter("a logarithmic function", options) == "B"
+    assert answers_match("a logarithmic function", "B", options)
+    assert not answers_match("a logarithmic function", "A", options)
+    assert choice_letter("A linear function", options) == "C"
+    equations = ["a + b = c", "d + e = f + j", "g = h"]
+    assert answers_match("d + e = f + j", "B", equations)
+    assert not answers_match("d + e = f + j", "D", [*equations, "none"])
+
+
+def test_option_text_that_looks_like_a_hedge_is_an_option() -> None:
+    options = ["R, D, N", "D, N, R", "N, R, D"]
+    assert choice_letter("R, D, N", options) == "A"
+    assert answers_match("R, D, N", "A", options)
+    assert extract("<think>t</think><answer>R, D, N</answer>", options).answer == "R, D, N"
+
+
+@pytest.mark.parametrize("hedge", ["A or B", "A B C", "A, B", "(A)(B)", "A and B", "A/B", "A, B, C, D"])
+def test_letter_hedges_earn_nothing(hedge: str) -> None:
+    options = ["3", "4", "5", "6"]
+    for gold in "AB":
+        assert not answers_match(hedge, gold, options)
+        assert _reward(hedge, gold, options=options) == 0.0
+
+
+@pytest.mark.parametrize("hedge", ["3, 4", "3 or 4", "3 4", "4; 3", "3 and 4"])
+def test_value_hedges_earn_nothing_whatever_the_gold(hedge: str) -> None:
+    for gold in ("3", "4"):
+        assert not answers_match(hedge, gold)
+        assert _reward(hedge, gold) == 0.0
+
+
+def test_a_list_gold_is_compared_as_a_list() -> None:
+    assert answers_match("[2007, 2008]", "[2007, 2008]")
+    assert answers_match("(3, 4)", "(3,4)")
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [
+        ("\\frac{\\sqrt{3}}{2}", "\\sqrt{3}/2"),
+        ("\\dfrac{1}{3}", "\\frac{1}{3}"),
+        ("\\tfrac{2}{3}", "\\frac{2}{3}"),
+        ("$2\\sqrt{2}$", "2\\sqrt{2}"),
+        ("\\left(1, 2\\right)", "(1, 2)"),
+        ("2\\pi", "2\\pi"),
+        ("\\pi/2", "\\frac{\\pi}{2}"),
+    ],
+)
+def test_bare_latex_reaches_the_parser(predicted: str, gold: str) -> None:
+    assert answers_match(predicted, gold)
+
+
+def test_different_latex_does_not_match() -> None:
+    assert not answers_match("\\frac{\\sqrt{3}}{3}", "\\sqrt{3}/2")
+    assert not answers_match("-\\sqrt{2}", "\\sqrt{2}")
+
+
+# --------------------------------------------------------------------------- format reward
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<think></think><answer>3</answer>",
+        "<think>   </think><answer>3</answer>",
+        "<think>\n</think>\n<answer>3</answer>",
+    ],
+)
+def test_empty_think_earns_no_format_reward(completion: str) -> None:
+    assert rewards.format_([completion]) == [0.0]
+    assert not parse(completion).well_formed
+
+
+def test_think_that_disagrees_with_the_answer_block_is_judged_by_the_answer() -> None:
+    completion = "<think>So the answer is 4.</think><answer>3</answer>"
+    assert rewards.accuracy([completion], answer=["3"]) == [1.0]
+    assert extract(completion).answer == "3"
+
+
+# --------------------------------------------------------------------------- bounded cost
+
+
+@pytest.mark.parametrize(("size", "budget_s"), [(64_000, 1.0), (400_000, 3.0), (4_000_000, 15.0)])
+def test_unclosed_answer_tag_is_linear(size: int, budget_s: float) -> None:
+    """Quadratic scanning took 9 s at 64 KB and over 120 s at 400 KB; linear is ~1 s at 4 MB."""
+    text = "<think>t</think>" + "<answer>" + "x " * (size // 2)
+    many = "<answer>1 " * (size // 10)
+    start = time.perf_counter()
+    for candidate in (text, many):
+        extract(candidate, ["1", "2"])
+        rewards.format_([candidate])
+        rewards.accuracy([candidate], answer=["1"])
+    assert time.perf_counter() - start < budget_s
+
+
+@pytest.mark.parametrize(
+    "predicted",
+    ["10^{10^{10}}", "2^{3^{4^{5}}}", "9^99999", "99999!", "{" * 40 + "1" + "}" * 40, "1+" * 5000 + "1"],
+)
+def test_pathological_answers_are_refused_in_bounded_time(predicted: str) -> None:
+    start = time.perf_counter()
+    assert not answers_match(predicted, "\\frac{1}{2}")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_math_verify_works_from_a_worker_thread() -> None:
+    """math-verify's own signal timeouts make it answer False off the main thread; ours do not."""
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(answers_match("\\frac{\\sqrt{3}}{2}", "\\sqrt{3}/2")))
+    thread.start()
+    thread.join(60)
+    assert results == [True]
+
+
+# Equal, yet about half a second of sympy work (and under the size limits): 20 ms must cut it short.
+SLOW = "+".join(f"\\frac{{x^{{{i}}}}}{{{i + 1}}}" for i in range(16))
+SLOW_TOO = SLOW.replace("x", "(x+0)")
+
+
+def test_worker_thread_deadline_kills_a_runaway_parse() -> None:
+    """Past its deadline a symbolic check off the main thread is wrong, and the helper is replaced."""
+    results: list[object] = []
+
+    def check() -> None:
+        symbolic._HELPER.ask("1", "1", timeout_s=30)  # warm: the deadline should not include the helper's start
+        before = symbolic._HELPER._process.pid
+        start = time.perf_counter()
+        results.append(symbolic._HELPER.ask(SLOW, SLOW_TOO, timeout_s=0.02))
+        results.append(time.perf_counter() - start < 5)
+        results.append(symbolic._HELPER._process is None or symbolic._HELPER._process.pid != before)
+        results.append(symbolic.equivalent(SLOW, SLOW_TOO, timeout_s=30))  # given time, it is equal
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join(120)
+    assert results == [False, True, True, True]
+
+
+def test_main_thread_deadline_cuts_a_runaway_parse() -> None:
+    start = time.perf_counter()
+    assert symbolic.refusal(SLOW_TOO) is None
+    assert not symbolic.equivalent(SLOW, SLOW_TOO, timeout_s=0.02)
+    assert time.perf_counter() - start < 1.0
+
+
+# --------------------------------------------------------------------------- closed-form numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-\\frac{1}{2}", -0.5),
+        ("\\frac{\\sqrt{3}}{2}", 3**0.5 / 2),
+        ("\\sqrt{3}/2", 3**0.5 / 2),
+        ("2\\pi", 2 * 3.141592653589793),
+        ("\\frac12", 0.5),
+        ("\\sqrt[3]{8}", 2.0),
+        ("2(1+\\sqrt{2})", 2 * (1 + 2**0.5)),
+        ("-3^2", -9.0),
+        ("x^2", None),  # a variable: not a number
+        ("1.2 .3", None),  # two numbers side by side are not a product
+        ("10^{10^{10}}", None),
+        ("2^{100}", None),  # beyond the magnitudes answers have
+        ("3!", None),
+        ("\\frac{1}{0}", None),
+    ],
+)
+def test_closed_form_values(text: str, expected: float | None) -> None:
+    from r1ov import numeric
+
+    got = numeric.value(text)
+    assert (got is None and expected is None) or (got is not None and numeric.same_value(got, expected))
+
+
+def test_closed_form_numbers_need_no_symbolic_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("math-verify was called for a closed-form number")
+
+    monkeypatch.setattr(symbolic, "equivalent", refuse)
+    assert answers_match("\\sqrt{3}/2", "\\frac{\\sqrt{3}}{2}")
+    assert answers_match("2\\sqrt{2}", "\\sqrt{8}")
+    assert not answers_match("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{2}")
+    assert answers_match("\\frac{\\sqrt{2}}{2}", "0.71", precision=2)
+
+
+@pytest.mark.parametrize(("predicted", "gold"), [("3 or more", "3"), ("3 and up", "3"), ("either 3 or 4", "4")])
+def test_qualified_or_joined_answers_do_not_match_a_single_gold(predicted: str, gold: str) -> None:
+    assert not answers_match(predicted, gold)

@@ -1,0 +1,36 @@
+"""The scoring benchmark's inputs and measurement, at a small size (the full run is `python -m r1ov.bench eval`)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from r1ov.bench import scoring
+from r1ov.eval.score import score_row
+
+
+def test_bench_rows_come_from_every_layout_and_mix_right_and_wrong(tmp_path: Path) -> None:
+    rows = scoring._rows(scoring.write_files(tmp_path, items=200), items=200)
+    assert len(rows) == 200 and len({r["id"] for r in rows}) == 200
+    assert {r["benchmark"] for r in scoring._rows(scoring.write_files(tmp_path / "all", items=60), 10_000)} == {
+        "mathvista",
+        "mathvision",
+        "mathverse",
+        "wemath",
+        "r1ov-bench",
+    }
+    scored = [score_row(dict(r)) for r in rows]
+    accuracy = sum(r["correct"] for r in scored) / len(scored)
+    assert 0.4 < accuracy < 0.9  # right and wrong answers in the mix
+    assert {r["rule"] for r in scored} >= {"answer_tag", "answer_is", "hedge"}
+
+
+def test_bench_result_has_the_documented_shape() -> None:
+    (result,) = scoring.run(items=60)
+    assert result.unit == "items/s" and result.value > 0 and result.baseline > 0
+    assert result.ratio == round(result.value / result.baseline, 3)
+
+
+def test_responses_are_deterministic() -> None:
+    record = {"options": ["3", "4"], "answer": "B"}
+    assert scoring.response(record, random.Random(5)) == scoring.response(record, random.Random(5))
