@@ -50,6 +50,7 @@ from test_train_sft import make_records
 from components.grpo.component import grpo
 from components.sft.component import sft
 from r1ov import records, storage
+from r1ov.bundle import RUN_LABEL
 from r1ov.k8s.client import JobFailed
 from r1ov.testing.kube_api import StandInAPI, kubeconfig, role_rules_from_chart, serve
 from r1ov.testing.kubelet import LocalKubelet
@@ -339,14 +340,15 @@ def test_killed_rank_then_rerun_resumes_from_the_last_complete_checkpoint(
     def kill_a_worker_after_the_first_checkpoint() -> None:
         # Watch the master's log as the launcher streams it (no polling of S3, which lags under load).
         while not done.is_set() and not complete_at_kill:
-            with cluster.api.lock:
-                pods = list(cluster.api.pods.values())
-                master_log = [line for pod in pods if pod.name.endswith("-master-0") for _, line in pod.log]
-            steps = [int(m.group(1)) for line in master_log if (m := marked.search(line))]
-            worker = next((p for p in cluster.kubelet.pods.values() if p.pod.name.endswith("-worker-0")), None)
-            if steps and worker is not None and worker.pod.phase == "Running":
-                cluster.kubelet.kill(worker.pod.name, signal.SIGKILL)
-                complete_at_kill.append(max(steps))
+            with cluster.api.lock:  # this run's job: its master logs checkpoints (earlier tests' jobs do not)
+                logs = {pod.job: [line for _, line in pod.log] for pod in cluster.api.pods.values()
+                        if pod.name.endswith("-master-0") and pod.phase == "Running"}  # fmt: skip
+            for job, lines in logs.items():
+                steps = [int(m.group(1)) for line in lines if (m := marked.search(line))]
+                worker = cluster.kubelet.pods.get(f"{job}-worker-0")
+                if steps and worker is not None and worker.pod.phase == "Running":
+                    cluster.kubelet.kill(worker.pod.name, signal.SIGKILL)
+                    complete_at_kill.append(max(steps))
             time.sleep(0.02)
 
     killer = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, daemon=True)
@@ -393,4 +395,5 @@ def test_a_role_without_a_verb_the_launcher_uses_fails_the_run(
     assert 'cannot get resource "pytorchjobs" in API group "kubeflow.org"' in message
     assert cluster.api.calls(denied=True) == {("kubeflow.org", "pytorchjobs", "get")}
     assert ("kubeflow.org", "pytorchjobs", "delete") in cluster.api.calls(denied=False)
-    assert not [key for key in cluster.api.objects if key[0] == "pytorchjobs"]
+    left = [o for (plural, _, _), o in cluster.api.objects.items() if plural == "pytorchjobs"]
+    assert not [o for o in left if o["metadata"]["labels"].get(RUN_LABEL) == "run-rbac"]
