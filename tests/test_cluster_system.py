@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +50,7 @@ from test_train_sft import make_records
 from components.grpo.component import grpo
 from components.sft.component import sft
 from r1ov import records, storage
+from r1ov.bundle import RUN_LABEL
 from r1ov.k8s.client import JobFailed
 from r1ov.testing.kube_api import StandInAPI, kubeconfig, role_rules_from_chart, serve
 from r1ov.testing.kubelet import LocalKubelet
@@ -302,6 +304,7 @@ def trained(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 @pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
 def test_sft_then_grpo_on_the_cluster(cluster: Cluster, inputs: dict[str, str], launcher: str, tmp_path: Path) -> None:
     run_id = f"run-{launcher}"
+    cluster.api.attempts.clear()
     sft_model = run_sft(inputs, launcher, run_id, tmp_path)
     # The model artifact is the durable copy the job uploaded, not a second copy through the task pod.
     assert sft_model.uri == f"s3://{BUCKET}/runs/{run_id}/sft"
@@ -331,24 +334,31 @@ def test_killed_rank_then_rerun_resumes_from_the_last_complete_checkpoint(
     run_id = "run-resume"
     store = f"s3://{BUCKET}/runs/{run_id}/sft/checkpoints"
     complete_at_kill: list[int] = []
-    env = dict(os.environ)  # the thread reads S3 with the task pod's credentials
+    done = threading.Event()
+    marked = re.compile(r"checkpoint s3://\S+/checkpoint-(\d+) complete")
 
     def kill_a_worker_after_the_first_checkpoint() -> None:
-        os.environ.update(env)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not complete_at_kill:
-            steps = checkpoints.complete_steps(store)
-            worker = next((p for p in cluster.kubelet.pods.values() if p.pod.name.endswith("-worker-0")), None)
-            if steps and worker is not None and worker.pod.phase == "Running":
-                cluster.kubelet.kill(worker.pod.name, signal.SIGKILL)
-                complete_at_kill.append(steps[-1])
-            time.sleep(0.05)
+        # Watch the master's log as the launcher streams it (no polling of S3, which lags under load).
+        while not done.is_set() and not complete_at_kill:
+            with cluster.api.lock:  # this run's job: its master logs checkpoints (earlier tests' jobs do not)
+                logs = {pod.job: [line for _, line in pod.log] for pod in cluster.api.pods.values()
+                        if pod.name.endswith("-master-0") and pod.phase == "Running"}  # fmt: skip
+            for job, lines in logs.items():
+                steps = [int(m.group(1)) for line in lines if (m := marked.search(line))]
+                worker = cluster.kubelet.pods.get(f"{job}-worker-0")
+                if steps and worker is not None and worker.pod.phase == "Running":
+                    cluster.kubelet.kill(worker.pod.name, signal.SIGKILL)
+                    complete_at_kill.append(max(steps))
+            time.sleep(0.02)
 
     killer = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, daemon=True)
     killer.start()
-    with pytest.raises(JobFailed, match="failed"):
-        run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2)
-    killer.join(timeout=5)
+    try:
+        with pytest.raises(JobFailed, match="failed"):
+            run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2)
+    finally:
+        done.set()
+        killer.join(timeout=5)
     assert complete_at_kill, "the first checkpoint never appeared"
     assert checkpoints.complete_steps(store)[-1] < 30  # it died before the end
 
@@ -358,3 +368,32 @@ def test_killed_rank_then_rerun_resumes_from_the_last_complete_checkpoint(
     # Resumed from the latest complete checkpoint: at least the one complete when the node died.
     assert summary["resumed_from_step"] >= complete_at_kill[0] > 0
     assert checkpoints.complete_steps(store) == [28, 30]  # the last save_total_limit=2 are kept
+
+
+@pytest.mark.usefixtures("pipeline_pod_env")
+def test_a_role_without_a_verb_the_launcher_uses_fails_the_run(
+    cluster: Cluster, inputs: dict[str, str], tmp_path: Path
+) -> None:
+    """RBAC both ways: take ``get`` on PyTorchJobs out of the chart's Role and the run fails with the
+    cluster's 403 (and still deletes its job: ``delete`` is granted)."""
+    from kubernetes.client.exceptions import ApiException
+
+    granted = cluster.api.rules
+    assert granted is not None
+    cluster.api.rules = [
+        {**rule, "verbs": [v for v in rule["verbs"] if v != "get"]} if "pytorchjobs" in rule["resources"] else rule
+        for rule in granted
+    ]
+    cluster.api.attempts.clear()
+    try:
+        with pytest.raises(ApiException) as denied:
+            run_sft(inputs, "pytorchjob", "run-rbac", tmp_path)
+    finally:
+        cluster.api.rules = granted
+    assert denied.value.status == 403
+    message = json.loads(denied.value.body)["message"]
+    assert 'cannot get resource "pytorchjobs" in API group "kubeflow.org"' in message
+    assert cluster.api.calls(denied=True) == {("kubeflow.org", "pytorchjobs", "get")}
+    assert ("kubeflow.org", "pytorchjobs", "delete") in cluster.api.calls(denied=False)
+    left = [o for (plural, _, _), o in cluster.api.objects.items() if plural == "pytorchjobs"]
+    assert not [o for o in left if o["metadata"]["labels"].get(RUN_LABEL) == "run-rbac"]

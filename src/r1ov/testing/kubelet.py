@@ -112,6 +112,7 @@ class LocalKubelet:
         self.writable = writable
         self.grace_s = grace_s
         self.pods: dict[str, PodProcess] = {}
+        self.stopping: list[PodProcess] = []  # pods of deleted objects, being stopped
         self.job_started: dict[str, float] = {}
         self.job_failure: dict[str, tuple[str, str]] = {}
 
@@ -137,6 +138,8 @@ class LocalKubelet:
         owner = (kind, obj["metadata"]["name"])
         for name, proc in list(self.pods.items()):
             if proc.owner == owner:
+                # Stopped in the background (the API answers meanwhile); stop_all waits for them.
+                self.stopping.append(proc)
                 threading.Thread(target=self._stop, args=(proc,), daemon=True).start()
                 del self.pods[name]
                 api.pods.pop(name, None)
@@ -196,7 +199,8 @@ class LocalKubelet:
                 os.killpg(proc.process.pid, sig)
 
     def stop_all(self) -> None:
-        for proc in list(self.pods.values()):
+        """Stop every pod, deleted ones still in their grace period included (no process outlives a test)."""
+        for proc in [*self.pods.values(), *self.stopping]:
             self._stop(proc)
 
     # ------------------------------------------------------------- the operators' pods
