@@ -22,6 +22,7 @@ from test_train_sft import make_records, sft_config
 from transformers import AutoModelForImageTextToText
 
 from r1ov import records
+from r1ov.shutdown import sigterm_exits
 from r1ov.train import grpo, launch, sft
 
 TWO_NODES = {"nnodes": 2, "nproc_per_node": 1, "backend": "gloo"}
@@ -156,7 +157,7 @@ def test_sigterm_to_the_local_launcher_stops_its_nodes() -> None:
     timer.start()
     handler_before = signal.getsignal(signal.SIGTERM)
     try:
-        with pytest.raises(SystemExit) as stopped, launch.sigterm_exits():
+        with pytest.raises(SystemExit) as stopped, sigterm_exits():
             launch.wait_all("sft", nodes)
     finally:
         timer.cancel()

@@ -15,14 +15,10 @@ configuration first (a pipeline pod) and the kubeconfig second (a laptop).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import urllib3
@@ -32,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from r1ov.k8s import kinds, trainjobs
 from r1ov.k8s.logs import PodLogFollower
+from r1ov.shutdown import sigterm_exits
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +82,6 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (0, 429) or exc.status >= 500
     return isinstance(exc, urllib3.exceptions.HTTPError)
-
-
-@contextlib.contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) so cleanup runs; Python's default would just die."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 # --------------------------------------------------------------------------- training jobs
@@ -220,7 +200,7 @@ def run_to_completion(
     follower = None
     created = False
     started = time.monotonic()
-    with _sigterm_exits():
+    with sigterm_exits():
         try:
             try:
                 custom.create_namespaced_custom_object(job.group, job.version, namespace, job.plural, body)
@@ -354,7 +334,7 @@ def wait_ready(
     path = kinds.object_path(obj, namespace)
     deadline = time.monotonic() + timeout_s
     current: dict[str, Any] = {}
-    with _sigterm_exits():
+    with sigterm_exits():
         while True:
             try:
                 current = _call(api_client, path, "GET", header_params={"Accept": "application/json"})

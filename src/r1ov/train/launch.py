@@ -32,6 +32,7 @@ from typing import Any
 
 from r1ov import storage
 from r1ov.config import ConfigError
+from r1ov.shutdown import sigterm_exits
 from r1ov.train import common, worker
 
 logger = logging.getLogger(__name__)
@@ -91,23 +92,6 @@ def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
     with sigterm_exits():  # a cancelled task's SIGTERM stops the nodes (wait_all's finally), not just us
         wait_all(stage, nodes)
     return common.read_summary(cfg.output_dir)
-
-
-@contextlib.contextmanager
-def sigterm_exits() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) so cleanup runs; Python's default would just die."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def _exit(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def torchrun_command(
