@@ -1,3 +1,5 @@
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
@@ -6,11 +8,13 @@ from components._image import VLLM_IMAGE
 
 @dsl.component(base_image=VLLM_IMAGE)
 def evaluate(
-    model: Input[Model],
     benchmarks: str,
     results: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
+    model: Optional[Input[Model]] = None,  # noqa: UP045 - KFP reads Optional[...] to mark the input optional
+    model_name_or_path: str = "",
+    label: str = "",
     backend: str = "vllm",
     max_new_tokens: int = 4096,
     temperature: float = 0.0,
@@ -23,11 +27,13 @@ def evaluate(
     """Score the model on reasoning benchmarks (MathVision, MathVerse, MathVista, WeMath, R1-Onevision-Bench).
 
     Args:
-        model: Checkpoint to evaluate.
         benchmarks: JSON list of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
-        results: Directory with predictions, metrics.json and report.html.
+        results: Directory with predictions, verdicts.jsonl (per item), metrics.json and report.html.
         report: The HTML report (tables and plot), shown in the KFP UI.
         metrics: Accuracy overall and per benchmark, category and level.
+        model: Checkpoint to evaluate (a stage's output); or give model_name_or_path.
+        model_name_or_path: HF model id or checkpoint path, when no model artifact is given (the base model).
+        label: Which model this is in the ablation (base, sft, sft+grpo); names the MLflow run.
         backend: vllm (offline engine), hf (transformers) or openai (an OpenAI-compatible endpoint).
         max_new_tokens: Completion limit.
         temperature: 0 decodes greedily.
@@ -44,24 +50,18 @@ def evaluate(
     import shutil
     from pathlib import Path
 
-    from r1ov.kfp_tasks import log_metrics, run_task
+    from r1ov.kfp_tasks import log_metrics, run_task, tracking_fields
 
+    name = f"eval-{label}" if label else "eval"
     fields = {
-        "model_name_or_path": model.path,
+        "model_name_or_path": model.path if model is not None else model_name_or_path,
         "benchmarks": json.loads(benchmarks),
         "output_dir": results.path,
         "backend": backend,
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "base_url": base_url or None,
-        "tracking": {
-            "tracking_uri": mlflow_tracking_uri,
-            "experiment": mlflow_experiment,
-            "run_name": f"eval-{run_id}" if run_id else None,
-            "tags": {"r1ov.pipeline_run_id": run_id} if run_id else {},
-        }
-        if mlflow_tracking_uri
-        else None,
+        **tracking_fields(name, mlflow_tracking_uri, mlflow_experiment, run_id, {"r1ov.eval_label": label}),
     }
     summary = run_task("eval", fields, extra_config)
     shutil.copyfile(Path(results.path) / "report.html", report.path)

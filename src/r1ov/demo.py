@@ -31,6 +31,10 @@ console = Console(stderr=True)
 TRAIN_RECORDS, CLEVR_RECORDS, BENCH_RECORDS = 28, 16, 24
 TEACHER_NOISE = 0.25  # share of teacher answers made wrong or malformed, for the filter to catch
 FORMALIZE_NOISE = 0.1  # share of formalizations the teacher botches, for the parser checks to catch
+# Short chains (no observation: the instruction's lead, then the answer): a tiny model learns the
+# format from them within a few hundred steps, and they fit the demo's max_reasoning_tokens.
+CHAIN_OBSERVATIONS = 0
+EXPERIMENT, MODEL_NAME = "r1ov", "r1ov-demo"  # as in pipelines/recipes/demo.yaml
 
 
 def _fill(value: Any, slots: dict[str, str]) -> Any:
@@ -112,8 +116,6 @@ def _find_outputs(pipeline_root: Path) -> dict[str, Path]:
         "formalized": "formalize/formalized",
         "distilled": "distill/distilled",
         "filtered": "filter-reasoning/filtered",
-        "report": "evaluate/report",
-        "metrics": "evaluate/results/metrics.json",
     }
     for name, pattern in patterns.items():
         matches = list(run.glob(pattern))
@@ -138,13 +140,14 @@ def run_demo(workdir: str | Path = "demo-run", fresh: bool = False) -> dict[str,
 
     console.rule("[bold]r1ov demo: inputs")
     inputs = prepare_inputs(workdir)
-    tracking_uri = _prepare_mlflow(workdir, "r1ov")
+    tracking_uri = _prepare_mlflow(workdir, EXPERIMENT)
 
     console.rule("[bold]r1ov demo: pipeline (kfp.local, pipelines/r1ov.yaml)")
     pipeline_root = workdir / "pipeline_root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     pipeline = components.load_component_from_file(str(root / "pipelines" / "r1ov.yaml"))
-    with serve([inputs["train"]], noise=TEACHER_NOISE, formalize_noise=FORMALIZE_NOISE) as teacher_url:
+    short = {"max_observations": CHAIN_OBSERVATIONS}
+    with serve([inputs["train"]], noise=TEACHER_NOISE, formalize_noise=FORMALIZE_NOISE, **short) as teacher_url:
         console.log(f"offline teacher listening at {teacher_url}")
         arguments = pipeline_arguments(
             root / "pipelines" / "recipes" / "demo.yaml",
@@ -153,57 +156,99 @@ def run_demo(workdir: str | Path = "demo-run", fresh: bool = False) -> dict[str,
         pipeline(**arguments)
 
     outputs = _find_outputs(pipeline_root)
-    report = workdir / "report.html"
-    if "report" in outputs:
-        shutil.copyfile(outputs["report"], report)
-    summary = _summarize(workdir, tracking_uri, outputs, report, time.monotonic() - started)
+    summary = _summarize(workdir, tracking_uri, outputs, time.monotonic() - started)
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     _print_summary(summary)
     return summary
 
 
-def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], report: Path, seconds: float) -> dict:
+def _pipeline_children(client: Any, experiment: str) -> tuple[Any, list[Any]]:
+    """The newest pipeline run of the experiment and its nested stage runs."""
+    found = client.get_experiment_by_name(experiment)
+    parents = client.search_runs(
+        [found.experiment_id], "tags.`r1ov.stage` = 'pipeline'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not parents:
+        return None, []
+    parent = parents[0]
+    children = client.search_runs([found.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, children
+
+
+def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], seconds: float) -> dict[str, Any]:
     import mlflow
 
     from r1ov import records
+    from r1ov.eval.ablation import collect, render_html
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    versions = client.search_model_versions("name='r1ov-demo'")
-    model = client.get_registered_model("r1ov-demo") if versions else None
+    versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    model = client.get_registered_model(MODEL_NAME) if versions else None
     data = {
         stage: records.read_manifest(str(outputs[stage])) for stage in ("formalized", "distilled", "filtered")
         if stage in outputs
     }  # fmt: skip
-    metrics = json.loads(outputs["metrics"].read_text()).get("metrics", {}) if "metrics" in outputs else {}
+    parent, children = _pipeline_children(client, EXPERIMENT)
+    story = collect(client, children)
+    report = workdir / "report.html"
+    report.write_text(render_html(story))
+    gate = {}
+    if versions:
+        newest = max(versions, key=lambda v: int(v.version))
+        gate = json.loads((newest.tags or {}).get("r1ov.gate.champion", "{}"))
     return {
         "workdir": str(workdir),
         "seconds": round(seconds, 1),
         "data": data,
         "filter": data.get("filtered", {}),
-        "eval": {k: v for k, v in metrics.items() if k.startswith("overall/")},
+        "ablation": story["ablation"],
+        "comparisons": story["comparisons"],
+        "sft_loss": story["sft_loss"],
+        "grpo_reward": story["grpo_reward"],
+        "gate": {"promoted": gate.get("promoted"), "reasons": gate.get("reasons", [])},
         "registered_versions": sorted(int(v.version) for v in versions),
         "aliases": {alias: str(version) for alias, version in (model.aliases if model else {}).items()},
-        "report": str(report) if report.exists() else None,
+        "mlflow_pipeline_run": parent.info.run_id if parent else None,
+        "mlflow_stage_runs": sorted(r.info.run_name for r in children),
+        "report": str(report),
         "pipeline_root": str(outputs.get("run", "")),
         "mlflow_ui": f"mlflow ui --backend-store-uri {tracking_uri}",
     }
 
 
+def _fmt(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
+    ablation = Table(title="base -> SFT -> SFT+GRPO on the same held-out items")
+    for column in ("model", "accuracy", "95% interval", "format rate", "n"):
+        ablation.add_column(column, justify="left" if column == "model" else "right")
+    for row in summary["ablation"]:
+        low, high = row["ci95"]
+        ablation.add_row(
+            row["model"], _fmt(row["accuracy"]), f"[{_fmt(low)}, {_fmt(high)}]", _fmt(row["format_rate"]), str(row["n"])
+        )
+    console.print(ablation)
     table = Table(title="r1ov demo: done", show_header=False)
     table.add_row("time", f"{summary['seconds']} s")
     for stage, manifest in summary["data"].items():
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(manifest.get("reject_reasons", {}).items()))
         table.add_row(stage, f"{manifest['records']} accepted, {manifest['rejected']} set aside ({reasons or 'none'})")
-    scores = summary["eval"]
-    table.add_row(
-        "eval",
-        f"accuracy {scores.get('overall/accuracy', float('nan')):.3f}, "
-        f"format rate {scores.get('overall/format_rate', float('nan')):.3f} on {int(scores.get('overall/n', 0))} items "
-        "(random tiny model: near zero is expected)",
-    )
-    table.add_row("model versions", ", ".join(map(str, summary["registered_versions"])) or "none")
+    loss, reward = summary["sft_loss"], summary["grpo_reward"]
+    table.add_row("SFT loss", f"{_fmt(loss['first'])} -> {_fmt(loss['last'])} over {loss['steps']} logged steps")
+    table.add_row("GRPO reward", f"{_fmt(reward['first'])} (first quarter) -> {_fmt(reward['last'])} (last quarter)")
+    for name, c in summary["comparisons"].items():
+        table.add_row(
+            name,
+            f"{c['difference']:+.3f} accuracy, 95% CI [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], "
+            f"McNemar p {c['p_value']:.3g}",
+        )
+    decision = "promoted" if summary["gate"].get("promoted") else "not promoted"
+    table.add_row("promotion", f"{decision}: {'; '.join(summary['gate'].get('reasons') or []) or 'no decision'}")
     table.add_row("aliases", json.dumps(summary["aliases"]))
-    table.add_row("eval report", summary["report"] or "missing")
+    table.add_row("report", summary["report"])
+    table.add_row("summary", str(Path(summary["workdir"]) / "summary.json"))
     table.add_row("task outputs", summary["pipeline_root"])
     table.add_row("browse runs", summary["mlflow_ui"])
     console.print(table)

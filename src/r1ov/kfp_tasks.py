@@ -14,10 +14,13 @@ from typing import Any, Protocol
 import yaml
 
 from r1ov import config as cfg
+from r1ov import lengths
 from r1ov.bundle import RUN_LABEL
 from r1ov.cli import STAGES, resolve
 
 log = logging.getLogger(__name__)
+
+PIPELINE_RUN_TAG = "r1ov.pipeline_run_id"
 
 
 class MetricsArtifact(Protocol):
@@ -53,10 +56,41 @@ def stage_config(stage: str, fields: dict[str, Any], extra_config: str = "") -> 
     return cfg.build(STAGES[stage][0], data, name=stage)
 
 
+def tracking_fields(
+    name: str, tracking_uri: str, experiment: str, run_id: str, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Dotted ``tracking.*`` fields of a stage's MLflow run (none when no tracking URI is given)."""
+    if not tracking_uri:
+        return {}
+    return {
+        "tracking.tracking_uri": tracking_uri,
+        "tracking.experiment": experiment,
+        "tracking.run_name": f"{name}-{run_id}" if run_id else name,
+        "tracking.tags": {
+            **({PIPELINE_RUN_TAG: run_id} if run_id else {}),
+            **{k: v for k, v in (tags or {}).items() if v},
+        },
+    }
+
+
+def _nest_under_pipeline_run(config: Any) -> None:
+    """Give a tracked stage the pipeline run's MLflow parent run (created by whichever stage comes first)."""
+    tracking = getattr(config, "tracking", None)
+    if getattr(config, "track", True) is False or tracking is None or tracking.parent_run_id:
+        return
+    pipeline_run_id = tracking.tags.get(PIPELINE_RUN_TAG)
+    if pipeline_run_id:
+        from r1ov.registry import pipeline_parent_run
+
+        tracking.parent_run_id = pipeline_parent_run(tracking, pipeline_run_id)
+
+
 def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = stage_config(stage, fields, extra_config)
+    _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
+    lengths.preflight(stage, config)
     summary = resolve(STAGES[stage][1])(config)
     log.info("%s finished: %s", stage, json.dumps(summary, default=str))
     return summary
@@ -111,7 +145,7 @@ def training_fields(
         "tracking.tracking_uri": mlflow_tracking_uri or None,
         "tracking.experiment": mlflow_experiment,
         "tracking.run_name": f"{stage}-{run_id}" if run_id else None,
-        "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
+        "tracking.tags": {PIPELINE_RUN_TAG: run_id} if run_id else None,
     }
 
 

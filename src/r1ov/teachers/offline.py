@@ -136,10 +136,16 @@ def create_app(
     return app
 
 
-def load_oracle(dataset_uris: list[str], noise: float = 0.0, formalize_noise: float = 0.0, seed: int = 0) -> Oracle:
+def load_oracle(
+    dataset_uris: list[str],
+    noise: float = 0.0,
+    formalize_noise: float = 0.0,
+    seed: int = 0,
+    max_observations: int | None = None,
+) -> Oracle:
     rows = [row for uri in dataset_uris for row in records.read_records(uri)]
     log.info("offline teacher knows %d records from %s", len(rows), ", ".join(dataset_uris))
-    return Oracle(rows, noise=noise, formalize_noise=formalize_noise, seed=seed)
+    return Oracle(rows, noise=noise, formalize_noise=formalize_noise, seed=seed, max_observations=max_observations)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -165,12 +171,14 @@ def serve(
     fail_first: int = 0,
     retry_after: float = 1.0,
     delay_s: float = 0.0,
+    max_observations: int | None = None,
 ) -> Iterator[str]:
     """Run the server in a background thread; yields its base URL ``http://HOST:PORT/v1``.
 
-    ``port=0`` picks a free port. The server stops when the block exits.
+    ``port=0`` picks a free port. The server stops when the block exits. ``max_observations``
+    keeps reasoning chains short (see :func:`r1ov.teachers.oracle.chain`).
     """
-    oracle = load_oracle(list(dataset_uris), noise, formalize_noise, seed)
+    oracle = load_oracle(list(dataset_uris), noise, formalize_noise, seed, max_observations)
     app = create_app(oracle, model=model, fail_first=fail_first, retry_after=retry_after, delay_s=delay_s)
     # Binding here, before the thread starts, gives the real port at once (port 0 included).
     sock = listening_socket(host, port)
