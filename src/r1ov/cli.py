@@ -48,10 +48,14 @@ def run_stage(stage: str, config_path: str | None, overrides: list[str]) -> dict
     """Load and validate the stage's config, then run it; used by the CLI and components."""
     config_class, target = STAGES[stage]
     stage_config = cfg.load(config_class, config_path, overrides, name=stage)
+    from r1ov import inputs
     from r1ov.lengths import preflight
 
+    inputs.check(stage, stage_config)
     preflight(stage, stage_config)
-    return resolve(target)(stage_config)
+    summary = resolve(target)(stage_config)
+    inputs.check_output(stage, stage_config, summary)
+    return summary
 
 
 def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
@@ -181,7 +185,7 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     elif args.command == "demo":
         from r1ov.demo import run_demo
 
-        return run_demo(args.workdir, fresh=args.fresh)
+        return run_demo(args.workdir, fresh=args.fresh, verbose=args.verbose)
     elif args.command == "registry":
         return _registry(args)
     elif args.command == "compile":

@@ -378,6 +378,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def read_recipe(uri: str | Path | None) -> dict[str, Any]:
     if uri is None:
         return {}
+    if not storage.is_remote(str(uri)) and Path(str(uri)).is_dir():
+        raise ConfigError(
+            f"config file {uri} is a directory; pass a YAML recipe file (e.g. pipelines/recipes/demo.yaml)"
+        )
     try:
         data = yaml.safe_load(storage.read_text(str(uri))) or {}
     except FileNotFoundError as exc:

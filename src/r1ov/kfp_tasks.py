@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import yaml
 
 from r1ov import config as cfg
-from r1ov import lengths
+from r1ov import inputs, lengths
 from r1ov.bundle import RUN_LABEL
 from r1ov.cli import STAGES, resolve
 
@@ -90,8 +90,10 @@ def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict
     config = stage_config(stage, fields, extra_config)
     _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
+    inputs.check(stage, config)
     lengths.preflight(stage, config)
     summary = resolve(STAGES[stage][1])(config)
+    inputs.check_output(stage, config, summary)
     log.info("%s finished: %s", stage, json.dumps(summary, default=str))
     return summary
 

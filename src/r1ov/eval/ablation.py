@@ -156,14 +156,16 @@ pre {{ white-space: pre-wrap; font-size: .8rem; }} img {{ max-width: 48%; }}
 <h1>{html.escape(title)}</h1>
 <h2>Ablation (same held-out items)</h2>
 <table id="ablation"><thead>
-<tr><th>model</th><th>n</th><th>accuracy</th><th>95% interval</th><th>format rate</th></tr></thead><tbody>{rows}</tbody></table>
+<tr><th>model</th><th>n</th><th>accuracy</th><th>95% interval</th><th>format rate</th></tr></thead>
+<tbody>{rows}</tbody></table>
 <h2>Paired comparisons</h2>
 <table id="comparisons"><thead><tr><th>comparison</th><th>accuracy difference</th>
 <th>95% interval (paired bootstrap)</th><th>McNemar p</th><th>items won / lost</th></tr></thead>
 <tbody>{comparisons}</tbody></table>
 <h2>Training curves</h2>
 <p>SFT loss {_fmt(data["sft_loss"]["first"])} &rarr; {_fmt(data["sft_loss"]["last"])}
-over {data["sft_loss"]["steps"]} logged steps; GRPO mean reward {_fmt(reward["first"])} (first quarter) &rarr; {_fmt(reward["last"])} (last quarter).</p>
+over {data["sft_loss"]["steps"]} logged steps; GRPO mean reward {_fmt(reward["first"])} (first quarter)
+&rarr; {_fmt(reward["last"])} (last quarter).</p>
 {curves}
 <h2>Completions</h2>
 {"".join(samples) or "<p>no predictions</p>"}
