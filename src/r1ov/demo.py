@@ -125,6 +125,8 @@ def _find_outputs(pipeline_root: Path) -> dict[str, Path]:
         "formalized": "formalize/formalized",
         "distilled": "distill/distilled",
         "filtered": "filter-reasoning/filtered",
+        "sft_model": "sft/model",
+        "grpo_model": "grpo/model",
     }
     for name, pattern in patterns.items():
         matches = list(run.glob(pattern))
@@ -231,6 +233,14 @@ def run_demo(workdir: str | Path = "demo-run", fresh: bool = False, verbose: boo
     return summary
 
 
+def changed_tensors(before: Path, after: Path) -> int:
+    """How many weight tensors differ between two checkpoints (GRPO must move the SFT model)."""
+    from safetensors.torch import load_file
+
+    old, new = load_file(str(before / "model.safetensors")), load_file(str(after / "model.safetensors"))
+    return sum(1 for name, tensor in new.items() if name not in old or not old[name].equal(tensor))
+
+
 def _pipeline_children(client: Any, experiment: str) -> tuple[Any, list[Any]]:
     """The newest pipeline run of the experiment and its nested stage runs."""
     found = client.get_experiment_by_name(experiment)
@@ -274,6 +284,9 @@ def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], secon
         "comparisons": story["comparisons"],
         "sft_loss": story["sft_loss"],
         "grpo_reward": story["grpo_reward"],
+        "grpo_changed_tensors": changed_tensors(outputs["sft_model"], outputs["grpo_model"])
+        if {"sft_model", "grpo_model"} <= outputs.keys()
+        else None,
         "gate": {"promoted": gate.get("promoted"), "reasons": gate.get("reasons", [])},
         "registered_versions": sorted(int(v.version) for v in versions),
         "aliases": {alias: str(version) for alias, version in (model.aliases if model else {}).items()},
