@@ -160,6 +160,9 @@ def r1ov_pipeline(
             teacher_model=formalize_teacher_model,
             teacher_max_concurrency=teacher_max_concurrency,
             extra_config=formalize_extra_config,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
         ).set_display_name("formalize images")
         _teacher_key(formalized, "formalize-api-key").set_retry(2)
 
@@ -169,6 +172,9 @@ def r1ov_pipeline(
             teacher_model=distill_teacher_model,
             teacher_max_concurrency=teacher_max_concurrency,
             extra_config=distill_extra_config,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
         ).set_display_name("distill reasoning")
         _teacher_key(distilled, "distill-api-key").set_retry(2)
 
@@ -176,6 +182,9 @@ def r1ov_pipeline(
             distilled=distilled.outputs["distilled"],
             require_answer_match=require_answer_match,
             extra_config=filter_extra_config,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
         ).set_display_name("filter reasoning")
         _object_store_access(filtered)
 

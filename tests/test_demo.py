@@ -61,7 +61,8 @@ def test_demo_tells_the_papers_story(tmp_path: Path) -> None:
     parent = client.get_run(summary["mlflow_pipeline_run"])
     assert parent.data.tags["r1ov.stage"] == "pipeline"
     stages = {name.rsplit("-", 1)[0] for name in summary["mlflow_stage_runs"]}
-    assert {"sft", "grpo", "eval-base", "eval-sft", "eval-sft+grpo", "register", "promote"} <= stages
+    assert {"formalize", "distill", "filter", "sft", "grpo", "eval-base", "eval-sft", "eval-sft+grpo", "register",
+            "promote"} <= stages  # fmt: skip
     sft_run = client.get_run(version.tags["lineage.sft_run_id"])
     assert sft_run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert client.get_metric_history(sft_run.info.run_id, "tokens_per_second")

@@ -13,6 +13,9 @@ def distill(
     teacher_model: str = "deepseek-reasoner",
     teacher_max_concurrency: int = 8,
     extra_config: str = "",
+    mlflow_tracking_uri: str = "",
+    mlflow_experiment: str = "r1ov",
+    run_id: str = "",
 ):
     """Write role-played <think> chains over the formal text with a reasoning LLM.
 
@@ -23,6 +26,9 @@ def distill(
         teacher_base_url: OpenAI-compatible endpoint of the reasoning teacher (key from OPENAI_API_KEY).
         teacher_model: Model name sent to the teacher.
         teacher_max_concurrency: Requests in flight at once.
+        mlflow_tracking_uri: Log the stage's settings and counts as an MLflow run when set.
+        mlflow_experiment: MLflow experiment name.
+        run_id: Pipeline run id (the stage's MLflow run nests under the pipeline's).
         extra_config: YAML/JSON mapping of further DistillConfig fields.
     """
     from r1ov.kfp_tasks import log_metrics, run_task
@@ -34,4 +40,6 @@ def distill(
         "teacher.model": teacher_model,
         "teacher.max_concurrency": teacher_max_concurrency,
     }
-    log_metrics(metrics, run_task("distill", fields, extra_config))
+    log_metrics(
+        metrics, run_task("distill", fields, extra_config, track=(mlflow_tracking_uri, mlflow_experiment, run_id))
+    )

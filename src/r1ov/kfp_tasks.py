@@ -7,8 +7,10 @@ same code runs under ``kfp.local``, on a cluster and in tests. Explicit componen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import yaml
@@ -85,15 +87,79 @@ def _nest_under_pipeline_run(config: Any) -> None:
         tracking.parent_run_id = pipeline_parent_run(tracking, pipeline_run_id)
 
 
-def run_task(stage: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@contextlib.contextmanager
+def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> Iterator[dict[str, Any]]:
+    """An MLflow child run for a stage that does not track itself (the data stages): settings and counts."""
+    holder: dict[str, Any] = {}
+    if not track or not track[0] or getattr(config, "tracking", None) is not None:
+        yield holder
+        return
+    from mlflow.entities import Param
+
+    from r1ov import registry
+
+    tracking_uri, experiment, pipeline_run_id = track
+    tracking = cfg.TrackingConfig(
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        run_name=f"{stage}-{pipeline_run_id}" if pipeline_run_id else stage,
+        tags={PIPELINE_RUN_TAG: pipeline_run_id} if pipeline_run_id else {},
+    )
+    if pipeline_run_id:
+        tracking.parent_run_id = registry.pipeline_parent_run(tracking, pipeline_run_id)
+    client = registry.client_for(tracking)
+    run_id = registry.start_run(client, tracking, stage, {"r1ov.stage": stage})
+    try:
+        yield holder
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    settings = _flat(json.loads(config.model_dump_json()))
+    params = [Param(k, str(v)[:500]) for k, v in sorted(settings.items()) if v is not None][:100]
+    numbers = {k: v for k, v in _flat(holder.get("summary", {})).items() if isinstance(v, int | float)}
+    client.log_batch(run_id, params=params)
+    registry.log_metrics(client, run_id, {k: float(v) for k, v in numbers.items()})
+    client.set_terminated(run_id)
+
+
+def _close_pipeline_run(config: Any) -> None:
+    """Promotion is the last stage: the pipeline's MLflow run ends with it."""
+    if config.track and config.tracking.parent_run_id:
+        from r1ov.registry import client_for
+
+        client_for(config.tracking).set_terminated(config.tracking.parent_run_id)
+
+
+def run_task(
+    stage: str, fields: dict[str, Any], extra_config: str = "", track: tuple[str, str, str] | None = None
+) -> dict[str, Any]:
+    """Build ``stage``'s config from component inputs, check its inputs, run it, check its output.
+
+    ``track`` = (tracking URI, experiment, pipeline run id) gives a stage without its own
+    tracking an MLflow run nested under the pipeline's.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = stage_config(stage, fields, extra_config)
     _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
     inputs.check(stage, config)
     lengths.preflight(stage, config)
-    summary = resolve(STAGES[stage][1])(config)
+    with _stage_run(stage, config, track) as run:
+        summary = resolve(STAGES[stage][1])(config)
+        run["summary"] = summary
     inputs.check_output(stage, config, summary)
+    if stage == "promote":
+        _close_pipeline_run(config)
     log.info("%s finished: %s", stage, json.dumps(summary, default=str))
     return summary
 
