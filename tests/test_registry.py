@@ -277,3 +277,41 @@ def test_metric_key_and_read_metrics(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"metrics": {"overall/accuracy": 0.5, "overall/n": 3}, "model": "x"}))
     assert read_metrics(str(path)) == {"overall/accuracy": 0.5, "overall/n": 3.0}
+
+
+def test_registry_command(
+    tmp_path: Path, tracking: TrackingConfig, model: str, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``r1ov registry``: a refusal is exit 0 with one line, an error exit 1, fetch gives a loadable model."""
+    from transformers import AutoConfig
+
+    from r1ov.cli import main
+
+    uri = ["registry", "--tracking-uri", tracking.tracking_uri]
+    metrics = metrics_file(tmp_path, "tiny", 0.5)
+    verdicts_file(tmp_path, "tiny", correct=20)
+    register(RegisterConfig(model_dir=str(tiny_model_dir), model_name=model, metrics_uri=metrics, tracking=tracking))
+    capsys.readouterr()
+
+    assert main([*uri, "promote", model, "1"]) == 0  # refused: no champion and no base verdicts
+    err = capsys.readouterr().err
+    assert f"{model} version 1 NOT promoted to champion: " in err and "Traceback" not in err
+    base = verdicts_file(tmp_path, "base", 0)
+    assert main([*uri, "promote", model, "1", "--baseline-verdicts", base]) == 0
+    assert json.loads(capsys.readouterr().out)["promoted"] is True
+
+    assert main([*uri, "promote", model, "9"]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"r1ov registry: {model} has no version '9'")
+    assert main([*uri, "promote", model, "1", "--force"]) == 2  # --force without --reason
+    assert "force needs a reason" in capsys.readouterr().err
+    assert main([*uri, "rollback", model]) == 1  # the first champion has nothing before it
+    assert "nothing to roll back to" in capsys.readouterr().err
+    assert aliases(tracking, model) == {"challenger": "1", "champion": "1"}
+
+    assert main([*uri, "fetch", f"models:/{model}@champion", str(tmp_path / "served")]) == 0
+    assert json.loads(capsys.readouterr().out)["model_dir"] == str(tmp_path / "served")
+    assert AutoConfig.from_pretrained(tmp_path / "served").model_type == "qwen2_5_vl"
+    assert main([*uri, "fetch", f"{model}@champion", str(tmp_path / "x")]) == 1
+    assert "is not a model URI" in capsys.readouterr().err
+    assert main([*uri, "list", model]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["versions"][0]["gate"]["champion"]["promoted"] is True
