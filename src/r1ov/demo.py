@@ -171,8 +171,9 @@ class StageLog(io.TextIOBase):
         self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
-        super().close()
+        if not self.closed:
+            super().close()  # flushes first
+            self.file.close()
 
 
 @contextlib.contextmanager
