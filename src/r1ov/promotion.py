@@ -161,7 +161,8 @@ def promote(cfg: PromoteConfig) -> dict[str, Any]:
     client.set_model_version_tag(
         cfg.model_name, candidate.version, GATE_TAG.format(alias=cfg.target_alias), json.dumps(record)
     )
-    if promoted:
+    already = champion is not None and str(champion.version) == str(candidate.version)
+    if promoted and not already:  # a forced re-promotion of the champion moves nothing
         before = "" if champion is None else str(champion.version)
         client.set_model_version_tag(
             cfg.model_name, candidate.version, PREVIOUS_TAG.format(alias=cfg.target_alias), before
