@@ -221,6 +221,9 @@ def r1ov_pipeline(
     data_shards: int = 8,  # pods per data stage (DATA_PARALLELISM run at once)
     data_root: str = "",  # durable root (s3://...) for shards and response caches; empty: the pipeline root
     min_accepted_fraction: float = 0.5,  # fail before training when less of the data survives
+    # One reasoning length for every stage: GRPO's completion limit and eval's generation limit
+    # (the SFT model's answers average ~960 tokens in the paper; a shorter limit cuts them off).
+    max_reasoning_tokens: int = 4096,
     # SFT (paper: full fine-tune, lr 1e-5, batch 1 x accum 16 x 8 GPUs, 1 epoch, cosine, warmup 0.05)
     base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
     sft_learning_rate: float = 1e-5,
@@ -238,7 +241,6 @@ def r1ov_pipeline(
     grpo_num_generations: int = 8,
     grpo_beta: float = 0.04,
     grpo_max_prompt_length: int = 1024,
-    grpo_max_completion_length: int = 1024,
     grpo_per_device_train_batch_size: int = 8,
     grpo_gradient_accumulation_steps: int = 2,
     grpo_global_batch_size: int = 128,
@@ -261,13 +263,13 @@ def r1ov_pipeline(
     train_task_tolerations: list = [],  # noqa: B006
     # evaluation, registry, promotion
     eval_backend: str = "vllm",
-    eval_max_new_tokens: int = 4096,
     eval_temperature: float = 0.0,
     mlflow_experiment: str = "r1ov",
     model_name: str = "r1ov-qwen2.5-vl",
     promote_metric: str = "overall/accuracy",
     promote_min_value: float = 0.0,
     promote_min_improvement: float = 0.0,
+    promote_alpha: float = 0.05,
     # any other config field, per stage, as a JSON mapping (`sft_extra_config='{"save_steps": 100}'`)
     formalize_extra_config: dict = {},  # noqa: B006
     distill_extra_config: dict = {},  # noqa: B006
@@ -339,7 +341,7 @@ def r1ov_pipeline(
             num_generations=grpo_num_generations,
             beta=grpo_beta,
             max_prompt_length=grpo_max_prompt_length,
-            max_completion_length=grpo_max_completion_length,
+            max_completion_length=max_reasoning_tokens,
             per_device_train_batch_size=grpo_per_device_train_batch_size,
             gradient_accumulation_steps=grpo_gradient_accumulation_steps,
             global_batch_size=grpo_global_batch_size,
@@ -361,22 +363,32 @@ def r1ov_pipeline(
         ).set_display_name("GRPO")
         _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
 
-        eval_task = evaluate(
-            model=grpo_task.outputs["model"],
-            benchmarks=benchmarks,
-            backend=eval_backend,
-            max_new_tokens=eval_max_new_tokens,
-            temperature=eval_temperature,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_experiment=mlflow_experiment,
-            run_id=run_id,
-            extra_config=eval_extra_config,
-        ).set_display_name("evaluate")
-        _on_gpu_pool(eval_task, pool="rollout", gpus=1, cpu="8", memory="64Gi")
+        # The paper's ablation rows, scored on the same items: base, +SFT, +SFT+RL.
+        evals = {}
+        models = {"base": {"model_name_or_path": base_model}, "sft": {"model": sft_task.outputs["model"]},
+                  "sft+grpo": {"model": grpo_task.outputs["model"]}}  # fmt: skip
+        for label, model in models.items():
+            evals[label] = evaluate(
+                **model,
+                label=label,
+                benchmarks=benchmarks,
+                backend=eval_backend,
+                max_new_tokens=max_reasoning_tokens,
+                temperature=eval_temperature,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                mlflow_experiment=mlflow_experiment,
+                run_id=run_id,
+                extra_config=eval_extra_config,
+            ).set_display_name(f"evaluate {label}")
+            _on_gpu_pool(evals[label], pool="rollout", gpus=1, cpu="8", memory="64Gi")
 
         register_task = register(
             model=grpo_task.outputs["model"],
-            eval_results=eval_task.outputs["results"],
+            eval_results=evals["sft+grpo"].outputs["results"],
+            sft_model=sft_task.outputs["model"],
+            sft_data=merged.outputs["filtered"],
+            grpo_data_uri=clevr_uri,
+            base_model=base_model,
             mlflow_tracking_uri=mlflow_tracking_uri,
             model_name=model_name,
             mlflow_experiment=mlflow_experiment,
@@ -385,14 +397,19 @@ def r1ov_pipeline(
         _object_store_access(register_task).set_caching_options(False)
         _on_pool(register_task, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
 
+        # Promote acts on the version this run registered, never on whoever holds `challenger` now.
         promote_task = promote(
+            version=register_task.output,
+            baseline_results=evals["base"].outputs["results"],
             mlflow_tracking_uri=mlflow_tracking_uri,
             model_name=model_name,
             metric=promote_metric,
             min_value=promote_min_value,
             min_improvement=promote_min_improvement,
+            alpha=promote_alpha,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
             extra_config=promote_extra_config,
         ).set_display_name("promote champion")
-        promote_task.after(register_task)
         _object_store_access(promote_task).set_caching_options(False)
         _on_pool(promote_task, CPU_POOL, cpu="500m", memory="1Gi", memory_limit="2Gi")

@@ -16,12 +16,12 @@ import helm_python as helm
 import pytest
 import yaml
 from kubernetes.client import ApiClient, Configuration
-from test_registry import register_version
+from test_registry import register_version, verdicts_file
 
 from r1ov.config import EndpointConfig, PromoteConfig, TrackingConfig
 from r1ov.k8s import client
 from r1ov.k8s.endpoint import VERSION_ANNOTATION, served_version
-from r1ov.registry import promote
+from r1ov.promotion import promote
 from r1ov.testing.kube_api import StandInAPI, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,12 @@ def test_promotion_rolls_the_deployment_only_when_champion_moves(
         client.apply([deployment], NS, api_client=kube)
         key = ("deployments", NS, deployment["metadata"]["name"])
         endpoint = EndpointConfig(deployment=deployment["metadata"]["name"], namespace=NS)
-        gate = PromoteConfig(model_name=model, tracking=tracking, endpoint=endpoint)
+        base = verdicts_file(tmp_path, "base", correct=0)
+
+        def gate(version: str) -> PromoteConfig:
+            return PromoteConfig(
+                model_name=model, version=version, baseline_verdicts_uri=base, tracking=tracking, endpoint=endpoint
+            )
 
         def writes() -> int:
             return sum(1 for method, path, _ in api.requests if method == "PATCH" and path.endswith(key[2]))
@@ -73,20 +78,20 @@ def test_promotion_rolls_the_deployment_only_when_champion_moves(
 
         before = writes()
         register_version(tmp_path, tracking, model, "first", 0.5)
-        decision = promote(gate)
+        decision = promote(gate("1"))
         assert decision["promoted"] and decision["endpoint"]["rolled"]
         assert template()["metadata"]["annotations"][VERSION_ANNOTATION] == "1"
         assert writes() == before + 1
         rolled = template()
 
         # The champion does not move: a second gate on the same version, then a worse candidate.
-        assert not promote(gate)["promoted"]
+        assert not promote(gate("1"))["promoted"]
         register_version(tmp_path, tracking, model, "worse", 0.4)
-        assert not promote(gate)["promoted"]
+        assert not promote(gate("2"))["promoted"]
         assert template() == rolled and writes() == before + 1
 
         register_version(tmp_path, tracking, model, "better", 0.7)
-        decision = promote(gate)
+        decision = promote(gate("3"))
         assert decision["promoted"] and decision["endpoint"] == {
             "deployment": f"{NS}/{key[2]}", "before": "1", "version": "3", "rolled": True,
         }  # fmt: skip

@@ -516,6 +516,10 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: StandIn, monkeypat
     assert broken["error"].startswith("bad_image: corrupt image") and broken["correct"] is False
     assert json.loads((out / "metrics.json").read_text())["metrics"]["overall/accuracy"] == pytest.approx(4 / 9)
     assert "no_answer" in (out / "rejected.jsonl").read_text()
+    # per-item verdicts (what paired comparisons and the promotion gate read), one per scored item
+    verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
+    assert len(verdicts) == len(predictions) and set(verdicts[0]) == {"benchmark", "id", "correct"}
+    assert sum(v["correct"] for v in verdicts) == 4
     html = (out / "report.html").read_text()
     assert '<table id="metrics">' in html and "<td>r1ov-bench</td>" in html
     assert '<img alt="accuracy by benchmark' in html and 'src="data:image/png;base64,' in html
@@ -526,7 +530,13 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: StandIn, monkeypat
     assert run_data.metrics["overall/accuracy"] == pytest.approx(4 / 9)
     assert run_data.params["backend"] == "openai"
     artifacts = {a.path for a in client.list_artifacts(summary["mlflow_run_id"], "eval")}
-    assert {"eval/report.html", "eval/metrics.json", "eval/predictions.parquet", "eval/tables.md"} <= artifacts
+    assert {
+        "eval/report.html",
+        "eval/metrics.json",
+        "eval/predictions.parquet",
+        "eval/tables.md",
+        "eval/verdicts.jsonl",
+    } <= artifacts
     tables_md = (out / "tables.md").read_text()
     assert "## R1-Onevision-Bench by level and category" in tables_md and "| category | Deduction | 1 |" in tables_md
     assert '<div id="paper-tables">' in html and "R1-Onevision-7B (paper)" in html

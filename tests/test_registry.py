@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
 from r1ov.config import PromoteConfig, RegisterConfig, TrackingConfig
-from r1ov.registry import fetch, metric_key, promote, read_metrics, register
+from r1ov.promotion import promote, rollback
+from r1ov.registry import RegistryError, fetch, list_models, metric_key, read_metrics, register
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +53,35 @@ def checkpoint(root: Path, name: str, weights: bytes) -> Path:
 
 
 def metrics_file(root: Path, name: str, accuracy: float) -> str:
-    path = root / f"{name}.json"
+    path = root / f"{name}-eval" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps({"metrics": {"overall/accuracy": accuracy, "r1ov-bench/category/Physics/accuracy": 0.1}})
     )
     return str(path)
 
 
-def register_version(tmp_path: Path, tracking: TrackingConfig, model: str, name: str, accuracy: float | None) -> dict:
+ITEMS = 40
+
+
+def verdicts_file(root: Path, name: str, correct: int, items: int = ITEMS, benchmark: str = "bench") -> str:
+    """Per-item verdicts: the first ``correct`` of ``items`` items right (what eval writes beside metrics.json)."""
+    path = root / f"{name}-eval" / "verdicts.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(
+            json.dumps({"benchmark": benchmark, "id": f"q{i}", "correct": i < correct}) + "\n" for i in range(items)
+        )
+    )
+    return str(path)
+
+
+def register_version(
+    tmp_path: Path, tracking: TrackingConfig, model: str, name: str, accuracy: float | None, **verdicts: Any
+) -> dict:
+    """A version whose eval got ``accuracy`` (right on the first accuracy x ITEMS items unless told otherwise)."""
+    if accuracy is not None:
+        verdicts_file(tmp_path, name, **{"correct": round(accuracy * verdicts.get("items", ITEMS)), **verdicts})
     return register(
         RegisterConfig(
             model_dir=str(checkpoint(tmp_path, name, name.encode() * 10)),
@@ -70,8 +94,12 @@ def register_version(tmp_path: Path, tracking: TrackingConfig, model: str, name:
     )
 
 
-def gate(tracking: TrackingConfig, model: str, **overrides: float | str) -> dict:
-    return promote(PromoteConfig(model_name=model, tracking=tracking, **overrides))
+def gate(tracking: TrackingConfig, model: str, version: str, **overrides: Any) -> dict:
+    return promote(PromoteConfig(model_name=model, version=version, tracking=tracking, **overrides))
+
+
+def aliases(tracking: TrackingConfig, model: str) -> dict[str, str]:
+    return {a: str(v) for a, v in MlflowClient(tracking.tracking_uri).get_registered_model(model).aliases.items()}
 
 
 def test_register_logs_lineage_and_sets_alias(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
@@ -115,55 +143,132 @@ def test_models_uri_resolves_the_alias(
     assert (local / "sub" / "chat_template.jinja").is_file()
 
 
-def test_promotion_gate_sequence(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
-    register_version(tmp_path, tracking, model, "first", 0.50)
-    first = gate(tracking, model)
-    assert first["promoted"] is True
-    assert first["champion_before"] is None and first["champion_after"] == {"version": "1", "value": 0.5}
-    assert any("no current 'champion'" in r for r in first["reasons"])
-    assert gate(tracking, model)["promoted"] is False  # promoting the champion again changes nothing
+def test_first_candidate_must_beat_the_base_model_item_by_item(
+    tmp_path: Path, tracking: TrackingConfig, model: str
+) -> None:
+    register_version(tmp_path, tracking, model, "first", 0.5)
+    no_base = gate(tracking, model, "1")
+    assert no_base["promoted"] is False and "no base-model verdicts" in no_base["reasons"][0]
+    assert "champion" not in aliases(tracking, model)
 
-    register_version(tmp_path, tracking, model, "worse", 0.40)
-    worse = gate(tracking, model)
-    assert worse["promoted"] is False
-    assert worse["candidate"] == {"version": "2", "value": 0.4}
-    assert worse["champion_after"] == {"version": "1", "value": 0.5}
-    assert "does not beat champion version 1" in worse["reasons"][0]
+    base = verdicts_file(tmp_path, "base", correct=2)
+    first = gate(tracking, model, "1", baseline_verdicts_uri=base)
+    assert first["promoted"] is True and first["champion_before"] is None and first["champion_after"] == "1"
+    assert "beats the base model" in first["reasons"][0]
+    comparison = first["comparison"]
+    assert comparison["n"] == ITEMS and comparison["only_b_correct"] == 18 and comparison["only_a_correct"] == 0
+    assert comparison["ci95"][0] > 0 and comparison["p_value"] < 0.05
+    assert aliases(tracking, model) == {"challenger": "1", "champion": "1"}
+    recorded = json.loads(MlflowClient(tracking.tracking_uri).get_model_version(model, "1").tags["r1ov.gate.champion"])
+    assert recorded["promoted"] is True and recorded["comparison"]["n"] == ITEMS
+    again = gate(tracking, model, "1")
+    assert again["promoted"] is False and "already holds 'champion'" in again["reasons"][0]
 
-    register_version(tmp_path, tracking, model, "marginal", 0.505)
-    marginal = gate(tracking, model, min_improvement=0.01)
-    assert marginal["promoted"] is False and "by 0.0100" in marginal["reasons"][0]
 
-    register_version(tmp_path, tracking, model, "better", 0.60)
-    better = gate(tracking, model, min_improvement=0.01)
-    assert better["promoted"] is True
-    assert better["champion_before"] == {"version": "1", "value": 0.5}
-    assert better["champion_after"] == {"version": "4", "value": 0.6}
+def test_worse_or_insignificant_candidate_moves_no_alias(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
+    register_version(tmp_path, tracking, model, "champ", 0.5)
+    assert gate(tracking, model, "1", baseline_verdicts_uri=verdicts_file(tmp_path, "base", 0))["promoted"]
 
-    client = MlflowClient(tracking.tracking_uri)
-    assert str(client.get_model_version_by_alias(model, "champion").version) == "4"
-    decision = json.loads(client.get_model_version(model, "2").tags["r1ov.gate.champion"])
-    assert decision["promoted"] is False and decision["reasons"] == worse["reasons"]
-    local = fetch(model, "champion", tmp_path / "champion", tracking)
-    assert (local / "model.safetensors").read_bytes() == b"better" * 10
+    register_version(tmp_path, tracking, model, "worse", 0.4)
+    worse = gate(tracking, model, "2")
+    assert worse["promoted"] is False and "not better than champion version 1" in worse["reasons"][0]
+    assert worse["champion_after"] == "1"
+
+    register_version(tmp_path, tracking, model, "lucky", 0.55)  # two more items right: could be chance
+    lucky = gate(tracking, model, "3")
+    assert lucky["promoted"] is False and "could be chance" in lucky["reasons"][0]
+
+    register_version(tmp_path, tracking, model, "better", 0.8)
+    assert gate(tracking, model, "4", min_improvement=0.5)["promoted"] is False  # +0.3 < required +0.5
+    assert aliases(tracking, model)["champion"] == "1"
+    better = gate(tracking, model, "4")
+    assert better["promoted"] is True and better["champion_before"] == "1"
+    assert aliases(tracking, model)["champion"] == "4"
+    assert (
+        fetch(model, "champion", tmp_path / "champion", tracking) / "model.safetensors"
+    ).read_bytes() == b"better" * 10
+
+
+def test_candidate_scored_on_other_items_or_benchmarks_is_refused(
+    tmp_path: Path, tracking: TrackingConfig, model: str
+) -> None:
+    register_version(tmp_path, tracking, model, "champ", 0.25)
+    assert gate(tracking, model, "1", baseline_verdicts_uri=verdicts_file(tmp_path, "base", 0))["promoted"]
+    register_version(tmp_path, tracking, model, "fewer", 1.0, items=30)  # perfect, but on 30 of the 40 items
+    fewer = gate(tracking, model, "2")
+    assert fewer["promoted"] is False and "other items than champion version 1" in fewer["reasons"][0]
+    register_version(tmp_path, tracking, model, "elsewhere", 1.0, benchmark="mathvista")
+    elsewhere = gate(tracking, model, "3")
+    assert elsewhere["promoted"] is False and "other benchmarks" in elsewhere["reasons"][0]
+    assert aliases(tracking, model)["champion"] == "1"
+
+
+def test_gate_acts_on_the_given_version_not_on_the_challenger(
+    tmp_path: Path, tracking: TrackingConfig, model: str
+) -> None:
+    """Two pipeline runs at once: run A registered version 1, run B's version 2 took `challenger` since."""
+    base = verdicts_file(tmp_path, "base", 0)
+    register_version(tmp_path, tracking, model, "run-a", 0.1)  # A's model: not significantly better than base
+    register_version(tmp_path, tracking, model, "run-b", 0.9)
+    assert aliases(tracking, model) == {"challenger": "2"}
+    decision = gate(tracking, model, "1", baseline_verdicts_uri=base)
+    assert decision["version"] == "1" and decision["promoted"] is False
+    assert "champion" not in aliases(tracking, model)
+    assert "r1ov.gate.champion" not in MlflowClient(tracking.tracking_uri).get_model_version(model, "2").tags
+
+
+def test_rollback_returns_to_the_previous_champion(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
+    base = verdicts_file(tmp_path, "base", 0)
+    register_version(tmp_path, tracking, model, "one", 0.5)
+    with pytest.raises(RegistryError, match="no 'champion' to roll back"):
+        rollback(model, tracking)
+    gate(tracking, model, "1", baseline_verdicts_uri=base)
+    with pytest.raises(RegistryError, match="first 'champion'"):
+        rollback(model, tracking)
+    assert aliases(tracking, model)["champion"] == "1"  # a failed rollback moves nothing
+    register_version(tmp_path, tracking, model, "two", 0.9)
+    assert gate(tracking, model, "2")["promoted"]
+    assert rollback(model, tracking) == {"model_name": model, "alias": "champion", "from": "2", "to": "1"}
+    assert aliases(tracking, model)["champion"] == "1"
+    with pytest.raises(RegistryError, match="no registered model"):
+        rollback("no-such-model", tracking)
+
+
+def test_unknown_version_forced_promotion_and_floor(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
+    with pytest.raises(RegistryError, match="no registered model"):
+        gate(tracking, model, "1")
+    register_version(tmp_path, tracking, model, "weak", 0.2)
+    with pytest.raises(RegistryError, match="has no version '7'"):
+        gate(tracking, model, "7")
+    floor = gate(tracking, model, "1", min_value=0.3)
+    assert floor["promoted"] is False and "below the floor 0.3000" in floor["reasons"][0]
+    with pytest.raises(ValidationError, match="force needs a reason"):
+        PromoteConfig(model_name=model, version="1", force=True, tracking=tracking)
+    forced = gate(tracking, model, "1", force=True, reason="hotfix; eval rerun pending")
+    assert forced["promoted"] is True and forced["forced"] is True
+    assert forced["reasons"][-1] == "forced: hotfix; eval rerun pending"
+    assert aliases(tracking, model)["champion"] == "1"
 
 
 def test_missing_metric_is_never_promoted(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
     register_version(tmp_path, tracking, model, "unscored", None)
-    result = gate(tracking, model)
-    assert result["promoted"] is False
-    assert "has no metric 'overall/accuracy'" in result["reasons"][0]
-    assert result["champion_after"] is None
-    other = gate(tracking, model, metric="mathvista/accuracy")
-    assert other["promoted"] is False and "no metric" in other["reasons"][0]
+    result = gate(tracking, model, "1", baseline_verdicts_uri=verdicts_file(tmp_path, "base", 0))
+    assert result["promoted"] is False and "has no overall/accuracy" in result["reasons"][0]
+    assert "champion" not in aliases(tracking, model)
 
 
-def test_floor_and_missing_candidate(tmp_path: Path, tracking: TrackingConfig, model: str) -> None:
-    nothing = gate(tracking, model)
-    assert nothing["promoted"] is False and "has alias 'challenger'" in nothing["reasons"][0]
-    register_version(tmp_path, tracking, model, "weak", 0.2)
-    floor = gate(tracking, model, min_value=0.3)
-    assert floor["promoted"] is False and "below the floor 0.3000" in floor["reasons"][0]
+def test_registry_list_shows_versions_aliases_and_decisions(
+    tmp_path: Path, tracking: TrackingConfig, model: str
+) -> None:
+    register_version(tmp_path, tracking, model, "one", 0.5)
+    gate(tracking, model, "1", baseline_verdicts_uri=verdicts_file(tmp_path, "base", 0))
+    register_version(tmp_path, tracking, model, "two", 0.4)
+    gate(tracking, model, "2")
+    [listed] = list_models(tracking, model)
+    assert listed["aliases"] == {"champion": "1", "challenger": "2"}
+    one, two = listed["versions"]
+    assert one["aliases"] == ["champion"] and one["gate"]["champion"]["promoted"] is True
+    assert two["aliases"] == ["challenger"] and two["gate"]["champion"]["promoted"] is False
 
 
 def test_metric_key_and_read_metrics(tmp_path: Path) -> None:
@@ -172,3 +277,41 @@ def test_metric_key_and_read_metrics(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"metrics": {"overall/accuracy": 0.5, "overall/n": 3}, "model": "x"}))
     assert read_metrics(str(path)) == {"overall/accuracy": 0.5, "overall/n": 3.0}
+
+
+def test_registry_command(
+    tmp_path: Path, tracking: TrackingConfig, model: str, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``r1ov registry``: a refusal is exit 0 with one line, an error exit 1, fetch gives a loadable model."""
+    from transformers import AutoConfig
+
+    from r1ov.cli import main
+
+    uri = ["registry", "--tracking-uri", tracking.tracking_uri]
+    metrics = metrics_file(tmp_path, "tiny", 0.5)
+    verdicts_file(tmp_path, "tiny", correct=20)
+    register(RegisterConfig(model_dir=str(tiny_model_dir), model_name=model, metrics_uri=metrics, tracking=tracking))
+    capsys.readouterr()
+
+    assert main([*uri, "promote", model, "1"]) == 0  # refused: no champion and no base verdicts
+    err = capsys.readouterr().err
+    assert f"{model} version 1 NOT promoted to champion: " in err and "Traceback" not in err
+    base = verdicts_file(tmp_path, "base", 0)
+    assert main([*uri, "promote", model, "1", "--baseline-verdicts", base]) == 0
+    assert json.loads(capsys.readouterr().out)["promoted"] is True
+
+    assert main([*uri, "promote", model, "9"]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"r1ov registry: {model} has no version '9'")
+    assert main([*uri, "promote", model, "1", "--force"]) == 2  # --force without --reason
+    assert "force needs a reason" in capsys.readouterr().err
+    assert main([*uri, "rollback", model]) == 1  # the first champion has nothing before it
+    assert "nothing to roll back to" in capsys.readouterr().err
+    assert aliases(tracking, model) == {"challenger": "1", "champion": "1"}
+
+    assert main([*uri, "fetch", f"models:/{model}@champion", str(tmp_path / "served")]) == 0
+    assert json.loads(capsys.readouterr().out)["model_dir"] == str(tmp_path / "served")
+    assert AutoConfig.from_pretrained(tmp_path / "served").model_type == "qwen2_5_vl"
+    assert main([*uri, "fetch", f"{model}@champion", str(tmp_path / "x")]) == 1
+    assert "is not a model URI" in capsys.readouterr().err
+    assert main([*uri, "list", model]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["versions"][0]["gate"]["champion"]["promoted"] is True

@@ -128,6 +128,9 @@ def test_sft_trains_tracks_and_writes_a_loadable_checkpoint(tiny_model_dir: Path
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
     assert run.data.metrics["train_records"] == 4 and run.data.metrics["skipped_records"] == 2
     assert run.data.params["learning_rate"] == "0.001"
+    # throughput from the second logging step on; reasoning lengths for GRPO's and eval's limits
+    assert len(client.get_metric_history(run.info.run_id, "tokens_per_second")) == 2
+    assert summary["reasoning_tokens"]["n"] == 4 and 0 < summary["reasoning_tokens"]["p95"] <= 512
 
 
 def test_freeze_vision_trains_the_language_model_only(tiny_model_dir: Path, sft_data: str, tmp_path: Path) -> None:

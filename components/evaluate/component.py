@@ -1,3 +1,5 @@
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
 
@@ -6,12 +8,14 @@ from components._image import VLLM_IMAGE
 
 @dsl.component(base_image=VLLM_IMAGE, install_kfp_package=False)
 def evaluate(
-    model: Input[Model],
     benchmarks: list,
     results: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
     tables: Output[Markdown],
+    model: Optional[Input[Model]] = None,  # noqa: UP045 - KFP reads Optional[...] to mark the input optional
+    model_name_or_path: str = "",
+    label: str = "",
     backend: str = "vllm",
     max_new_tokens: int = 4096,
     temperature: float = 0.0,
@@ -24,8 +28,10 @@ def evaluate(
     """Score the model on reasoning benchmarks (MathVision, MathVerse, MathVista, WeMath, R1-Onevision-Bench).
 
     Args:
-        model: Checkpoint to evaluate.
         benchmarks: List of {"name": ..., "uri": ..., "limit": ...} benchmark specs.
+        model: Checkpoint to evaluate (a stage's output); or give model_name_or_path.
+        model_name_or_path: HF model id or checkpoint path, when no model artifact is given (the base model).
+        label: Which model this is in the ablation (base, sft, sft+grpo); names the MLflow run.
         backend: vllm (offline engine), hf (transformers) or openai (an OpenAI-compatible endpoint).
         max_new_tokens: Completion limit.
         temperature: 0 decodes greedily.
@@ -38,31 +44,25 @@ def evaluate(
     Returns:
         metrics: Accuracy overall and per benchmark, category and level.
         report: The HTML report (tables and plot), shown in the KFP UI.
-        results: Directory with predictions, metrics.json and report.html.
+        results: Directory with predictions, verdicts.jsonl (per item), metrics.json and report.html.
         tables: The paper's two tables (math benchmarks; R1-Onevision-Bench by level and category), in the KFP UI.
         Output: Overall accuracy (the promotion gate's default metric).
     """
     import shutil
     from pathlib import Path
 
-    from r1ov.kfp_tasks import log_metrics, run_task
+    from r1ov.kfp_tasks import log_metrics, run_task, tracking_fields
 
+    name = f"eval-{label}" if label else "eval"
     fields = {
-        "model_name_or_path": model.path,
+        "model_name_or_path": model.path if model is not None else model_name_or_path,
         "benchmarks": benchmarks,
         "output_dir": results.path,
         "backend": backend,
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "base_url": base_url or None,
-        "tracking": {
-            "tracking_uri": mlflow_tracking_uri,
-            "experiment": mlflow_experiment,
-            "run_name": f"eval-{run_id}" if run_id else None,
-            "tags": {"r1ov.pipeline_run_id": run_id} if run_id else {},
-        }
-        if mlflow_tracking_uri
-        else None,
+        **tracking_fields(name, mlflow_tracking_uri, mlflow_experiment, run_id, {"r1ov.eval_label": label}),
     }
     summary = run_task("eval", fields, extra_config)
     shutil.copyfile(Path(results.path) / "report.html", report.path)

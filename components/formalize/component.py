@@ -13,6 +13,9 @@ def formalize(
     teacher_model: str = "gpt-4o",
     teacher_max_concurrency: int = 8,
     extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
+    mlflow_tracking_uri: str = "",
+    mlflow_experiment: str = "r1ov",
+    run_id: str = "",
 ):
     """Turn each image into formal text by type (SPICE, PlantUML, HTML, CSV/JSON, boxes, OCR, strategy).
 
@@ -21,6 +24,9 @@ def formalize(
         teacher_base_url: OpenAI-compatible endpoint of the vision teacher (key from OPENAI_API_KEY).
         teacher_model: Model name sent to the teacher.
         teacher_max_concurrency: Requests in flight at once.
+        mlflow_tracking_uri: Log the stage's settings and counts as an MLflow run when set.
+        mlflow_experiment: MLflow experiment name.
+        run_id: Pipeline run id (the stage's MLflow run nests under the pipeline's).
         extra_config: Mapping of further FormalizeConfig fields.
 
     Returns:
@@ -36,4 +42,6 @@ def formalize(
         "teacher.model": teacher_model,
         "teacher.max_concurrency": teacher_max_concurrency,
     }
-    log_metrics(metrics, run_task("formalize", fields, extra_config))
+    log_metrics(
+        metrics, run_task("formalize", fields, extra_config, track=(mlflow_tracking_uri, mlflow_experiment, run_id))
+    )

@@ -43,7 +43,7 @@ STAGES: dict[str, tuple[type, str]] = {
     "grpo": (cfg.GRPOConfig, "r1ov.train.grpo:run"),
     "eval": (cfg.EvalConfig, "r1ov.eval:run"),
     "register": (cfg.RegisterConfig, "r1ov.registry:register"),
-    "promote": (cfg.PromoteConfig, "r1ov.registry:promote"),
+    "promote": (cfg.PromoteConfig, "r1ov.promotion:promote"),
 }
 
 
@@ -56,14 +56,26 @@ def run_stage(stage: str, config_path: str | None, overrides: list[str]) -> dict
     """Load and validate the stage's config, then run it; used by the CLI and components."""
     config_class, target = STAGES[stage]
     stage_config = cfg.load(config_class, config_path, overrides, name=stage)
-    return resolve(target)(stage_config)
+    from r1ov import inputs
+    from r1ov.lengths import preflight
+
+    inputs.check(stage, stage_config)
+    preflight(stage, stage_config)
+    summary = resolve(target)(stage_config)
+    inputs.check_output(stage, stage_config, summary)
+    return summary
 
 
 def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
     for stage, (config_class, _) in STAGES.items():
         if stage == "synth":
             continue
-        parser = sub.add_parser(stage, help=(config_class.__doc__ or stage).strip().splitlines()[0])
+        parser = sub.add_parser(
+            stage,
+            help=(config_class.__doc__ or stage).strip().splitlines()[0],
+            epilog=cfg.fields_help(config_class),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         parser.add_argument("--config", help="YAML recipe for this stage")
         parser.add_argument(
             "--set",
@@ -139,6 +151,62 @@ def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
     return offline.compare_files(args.a, args.b, samples=args.bootstrap_samples, seed=args.seed)
 
 
+def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
+    registry = sub.add_parser("registry", help="list, fetch, promote and roll back registered models")
+    registry.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ~/.cache/r1ov)"
+    )
+    actions = registry.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="models, versions, aliases and gate decisions")
+    listing.add_argument("name", nargs="?", help="only this registered model")
+    fetch = actions.add_parser("fetch", help="download models:/NAME@ALIAS (or /VERSION) into a directory")
+    fetch.add_argument("model_uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    fetch.add_argument("dir", help="directory to write (from_pretrained loads it)")
+    promote = actions.add_parser("promote", help="promote a version through the gate (or --force with a reason)")
+    promote.add_argument("name", help="registered model name")
+    promote.add_argument("version", help="model version")
+    promote.add_argument("--alias", default="champion", help="alias to move")
+    promote.add_argument("--baseline-verdicts", help="base model's verdicts.jsonl, when there is no champion yet")
+    promote.add_argument("--min-improvement", type=float, default=0.0, help="required accuracy gain")
+    promote.add_argument("--force", action="store_true", help="move the alias even if the gate refuses")
+    promote.add_argument("--reason", help="why --force was needed (required with it; recorded on the version)")
+    rollback = actions.add_parser("rollback", help="point champion back at the previous champion")
+    rollback.add_argument("name", help="registered model name")
+    rollback.add_argument("--alias", default="champion", help="alias to roll back")
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from r1ov import promotion, registry
+
+    tracking = cfg.TrackingConfig(**({"tracking_uri": args.tracking_uri} if args.tracking_uri else {}))
+    if args.action == "list":
+        return registry.list_models(tracking, args.name)
+    if args.action == "fetch":
+        name, alias, version = registry.parse_models_uri(args.model_uri)
+        return {"model_dir": str(registry.fetch(name, alias, args.dir, tracking, version=version))}
+    if args.action == "rollback":
+        return promotion.rollback(args.name, tracking, args.alias)
+    decision = promotion.promote(
+        cfg.build(
+            cfg.PromoteConfig,
+            {
+                "model_name": args.name,
+                "version": args.version,
+                "target_alias": args.alias,
+                "baseline_verdicts_uri": args.baseline_verdicts,
+                "min_improvement": args.min_improvement,
+                "force": args.force,
+                "reason": args.reason,
+                "tracking": tracking.model_dump(),
+            },
+            name="promote",
+        )
+    )
+    verb = "promoted to" if decision["promoted"] else "NOT promoted to"
+    print(f"{args.name} version {args.version} {verb} {args.alias}: {'; '.join(decision['reasons'])}", file=sys.stderr)
+    return decision
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r1ov", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="demo-run", help="where data, models, MLflow and reports go")
     demo.add_argument("--fresh", action="store_true", help="delete the workdir first")
 
+    _add_registry_parser(sub)
+
     compile_ = sub.add_parser("compile", help="compile pipelines/r1ov.yaml and every component.yaml")
     compile_.add_argument("--root", default=".", help="repository root")
 
@@ -215,7 +285,9 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     elif args.command == "demo":
         from r1ov.demo import run_demo
 
-        return run_demo(args.workdir, fresh=args.fresh)
+        return run_demo(args.workdir, fresh=args.fresh, verbose=args.verbose)
+    elif args.command == "registry":
+        return _registry(args)
     elif args.command == "compile":
         from r1ov.compile import compile_all
 
@@ -245,6 +317,13 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         return run_stage(args.command, args.config, args.overrides)
 
 
+def user_error(exc: BaseException) -> str | None:
+    """One line for errors a user can fix; None for bugs (those keep their traceback)."""
+    from r1ov.errors import explain
+
+    return explain(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -268,10 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         from r1ov.eval.offline import ScoreError
 
-        if not isinstance(exc, ScoreError):
+        if isinstance(exc, ScoreError):
+            print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
+            return 2
+        message = user_error(exc)
+        if message is None or args.verbose:
             raise
-        print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
-        return 2
+        print(f"r1ov {args.command}: {message}", file=sys.stderr)
+        return 1
     if args.dry_run and "objects" in result:
         # What `kubectl apply -f -` takes: the objects a launch would create, one YAML document each.
         print(yaml.safe_dump_all(result["objects"], sort_keys=False), end="")

@@ -8,6 +8,7 @@ Defaults follow the R1-Onevision paper where it names a value; the demo recipe s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -55,10 +56,18 @@ class TeacherConfig(Strict):
     usd_per_million_completion_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
 
 
+def _default_tracking_uri() -> str:
+    # Never a file in the current directory unless asked: $MLFLOW_TRACKING_URI, else a per-user store.
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.home() / '.cache' / 'r1ov' / 'mlflow.db'}"
+
+
 class TrackingConfig(Strict):
     """Where runs are tracked; a local SQLite file by default so nothing needs a server."""
 
-    tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI")
+    tracking_uri: str = Field(
+        default_factory=_default_tracking_uri,
+        description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ~/.cache/r1ov/mlflow.db)",
+    )
     experiment: str = Field("r1ov", description="MLflow experiment name")
     artifact_location: str | None = Field(None, description="artifact root for a new experiment")
     run_name: str | None = Field(None, description="MLflow run name")
@@ -428,6 +437,9 @@ class RegisterConfig(Strict):
     model_dir: str = Field(..., description="checkpoint directory to register")
     model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
     metrics_uri: str | None = Field(None, description="eval metrics.json to attach to the version")
+    verdicts_uri: str | None = Field(
+        None, description="eval verdicts.jsonl (per item) for the promotion gate; none: the one beside metrics_uri"
+    )
     alias: str = Field("challenger", description="alias set on the new version")
     lineage: dict[str, str] = Field(
         default_factory=dict, description="lineage tags on run and version, e.g. sft_data: s3://bucket/filtered"
@@ -445,19 +457,74 @@ class EndpointConfig(Strict):
 
 
 class PromoteConfig(Strict):
+    """The promotion gate: a given version against the champion (or the base model), item by item."""
+
     model_name: str = Field("r1ov-qwen2.5-vl", description="registered model name")
-    candidate_alias: str = Field("challenger", description="alias of the version to consider")
+    version: str = Field(..., description="model version to consider (the one the pipeline run registered)")
     target_alias: str = Field("champion", description="alias to move when the gate passes")
-    metric: str = Field("overall/accuracy", description="eval metric the gate compares")
+    metric: str = Field("overall/accuracy", description="eval metric the floor applies to")
     min_value: float = Field(0.0, description="absolute floor for the metric")
-    min_improvement: float = Field(0.0, description="required gain over the current champion")
+    min_improvement: float = Field(0.0, ge=0, description="required accuracy gain over the champion (or base)")
+    alpha: float = Field(0.05, gt=0, le=1, description="significance level of the paired test (McNemar exact)")
+    bootstrap_samples: int = Field(2000, ge=0, description="resamples for the paired 95% interval")
+    baseline_verdicts_uri: str | None = Field(
+        None, description="the base model's verdicts.jsonl: what the first candidate must beat when no champion exists"
+    )
+    force: bool = Field(False, description="move the alias even if the gate refuses (needs reason)")
+    reason: str | None = Field(None, description="why a forced promotion was needed; recorded on the version")
     endpoint: EndpointConfig | None = Field(None, description="inference Deployment to roll when the alias moves")
+    track: bool = Field(True, description="log the decision as an MLflow run")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _force_needs_reason(self) -> PromoteConfig:
+        if self.force and not (self.reason or "").strip():
+            raise ValueError("force needs a reason (it is recorded on the version)")
+        return self
 
 
 # --------------------------------------------------------------------------- loading
 
 C = TypeVar("C", bound=BaseModel)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation).replace("typing.", "")
+    return text.replace("NoneType", "None")
+
+
+def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(dotted name, type, default, description)`` of every field, nested configs expanded."""
+    rows = []
+    for name, info in cls.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += describe_fields(annotation, f"{prefix}{name}.")
+            continue
+        if info.is_required():
+            default = "required"
+        elif info.default_factory is not None:
+            try:
+                default = repr(info.default_factory())
+            except TypeError:  # a factory that needs the validated data
+                default = "computed"
+        else:
+            default = repr(info.default)
+        rows.append((f"{prefix}{name}", _type_name(annotation), default, info.description or ""))
+    return rows
+
+
+def fields_help(cls: type[BaseModel]) -> str:
+    """The config fields as a help text block (``r1ov <stage> --help``)."""
+    rows = describe_fields(cls)
+    width = max(len(name) for name, *_ in rows)
+    lines = ["config fields (set in a --config recipe or with --set NAME=VALUE):"]
+    for name, kind, default, description in rows:
+        lines.append(f"  {name:<{width}}  {kind} = {default}")
+        if description:
+            lines.append(f"  {'':<{width}}    {description}")
+    return "\n".join(lines)
 
 
 def _format_errors(prefix: str, error: ValidationError) -> str:
@@ -492,6 +559,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def read_recipe(uri: str | Path | None) -> dict[str, Any]:
     if uri is None:
         return {}
+    if not storage.is_remote(str(uri)) and Path(str(uri)).is_dir():
+        raise ConfigError(
+            f"config file {uri} is a directory; pass a YAML recipe file (e.g. pipelines/recipes/demo.yaml)"
+        )
     try:
         data = yaml.safe_load(storage.read_text(str(uri))) or {}
     except FileNotFoundError as exc:

@@ -7,17 +7,22 @@ same code runs under ``kfp.local``, on a cluster and in tests. Explicit componen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import yaml
 
 from r1ov import config as cfg
+from r1ov import inputs, lengths
 from r1ov.bundle import RUN_LABEL
 from r1ov.cli import STAGES, resolve
 
 log = logging.getLogger(__name__)
+
+PIPELINE_RUN_TAG = "r1ov.pipeline_run_id"
 
 
 class MetricsArtifact(Protocol):
@@ -67,14 +72,114 @@ def stage_config(stage: str, fields: dict[str, Any], extra_config: dict[str, Any
     return cfg.build(STAGES[stage][0], data, name=stage)
 
 
-def run_task(stage: str, fields: dict[str, Any], extra_config: dict[str, Any] | str | None = None) -> dict[str, Any]:
+def tracking_fields(
+    name: str, tracking_uri: str, experiment: str, run_id: str, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Dotted ``tracking.*`` fields of a stage's MLflow run (none when no tracking URI is given)."""
+    if not tracking_uri:
+        return {}
+    return {
+        "tracking.tracking_uri": tracking_uri,
+        "tracking.experiment": experiment,
+        "tracking.run_name": f"{name}-{run_id}" if run_id else name,
+        "tracking.tags": {
+            **({PIPELINE_RUN_TAG: run_id} if run_id else {}),
+            **{k: v for k, v in (tags or {}).items() if v},
+        },
+    }
+
+
+def _nest_under_pipeline_run(config: Any) -> None:
+    """Give a tracked stage the pipeline run's MLflow parent run (created by whichever stage comes first)."""
+    tracking = getattr(config, "tracking", None)
+    if getattr(config, "track", True) is False or tracking is None or tracking.parent_run_id:
+        return
+    pipeline_run_id = tracking.tags.get(PIPELINE_RUN_TAG)
+    if pipeline_run_id:
+        from r1ov.registry import pipeline_parent_run
+
+        tracking.parent_run_id = pipeline_parent_run(tracking, pipeline_run_id)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@contextlib.contextmanager
+def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> Iterator[dict[str, Any]]:
+    """An MLflow child run for a stage that does not track itself (the data stages): settings and counts."""
+    holder: dict[str, Any] = {}
+    if not track or not track[0] or getattr(config, "tracking", None) is not None:
+        yield holder
+        return
+    from mlflow.entities import Param
+
+    from r1ov import registry
+
+    tracking_uri, experiment, pipeline_run_id = track
+    tracking = cfg.TrackingConfig(
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        run_name=f"{stage}-{pipeline_run_id}" if pipeline_run_id else stage,
+        tags={PIPELINE_RUN_TAG: pipeline_run_id} if pipeline_run_id else {},
+    )
+    if pipeline_run_id:
+        tracking.parent_run_id = registry.pipeline_parent_run(tracking, pipeline_run_id)
+    client = registry.client_for(tracking)
+    run_id = registry.start_run(client, tracking, stage, {"r1ov.stage": stage})
+    try:
+        yield holder
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    settings = _flat(json.loads(config.model_dump_json()))
+    params = [Param(k, str(v)[:500]) for k, v in sorted(settings.items()) if v is not None][:100]
+    numbers = {k: v for k, v in _flat(holder.get("summary", {})).items() if isinstance(v, int | float)}
+    client.log_batch(run_id, params=params)
+    registry.log_metrics(client, run_id, {k: float(v) for k, v in numbers.items()})
+    client.set_terminated(run_id)
+
+
+def _close_pipeline_run(config: Any) -> None:
+    """Promotion is the last stage: the pipeline's MLflow run ends with it."""
+    if config.track and config.tracking.parent_run_id:
+        from r1ov.registry import client_for
+
+        client_for(config.tracking).set_terminated(config.tracking.parent_run_id)
+
+
+def run_task(
+    stage: str,
+    fields: dict[str, Any],
+    extra_config: dict[str, Any] | str | None = None,
+    track: tuple[str, str, str] | None = None,
+) -> dict[str, Any]:
+    """Build ``stage``'s config from component inputs, check its inputs, run it, check its output.
+
+    ``track`` = (tracking URI, experiment, pipeline run id) gives a stage without its own
+    tracking an MLflow run nested under the pipeline's.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per teacher request would drown the stage's own progress (and cost CPU at scale).
     for noisy in ("httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = stage_config(stage, fields, extra_config)
+    _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
-    summary = resolve(STAGES[stage][1])(config)
+    inputs.check(stage, config)
+    lengths.preflight(stage, config)
+    with _stage_run(stage, config, track) as run:
+        summary = resolve(STAGES[stage][1])(config)
+        run["summary"] = summary
+    inputs.check_output(stage, config, summary)
+    if stage == "promote":
+        _close_pipeline_run(config)
     log.info("%s finished: %s", stage, json.dumps(summary, default=str))
     return summary
 
@@ -128,7 +233,7 @@ def training_fields(
         "tracking.tracking_uri": mlflow_tracking_uri or None,
         "tracking.experiment": mlflow_experiment,
         "tracking.run_name": f"{stage}-{run_id}" if run_id else None,
-        "tracking.tags": {"r1ov.pipeline_run_id": run_id} if run_id else None,
+        "tracking.tags": {PIPELINE_RUN_TAG: run_id} if run_id else None,
     }
 
 

@@ -14,10 +14,12 @@ resolves ``models:/NAME@champion`` (:func:`fetch`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from r1ov import storage
-from r1ov.config import PromoteConfig, RegisterConfig, TrackingConfig
+from r1ov.config import RegisterConfig, TrackingConfig
 
 # Must be set before mlflow is imported anywhere in the process: no usage pings from jobs.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -37,8 +39,13 @@ from mlflow.tracking import MlflowClient
 log = logging.getLogger(__name__)
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
+VERDICTS_ARTIFACT = "eval/verdicts.jsonl"  # on a register run: the per-item verdicts the gate compares
 METRIC_TAG_PREFIX = "metric."
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+class RegistryError(LookupError):
+    """An unknown model, version or alias, or a call that cannot be honoured: one line for the user."""
 
 
 # --------------------------------------------------------------------------- tracking
@@ -51,6 +58,8 @@ def metric_key(name: str) -> str:
 
 
 def client_for(tracking: TrackingConfig) -> MlflowClient:
+    if tracking.tracking_uri.startswith("sqlite:///"):
+        Path(tracking.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking.tracking_uri, registry_uri=tracking.tracking_uri)
 
 
@@ -59,14 +68,22 @@ def experiment_id(client: MlflowClient, tracking: TrackingConfig) -> str:
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
         return experiment.experiment_id
+    location = tracking.artifact_location or _artifacts_beside_store(tracking.tracking_uri)
     try:
-        return client.create_experiment(tracking.experiment, artifact_location=tracking.artifact_location)
+        return client.create_experiment(tracking.experiment, artifact_location=location)
     except MlflowException:
         # Another task created it between our look-up and our create.
         experiment = client.get_experiment_by_name(tracking.experiment)
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def _artifacts_beside_store(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts in ``mlartifacts`` beside the file (MLflow's default is ./mlruns)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
 
 
 def start_run(client: MlflowClient, tracking: TrackingConfig, default_name: str, tags: dict[str, str]) -> str:
@@ -76,6 +93,31 @@ def start_run(client: MlflowClient, tracking: TrackingConfig, default_name: str,
         run_tags[PARENT_RUN_TAG] = tracking.parent_run_id
     run = client.create_run(experiment_id(client, tracking), run_name=tracking.run_name or default_name, tags=run_tags)
     return run.info.run_id
+
+
+def pipeline_parent_run(tracking: TrackingConfig, pipeline_run_id: str) -> str:
+    """The MLflow run that stands for pipeline run ``pipeline_run_id``, created on first use.
+
+    Stages nest their runs under it. Tasks that start at once may each create one; all then
+    agree on the oldest and the others delete their own, so one pipeline run tells one story.
+    """
+    client = client_for(tracking)
+    experiment = experiment_id(client, tracking)
+    query = f"tags.`r1ov.pipeline_run_id` = '{pipeline_run_id}' and tags.`r1ov.stage` = 'pipeline'"
+
+    def existing() -> list[Any]:
+        runs = client.search_runs([experiment], query, max_results=50)
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    found = existing()
+    if found:
+        return found[0].info.run_id
+    tags = {"r1ov.pipeline_run_id": pipeline_run_id, "r1ov.stage": "pipeline"}
+    mine = client.create_run(experiment, run_name=f"pipeline-{pipeline_run_id}", tags=tags).info.run_id
+    winner = existing()[0].info.run_id
+    if winner != mine:
+        client.delete_run(mine)
+    return winner
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
@@ -107,6 +149,56 @@ def _git_commit(configured: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- register
+
+
+def dataset_fingerprint(uri: str) -> str:
+    """SHA-256 of a dataset's record shards (names and bytes): the same data, the same fingerprint."""
+    from r1ov.records import RECORDS
+
+    digest = hashlib.sha256()
+    for shard in storage.list_files(storage.join(uri, RECORDS), ".parquet"):
+        digest.update(shard.rsplit("/", 1)[-1].encode())
+        digest.update(hashlib.sha256(storage.read_bytes(shard)).digest())
+    return digest.hexdigest()
+
+
+def pipeline_lineage(
+    pipeline_run_id: str, base_model: str, models: dict[str, str], data: dict[str, str]
+) -> dict[str, str]:
+    """Lineage tags of a pipeline's model: run id, base model, training run ids, data URIs and fingerprints."""
+    lineage = {"pipeline_run_id": pipeline_run_id, "base_model": base_model}
+    for stage, model_dir in models.items():
+        summary = storage.join(model_dir, "train_summary.json")
+        if storage.exists(summary):
+            lineage[f"{stage}_run_id"] = json.loads(storage.read_text(summary)).get("mlflow_run_id") or ""
+    for name, uri in data.items():
+        if uri:
+            lineage[name] = uri
+            lineage[f"{name}_fingerprint"] = dataset_fingerprint(uri)
+    return {k: v for k, v in lineage.items() if v}
+
+
+def _verdicts_uri(cfg: RegisterConfig) -> str | None:
+    if cfg.verdicts_uri:
+        return cfg.verdicts_uri
+    if cfg.metrics_uri:
+        beside = cfg.metrics_uri.rsplit("/", 1)[0] + "/verdicts.jsonl" if "/" in cfg.metrics_uri else "verdicts.jsonl"
+        return beside if storage.exists(beside) else None
+    return None
+
+
+def _log_verdicts(client: MlflowClient, run_id: str, uri: str) -> dict[str, str]:
+    """Log the per-item verdicts with the version; returns tags naming the items they cover."""
+    from r1ov.eval.report import read_verdicts
+
+    text = storage.read_text(uri)
+    with tempfile.TemporaryDirectory(prefix="r1ov-verdicts-") as tmp:
+        Path(tmp, "verdicts.jsonl").write_text(text)
+        client.log_artifact(run_id, str(Path(tmp, "verdicts.jsonl")), artifact_path=VERDICTS_ARTIFACT.rsplit("/", 1)[0])
+    verdicts = read_verdicts(uri)
+    items = hashlib.sha256("\n".join(sorted(verdicts)).encode()).hexdigest()[:16]
+    benchmarks = sorted({key.split("/", 1)[0] for key in verdicts})
+    return {"r1ov.eval.items": items, "r1ov.eval.n": str(len(verdicts)), "r1ov.eval.benchmarks": ",".join(benchmarks)}
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
@@ -143,11 +235,14 @@ def register(cfg: RegisterConfig) -> dict[str, Any]:
         lineage["lineage.metrics_uri"] = cfg.metrics_uri
     if cfg.tracking.parent_run_id:
         lineage["lineage.parent_run_id"] = cfg.tracking.parent_run_id
+    verdicts_uri = _verdicts_uri(cfg)
     run_id = start_run(client, cfg.tracking, f"register-{cfg.model_name}", {**lineage, "r1ov.stage": "register"})
     try:
         _log_model_dir(client, run_id, cfg.model_dir)
         metrics = read_metrics(cfg.metrics_uri) if cfg.metrics_uri else {}
         log_metrics(client, run_id, metrics)
+        if verdicts_uri:
+            lineage.update(_log_verdicts(client, run_id, verdicts_uri))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -170,124 +265,107 @@ def register(cfg: RegisterConfig) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- promote
+# --------------------------------------------------------------------------- look-ups
 
 
-def _by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
+def get_version(client: MlflowClient, name: str, version: str | None) -> Any:
+    """Model version ``version`` of ``name`` (the model itself is checked when ``version`` is None)."""
     try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"no registered model named {name!r}") from None
+        raise
+    if version is None:
+        return model
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            raise RegistryError(f"{name} has no version {version!r}") from None
+        raise
 
 
-def version_metric(client: MlflowClient, version: Any, metric: str) -> float | None:
-    """The version's metric: its ``metric.<name>`` tag, else the value logged on its run."""
-    tag = (version.tags or {}).get(f"{METRIC_TAG_PREFIX}{metric_key(metric)}")
-    if tag is not None:
-        try:
-            return float(tag)
-        except ValueError:
-            log.warning("version %s: tag for %s is not a number: %r", version.version, metric, tag)
-    if version.run_id:
-        try:
-            value = client.get_run(version.run_id).data.metrics.get(metric_key(metric))
-        except MlflowException:
-            value = None
-        if value is not None:
-            return float(value)
-    return None
-
-
-def _describe(version: Any | None, value: float | None) -> dict[str, Any] | None:
-    return None if version is None else {"version": str(version.version), "value": value}
-
-
-def promote(cfg: PromoteConfig) -> dict[str, Any]:
-    """Move ``cfg.target_alias`` to the ``cfg.candidate_alias`` version when the gate passes."""
-    client = client_for(cfg.tracking)
-    candidate = _by_alias(client, cfg.model_name, cfg.candidate_alias)
-    champion = _by_alias(client, cfg.model_name, cfg.target_alias)
-    champion_value = version_metric(client, champion, cfg.metric) if champion is not None else None
-    result: dict[str, Any] = {
-        "promoted": False,
-        "reasons": [],
-        "model_name": cfg.model_name,
-        "metric": cfg.metric,
-        "candidate": None,
-        "champion_before": _describe(champion, champion_value),
-        "champion_after": _describe(champion, champion_value),
-    }
-    reasons: list[str] = result["reasons"]
-    if candidate is None:
-        reasons.append(f"no version of {cfg.model_name!r} has alias {cfg.candidate_alias!r}; nothing to promote")
-        return _finish(result)
-    value = version_metric(client, candidate, cfg.metric)
-    result["candidate"] = _describe(candidate, value)
-    label = f"candidate version {candidate.version}"
-
-    if value is None:
-        reasons.append(f"{label} has no metric {cfg.metric!r}; never promoted without it")
-    elif value != value:  # NaN: an empty benchmark
-        reasons.append(f"{label} has {cfg.metric} = NaN; never promoted without a value")
-    elif value < cfg.min_value:
-        reasons.append(f"{label}: {cfg.metric} = {value:.4f} is below the floor {cfg.min_value:.4f}")
-    elif champion is not None and str(champion.version) == str(candidate.version):
-        reasons.append(f"{label} already holds {cfg.target_alias!r}")
-    elif champion is not None and champion_value is not None and value < champion_value + cfg.min_improvement:
-        reasons.append(
-            f"{label}: {cfg.metric} = {value:.4f} does not beat {cfg.target_alias} version {champion.version} "
-            f"({champion_value:.4f}) by {cfg.min_improvement:.4f}"
-        )
-    else:
-        reasons.append(f"{label}: {cfg.metric} = {value:.4f} clears the floor {cfg.min_value:.4f}")
-        if champion is None:
-            reasons.append(f"no current {cfg.target_alias!r}")
-        elif champion_value is None:
-            reasons.append(f"{cfg.target_alias} version {champion.version} has no {cfg.metric}; compared on floor only")
-        else:
-            reasons.append(
-                f"beats {cfg.target_alias} version {champion.version} ({champion_value:.4f}) "
-                f"by {value - champion_value:+.4f} >= {cfg.min_improvement:.4f}"
+def list_models(tracking: TrackingConfig, name: str | None = None) -> list[dict[str, Any]]:
+    """Registered models with their versions, aliases, accuracy and gate decisions."""
+    client = client_for(tracking)
+    models = [get_version(client, name, None)] if name else client.search_registered_models()
+    out = []
+    for model in models:
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
+        versions = []
+        for v in sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version)):
+            tags = v.tags or {}
+            gates = {k.removeprefix("r1ov.gate."): json.loads(t) for k, t in tags.items() if k.startswith("r1ov.gate.")}
+            versions.append(
+                {
+                    "version": str(v.version),
+                    "aliases": sorted(by_version.get(str(v.version), [])),
+                    "accuracy": tags.get(f"{METRIC_TAG_PREFIX}overall/accuracy"),
+                    "pipeline_run_id": tags.get("lineage.pipeline_run_id"),
+                    "gate": {
+                        alias: {"promoted": g.get("promoted"), "forced": g.get("forced"), "reasons": g.get("reasons")}
+                        for alias, g in gates.items()
+                    },
+                }
             )
-        client.set_registered_model_alias(cfg.model_name, cfg.target_alias, candidate.version)
-        result["promoted"] = True
-        result["champion_after"] = _describe(candidate, value)
-        if cfg.endpoint is not None:  # the serving pods resolve the alias at start: restart them onto it
-            from r1ov.k8s.endpoint import roll_to_version
-
-            result["endpoint"] = roll_to_version(cfg.endpoint, str(candidate.version))
-
-    # The decision stays on the candidate version, for whoever audits the alias history later.
-    decision = {"promoted": result["promoted"], "reasons": reasons, "at": datetime.now(UTC).isoformat()}
-    client.set_model_version_tag(
-        cfg.model_name, candidate.version, f"r1ov.gate.{cfg.target_alias}", json.dumps(decision)
-    )
-    return _finish(result)
-
-
-def _finish(result: dict[str, Any]) -> dict[str, Any]:
-    log.info("promotion %s: %s", "passed" if result["promoted"] else "refused", "; ".join(result["reasons"]))
-    return result
+        aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+        out.append({"name": model.name, "aliases": aliases, "versions": versions})
+    return out
 
 
 # --------------------------------------------------------------------------- fetch
 
 
-def fetch(model_name: str, alias: str, dst: str | Path, tracking: TrackingConfig | None = None) -> Path:
-    """Download the files of ``models:/NAME@ALIAS`` into ``dst``; returns the local model directory.
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
-    The alias is resolved with a client bound to ``tracking`` rather than through the
-    ``models:/`` URI, which MLflow resolves against the process-global registry URI.
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
+    match = _MODELS_URI.match(uri.strip())
+    if not match:
+        raise RegistryError(f"{uri!r} is not a model URI: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    return match["name"], match["alias"], match["version"]
+
+
+def fetch(model_name: str, alias: str | None, dst: str | Path, tracking: TrackingConfig | None = None,
+          version: str | None = None) -> Path:  # fmt: skip
+    """Download the files of ``models:/NAME@ALIAS`` (or ``/VERSION``) into ``dst``; returns ``dst``.
+
+    ``dst`` becomes the model directory itself (config.json at its top), ready for
+    ``from_pretrained``. The alias is resolved with a client bound to ``tracking`` rather than
+    through the ``models:/`` URI, which MLflow resolves against the process-global registry URI.
     """
     from mlflow.artifacts import download_artifacts
 
     tracking = tracking or TrackingConfig()
     client = client_for(tracking)
-    version = client.get_model_version_by_alias(model_name, alias)
-    source = client.get_model_version_download_uri(model_name, version.version)
-    Path(dst).mkdir(parents=True, exist_ok=True)
-    path = download_artifacts(
-        artifact_uri=source, dst_path=str(dst), tracking_uri=tracking.tracking_uri, registry_uri=tracking.tracking_uri
-    )
-    log.info("fetched models:/%s@%s (version %s) into %s", model_name, alias, version.version, path)
-    return Path(path)
+    if alias is not None:
+        get_version(client, model_name, None)
+        try:
+            found = client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            raise RegistryError(f"{model_name} has no version with alias {alias!r}") from None
+    else:
+        found = get_version(client, model_name, version)
+    source = client.get_model_version_download_uri(model_name, found.version)
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".r1ov-fetch-", dir=dst) as tmp:
+        path = Path(
+            download_artifacts(
+                artifact_uri=source,
+                dst_path=tmp,
+                tracking_uri=tracking.tracking_uri,
+                registry_uri=tracking.tracking_uri,
+            )
+        )
+        for item in path.iterdir():
+            target = dst / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+    log.info("fetched %s version %s into %s", model_name, found.version, dst)
+    return dst

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS, METRICS, REPORT, REJECTED = "predictions.parquet", "metrics.json", "report.html", "rejected.jsonl"
 TABLES = "tables.md"  # the paper's two tables (r1ov.eval.tables)
+# One line per scored item, {"benchmark", "id", "correct"}: what a paired comparison of two
+# models (r1ov.eval.paired, the promotion gate) reads, without the completions.
+VERDICTS = "verdicts.jsonl"
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -64,6 +67,21 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def verdicts_jsonl(rows: list[dict[str, Any]]) -> bytes:
+    lines = (json.dumps({"benchmark": r["benchmark"], "id": r["id"], "correct": bool(r["correct"])}) for r in rows)
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def read_verdicts(uri: str) -> dict[str, bool]:
+    """``benchmark/id -> correct`` from a verdicts.jsonl; the key keeps equal ids of two benchmarks apart."""
+    verdicts: dict[str, bool] = {}
+    for line in storage.read_text(uri).splitlines():
+        if line.strip():
+            item = json.loads(line)
+            verdicts[f"{item['benchmark']}/{item['id']}"] = bool(item["correct"])
+    return verdicts
 
 
 def predictions_parquet(rows: list[dict[str, Any]]) -> bytes:
@@ -207,6 +225,7 @@ def write_outputs(
     """Write every output under ``cfg.output_dir``; returns them by file name (for MLflow)."""
     files = {
         PREDICTIONS: predictions_parquet(rows),
+        VERDICTS: verdicts_jsonl(rows),
         METRICS: json.dumps(json_safe(summary), indent=2, sort_keys=True).encode("utf-8"),
         REPORT: render_html(summary, rows, cfg).encode("utf-8"),
         TABLES: tables.markdown(summary, cfg.model_name_or_path).encode("utf-8"),

@@ -193,10 +193,16 @@ def create_app(
     return app
 
 
-def load_oracle(dataset_uris: list[str], noise: float = 0.0, formalize_noise: float = 0.0, seed: int = 0) -> Oracle:
+def load_oracle(
+    dataset_uris: list[str],
+    noise: float = 0.0,
+    formalize_noise: float = 0.0,
+    seed: int = 0,
+    max_observations: int | None = None,
+) -> Oracle:
     rows = [row for uri in dataset_uris for row in records.read_records(uri)]
     log.info("offline teacher knows %d records from %s", len(rows), ", ".join(dataset_uris))
-    return Oracle(rows, noise=noise, formalize_noise=formalize_noise, seed=seed)
+    return Oracle(rows, noise=noise, formalize_noise=formalize_noise, seed=seed, max_observations=max_observations)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -225,12 +231,14 @@ def serve(
     faults: float = 0.0,
     fault_seed: int = 0,
     hang_s: float = 30.0,
+    max_observations: int | None = None,
 ) -> Iterator[str]:
     """Run the server in a background thread; yields its base URL ``http://HOST:PORT/v1``.
 
-    ``port=0`` picks a free port. The server stops when the block exits.
+    ``port=0`` picks a free port. The server stops when the block exits. ``max_observations``
+    keeps reasoning chains short (see :func:`r1ov.teachers.oracle.chain`).
     """
-    oracle = load_oracle(list(dataset_uris), noise, formalize_noise, seed)
+    oracle = load_oracle(list(dataset_uris), noise, formalize_noise, seed, max_observations)
     app = create_app(
         oracle,
         model=model,

@@ -175,8 +175,12 @@ def _answer_phrase(answer: str, options: list[str]) -> str:
     return f"({letter}) {options[option_letters(options).index(letter)]}" if letter else answer
 
 
-def chain(row: Row | None, formalization: str, flaw: str | None = None) -> str:
-    """A teacher completion for ``row``: a clean chain, or one with ``flaw``."""
+def chain(row: Row | None, formalization: str, flaw: str | None = None, max_observations: int | None = None) -> str:
+    """A teacher completion for ``row``: a clean chain, or one with ``flaw``.
+
+    ``max_observations`` keeps the chain short (that many observations, then the answer): a
+    tiny model learns the format from short chains, and they fit small completion limits.
+    """
     options = list(row.get("options") or []) if row else []
     answer = (row.get("answer") if row else None) or (option_letters(options)[0] if options else "unknown")
     question = row["question"] if row else "the question"
@@ -190,6 +194,9 @@ def chain(row: Row | None, formalization: str, flaw: str | None = None) -> str:
             "After weighing them, one choice stands out as the most plausible, so I settle on it.",
             answer,
         )
+    if max_observations is not None and flaw is None:
+        seen = observations(row, formalization)[:max_observations] or ["Let me look at the image carefully."]
+        return compose("\n".join([*seen, f"So the answer is {_answer_phrase(answer, options)}."]), answer)
     steps = ["Let me look at the image carefully.", *observations(row, formalization)]
     if flaw == "repetitive":
         steps = [steps[0], *["Let me look at the image again to be sure of what it really shows."] * 30]
@@ -250,8 +257,17 @@ def judge(formalization: str, question: str, reasoning: str) -> dict[str, str]:
 class Oracle:
     """Answers classify / formalize / distill / judge requests for a set of known records."""
 
-    def __init__(self, rows: list[Row], *, noise: float = 0.0, formalize_noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        rows: list[Row],
+        *,
+        noise: float = 0.0,
+        formalize_noise: float = 0.0,
+        seed: int = 0,
+        max_observations: int | None = None,
+    ) -> None:
         self.rows = rows
+        self.max_observations = max_observations
         self.by_image: dict[str, Row] = {}
         self.by_question: dict[str, list[Row]] = {}
         self._by_pixels: dict[str, Row] | None = None  # built on the first miss by bytes
@@ -355,7 +371,8 @@ class Oracle:
         question = parts.get("question", ("", {}))[0]
         formalization = parts.get("formal_description", ("", {}))[0]
         row = self.find_by_question(question, formalization)
-        return chain(row, formalization, self.distill_flaws.get(row["id"]) if row else None)
+        flaw = self.distill_flaws.get(row["id"]) if row else None
+        return chain(row, formalization, flaw, self.max_observations)
 
     def _judge(self, messages: protocol.Messages) -> str:
         parts = protocol.sections(protocol.user_text(messages))

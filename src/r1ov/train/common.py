@@ -159,6 +159,7 @@ def use_log_callback(trainer: Any) -> None:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(LogCallback())
+    trainer.add_callback(tracking.ThroughputCallback())
 
 
 # --------------------------------------------------------------------------- model

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from r1ov import lengths
 from r1ov.config import ConfigError, GRPOConfig
 from r1ov.train import checkpoints, common, rewards, tracking
 
@@ -125,6 +126,8 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
                 for name, func in zip(cfg.rewards, reward_funcs, strict=True)
             },
             generation=cfg.generation,
+            # the SFT reasoning this model was trained on, for eval's length check
+            reasoning_tokens=lengths.trained_reasoning_tokens(cfg.model_name_or_path),
         )  # fmt: skip
         tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
         return common.finish(trainer, processor, cfg, runtime, summary)

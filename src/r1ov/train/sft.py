@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from r1ov import lengths
 from r1ov.config import SFTConfig
 from r1ov.train import checkpoints, common, tracking
 
@@ -47,6 +48,15 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     # 2. model, processor, and the records with reasoning, each with its decoded image
     model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16, freeze_vision=cfg.freeze_vision)
     examples = common.load_examples(cfg.train_uri, _row, required=("question", "reasoning"))
+    # What GRPO's completion limit and eval's generation limit must leave room for (r1ov.lengths).
+    reasoning_tokens = lengths.token_stats(
+        processor.tokenizer, (row["messages"][-1]["content"][0]["text"] for row in examples.rows)
+    )
+    if reasoning_tokens["max"] > cfg.max_length:
+        logger.warning(
+            "sft.max_length is %d tokens but the longest reasoning alone is %d: those examples are cut",
+            cfg.max_length, reasoning_tokens["max"],
+        )  # fmt: skip
 
     # 3. train (tracked by the main process), save once, close the world
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
@@ -60,6 +70,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
             "sft", cfg, trainer, result, examples, runtime, started, run_id, resumed_from_step=resumed_from,
             final_loss=common.last_logged(trainer.state.log_history, "loss"),
             num_tokens=common.last_logged(trainer.state.log_history, "num_tokens"),  # tokens trained on
+            reasoning_tokens=reasoning_tokens,
         )  # fmt: skip
         tracking.log_metrics({"train_records": len(examples.rows), "skipped_records": examples.skipped_total})
         return common.finish(trainer, processor, cfg, runtime, summary)

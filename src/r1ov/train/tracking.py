@@ -11,6 +11,9 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
+
+from transformers import TrainerCallback
 
 from r1ov.config import TrackingConfig
 
@@ -67,6 +70,57 @@ def stage_run(cfg: TrackingConfig, enabled: bool, stage: str, tags: Mapping[str,
         end_run(failed=True)
         raise
     end_run()
+
+
+# Dense bf16 peak of common training GPUs, TFLOP/s, for the MFU estimate; R1OV_PEAK_TFLOPS overrides.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
+
+
+def peak_tflops() -> float | None:
+    import torch
+
+    if os.environ.get("R1OV_PEAK_TFLOPS"):
+        return float(os.environ["R1OV_PEAK_TFLOPS"])
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((tflops for key, tflops in PEAK_TFLOPS.items() if key in name), None)
+
+
+class ThroughputCallback(TrainerCallback):
+    """Logs tokens/s at each logging step (and, on GPUs, peak memory and an MFU estimate) to the active run.
+
+    Tokens are TRL's cumulative ``num_tokens`` (every process's tokens); MFU takes the usual
+    6 x parameters x tokens/s over the GPUs' peak. Only the main process logs.
+    """
+
+    def __init__(self) -> None:
+        self.last: tuple[float, float] | None = None  # (time, num_tokens)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, model: Any = None, **kwargs: Any
+    ) -> None:
+        import time
+
+        import mlflow
+        import torch
+
+        if not state.is_world_process_zero or not logs or "num_tokens" not in logs or mlflow.active_run() is None:
+            return
+        now, tokens = time.monotonic(), float(logs["num_tokens"])
+        previous, self.last = self.last, (now, tokens)
+        if previous is None or now <= previous[0]:
+            return
+        rate = (tokens - previous[1]) / (now - previous[0])
+        metrics = {"tokens_per_second": rate}
+        if torch.cuda.is_available():
+            metrics["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            peak = peak_tflops()
+            if peak and model is not None:
+                params = sum(p.numel() for p in model.parameters())
+                gpus = max(1, args.world_size)
+                metrics["mfu"] = 6 * params * rate / (peak * 1e12 * gpus)
+        mlflow.log_metrics(metrics, step=state.global_step)
 
 
 def report_to(enabled: bool) -> list[str]:

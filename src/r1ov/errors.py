@@ -1,0 +1,55 @@
+"""Errors a user can fix, and the one line the ``r1ov`` command prints for each.
+
+Stages raise ordinary exceptions with a message that says what was found and what was
+expected; :func:`explain` decides which of them are the user's to fix (a line, exit 1) and
+which are bugs (a traceback). ``-v`` always shows the traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input the user can fix; the message is the whole story, in one line."""
+
+
+def _mlflow(exc: BaseException) -> str | None:
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return None
+    if not isinstance(exc, MlflowException):
+        return None
+    first = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()[0]
+    if "max retries" in first.lower() or "connection" in first.lower():
+        return f"cannot reach the MLflow tracking server ({first[:200]}); check --tracking-uri / MLFLOW_TRACKING_URI"
+    return f"MLflow: {first[:300]}"
+
+
+S3_HINT = (
+    "r1ov reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile / pod role), AWS_REGION, "
+    "and R1OV_S3_ENDPOINT for MinIO or other S3-compatible stores"
+)
+
+
+def _s3(exc: BaseException) -> str | None:
+    text = str(exc)
+    markers = ("AWS Error", "NoCredentials", "Unable to locate credentials", "InvalidAccessKeyId", "ACCESS_DENIED")
+    if isinstance(exc, OSError) and any(m in text for m in markers):
+        return f"S3 request failed ({text.strip().splitlines()[0][:200]}); {S3_HINT}"
+    return None
+
+
+def explain(exc: BaseException) -> str | None:
+    """The one line to print for ``exc``, or None when it is a bug worth a traceback."""
+    from r1ov.registry import RegistryError
+
+    if isinstance(exc, UserError | RegistryError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "vllm":
+        return (
+            "the vllm backend needs vLLM, which is not installed here (it is a GPU-only extra): "
+            "use backend=hf (transformers) or backend=openai with base_url=<an OpenAI-compatible endpoint>"
+        )
+    if isinstance(exc, KeyError) and str(exc.args[0] if exc.args else "").startswith("unknown benchmark"):
+        return str(exc.args[0])
+    return _s3(exc) or _mlflow(exc)

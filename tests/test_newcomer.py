@@ -1,0 +1,136 @@
+"""A newcomer's first hour: each mistake below happened; each now gets one clear line, no traceback.
+
+Stages run through the ``r1ov`` command as a user types them (``main(argv)``); S3 is moto's
+S3 server (tests/test_records.py's fixture), the teacher an unreachable port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from r1ov.cli import main
+from r1ov.records import write_dataset
+from tests.test_records import s3_endpoint  # noqa: F401 - a fixture, used by name
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def last_line(err: str) -> str:
+    return [line for line in err.splitlines() if line.strip()][-1]
+
+
+@pytest.mark.parametrize("layout", ["missing", "pngs", "parquet_outside_records", "empty"])
+def test_stage_input_without_records_says_what_it_found(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "input"
+    if layout != "missing":
+        source.mkdir()
+    if layout == "pngs":
+        for i in range(3):
+            (source / f"img{i}.png").write_bytes(b"\x89PNG")
+    if layout == "parquet_outside_records":
+        write_dataset(str(tmp_path / "real"), [])
+        (source / "part-00000.parquet").write_bytes(b"PAR1")
+    code, err = run(["filter", "--set", f"input_uri={source}", "--set", f"output_uri={tmp_path / 'out'}"], capsys)
+    assert code == 1
+    line = last_line(err)
+    assert line.startswith(f"r1ov filter: filter.input_uri {source}: found ")
+    assert "expected a dataset folder with records/part-*.parquet" in line
+    expected = {
+        "missing": "nothing there",
+        "pngs": "3 files (3 .png)",
+        "parquet_outside_records": "1 files (1 .parquet) but no records/*.parquet",
+        "empty": "an empty folder",
+    }[layout]
+    assert expected in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_bucket_is_one_line(s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    code, err = run(
+        ["filter", "--set", "input_uri=s3://no-such-bucket/data", "--set", "output_uri=s3://r1ov/x"], capsys
+    )
+    assert code == 1 and "found nothing there (no such path or bucket)" in last_line(err)
+
+
+def test_every_record_rejected_quotes_the_first_teacher_error(
+    synthetic_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher = ["teacher.base_url=http://127.0.0.1:9/v1", "teacher.max_retries=0", "teacher.timeout_s=2"]
+    argv = ["formalize", "--set", f"input_uri={synthetic_uri}", "--set", f"output_uri={tmp_path / 'out'}"]
+    code, err = run(argv + [a for t in teacher for a in ("--set", t)], capsys)
+    assert code == 1
+    line = last_line(err)
+    assert line.startswith("r1ov formalize: every one of 14 records was rejected; the first: ")
+    assert "teacher" in line.lower() or "connect" in line.lower()
+
+
+def test_stage_help_lists_config_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["sft", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.strip().startswith("learning_rate "))
+    assert "float = 1e-05" in lines[row] and "paper: 1e-5" in lines[row + 1]
+    assert any(line.strip().startswith("distributed.nnodes ") and "int = 1" in line for line in lines)
+    assert any(line.strip().startswith("train_uri ") and "str = required" in line for line in lines)
+
+
+def test_common_mistakes_are_one_line(
+    synthetic_uri: str, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = json.dumps([{"name": "synthetic", "uri": synthetic_uri, "limit": 2}])
+    eval_args = ["eval", "--set", f"benchmarks={bench}", "--set", f"output_dir={tmp_path / 'eval'}"]
+
+    # the vllm backend (the default) where vLLM is not installed
+    code, err = run([*eval_args, "--set", f"model_name_or_path={tiny_model_dir}", "--set", "backend=vllm"], capsys)
+    assert code == 1 and "use backend=hf" in last_line(err)
+
+    # an unknown benchmark name
+    unknown = json.dumps([{"name": "mathvistaa", "uri": synthetic_uri}])
+    code, err = run(["eval", "--set", f"benchmarks={unknown}", "--set", f"output_dir={tmp_path / 'e2'}",
+                     "--set", f"model_name_or_path={tiny_model_dir}", "--set", "backend=hf"], capsys)  # fmt: skip
+    assert code == 1 and "unknown benchmark 'mathvistaa'" in last_line(err) and "mathvista" in last_line(err)
+
+    # --config pointing at a directory
+    code, err = run(["sft", "--config", str(tmp_path)], capsys)
+    assert code == 2 and "is a directory; pass a YAML recipe file" in err
+
+    # a local model path that does not exist: at once, no retries against a hub
+    code, err = run([*eval_args, "--set", "model_name_or_path=./models/nope", "--set", "backend=hf"], capsys)
+    assert code == 1 and "./models/nope: no such local directory" in last_line(err)
+
+
+def test_s3_error_without_credentials_names_the_variables() -> None:
+    from r1ov.errors import explain
+
+    error = OSError("When reading information for key 'x' in bucket 'b': AWS Error ACCESS_DENIED during HeadObject")
+    line = explain(error)
+    assert line and "AWS_ACCESS_KEY_ID" in line and "R1OV_S3_ENDPOINT" in line and "ACCESS_DENIED" in line
+
+
+def test_nothing_lands_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["registry", "list"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    code, err = run(["registry", "promote", "nope", "1"], capsys)
+    assert code == 1 and last_line(err) == "r1ov registry: no registered model named 'nope'"
+    assert os.listdir(cwd) == []
+    assert (home / ".cache" / "r1ov" / "mlflow.db").is_file()
