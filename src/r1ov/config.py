@@ -438,10 +438,15 @@ class RegisterConfig(Strict):
 
 
 class EndpointConfig(Strict):
-    """The r1ov-inference Deployment that serves the target alias (promotion rolls it)."""
+    """The r1ov-inference endpoint that serves the target alias (promotion rolls it)."""
 
-    deployment: str = Field(..., description="name of the inference chart's Deployment (its release fullname)")
-    namespace: str = Field("r1ov", description="namespace of the Deployment")
+    deployment: str = Field(
+        ..., description="name of the inference chart's Deployment or InferenceService (its release fullname)"
+    )
+    namespace: str = Field("r1ov", description="namespace of the endpoint")
+    kind: Literal["Deployment", "InferenceService"] = Field(
+        "Deployment", description="what the chart renders: its own Deployment, or KServe's InferenceService"
+    )
 
 
 class PromoteConfig(Strict):
