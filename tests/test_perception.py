@@ -148,7 +148,6 @@ def crafted_easyocr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from easyocr.model.vgg_model import Model
 
     model_dir = tmp_path_factory.mktemp("easyocr")
-    torch.manual_seed(0)
     detector = CRAFT()
     torch.nn.init.zeros_(detector.conv_cls[-1].weight)
     torch.nn.init.constant_(detector.conv_cls[-1].bias, 2.0)  # region and affinity scores over the thresholds
