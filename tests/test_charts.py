@@ -626,6 +626,8 @@ def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     pinned = render("r1ov-platform", {**SMALL_PLATFORM, "rbac": {"endpointDeployments": ["serve-r1ov-inference"]}})
     deployments = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["deployments"])
     assert deployments["resourceNames"] == ["serve-r1ov-inference"]
+    kserve = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["inferenceservices"])
+    assert kserve["resourceNames"] == ["serve-r1ov-inference"]
 
 
 def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:

@@ -1,4 +1,5 @@
-"""Promotion reaches the endpoint: moving ``champion`` rolls the inference Deployment, nothing else does.
+"""Promotion reaches the endpoint: moving ``champion`` rolls the inference Deployment (or KServe's
+InferenceService when the chart renders one), nothing else does.
 
 A real MLflow registry (SQLite) decides; the inference chart's Deployment, rendered with Helm,
 lives in the Kubernetes API stand-in (r1ov.testing.kube_api), which the promotion reaches over
@@ -16,11 +17,12 @@ import helm_python as helm
 import pytest
 import yaml
 from kubernetes.client import ApiClient, Configuration
+from test_charts import validate
 from test_registry import register_version, verdicts_file
 
 from r1ov.config import EndpointConfig, PromoteConfig, TrackingConfig
 from r1ov.k8s import client
-from r1ov.k8s.endpoint import VERSION_ANNOTATION, served_version
+from r1ov.k8s.endpoint import VERSION_ANNOTATION, served_version, version_patch
 from r1ov.promotion import promote
 from r1ov.testing.kube_api import StandInAPI, serve
 
@@ -28,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NS = "r1ov"
 
 
-def inference_deployment() -> dict[str, Any]:
-    values = yaml.safe_load((ROOT / "charts/r1ov-inference/ci/minimal-values.yaml").read_text())
+def inference_deployment(values_file: str = "minimal-values.yaml", kind: str = "Deployment") -> dict[str, Any]:
+    values = yaml.safe_load((ROOT / "charts/r1ov-inference/ci" / values_file).read_text())
     rendered = helm.Chart.load(str(ROOT / "charts/r1ov-inference")).render(values, name="serve", namespace=NS)
     docs = [
         doc
@@ -38,13 +40,37 @@ def inference_deployment() -> dict[str, Any]:
         for doc in yaml.safe_load_all(text)
         if isinstance(doc, dict)
     ]
-    (deployment,) = [doc for doc in docs if doc.get("kind") == "Deployment"]
+    (deployment,) = [doc for doc in docs if doc.get("kind") == kind]
     return deployment
+
+
+def inference_service() -> dict[str, Any]:
+    return inference_deployment("kserve-values.yaml", "InferenceService")
 
 
 def test_the_chart_does_not_render_the_annotation_promotion_owns() -> None:
     """Otherwise every `helm upgrade` would roll the endpoint back to the chart's value."""
     assert served_version(inference_deployment()) is None
+    assert served_version(inference_service()) is None
+
+
+def _merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = _merged(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def test_the_version_patch_is_a_field_kserve_copies_onto_the_predictor_pods() -> None:
+    """``spec.predictor.annotations`` (KServe's component extension: annotations added to the
+    component's pods) exists in KServe's CRD, so the API server keeps it and the pod template changes."""
+    service = inference_service()
+    patch = version_patch(service["metadata"]["name"], "3", kind="InferenceService")
+    assert patch["spec"] == {"predictor": {"annotations": {VERSION_ANNOTATION: "3"}}}
+    rolled = _merged(service, patch)
+    validate(rolled)  # against the vendored KServe v1beta1 CRD, unknown fields refused
+    assert served_version(rolled) == "3"
+    assert rolled["spec"]["predictor"]["model"] == service["spec"]["predictor"]["model"]
 
 
 def test_promotion_rolls_the_deployment_only_when_champion_moves(
@@ -98,3 +124,61 @@ def test_promotion_rolls_the_deployment_only_when_champion_moves(
         assert template()["metadata"]["annotations"][VERSION_ANNOTATION] == "3"
         assert writes() == before + 2
     assert {("apps", "deployments", "get"), ("apps", "deployments", "patch")} <= api.calls()
+
+
+def test_promotion_rolls_the_kserve_predictor_only_when_champion_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="kserve")
+    tracking.artifact_location = str(tmp_path / "artifacts")
+    model = "r1ov-kserve"
+    api = StandInAPI()
+    with serve(api) as url:
+        configuration = Configuration()
+        configuration.host = url
+        kube = ApiClient(configuration)
+        monkeypatch.setattr(client, "load_api_client", lambda *a, **k: kube)
+        service = inference_service()
+        client.apply([service], NS, api_client=kube)
+        key = ("inferenceservices", NS, service["metadata"]["name"])
+        endpoint = EndpointConfig(deployment=key[2], namespace=NS, kind="InferenceService")
+        base = verdicts_file(tmp_path, "base", correct=0)
+
+        def gate(version: str) -> PromoteConfig:
+            return PromoteConfig(
+                model_name=model, version=version, baseline_verdicts_uri=base, tracking=tracking, endpoint=endpoint
+            )
+
+        def writes() -> int:
+            return sum(1 for method, path, _ in api.requests if method == "PATCH" and path.endswith(key[2]))
+
+        def predictor() -> dict[str, Any]:
+            return api.objects[key]["spec"]["predictor"]
+
+        before = writes()
+        register_version(tmp_path, tracking, model, "first", 0.5)
+        decision = promote(gate("1"))
+        assert decision["promoted"] and decision["endpoint"]["rolled"]
+        assert predictor()["annotations"][VERSION_ANNOTATION] == "1"
+        assert writes() == before + 1
+        generation = api.objects[key]["metadata"]["generation"]
+        rolled = predictor()
+
+        # The champion does not move: the predictor, its pods' annotations and the generation stay.
+        assert not promote(gate("1"))["promoted"]
+        register_version(tmp_path, tracking, model, "worse", 0.4)
+        assert not promote(gate("2"))["promoted"]
+        assert predictor() == rolled and writes() == before + 1
+        assert api.objects[key]["metadata"]["generation"] == generation
+
+        register_version(tmp_path, tracking, model, "better", 0.7)
+        decision = promote(gate("3"))
+        assert decision["promoted"] and decision["endpoint"] == {
+            "deployment": f"{NS}/{key[2]}", "kind": "InferenceService", "before": "1", "version": "3", "rolled": True,
+        }  # fmt: skip
+        assert predictor()["annotations"][VERSION_ANNOTATION] == "3"
+        assert api.objects[key]["metadata"]["generation"] == generation + 1
+        assert writes() == before + 2
+    assert {("serving.kserve.io", "inferenceservices", "get"), ("serving.kserve.io", "inferenceservices", "patch")} <= (
+        api.calls()
+    )

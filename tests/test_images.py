@@ -325,6 +325,50 @@ def test_requirement_files_are_pinned_and_agree_with_constraints() -> None:
                 assert version == pins[name], f"{path.name}: {name}=={version}, constraints.txt has {pins[name]}"
 
 
+def _env(steps: list[Instruction]) -> dict[str, str]:
+    """The ENV a stage ends with (``KEY=value`` pairs; later ones win)."""
+    import shlex
+
+    env: dict[str, str] = {}
+    for step in steps:
+        if step.cmd == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(step.args))
+    return env
+
+
+def test_data_image_reads_text_with_easyocr_from_weights_baked_where_the_reader_looks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The library's OCR default is Tesseract; the data image switches to EasyOCR, installed at the
+    constraints' version, with the weights of the configured languages baked into the directory a
+    default PerceptionConfig reads (downloads stay off at run time)."""
+    from r1ov.config import OCR_ENGINE_ENV, PerceptionConfig
+    from r1ov.formalize.perception import Perception
+
+    lines = (IMAGES / "requirements-data.txt").read_text().splitlines()
+    assert f"easyocr=={constraints()['easyocr']}" in lines
+    final = stages(instructions(DOCKERFILES["data"]))[-1]
+    installs = [s.args for s in final if s.cmd == "RUN" and "requirements-data.txt" in s.args]
+    assert installs and all("--constraint /tmp/constraints.txt" in c for c in installs)
+    assert any(s.cmd == "COPY" and s.args.split()[0] == "constraints.txt" for s in final)
+
+    env = _env(final)
+    monkeypatch.delenv(OCR_ENGINE_ENV, raising=False)
+    assert PerceptionConfig().ocr_engine == "tesseract"
+    monkeypatch.setenv(OCR_ENGINE_ENV, env[OCR_ENGINE_ENV])
+    monkeypatch.setenv("EASYOCR_MODULE_PATH", env["EASYOCR_MODULE_PATH"])
+    image_default = PerceptionConfig()
+    assert image_default.ocr_engine == "easyocr"
+
+    (bake_step,) = [s.args for s in final if s.cmd == "RUN" and "easyocr.Reader(" in s.args]
+    baked_dir = re.search(r'model_storage_directory="([^"]+)"', bake_step).group(1)
+    assert baked_dir == Perception(image_default).easyocr_model_dir()
+    assert "${EASYOCR_LANGS}" in bake_step and "download_enabled=False" not in bake_step
+    baked_langs = arg_defaults(final)["EASYOCR_LANGS"].split()
+    assert baked_langs == image_default.easyocr_langs
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
 def test_vllm_image_pins_vllm_and_holds_its_stack() -> None:
     images = from_images(DOCKERFILES["vllm"])
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", images[0][0])
@@ -550,7 +594,8 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
 @pytest.mark.slow
 def test_each_images_requirements_resolve_together(resolved: dict[str, set[str]]) -> None:
     assert {"r1ov", "torch", "mlflow", "kfp", "psycopg2-binary", "flask-wtf"} <= resolved["base"]
-    assert {"pytesseract"} <= resolved["data"] and {"vllm", "trl"} <= resolved["vllm"]
+    assert {"pytesseract", "easyocr", "opencv-python-headless"} <= resolved["data"]
+    assert {"vllm", "trl"} <= resolved["vllm"]
     pins = constraints()
     for kind in ("base", "train", "data"):
         assert "torch" in resolved[kind] and pins["torch"]

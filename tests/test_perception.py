@@ -1,19 +1,22 @@
-"""The perception tools for real: Tesseract OCR on synthetic text images, a tiny random
-Grounding DINO through transformers' zero-shot detection pipeline, their output in the
-teacher's request, and the type cross-check."""
+"""The perception tools for real: Tesseract OCR on synthetic text images, EasyOCR's reader on
+weights crafted offline, a tiny random Grounding DINO through transformers' zero-shot detection
+pipeline, their output in the teacher's request, and the type cross-check."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from r1ov import records
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
 from r1ov.formalize import formalize_batch
 from r1ov.formalize.checks import boxes
-from r1ov.formalize.perception import Perception
+from r1ov.formalize.perception import Perception, PerceptionUnavailable, easyocr_words
 from r1ov.synthetic import run as synthesize
 from r1ov.teachers import TeacherClient, protocol
 from r1ov.teachers.offline import serve
@@ -94,3 +97,97 @@ def test_formalize_sends_tool_output_with_the_image(tiny_detector_dir: Path, tmp
             assert detections and detections == meta["detections"]
         else:
             assert found["ocr_words"][0] != "(no text read)" and meta["ocr_words"] > 0
+
+
+# --------------------------------------------------------------------------- EasyOCR
+
+
+def test_easyocr_results_become_the_tesseract_word_records() -> None:
+    """readtext(detail=1) gives (corner points, text, confidence 0-1) per box, a box possibly holding a
+    line's words: the records are Tesseract's (text, axis-aligned box, conf 0-100), in reading order."""
+    found = [
+        ([[300, 82], [420, 80], [421, 118], [301, 120]], "PAID CASH", 0.91),  # second line, two words
+        ([[24, 24], [180, 24], [180, 60], [24, 60]], "TOTAL", 0.97),
+        ([[200, 26], [330, 26], [330, 58], [200, 58]], "42.50", 0.88),
+        ([[40, 150], [90, 150], [90, 170], [40, 170]], "~", 0.30),  # below the threshold
+        ([[40, 200], [90, 200], [90, 220], [40, 220]], "  ", 0.99),  # nothing read
+    ]
+    words = easyocr_words(found, min_confidence=50.0)
+    assert [w["text"] for w in words] == ["TOTAL", "42.50", "PAID", "CASH"]
+    assert words[0] == {"text": "TOTAL", "box": [24, 24, 180, 60], "conf": 97.0}
+    paid, cash = words[2]["box"], words[3]["box"]
+    assert paid[0] == 300 and cash[2] == 421 and paid[2] < cash[0]  # the box split at the space
+    assert paid[1] == cash[1] == 80 and paid[3] == cash[3] == 120
+    assert {w["conf"] for w in words[2:]} == {91.0}
+    # The one threshold reads on Tesseract's scale for both engines.
+    assert [w["text"] for w in easyocr_words(found, min_confidence=90.0)] == ["TOTAL", "PAID", "CASH"]
+
+
+def test_easyocr_engine_without_the_package_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "easyocr", None)  # import fails, as where it is not installed
+    perception = Perception(PerceptionConfig(detector_model=None, ocr_engine="easyocr"))
+    with pytest.raises(PerceptionUnavailable, match=r"pip install easyocr==1\.7\.2"):
+        perception.ocr(Image.new("RGB", (64, 32), "white"))
+    assert Perception(PerceptionConfig(detector_model=None, ocr_engine="none")).ocr(_text_image(["x"])) == []
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def crafted_easyocr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """EasyOCR's own CRAFT detector and English recognizer with weights set so the output is known:
+    the detector calls every pixel text (one box around the image), the recognizer reads "H" in
+    every column (CTC collapses it to one "H", probability ~1). The published weights cannot be
+    fetched here; the data image bakes those."""
+    pytest.importorskip("easyocr", reason="easyocr is not installed here (pip install easyocr==1.7.2)")
+    import torch
+    from easyocr.config import recognition_models
+    from easyocr.craft import CRAFT
+    from easyocr.model.vgg_model import Model
+
+    model_dir = tmp_path_factory.mktemp("easyocr")
+    detector = CRAFT()
+    torch.nn.init.zeros_(detector.conv_cls[-1].weight)
+    torch.nn.init.constant_(detector.conv_cls[-1].bias, 2.0)  # region and affinity scores over the thresholds
+    torch.save(detector.state_dict(), model_dir / "craft_mlt_25k.pth")
+    english = recognition_models["gen2"]["english_g2"]
+    recognizer = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=len(english["characters"]) + 1)
+    torch.nn.init.zeros_(recognizer.Prediction.weight)
+    bias = torch.zeros(len(english["characters"]) + 1)
+    bias[1 + english["characters"].index("H")] = 20.0  # index 0 is CTC's blank
+    recognizer.Prediction.bias.data = bias
+    # Saved as EasyOCR's releases are: from a DataParallel wrapper, keys prefixed "module.".
+    torch.save({f"module.{k}": v for k, v in recognizer.state_dict().items()}, model_dir / english["filename"])
+    return model_dir
+
+
+def test_easyocr_reader_runs_offline_and_maps_its_output(
+    crafted_easyocr: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from easyocr import easyocr as reader_module
+
+    # The reader checks each weight file's MD5 against its registry: register the crafted files'.
+    detection = {**reader_module.detection_models["craft"], "md5sum": _md5(crafted_easyocr / "craft_mlt_25k.pth")}
+    monkeypatch.setitem(reader_module.detection_models, "craft", detection)
+    english = reader_module.recognition_models["gen2"]["english_g2"]
+    recognition = {**english, "md5sum": _md5(crafted_easyocr / english["filename"])}
+    monkeypatch.setitem(reader_module.recognition_models["gen2"], "english_g2", recognition)
+
+    cfg = PerceptionConfig(detector_model=None, ocr_engine="easyocr", easyocr_model_dir=str(crafted_easyocr))
+    perception = Perception(cfg)
+    image = _text_image(["HELLO"])
+    words = perception.ocr(image)
+    assert [w["text"] for w in words] == ["H"] and words[0]["conf"] >= 99.0
+    x0, y0, x1, y1 = words[0]["box"]
+    assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+    assert (x1 - x0) * (y1 - y0) > 0.5 * image.width * image.height  # the detector's one box
+    assert perception.type_signals(image, "text")["ocr_words"] == 1  # the cross-check counts EasyOCR's words
+
+    # Weights missing (an image built without baking them): one line naming the directory and the remedy.
+    empty = crafted_easyocr.parent / "no-weights"
+    empty.mkdir(exist_ok=True)
+    missing = Perception(cfg.model_copy(update={"easyocr_model_dir": str(empty)}))
+    with pytest.raises(PerceptionUnavailable, match=r"EasyOCR weights for \['en'\] are not in .*no-weights.*bakes"):
+        missing.ocr(image)

@@ -4,7 +4,8 @@ Every code path that talks to the Kubernetes API from a pipeline pod runs agains
 stand-in (r1ov.testing.kube_api), which records each request as the API server's authorizer sees
 it, (API group, resource, verb): both training launchers through success, failure, cancel and a
 name clash; the GRPO rollout servers' lifecycle; the exit handler's sweep; and a promotion that
-rolls the endpoint. That set is compared both ways with the Role ``charts/r1ov-platform`` renders
+rolls the endpoint (the chart's Deployment, or KServe's InferenceService). That set is compared
+both ways with the Role ``charts/r1ov-platform`` renders
 for the pipeline's service account, with that Role enforced (a denied call is a missing grant).
 
 KFP's own needs when runs use this account (the Argo executor's task results, the launcher's
@@ -127,6 +128,14 @@ def exercise(api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch) 
     }
     api.objects[("deployments", NS, "serve")] = {**deployment, "metadata": {**deployment["metadata"], "generation": 1}}
     roll_to_version(EndpointConfig(deployment="serve", namespace=NS), "7", api_client=kube)
+    # The same roll when the inference chart renders a KServe InferenceService instead.
+    api.objects[("inferenceservices", NS, "serve")] = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "serve", "namespace": NS, "generation": 1},
+        "spec": {"predictor": {"model": {"storageUri": "models:/m@champion"}}},
+    }
+    roll_to_version(EndpointConfig(deployment="serve", namespace=NS, kind="InferenceService"), "7", api_client=kube)
 
 
 def _recorded(monkeypatch: pytest.MonkeyPatch, rules: list[dict[str, Any]] | None) -> StandInAPI:

@@ -193,6 +193,10 @@ class SynthConfig(Strict):
     shard_size: int = Field(1000, ge=1, description="rows per Parquet shard")
 
 
+# The data image sets it to easyocr (its weights are baked there); elsewhere Tesseract is the default.
+OCR_ENGINE_ENV = "R1OV_OCR_ENGINE"
+
+
 class PerceptionConfig(Strict):
     """The paper's perception tools: an open-vocabulary detector for natural scenes, OCR for text."""
 
@@ -210,10 +214,30 @@ class PerceptionConfig(Strict):
     )  # fmt: skip
     box_threshold: float = Field(0.35, ge=0, le=1, description="lowest detection score kept")
     max_detections: int = Field(20, ge=1, description="boxes sent to the teacher, best first")
-    ocr_engine: Literal["tesseract", "none"] = Field("tesseract", description="OCR for text-dominant images")
+    ocr_engine: Literal["tesseract", "easyocr", "none"] = Field(
+        default_factory=lambda: os.environ.get(OCR_ENGINE_ENV) or "tesseract",
+        validate_default=True,
+        description=f"OCR for text-dominant images: tesseract (offline, apt package) or easyocr; default "
+        f"${OCR_ENGINE_ENV} (the data image sets easyocr), else tesseract",
+    )
     ocr_lang: str = Field("eng", description="Tesseract language pack(s), e.g. eng+deu")
-    ocr_timeout_s: float = Field(60.0, gt=0, description="seconds per image before OCR gives up")
-    min_ocr_confidence: float = Field(50.0, ge=0, le=100, description="OCR words below this confidence are dropped")
+    easyocr_langs: list[str] = Field(
+        default_factory=lambda: ["en"], min_length=1, description="EasyOCR language codes, e.g. [en, de]"
+    )
+    easyocr_model_dir: str | None = Field(
+        None,
+        description="directory holding EasyOCR's detector and recognizer weights (never downloaded at run time); "
+        "null: $EASYOCR_MODULE_PATH/model, which the data image bakes",
+    )
+    easyocr_gpu: bool = Field(False, description="run EasyOCR on a GPU when the pod has one")
+    ocr_timeout_s: float = Field(60.0, gt=0, description="seconds per image before Tesseract gives up")
+    min_ocr_confidence: float = Field(
+        50.0,
+        ge=0,
+        le=100,
+        description="OCR words below this confidence are dropped, on Tesseract's 0-100 scale "
+        "(EasyOCR's 0-1 confidence is scaled by 100 to compare)",
+    )
     min_text_words: int = Field(5, ge=0, description="a 'text' image with fewer OCR words is a type disagreement")
     text_words_per_megapixel: float = Field(
         400.0, ge=0, description="a 'natural' image with this OCR word density is a type disagreement"
@@ -450,10 +474,15 @@ class RegisterConfig(Strict):
 
 
 class EndpointConfig(Strict):
-    """The r1ov-inference Deployment that serves the target alias (promotion rolls it)."""
+    """The r1ov-inference endpoint that serves the target alias (promotion rolls it)."""
 
-    deployment: str = Field(..., description="name of the inference chart's Deployment (its release fullname)")
-    namespace: str = Field("r1ov", description="namespace of the Deployment")
+    deployment: str = Field(
+        ..., description="name of the inference chart's Deployment or InferenceService (its release fullname)"
+    )
+    namespace: str = Field("r1ov", description="namespace of the endpoint")
+    kind: Literal["Deployment", "InferenceService"] = Field(
+        "Deployment", description="what the chart renders: its own Deployment, or KServe's InferenceService"
+    )
 
 
 class PromoteConfig(Strict):

@@ -2,7 +2,8 @@
 
 Natural scenes go through an open-vocabulary detector (Grounding DINO by default, through
 transformers' zero-shot object detection pipeline; the data image carries its weights) and
-text-dominant images through OCR (Tesseract via pytesseract). Their output travels to the
+text-dominant images through OCR (Tesseract via pytesseract, the offline engine; or EasyOCR, the
+data image's, with weights baked in and never downloaded at run time). Their output travels to the
 teacher in tagged sections of the request, so the teacher corrects and cites measured boxes
 and words instead of inventing them. The same cheap signals (OCR word count, detector hits)
 cross-check the type a teacher gives an untyped image.
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from PIL import Image
@@ -32,6 +36,7 @@ class Perception:
     def __init__(self, cfg: PerceptionConfig) -> None:
         self.cfg = cfg
         self._detector: Any = None
+        self._reader: Any = None  # EasyOCR's, loaded on first use
         self._lock = threading.Lock()
         self.type_disagreements = 0  # untyped images whose teacher-given type the signals contradict
 
@@ -71,9 +76,11 @@ class Perception:
     # ------------------------------------------------------------------ OCR
 
     def ocr(self, image: Image.Image) -> list[dict[str, Any]]:
-        """Words ``{text, box: [x0, y0, x1, y1], conf}`` in reading order (Tesseract's)."""
+        """Words ``{text, box: [x0, y0, x1, y1], conf}`` in reading order; ``conf`` on a 0-100 scale."""
         if self.cfg.ocr_engine == "none":
             return []
+        if self.cfg.ocr_engine == "easyocr":
+            return self._easyocr(image)
         import pytesseract
 
         try:
@@ -91,6 +98,47 @@ class Perception:
                 x, y, w, h = (int(data[k][i]) for k in ("left", "top", "width", "height"))
                 words.append({"text": text.strip(), "box": [x, y, x + w, y + h], "conf": round(conf, 1)})
         return words
+
+    def easyocr_model_dir(self) -> str:
+        """Where EasyOCR's weights are read from: the configured directory, else EasyOCR's own default."""
+        if self.cfg.easyocr_model_dir:
+            return os.path.expanduser(self.cfg.easyocr_model_dir)
+        home = os.environ.get("EASYOCR_MODULE_PATH") or os.environ.get("MODULE_PATH") or "~/.EasyOCR"
+        return os.path.join(os.path.expanduser(home), "model")
+
+    def _load_reader(self) -> Any:
+        with self._lock:
+            if self._reader is None:
+                try:
+                    import easyocr
+                except ImportError as exc:
+                    raise PerceptionUnavailable(
+                        "easyocr is not installed (pip install easyocr==1.7.2; the data image has it), "
+                        "or set perception.ocr_engine=tesseract"
+                    ) from exc
+                model_dir = self.easyocr_model_dir()
+                try:
+                    self._reader = easyocr.Reader(
+                        list(self.cfg.easyocr_langs),
+                        gpu=self.cfg.easyocr_gpu,
+                        model_storage_directory=model_dir,
+                        download_enabled=False,  # a pod never fetches weights: the image carries them
+                        verbose=False,
+                    )
+                except FileNotFoundError as exc:
+                    raise PerceptionUnavailable(
+                        f"EasyOCR weights for {list(self.cfg.easyocr_langs)} are not in {model_dir} ({exc}); the data "
+                        "image bakes them (build arg EASYOCR_LANGS), or copy the detector and recognizer .pth files "
+                        "there and set perception.easyocr_model_dir"
+                    ) from exc
+        return self._reader
+
+    def _easyocr(self, image: Image.Image) -> list[dict[str, Any]]:
+        import numpy as np
+
+        # RGB, as EasyOCR's detector reads an image file.
+        found = self._load_reader().readtext(np.asarray(image.convert("RGB")), detail=1)
+        return easyocr_words(found, self.cfg.min_ocr_confidence)
 
     # ------------------------------------------------------------------ type cross-check
 
@@ -116,6 +164,45 @@ class Perception:
         signals["disagrees"] = disagreement
         self.type_disagreements += disagreement is not None
         return signals
+
+
+def easyocr_words(found: Iterable[Sequence[Any]], min_confidence: float) -> list[dict[str, Any]]:
+    """EasyOCR's ``readtext(detail=1)`` results as the word records the Tesseract path returns.
+
+    Each result is ``(four corner points, text, confidence in 0-1)`` for one detected text box,
+    which may hold several words (EasyOCR merges nearby boxes of a line). Confidence is scaled to
+    Tesseract's 0-100 so one threshold (``min_ocr_confidence``) serves both engines; a box becomes
+    its axis-aligned bounds; a multi-word box is split at spaces, each word getting the share of
+    the box's width its characters take (an estimate: EasyOCR reports no per-word positions).
+    Words come back in reading order: lines top to bottom, each left to right.
+    """
+    words = []
+    for points, text, confidence in found:
+        conf = float(confidence) * 100
+        text = str(text).strip()
+        if not text or conf < min_confidence:
+            continue
+        xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
+        x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+        width = (x1 - x0) / len(text)
+        for token in re.finditer(r"\S+", text):
+            box = [round(x0 + width * token.start()), round(y0), round(x0 + width * token.end()), round(y1)]
+            words.append({"text": token.group(), "box": box, "conf": round(conf, 1)})
+    return _reading_order(words)
+
+
+def _reading_order(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Words grouped into lines (a word whose vertical centre falls inside a line's first box joins
+    it), lines top to bottom, words left to right."""
+    lines: list[list[dict[str, Any]]] = []
+    for word in sorted(words, key=lambda w: (w["box"][1], w["box"][0])):
+        centre = (word["box"][1] + word["box"][3]) / 2
+        line = next((ln for ln in lines if ln[0]["box"][1] <= centre <= ln[0]["box"][3]), None)
+        if line is None:
+            lines.append([word])
+        else:
+            line.append(word)
+    return [word for line in lines for word in sorted(line, key=lambda w: w["box"][0])]
 
 
 def detections_section(detections: list[dict[str, Any]]) -> str:

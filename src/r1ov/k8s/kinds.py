@@ -79,6 +79,7 @@ PLURALS: dict[str, str] = {
     "Deployment": "deployments",
     "StatefulSet": "statefulsets",
     "NetworkPolicy": "networkpolicies",
+    "InferenceService": "inferenceservices",  # KServe's endpoint, rolled by promotion
     **{kind: job.plural for kind, job in JOB_KINDS.items()},
 }
 

@@ -60,6 +60,7 @@ RESOURCES: dict[tuple[str, str, str], str] = {
     ("", "v1", "serviceaccounts"): "ServiceAccount",
     ("", "v1", "events"): "Event",
     ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
+    ("serving.kserve.io", "v1beta1", "inferenceservices"): "InferenceService",
 }
 JOB_KINDS = ("PyTorchJob", "TrainJob")
 WORKLOAD_KINDS = ("StatefulSet", "Deployment")
