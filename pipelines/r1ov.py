@@ -130,6 +130,9 @@ def data_stages(
             teacher_model=formalize_teacher_model,
             teacher_max_concurrency=teacher_max_concurrency,
             extra_config=formalize_extra_config,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
         ).set_display_name("formalize shard")
         # The detector and OCR run in this pod next to the teacher calls.
         _on_pool(formalized, CPU_POOL, cpu="4", memory="16Gi", memory_limit="32Gi")
@@ -140,6 +143,9 @@ def data_stages(
             teacher_model=distill_teacher_model,
             teacher_max_concurrency=teacher_max_concurrency,
             extra_config=distill_extra_config,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
         ).set_display_name("distill shard")
         _on_pool(distilled, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
         filtered = data_stage(
@@ -150,6 +156,9 @@ def data_stages(
             teacher_max_concurrency=teacher_max_concurrency,
             require_answer_match=require_answer_match,
             extra_config=filter_extra_config,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            run_id=run_id,
         ).set_display_name("filter shard")
         _on_pool(filtered, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
         for task, key in (

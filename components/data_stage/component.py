@@ -15,6 +15,9 @@ def data_stage(
     teacher_max_concurrency: int = 8,
     require_answer_match: bool = True,
     extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
+    mlflow_tracking_uri: str = "",
+    mlflow_experiment: str = "r1ov",
+    run_id: str = "",
 ) -> str:
     """Run one data stage (formalize, distill or filter) on one shard, writing straight to durable storage.
 
@@ -26,6 +29,9 @@ def data_stage(
         teacher_max_concurrency: Requests in flight at once.
         require_answer_match: filter only: reject reasoning whose answer disagrees with the ground truth.
         extra_config: Mapping of further fields of the stage's config.
+        mlflow_tracking_uri: Log the shard's settings and counts as an MLflow run when set.
+        mlflow_experiment: MLflow experiment name.
+        run_id: Pipeline run id (the shard's MLflow run nests under the pipeline's).
 
     Returns:
         metrics: Counts of accepted and rejected rows, teacher calls, cache hits, tokens.
@@ -39,7 +45,8 @@ def data_stage(
     fields = teacher_fields(stage, teacher_base_url, teacher_model, teacher_max_concurrency)
     if stage == "filter":
         fields["require_answer_match"] = require_answer_match
-    result = run_shard_stage(stage, shard_uri, fields, extra_config)
+    track = (mlflow_tracking_uri, mlflow_experiment, run_id)
+    result = run_shard_stage(stage, shard_uri, fields, extra_config, track=track)
     log_metrics(metrics, result)
     with open(summary.path, "w", encoding="utf-8") as out:
         out.write(summary_markdown(f"{stage}: {shard_uri}", result, stage_uris(shard_uri, stage)[1]))

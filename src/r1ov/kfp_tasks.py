@@ -250,13 +250,20 @@ def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
     return deleted
 
 
-def run_shard_stage(stage: str, shard_uri: str, fields: dict[str, Any], extra_config: str = "") -> dict[str, Any]:
+def run_shard_stage(
+    stage: str,
+    shard_uri: str,
+    fields: dict[str, Any],
+    extra_config: dict[str, Any] | str | None = None,
+    track: tuple[str, str, str] | None = None,
+) -> dict[str, Any]:
     """One data stage on one shard of a fan-out: input and output folders come from the shard's
-    layout (r1ov.fanout), on durable storage, so a retried pod resumes from what is there."""
+    layout (r1ov.fanout), on durable storage, so a retried pod resumes from what is there.
+    ``track`` as for :func:`run_task`: the shard's run nests under the pipeline's MLflow run."""
     from r1ov.fanout import stage_uris
 
     input_uri, output_uri = stage_uris(shard_uri, stage)
-    return run_task(stage, {"input_uri": input_uri, "output_uri": output_uri, **fields}, extra_config)
+    return run_task(stage, {"input_uri": input_uri, "output_uri": output_uri, **fields}, extra_config, track=track)
 
 
 def teacher_fields(stage: str, base_url: str, model: str, max_concurrency: int) -> dict[str, Any]:
