@@ -14,7 +14,6 @@ import pytest
 
 from r1ov.cli import main
 from r1ov.records import write_dataset
-from tests.test_records import s3_endpoint  # noqa: F401 - a fixture, used by name
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
