@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -55,23 +57,65 @@ def test_stage_input_without_records_says_what_it_found(
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_bucket_is_one_line(s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_missing_bucket_is_one_line(s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(
         ["filter", "--set", "input_uri=s3://no-such-bucket/data", "--set", "output_uri=s3://r1ov/x"], capsys
     )
     assert code == 1 and "found nothing there (no such path or bucket)" in last_line(err)
 
 
+class _OverloadedTeacher(BaseHTTPRequestHandler):
+    """Answers every chat completion with the 500 an overloaded endpoint sends."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"error": {"message": "model overloaded, try later", "type": "server_error"}}).encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # model listing: the endpoint is reachable
+        body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_every_record_rejected_quotes_the_first_teacher_error(
+    synthetic_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OverloadedTeacher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        teacher = [
+            f"teacher.base_url=http://127.0.0.1:{server.server_port}/v1",
+            "teacher.max_retries=0",
+            "perception.detector_model=",  # no detector weights offline
+        ]
+        argv = ["formalize", "--set", f"input_uri={synthetic_uri}", "--set", f"output_uri={tmp_path / 'out'}"]
+        code, err = run(argv + [a for t in teacher for a in ("--set", t)], capsys)
+    finally:
+        server.shutdown()
+    assert code == 1 and "Traceback" not in err
+    assert "r1ov formalize: failed: formalize: 0 of 14 rows accepted" in err
+    assert "model overloaded" in err  # the teacher's own words, quoted
+
+
+def test_unreachable_teacher_is_one_line(
     synthetic_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     teacher = ["teacher.base_url=http://127.0.0.1:9/v1", "teacher.max_retries=0", "teacher.timeout_s=2"]
     argv = ["formalize", "--set", f"input_uri={synthetic_uri}", "--set", f"output_uri={tmp_path / 'out'}"]
     code, err = run(argv + [a for t in teacher for a in ("--set", t)], capsys)
-    assert code == 1
-    line = last_line(err)
-    assert line.startswith("r1ov formalize: every one of 14 records was rejected; the first: ")
-    assert "teacher" in line.lower() or "connect" in line.lower()
+    assert code == 1 and "Traceback" not in err
+    assert last_line(err).startswith("r1ov formalize: failed: formalize: teacher unreachable at http://127.0.0.1:9/v1")
 
 
 def test_stage_help_lists_config_fields(capsys: pytest.CaptureFixture[str]) -> None:
