@@ -123,53 +123,37 @@ def data_stages(
     _object_store_access(shards).set_caching_options(False)
     _on_pool(shards, CPU_POOL, cpu="1", memory="4Gi", memory_limit="8Gi")
     with dsl.ParallelFor(shards.output, parallelism=DATA_PARALLELISM, name="data-shards") as shard:
-        formalized = data_stage(
-            stage="formalize",
-            shard_uri=shard,
-            teacher_base_url=formalize_teacher_url,
-            teacher_model=formalize_teacher_model,
-            teacher_max_concurrency=teacher_max_concurrency,
-            extra_config=formalize_extra_config,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_experiment=mlflow_experiment,
-            run_id=run_id,
-        ).set_display_name("formalize shard")
-        # The detector and OCR run in this pod next to the teacher calls.
-        _on_pool(formalized, CPU_POOL, cpu="4", memory="16Gi", memory_limit="32Gi")
-        distilled = data_stage(
-            stage="distill",
-            shard_uri=formalized.outputs["Output"],
-            teacher_base_url=distill_teacher_url,
-            teacher_model=distill_teacher_model,
-            teacher_max_concurrency=teacher_max_concurrency,
-            extra_config=distill_extra_config,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_experiment=mlflow_experiment,
-            run_id=run_id,
-        ).set_display_name("distill shard")
-        _on_pool(distilled, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
-        filtered = data_stage(
-            stage="filter",
-            shard_uri=distilled.outputs["Output"],
-            teacher_base_url=judge_url,
-            teacher_model=judge_model,
-            teacher_max_concurrency=teacher_max_concurrency,
-            require_answer_match=require_answer_match,
-            extra_config=filter_extra_config,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            mlflow_experiment=mlflow_experiment,
-            run_id=run_id,
-        ).set_display_name("filter shard")
-        _on_pool(filtered, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
-        for task, key in (
-            (formalized, "formalize-api-key"),
-            (distilled, "distill-api-key"),
-            (filtered, "judge-api-key"),
-        ):
+        # Each stage of one shard: its teacher (the filter's is the LLM judge), the Secret key
+        # holding that teacher's API key, and what the pod needs (the detector and OCR run in
+        # formalize's pod next to its teacher calls).
+        stages = (
+            ("formalize", formalize_teacher_url, formalize_teacher_model, formalize_extra_config, "formalize-api-key",
+             {}, ("4", "16Gi", "32Gi")),
+            ("distill", distill_teacher_url, distill_teacher_model, distill_extra_config, "distill-api-key",
+             {}, ("2", "4Gi", "8Gi")),
+            ("filter", judge_url, judge_model, filter_extra_config, "judge-api-key",
+             {"require_answer_match": require_answer_match}, ("2", "4Gi", "8Gi")),
+        )  # fmt: skip
+        shard_uri: str | PipelineChannel = shard
+        for stage, url, model, extra_config, key, options, (cpu, memory, memory_limit) in stages:
+            task = data_stage(
+                stage=stage,
+                shard_uri=shard_uri,
+                teacher_base_url=url,
+                teacher_model=model,
+                teacher_max_concurrency=teacher_max_concurrency,
+                **options,
+                extra_config=extra_config,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                mlflow_experiment=mlflow_experiment,
+                run_id=run_id,
+            ).set_display_name(f"{stage} shard")
+            _on_pool(task, CPU_POOL, cpu=cpu, memory=memory, memory_limit=memory_limit)
             # Progress and caches are durable: a retried pod resumes; KFP's own cache would skip it.
             _teacher_key(task, key).set_retry(2).set_caching_options(False)
+            shard_uri = task.outputs["Output"]
     merged = merge_shards(
-        shard_uris=dsl.Collected(filtered.outputs["Output"]),
+        shard_uris=dsl.Collected(shard_uri),
         min_accepted_fraction=min_accepted_fraction,
         mlflow_tracking_uri=mlflow_tracking_uri,
         mlflow_experiment=mlflow_experiment,

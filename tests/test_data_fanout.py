@@ -73,6 +73,11 @@ def _run(source: str, tmp_path: Path, url: str, shards: int) -> Path:
 
 
 def test_three_shards_merge_to_the_single_shard_dataset(source: str, tmp_path: Path) -> None:
+    import mlflow
+
+    # The store exists before the shard pods start, as a tracking server would: parallel first
+    # connections to a new SQLite file would race on its schema migration.
+    mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
     with serve([source], noise=0.3, seed=1) as url:
         three = _run(source, tmp_path, url, 3)
         one = _run(source, tmp_path, url, 1)
@@ -90,7 +95,12 @@ def test_three_shards_merge_to_the_single_shard_dataset(source: str, tmp_path: P
     runs = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
         [mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("data").experiment_id]
     )
-    assert len(runs) == 2 and all(r.data.metrics["stages/formalize/records"] > 0 for r in runs)
+    merges = [r for r in runs if "stages/formalize/records" in r.data.metrics]
+    assert len(merges) == 2 and all(r.data.metrics["stages/formalize/records"] > 0 for r in merges)
+    # ... and every shard's stage has its own run, with its settings and counts.
+    names = [r.info.run_name or "" for r in runs]
+    for stage in ("formalize", "distill", "filter"):
+        assert sum(name.startswith(f"{stage}-") for name in names) == 3 + 1, stage
     # Each shard's stages wrote to the durable root, caches included, not only to task artifacts.
     shard_dirs = sorted((tmp_path / "durable-3" / "r1ov-data").glob("*/shard-*"))
     assert len(shard_dirs) == 3
