@@ -16,7 +16,8 @@ path outside the pod's volumes is read-only for it, as on a node.
 Not modelled (see the stand-ins' docstrings): scheduling, node pools and resources, GPUs, NCCL/EFA,
 pod networking and DNS (pods share this machine's network; the master address is 127.0.0.1),
 NetworkPolicy enforcement, in-place pod restarts, container images (the image is this Python
-environment), and workload identity (credentials here come from Secret keys).
+environment), and workload identity's token exchange: the pods run as the chart's service account
+(admission refuses an account the namespace lacks), but reach S3 with the Secret's keys.
 
 Needs root (mount namespaces); skipped otherwise.
 """
@@ -61,6 +62,7 @@ CHART = ROOT / "charts" / "r1ov-platform"
 NS = "r1ov"
 BUCKET = "r1ov"
 S3_SECRET, SETTINGS = "r1ov-s3", "r1ov-settings"  # what the platform chart and its README ask for
+SERVICE_ACCOUNT = "r1ov-pipeline"  # the platform chart's serviceAccount.name
 
 pytestmark = [
     pytest.mark.slow,
@@ -189,7 +191,11 @@ def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
         admin.host = url
         admin.api_key = {"authorization": f"Bearer {api.admin_token}"}
         core = CoreV1Api(ApiClient(admin))
-        # What the platform chart and the operator's setup put in the namespace.
+        # What the platform chart and the operator's setup put in the namespace: the pipeline's service
+        # account (the training and rollout pods run as it), the S3 Secret and the settings ConfigMap.
+        core.create_namespaced_service_account(
+            NS, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT}}
+        )
         core.create_namespaced_secret(
             NS,
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": S3_SECRET},
@@ -318,6 +324,9 @@ def test_sft_then_grpo_on_the_cluster(cluster: Cluster, inputs: dict[str, str], 
     # A random tiny model earns no reward, so GRPO's weights need not move; its steps ran and it saved.
     assert set(weights(grpo_model.uri, tmp_path)) == set(base)
     assert '"steps": 2' in storage.read_text(storage.join(grpo_model.uri, "train_summary.json"))
+    # Every pod of the run ran as the platform chart's service account (its IRSA / Workload Identity annotations).
+    accounts = {pod.service_account for pod in cluster.api.pods.values() if pod.labels.get(RUN_LABEL) == run_id}
+    assert accounts == {SERVICE_ACCOUNT}
     # Everything the launcher asked of the API server, the chart's Role granted.
     assert cluster.api.calls(denied=True) == set()
     assert ("kubeflow.org" if launcher == "pytorchjob" else "trainer.kubeflow.org", f"{launcher}s", "create") in (
@@ -397,3 +406,16 @@ def test_a_role_without_a_verb_the_launcher_uses_fails_the_run(
     assert ("kubeflow.org", "pytorchjobs", "delete") in cluster.api.calls(denied=False)
     left = [o for (plural, _, _), o in cluster.api.objects.items() if plural == "pytorchjobs"]
     assert not [o for o in left if o["metadata"]["labels"].get(RUN_LABEL) == "run-rbac"]
+
+
+@pytest.mark.usefixtures("pipeline_pod_env")
+def test_a_service_account_the_namespace_lacks_fails_the_job_with_admission_s_reason(
+    cluster: Cluster, inputs: dict[str, str], tmp_path: Path
+) -> None:
+    """Pods run as ``cluster.service_account``; one the namespace lacks is refused at admission, so no pod
+    starts and the run fails with the reason instead of waiting out its deadline."""
+    with pytest.raises(JobFailed, match='serviceaccount "no-such-account" not found'):
+        run_sft(inputs, "pytorchjob", "run-no-account", tmp_path,
+                distributed={"cluster": {**CLUSTER_EXTRA["distributed"]["cluster"],
+                                         "service_account": "no-such-account"}})  # fmt: skip
+    assert not [p for p in cluster.api.pods.values() if p.labels.get(RUN_LABEL) == "run-no-account"]

@@ -614,3 +614,21 @@ def test_dry_run_prints_yaml_that_kubectl_apply_accepts(
         else:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         assert doc["metadata"]["namespace"] == "r1ov"
+
+
+def test_job_and_rollout_pods_run_as_the_platform_chart_s_account_by_default() -> None:
+    """Workload identity: the chart's ``r1ov-pipeline`` account (IRSA / GKE annotations) on every pod the
+    launchers create; ``service_account: null`` leaves the namespace's default account."""
+    from r1ov.train import launch
+
+    values = yaml.safe_load((Path(__file__).parents[1] / "charts/r1ov-platform/values.yaml").read_text())
+    account = values["serviceAccount"]["name"]
+    for job in (build_pytorchjob("sft", COMMAND, _dist(), {}),
+                build_trainjob("sft", COMMAND, _dist(launcher="trainjob"), {})):  # fmt: skip
+        _validate_crd(job)
+        assert {spec["serviceAccountName"] for spec in _pod_specs(job)} == {account}
+    statefulset = launch.rollout_objects(_grpo_cfg(), "r1ov-grpo-ab12-rollout", "r1ov-grpo-ab12")[0]
+    kubernetes_validate.validate(statefulset, K8S_VERSION, strict=True)
+    assert statefulset["spec"]["template"]["spec"]["serviceAccountName"] == account
+    unset = build_pytorchjob("sft", COMMAND, _dist(cluster={"service_account": None}), {})
+    assert all("serviceAccountName" not in spec for spec in _pod_specs(unset))

@@ -84,7 +84,12 @@ class ClusterJobConfig(Strict):
     cpu: str = Field("32", description="CPU request per node")
     memory: str = Field("512Gi", description="memory request per node")
     pool: str = Field("train", description="GPU node pool (label r1ov.io/pool)")
-    service_account: str | None = Field(None, description="service account of the training pods")
+    service_account: str | None = Field(
+        "r1ov-pipeline",
+        description="service account of the training and rollout pods: the platform chart's (serviceAccount.name), "
+        "whose IRSA / GKE Workload Identity annotations give them object-store access without keys; "
+        "none: the namespace's default account (then map Secret keys to the AWS variables with secret_key_env)",
+    )
     secret_env: list[str] = Field(default_factory=list, description="Secrets exposed as env (envFrom)")
     active_deadline_s: int | None = Field(
         3 * 24 * 3600,

@@ -243,6 +243,7 @@ class Pod:
     reason: str = ""  # Unschedulable, one of WAITING_REASONS, or a terminated reason (OOMKilled, Error)
     message: str = ""
     exit_code: int | None = None
+    service_account: str = "default"
 
     def as_object(self, namespace: str) -> dict[str, Any]:
         container_status: dict[str, Any] = {
@@ -265,7 +266,8 @@ class Pod:
             "kind": "Pod",
             "metadata": {"name": self.name, "namespace": namespace, "uid": self.uid, "labels": self.labels,
                          "creationTimestamp": now()},
-            "spec": {"containers": [{"name": self.container, "image": "x"}]},
+            "spec": {"containers": [{"name": self.container, "image": "x"}],
+                     "serviceAccountName": self.service_account},
             "status": status,
         }  # fmt: skip
 

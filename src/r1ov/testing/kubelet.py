@@ -32,7 +32,16 @@ starts at once here), networking (every pod shares this machine's network: pod a
 are not resolvable, the master address is 127.0.0.1; NetworkPolicies are stored, not enforced),
 NCCL/EFA, container images (the image is this machine's Python environment plus ``image_env``),
 in-place pod restarts (``restartPolicy``/``backoffLimit``: a failed pod fails its job), init
-containers, probes other than readiness, and service-account tokens or workload identity.
+containers, probes other than readiness.
+
+Service accounts: as the ServiceAccount admission plugin does, a pod whose ``serviceAccountName``
+(``default`` when unset, which every namespace has) is not a ServiceAccount stored in the namespace
+is refused and not created. A job whose pods are refused is Failed with reason ``FailedCreate`` and
+admission's message (the real operators keep retrying and report ``FailedCreate`` events while the
+job waits; failing it lets a launcher report the reason at once); a StatefulSet gets no replica.
+Not modelled: token projection and mounting, and workload identity itself (IRSA / GKE Workload
+Identity exchanging the account's token for cloud credentials through STS): pods here reach S3 with
+the Secret keys the pod spec maps, whatever the account's annotations say.
 """
 
 from __future__ import annotations
@@ -123,10 +132,17 @@ class LocalKubelet:
         pods = {"PyTorchJob": self._pytorchjob_pods, "TrainJob": self._trainjob_pods}.get(kind)
         if pods is not None:
             self.job_started[name] = time.monotonic()
-            for pod_name, labels, container, pod_spec, extra_env in pods(obj):
+            planned = pods(obj)
+            refused = next((r for p in planned if (r := _refused_account(api, namespace, p[0], p[3]))), None)
+            if refused is not None:  # admission refuses the pods: none is created
+                self.job_failure[name] = ("FailedCreate", f"{kind} {namespace}/{name}: {refused}")
+                return
+            for pod_name, labels, container, pod_spec, extra_env in planned:
                 self._start(api, namespace, (kind, name), pod_name, labels, container, pod_spec, extra_env)
         elif kind == "StatefulSet":
             template = obj["spec"]["template"]
+            if _refused_account(api, namespace, f"{name}-0", template["spec"]) is not None:
+                return  # no replica is created, so none becomes ready
             for i in range(obj["spec"].get("replicas", 1)):
                 container = template["spec"]["containers"][0]
                 self._start(
@@ -330,6 +346,7 @@ class LocalKubelet:
         operator_env: dict[str, str],
     ) -> None:
         pod = Pod(pod_name, owner[1], labels, container["name"])
+        pod.service_account = pod_spec.get("serviceAccountName") or "default"
         api.pods[pod_name] = pod
         proc = PodProcess(pod, owner, probe=container.get("readinessProbe"))
         proc.ports = {p.get("name", str(p["containerPort"])): p["containerPort"] for p in container.get("ports") or []}
@@ -444,6 +461,17 @@ def _image_paths() -> list[tuple[str, str]]:
             out.append((str(prefix), str(parent)))
             break
     return out
+
+
+def _refused_account(api: StandInAPI, namespace: str, pod_name: str, pod_spec: dict[str, Any]) -> str | None:
+    """The ServiceAccount admission plugin's refusal of a pod whose account does not exist, else None."""
+    account = pod_spec.get("serviceAccountName") or "default"  # "default" exists in every namespace
+    if account == "default" or ("serviceaccounts", namespace, account) in api.objects:
+        return None
+    return (
+        f'pods "{pod_name}" is forbidden: error looking up service account {namespace}/{account}: '
+        f'serviceaccount "{account}" not found'
+    )
 
 
 def _condition(ctype: str, reason: str, message: str) -> dict[str, Any]:

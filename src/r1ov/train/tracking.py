@@ -100,12 +100,17 @@ class ThroughputCallback(TrainerCallback):
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, model: Any = None, **kwargs: Any
     ) -> None:
+        import sys
         import time
 
-        import mlflow
         import torch
 
-        if not state.is_world_process_zero or not logs or "num_tokens" not in logs or mlflow.active_run() is None:
+        # No run can be active unless mlflow was imported (tracking starts one): importing it here
+        # would cost every untracked run a second of CPU inside its training loop.
+        mlflow = sys.modules.get("mlflow")
+        if not state.is_world_process_zero or not logs or "num_tokens" not in logs:
+            return
+        if mlflow is None or mlflow.active_run() is None:
             return
         now, tokens = time.monotonic(), float(logs["num_tokens"])
         previous, self.last = self.last, (now, tokens)
