@@ -50,6 +50,10 @@ def kube(tmp_path: Path) -> Iterator[tuple[StandInAPI, ApiClient]]:
                 "stringData": {"access-key-id": "AKIA-TEST", "secret-access-key": "s3cr3t"},
             },
         )
+        # The platform chart's account, which training pods run as by default.
+        core.create_namespaced_service_account(
+            NS, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "r1ov-pipeline"}}
+        )
         core.create_namespaced_config_map(NS, {"apiVersion": "v1", "kind": "ConfigMap",
                                                "metadata": {"name": "r1ov-settings"},
                                                "data": {"R1OV_S3_ENDPOINT": "http://s3.test:9000"}})  # fmt: skip

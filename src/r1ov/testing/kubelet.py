@@ -403,6 +403,7 @@ class LocalKubelet:
             raise ConfigError("the container has no command (the image's entrypoint is not modelled)")
         return {
             "image_paths": _image_paths(),
+            "carried": self._carried_paths(),
             "staging": str(root / "staging"),
             "mounts": mounts,
             "tmpfs": ["/tmp"],
@@ -412,6 +413,14 @@ class LocalKubelet:
             "command": command,
             "env": env,
         }
+
+    def _carried_paths(self) -> list[str]:
+        """What the image carries that lives on this machine: this Python environment and the
+        image's PYTHONPATH (a checkout may sit under /tmp, which each pod gets fresh)."""
+        paths = {str(Path(sys.prefix).resolve())}
+        paths.update(str(Path(p).resolve()) for p in self.image_env.get("PYTHONPATH", "").split(os.pathsep) if p)
+        # A path inside another carried path comes along with it.
+        return sorted(p for p in paths if not any(p != q and Path(p).is_relative_to(q) for q in paths))
 
     def _follow(self, api: StandInAPI, proc: PodProcess) -> None:
         assert proc.process is not None and proc.process.stdout is not None

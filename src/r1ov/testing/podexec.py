@@ -47,9 +47,23 @@ def main(argv: list[str]) -> int:
         _mount("--bind", source, target)
         if read_only:
             _mount("-o", "remount,bind,ro", target)
-    for path in spec["tmpfs"]:
-        os.makedirs(path, exist_ok=True)
-        _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", path)
+    for i, path in enumerate(spec["tmpfs"]):
+        carried = [p for p in spec.get("carried", []) if os.path.commonpath([p, path]) == path]
+        if not carried:
+            os.makedirs(path, exist_ok=True)
+            _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", path)
+            continue
+        # The image's own files sit on this machine under this path (a checkout under /tmp): the
+        # pod's fresh tmpfs is built aside with them bound in read-only, then moved over the path.
+        fresh = os.path.join(spec["staging"], f"tmpfs-{i}")
+        os.makedirs(fresh, exist_ok=True)
+        _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", fresh)
+        for source in carried:
+            inner = os.path.join(fresh, os.path.relpath(source, path))
+            os.makedirs(inner, exist_ok=True)
+            _mount("--bind", source, inner)
+            _mount("-o", "remount,bind,ro", inner)
+        _mount("--move", fresh, path)
     os.setgroups([])
     os.setgid(spec["gid"])
     os.setuid(spec["uid"])
