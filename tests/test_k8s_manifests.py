@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -590,19 +592,22 @@ def test_vllm_is_pinned_once_to_a_version_trl_supports() -> None:
     [("sft", "sft-qwen2.5-vl-7b.yaml", "pytorchjob"), ("sft", "sft-qwen2.5-vl-3b.yaml", "trainjob"),
      ("grpo", "grpo-clevr.yaml", "pytorchjob"), ("grpo", "grpo-clevr.yaml", "trainjob")],
 )  # fmt: skip
-def test_dry_run_prints_yaml_that_kubectl_apply_accepts(
-    stage: str, recipe: str, launcher: str, nnodes: int, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dry_run_prints_yaml_that_kubectl_apply_accepts(stage: str, recipe: str, launcher: str, nnodes: int) -> None:
     """Every document parses and validates: core kinds strictly (kubernetes-validate), custom
     resources against their CRD; GRPO's rollout servers and NetworkPolicy come with the job."""
-    from r1ov.cli import main
-
     recipes = Path(__file__).resolve().parents[1] / "pipelines" / "recipes"
     args = [stage, "--config", str(recipes / recipe), "--set", f"distributed.launcher={launcher}"]
     if stage == "grpo" and nnodes == 4:  # 4 x 8 GPUs x 8 per device would overshoot the global batch of 128
         args += ["--set", "per_device_train_batch_size=4"]
-    assert main([*args, "--set", f"distributed.nnodes={nnodes}", "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    # A process of its own, as `r1ov ... --dry-run | kubectl apply -f -` runs: stdout is what kubectl reads.
+    done = subprocess.run(
+        [sys.executable, "-m", "r1ov.cli", *args, "--set", f"distributed.nnodes={nnodes}", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
     assert not out.lstrip().startswith("{")  # not a JSON wrapper
     documents = list(yaml.safe_load_all(out))
     kinds = [d["kind"] for d in documents]
