@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        # The command owns the process's logging: a handler left by an earlier caller (bound to a
+        # stream since closed, as in-process callers and tests leave them) is replaced, not kept.
+        force=True,
     )
     # One line per HTTP request from the teacher clients drowns the stage's own progress.
     for noisy in ("httpx", "httpx2", "openai"):
