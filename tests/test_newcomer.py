@@ -177,3 +177,25 @@ def test_nothing_lands_in_the_current_directory(
     assert code == 1 and last_line(err) == "r1ov registry: no registered model named 'nope'"
     assert os.listdir(cwd) == []
     assert (home / ".cache" / "r1ov" / "mlflow.db").is_file()
+
+
+def test_the_data_summary_run_keeps_its_artifacts_beside_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLflow's own default artifact root for a new experiment is ./mlruns in the working directory.
+    from r1ov.outcome import log_summary_to_mlflow
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    store = tmp_path / "store" / "mlflow.db"
+    log_summary_to_mlflow(
+        {"stages": {"filter": {"records": 3}}},
+        "# summary",
+        tracking_uri=f"sqlite:///{store}",
+        experiment="data",
+        run_name="data-1",
+        tags={},
+    )
+    assert os.listdir(cwd) == []
+    assert list((store.parent / "mlartifacts").rglob("data_summary.md"))

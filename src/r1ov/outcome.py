@@ -93,12 +93,14 @@ def log_summary_to_mlflow(
 ) -> str:
     """The data stages' summary as an MLflow run: every count as a metric, the Markdown as an
     artifact. Returns the run id."""
-    import mlflow
+    from r1ov.config import TrackingConfig
+    from r1ov.registry import client_for, experiment_id
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    # The registry's helpers, so a new experiment's artifacts land beside a SQLite store
+    # (MLflow's own default is ./mlruns in whatever directory the task runs in).
+    tracking = TrackingConfig(tracking_uri=tracking_uri, experiment=experiment)
+    client = client_for(tracking)
+    run = client.create_run(experiment_id(client, tracking), run_name=run_name, tags=tags)
     for name, value in _flatten(manifest).items():
         # MLflow metric names allow letters, digits, _ - . / and spaces: reasons are free text.
         client.log_metric(run.info.run_id, re.sub(r"[^\w\-./ ]", "_", name)[:250], value)
