@@ -97,6 +97,38 @@ def test_grpo_trains_with_hf_rollouts_and_named_rewards(
     assert (tmp_path / "grpo" / "chat_template.jinja").is_file()
 
 
+def test_a_device_batch_of_prompts_with_different_lengths_trains(
+    tiny_model_dir: Path, clevr_data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two prompts per device batch, one with options and one without: TRL left-pads the prompt
+    # ids, so the processor's per-token image mask must be left-padded too, or the 3D rotary
+    # positions of the shorter prompt are taken from the wrong tokens (a shape error at best).
+    monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
+    image = imaging.to_png(Image.new("RGB", (96, 64), (40, 90, 160)))
+    questions = ["How many cubes?", "Count every small rubber cube that is left of the large cylinder, then add two."]
+    rows = [records.new_record(source="t", question=q, image_type="clevr", image=image, answer="2") for q in questions]
+    data = str(tmp_path / "two-lengths")
+    records.write_dataset(data, rows)
+    # both prompts in every device batch: 2 prompts x 2 generations
+    cfg = grpo_config(tiny_model_dir, data, tmp_path / "grpo", rewards=["length"], per_device_train_batch_size=4)
+
+    # Every forward's image mask must mark exactly the image placeholder tokens.
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
+
+    image_pad = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    original = modeling_qwen2_5_vl.Qwen2_5_VLModel.get_rope_index
+    seen: list[bool] = []
+
+    def checked(self: Any, input_ids: torch.Tensor, mm_token_type_ids: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.equal(mm_token_type_ids == 1, input_ids == image_pad))
+        return original(self, input_ids, mm_token_type_ids, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_qwen2_5_vl.Qwen2_5_VLModel, "get_rope_index", checked)
+    summary = grpo.train(cfg)
+    assert summary["steps"] == 2 and summary["reward"] > 0
+    assert seen and all(seen), f"{seen.count(False)} of {len(seen)} forwards had the image mask on other tokens"
+
+
 def test_prompts_over_max_prompt_length_are_skipped_and_counted(
     tiny_model_dir: Path, clevr_data: str, tmp_path: Path
 ) -> None:
@@ -130,6 +162,7 @@ def test_prompt_tokens_matches_the_processor(tiny_model_dir: Path, clevr_data: s
         ({"generation": "vllm-server"}, "vllm_server_base_url: required"),
         ({"rewards": ["accuracy", "fromat"]}, r"unknown reward\(s\) \['fromat'\]"),
         ({"num_generations": 3}, "num_generations: 3 must divide the generation batch"),
+        ({"reward_weights": [1.0]}, r"reward_weights: 1 weight\(s\) for 2 reward\(s\)"),
         (
             {"num_generations": 4, "distributed": {"deepspeed": "none", "nnodes": 2}},
             None,  # 2 per device x 2 processes = 4: fine
@@ -160,6 +193,18 @@ def test_generation_backends_map_to_trl_settings(tiny_model_dir: Path, tmp_path:
     colocate = grpo.generation_arguments(grpo_config(**base, generation="vllm-colocate", vllm_tensor_parallel_size=2))
     assert colocate["vllm_mode"] == "colocate" and colocate["vllm_tensor_parallel_size"] == 2
     assert colocate["vllm_max_model_length"] == 512 + 12
+
+
+def test_algorithm_settings_reach_trl(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from trl import GRPOConfig as TRLGRPOConfig
+
+    cfg = grpo_config(
+        tiny_model_dir, "unused", tmp_path,
+        reward_weights=[2.0, 0.5], num_iterations=2, scale_rewards="batch", loss_type="dr_grpo", beta=0.0,
+    )  # fmt: skip
+    trl_args = TRLGRPOConfig(output_dir=str(tmp_path), use_cpu=True, **grpo.algorithm_arguments(cfg))
+    assert trl_args.reward_weights == [2.0, 0.5] and trl_args.num_iterations == 2
+    assert trl_args.scale_rewards == "batch" and trl_args.loss_type == "dr_grpo" and trl_args.beta == 0.0
 
 
 @pytest.mark.gpu

@@ -387,6 +387,18 @@ class GRPOConfig(ModelIOConfig):
     max_steps: int = Field(-1, description="stop after this many steps (-1: epochs decide)")
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
     rewards: list[str] = Field(default_factory=lambda: ["accuracy", "format"], description="reward names")
+    reward_weights: list[float] | None = Field(
+        None, description="one weight per reward, in the order of rewards (default: 1.0 each)"
+    )
+    num_iterations: int = Field(
+        1, ge=1, description="policy updates per generated batch (GRPO's mu; >1 reuses costly rollouts, clipped)"
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="advantage scaling: std within each group, across the batch, or none (Dr. GRPO)"
+    )
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
+        "dapo", description="token-loss aggregation (TRL's loss_type)"
+    )
     bf16: bool = Field(True, description="bf16 on GPU; ignored on CPU")
     gradient_checkpointing: bool = Field(True, description="trade compute for memory")
     seed: int = Field(42, description="training seed")

@@ -46,9 +46,27 @@ def generation_arguments(cfg: GRPOConfig) -> dict[str, Any]:
     }
 
 
+def algorithm_arguments(cfg: GRPOConfig) -> dict[str, Any]:
+    """GRPOConfig fields of the algorithm itself: groups, KL, rollout sampling, reward mix, loss."""
+    return {
+        "num_generations": cfg.num_generations,
+        "beta": cfg.beta,
+        "max_completion_length": cfg.max_completion_length,
+        "temperature": cfg.temperature,
+        "reward_weights": cfg.reward_weights,
+        "num_iterations": cfg.num_iterations,
+        "scale_rewards": cfg.scale_rewards,
+        "loss_type": cfg.loss_type,
+    }
+
+
 def check(cfg: GRPOConfig) -> None:
     """Fail before launching on settings every worker would reject."""
     rewards.get_rewards(cfg.rewards)
+    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
+        raise ConfigError(
+            f"grpo.reward_weights: {len(cfg.reward_weights)} weight(s) for {len(cfg.rewards)} reward(s) {cfg.rewards}"
+        )
     # Cluster launchers start rollout servers and fill in their URL (launch.rollout_servers).
     if cfg.distributed.launcher == "local" or cfg.generation != "vllm-server":
         generation_arguments(cfg)
@@ -84,13 +102,15 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     args = TRLGRPOConfig(
         **common.trainer_arguments(cfg, runtime, track=cfg.track),
         **generation_arguments(cfg),
-        num_generations=cfg.num_generations,
-        beta=cfg.beta,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
+        **algorithm_arguments(cfg),
     )
     common.join_deepspeed(args, runtime)
     model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16)
+    # TRL left-pads prompt ids but takes the per-token image mask (mm_token_type_ids) from the
+    # processor: padded on the other side, the 3D rotary positions of every shorter prompt in a
+    # device batch come from the wrong tokens (silently, or a shape error). Qwen's tokenizer
+    # config names no side, so it pads right unless told.
+    processor.tokenizer.padding_side = "left"
 
     # 2. data: prompt (instruction + image + question), the image, and what rewards compare with
     def to_row(record: dict[str, Any], image: Image.Image) -> dict[str, Any]:
