@@ -571,7 +571,7 @@ def test_vllm_is_pinned_once_to_a_version_trl_supports() -> None:
     from packaging.version import Version
 
     dockerfile = (Path(__file__).resolve().parents[1] / "images" / "Dockerfile.vllm").read_text()
-    (tag,) = re.findall(r"^ARG VLLM_IMAGE=vllm/vllm-openai:v([\d.]+)$", dockerfile, flags=re.M)
+    (tag,) = re.findall(r"^ARG VLLM_IMAGE=vllm/vllm-openai:v([\d.]+)@sha256:[0-9a-f]{64}$", dockerfile, flags=re.M)
     low, high = re.search(
         r'Version\("([\d.]+)"\) <= _vllm_base_version <= Version\("([\d.]+)"\)',
         Path(importlib.util.find_spec("trl.import_utils").origin).read_text(),
