@@ -275,7 +275,13 @@ def r1ov_pipeline(
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
-    sweep = cleanup(run_id=run_id, launcher=launcher, namespace=namespace).set_display_name("clean up")
+    sweep = cleanup(
+        run_id=run_id,
+        launcher=launcher,
+        namespace=namespace,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        mlflow_experiment=mlflow_experiment,
+    ).set_display_name("clean up")
     _object_store_access(sweep)
     _on_pool(sweep, CPU_POOL, cpu="250m", memory="512Mi", memory_limit="1Gi")
 

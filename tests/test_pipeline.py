@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,47 @@ def test_extra_config_arrives_as_a_mapping_with_its_integers() -> None:
     assert parse_extra("save_steps: 100") == {"save_steps": 100} and parse_extra({}) == parse_extra("") == {}
     with pytest.raises(ConfigError, match="must be a mapping"):
         parse_extra("[1, 2]")
+
+
+def test_a_failed_run_ends_its_mlflow_story_failed(tmp_path: Path) -> None:
+    """Our exit handler, loaded from its YAML, after a stage that opened the pipeline's MLflow run
+    and its own nested run and then failed (as a pod killed mid-stage would): both end FAILED."""
+    import mlflow
+    from kfp import dsl, local
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    clean_up = components.load_component_from_file(str(ROOT / "components" / "cleanup" / "component.yaml"))
+
+    # KFP reads the component's annotations, which this module postpones to strings: the failing
+    # stage lives in a module of its own.
+    (tmp_path / "failing_stage.py").write_text(
+        "from kfp import dsl\n\n\n"
+        "@dsl.component(install_kfp_package=False)\n"
+        "def stage_that_fails(tracking_uri: str, run_id: str):\n"
+        "    from r1ov import registry\n"
+        "    from r1ov.config import TrackingConfig\n\n"
+        "    tracking = TrackingConfig(tracking_uri=tracking_uri, experiment='r1ov')\n"
+        "    tracking.parent_run_id = registry.pipeline_parent_run(tracking, run_id)\n"
+        "    registry.start_run(registry.client_for(tracking), tracking, 'sft', {'r1ov.stage': 'sft'})\n"
+        "    raise RuntimeError('killed mid-stage')\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from failing_stage import stage_that_fails as failing_stage
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("failing_stage", None)
+
+    @dsl.pipeline(name="fails")
+    def fails():  # no annotations: KFP reads them, and this module postpones them
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        sweep = clean_up(run_id=run_id, launcher="local", mlflow_tracking_uri=tracking_uri)
+        with dsl.ExitHandler(sweep):
+            failing_stage(tracking_uri=tracking_uri, run_id=run_id)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    with pytest.raises(RuntimeError):
+        fails()
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("r1ov").experiment_id])
+    assert {run.data.tags["r1ov.stage"]: run.info.status for run in runs} == {"pipeline": "FAILED", "sft": "FAILED"}

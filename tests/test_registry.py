@@ -315,3 +315,34 @@ def test_registry_command(
     assert "is not a model URI" in capsys.readouterr().err
     assert main([*uri, "list", model]) == 0
     assert json.loads(capsys.readouterr().out)[0]["versions"][0]["gate"]["champion"]["promoted"] is True
+
+
+@pytest.mark.parametrize(
+    ("final_state", "parent", "open_child"),
+    [("SUCCEEDED", "FINISHED", "FAILED"), ("FAILED", "FAILED", "FAILED"), ("CANCELLED", "KILLED", "KILLED")],
+)
+def test_the_exit_handler_ends_the_pipeline_run_in_its_final_state(
+    tracking: TrackingConfig, final_state: str, parent: str, open_child: str
+) -> None:
+    from r1ov.registry import client_for, end_pipeline_run, pipeline_parent_run, start_run
+
+    client = client_for(tracking)
+    tracking.parent_run_id = pipeline_parent_run(tracking, "run-1")
+    finished = start_run(client, tracking, "formalize", {"r1ov.stage": "formalize"})
+    client.set_terminated(finished)
+    left_open = start_run(client, tracking, "sft", {"r1ov.stage": "sft"})
+
+    ended = end_pipeline_run(tracking, "run-1", final_state)
+
+    assert set(ended) == {tracking.parent_run_id, left_open}
+    assert client.get_run(tracking.parent_run_id).info.status == parent
+    assert client.get_run(left_open).info.status == open_child
+    assert client.get_run(finished).info.status == "FINISHED"  # a stage's own ending stands
+
+
+def test_ending_a_pipeline_that_tracked_nothing_creates_nothing(tracking: TrackingConfig) -> None:
+    from r1ov.registry import client_for, end_pipeline_run
+
+    assert end_pipeline_run(tracking, "never-tracked", "FAILED") == []
+    experiment = client_for(tracking).get_experiment_by_name(tracking.experiment)
+    assert experiment is None or not client_for(tracking).search_runs([experiment.experiment_id])

@@ -237,6 +237,17 @@ def training_fields(
     }
 
 
+def end_tracking(run_id: str, final_state: str, tracking_uri: str, experiment: str) -> list[str]:
+    """End the pipeline's MLflow run in the pipeline's final state (the exit handler's part)."""
+    if not tracking_uri or not run_id:
+        return []
+    from r1ov.registry import end_pipeline_run
+
+    ended = end_pipeline_run(cfg.TrackingConfig(tracking_uri=tracking_uri, experiment=experiment), run_id, final_state)
+    log.info("cleanup: pipeline %s ended %s; closed %d MLflow run(s)", run_id, final_state, len(ended))
+    return ended
+
+
 def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
     """Delete what a run launched on the cluster and left behind (failed or cancelled runs)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -120,6 +120,35 @@ def pipeline_parent_run(tracking: TrackingConfig, pipeline_run_id: str) -> str:
     return winner
 
 
+# KFP's final task states -> MLflow run states.
+_END_STATES = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELED": "KILLED", "CANCELLED": "KILLED"}
+
+
+def end_pipeline_run(tracking: TrackingConfig, pipeline_run_id: str, final_state: str) -> list[str]:
+    """End pipeline run ``pipeline_run_id``'s MLflow run, and any stage run still open under it, in
+    the state the pipeline ended in (a stage whose pod was killed never closed its own run).
+    Creates nothing: without a parent run (nothing was tracked) there is nothing to end. Returns
+    the ids of the runs it ended."""
+    client = client_for(tracking)
+    found = client.get_experiment_by_name(tracking.experiment)
+    if found is None:
+        return []
+    query = f"tags.`r1ov.pipeline_run_id` = '{pipeline_run_id}' and tags.`r1ov.stage` = 'pipeline'"
+    status = _END_STATES.get(final_state.upper(), "FAILED")
+    ended = []
+    for parent in client.search_runs([found.experiment_id], query, max_results=50):
+        children = client.search_runs(
+            [found.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=1000
+        )
+        for run in [*children, parent]:
+            if run.info.status == "RUNNING":
+                # A stage left open in a pipeline that succeeded still did not finish.
+                child_status = "FAILED" if run is not parent and status == "FINISHED" else status
+                client.set_terminated(run.info.run_id, status=child_status)
+                ended.append(run.info.run_id)
+    return ended
+
+
 def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
     """Log a flat metrics dict in batches (MLflow caps one batch at 1000 metrics)."""
     stamp = int(datetime.now(UTC).timestamp() * 1000)
