@@ -40,20 +40,22 @@ def check_story(summary: dict) -> None:
     # the ablation: three models on the same items
     rows = {row["model"]: row for row in summary["ablation"]}
     assert list(rows) == ["base", "sft", "sft+grpo"]
-    assert len({row["n"] for row in rows.values()}) == 1 and rows["base"]["n"] >= 40
+    assert len({row["n"] for row in rows.values()}) == 1 and rows["base"]["n"] >= 90
     # SFT learnt the format and beats the base model by a margin whose paired interval excludes zero
     assert rows["sft"]["format_rate"] >= 0.8
     assert rows["sft"]["accuracy"] > rows["base"]["accuracy"]
     assert summary["comparisons"]["sft vs base"]["ci95"][0] > 0
-    # SFT's loss fell; GRPO earned rewards, changed the weights and kept SFT's accuracy. On this
-    # 0.3M-parameter model GRPO's mean-reward change over 150 steps is within run-to-run noise
-    # (+0.09, +0.006 and -0.01 were measured), so the test holds it to "no collapse", and the
-    # accuracy to "not worse than SFT beyond chance" (the paired interval reaches zero or above).
+    # SFT's loss fell; GRPO earned rewards (groups with an advantage), raised its mean reward over
+    # its 300 steps (first quarter -> last quarter: +0.09 to +0.14 measured over four seeds), changed
+    # the weights and did not fall below SFT's accuracy on the held-out items (equal or +0.1 over the
+    # same four seeds; this run's seed gives +0.10).
     assert summary["sft_loss"]["last"] < summary["sft_loss"]["first"]
     reward = summary["grpo_reward"]
-    assert reward["first"] > 0 and reward["last"] > reward["first"] - 0.05
+    assert reward["groups_with_advantage"] > 0.2
+    assert reward["last"] > reward["first"] + 0.05
     assert summary["grpo_changed_tensors"] > 0
-    assert summary["comparisons"]["sft+grpo vs sft"]["ci95"][1] >= 0
+    assert rows["sft+grpo"]["accuracy"] >= rows["sft"]["accuracy"]
+    assert summary["comparisons"]["sft+grpo vs sft"]["ci95"][1] > 0
 
     # registry: the run's version, promoted because it beats the base model item by item
     assert summary["registered_versions"] == [1]

@@ -85,11 +85,15 @@ def collect(client: MlflowClient, children: list[Any], samples: int = 6) -> dict
     sft, grpo = by_stage.get("sft"), by_stage.get("grpo")
     loss = _history(client, sft.info.run_id, "loss") if sft else []
     reward = _history(client, grpo.info.run_id, "reward") if grpo else []
+    # TRL logs the share of prompt groups whose completions all scored alike (zero advantage).
+    alike = _history(client, grpo.info.run_id, "frac_reward_zero_std") if grpo else []
+    grpo_reward = quarter_means(reward)
+    grpo_reward["groups_with_advantage"] = 1 - sum(alike) / len(alike) if alike else None
     return {
         "ablation": rows,
         "comparisons": comparisons,
         "sft_loss": {"first": loss[0] if loss else None, "last": loss[-1] if loss else None, "steps": len(loss)},
-        "grpo_reward": quarter_means(reward),
+        "grpo_reward": grpo_reward,
         "curves": {"sft_loss": loss, "grpo_reward": reward},
         "completions": completions,
     }
