@@ -241,7 +241,9 @@ CLUSTER_EXTRA = {
 }
 
 
-def run_sft(inputs: dict[str, str], launcher: str, run_id: str, tmp_path: Path, **extra: Any) -> Model:
+def run_sft(
+    inputs: dict[str, str], launcher: str, run_id: str, tmp_path: Path, deepspeed: str = "none", **extra: Any
+) -> Model:
     model = kfp_model(run_id, "sft")
     sft.python_func(
         train_data=Dataset(name="filtered", uri=inputs["sft"]),
@@ -256,7 +258,7 @@ def run_sft(inputs: dict[str, str], launcher: str, run_id: str, tmp_path: Path, 
         launcher=launcher,
         nnodes=2,
         nproc_per_node=1,
-        deepspeed="none",
+        deepspeed=deepspeed,
         checkpoint_root=f"s3://{BUCKET}/runs",
         run_id=run_id,
         namespace=NS,
@@ -311,7 +313,9 @@ def trained(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 def test_sft_then_grpo_on_the_cluster(cluster: Cluster, inputs: dict[str, str], launcher: str, tmp_path: Path) -> None:
     run_id = f"run-{launcher}"
     cluster.api.attempts.clear()
-    sft_model = run_sft(inputs, launcher, run_id, tmp_path)
+    # ZeRO-2 across the TrainJob's two pods (on CPU DeepSpeed JIT-builds its shared-memory comm op
+    # at start, into the pod's work volume: the only place a pod may write); plain DDP for PyTorchJob.
+    sft_model = run_sft(inputs, launcher, run_id, tmp_path, deepspeed="zero2" if launcher == "trainjob" else "none")
     # The model artifact is the durable copy the job uploaded, not a second copy through the task pod.
     assert sft_model.uri == f"s3://{BUCKET}/runs/{run_id}/sft"
     base = weights(inputs["model"], tmp_path)

@@ -449,6 +449,9 @@ def test_multi_node_knobs_reach_every_training_pod(launcher: str, nnodes: int) -
     assert env["NCCL_DEBUG"]["value"] == "INFO" and env["NCCL_SOCKET_IFNAME"]["value"] == "eth0"
     assert env["FI_PROVIDER"]["value"] == "efa" and env["HF_HUB_ENABLE_HF_TRANSFER"]["value"] == "1"
     assert env["R1OV_WORK_DIR"]["value"] == "/workspace"
+    # Hub downloads, JIT-built ops and kernel caches go to the work volume, not the image's home.
+    for cache in ("HF_HOME", "TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "XDG_CACHE_HOME"):
+        assert env[cache]["value"].startswith("/workspace/"), cache
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
         "name": "r1ov-s3", "key": "access-key-id", "optional": True,
     }  # fmt: skip

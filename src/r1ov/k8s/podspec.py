@@ -101,6 +101,19 @@ def settings_env(config_map: str | None, skip: set[str]) -> list[dict[str, Any]]
     ]
 
 
+def cache_env(work_dir: str) -> dict[str, str]:
+    """Caches on the work volume: a Hugging Face id is downloaded there (HF_HOME), and JIT-built
+    DeepSpeed ops and Triton kernels are written there, not into the image's home directory,
+    which need not be writable and whose container layer is not sized for a 16 GB checkpoint."""
+    cache = f"{work_dir.rstrip('/')}/.cache"
+    return {
+        "XDG_CACHE_HOME": cache,
+        "HF_HOME": f"{cache}/huggingface",
+        "TORCH_EXTENSIONS_DIR": f"{cache}/torch_extensions",
+        "TRITON_CACHE_DIR": f"{cache}/triton",
+    }
+
+
 def work_volume(size: str | None = None) -> dict[str, Any]:
     """The pod's writable scratch: model copy, checkpoints, output before upload."""
     empty_dir: dict[str, Any] = {}

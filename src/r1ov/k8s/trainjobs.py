@@ -50,7 +50,15 @@ def pod_env(dist: DistributedConfig, env: dict[str, str]) -> list[dict[str, Any]
     """The training container's env: literals, the work volume's path, credentials and settings by reference."""
     cluster = dist.cluster
     efa = podspec.EFA_ENV if cluster.efa_devices else {}
-    literal = {**_DEFAULT_ENV, **cluster.nccl_env, **efa, **cluster.env, **env, podspec.WORK_DIR_ENV: cluster.work_dir}
+    literal = {
+        **_DEFAULT_ENV,
+        **podspec.cache_env(cluster.work_dir),
+        **cluster.nccl_env,
+        **efa,
+        **cluster.env,
+        **env,
+        podspec.WORK_DIR_ENV: cluster.work_dir,
+    }
     return (
         podspec.env_list(literal)
         + podspec.mapped_secret_env(cluster.secret_key_env)
