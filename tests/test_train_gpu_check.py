@@ -35,3 +35,31 @@ def test_dry_run_on_the_tiny_model_writes_tokens_per_second_and_mfu(tmp_path: Pa
     assert tokens["unit"] == "tokens/s" and tokens["value"] > 0
     assert tflops["unit"] == "TFLOPS" and tflops["ratio"] == pytest.approx(tokens["ratio"], rel=0.01)
     assert (tmp_path / "gpu.md").is_file()
+
+
+def test_training_logs_gpu_memory_and_mfu_where_a_gpu_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throughput callback's GPU branch, with CUDA's answers stood in (no GPU here): peak
+    memory and MFU = 6 x parameters x tokens/s over the GPUs' bf16 peak, on the main process."""
+    from types import SimpleNamespace
+
+    import mlflow
+    import torch
+
+    from r1ov.train import tracking
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**30)
+    model = torch.nn.Linear(1000, 1000)  # 1,001,000 parameters
+    callback = tracking.ThroughputCallback()
+    args, state = SimpleNamespace(world_size=8), SimpleNamespace(is_world_process_zero=True, global_step=5)
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run, monkeypatch.context() as clock:
+        clock.setattr("time.monotonic", iter([100.0, 102.0]).__next__)  # two logging steps 2 s apart
+        callback.on_log(args, state, None, logs={"num_tokens": 1000.0}, model=model)
+        callback.on_log(args, state, None, logs={"num_tokens": 1000.0 + 2 * 4e6}, model=model)
+    metrics = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
+    assert metrics["tokens_per_second"] == pytest.approx(4e6)
+    assert metrics["gpu_max_memory_gib"] == pytest.approx(3.0)
+    assert metrics["mfu"] == pytest.approx(6 * 1_001_000 * 4e6 / (989e12 * 8))
