@@ -188,3 +188,20 @@ def test_command_line_server(dataset: str) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("flaw", [None, "wrong_answer"])
+@pytest.mark.parametrize("max_observations", [None, 0])
+def test_a_label_that_reads_as_a_letter_is_not_taken_for_an_option(
+    flaw: str | None, max_observations: int | None
+) -> None:
+    # A chart whose categories are called A, B, C asks "Which option has the lowest value?" with
+    # no choices: the answer "B" is a label, and the chain must not look it up among options.
+    from r1ov import answers
+    from r1ov.reasoning import parse
+    from r1ov.teachers.oracle import chain
+
+    row = {"question": "Which option has the lowest value in the chart?", "answer": "B", "options": None}
+    reply = parse(chain(row, "x,y\nA,3\nB,1", flaw=flaw, max_observations=max_observations))
+    assert reply.well_formed
+    assert answers.answers_match(reply.answer, "B", []) is (flaw is None)

@@ -157,12 +157,21 @@ def observations(row: Row | None, formalization: str) -> list[str]:
 # --------------------------------------------------------------------------- answers and flaws
 
 
+def _option_letter(answer: str, options: list[str]) -> str | None:
+    """The letter of one of ``options`` that ``answer`` names; None without options (a chart's
+    category may be called "B" without there being a choice B)."""
+    letter = answers.choice_letter(answer, options) if options else None
+    return letter if letter in option_letters(options) else None
+
+
 def wrong_answer(answer: str, options: list[str]) -> str:
     """An answer that ``answers.answers_match`` rejects."""
-    letter = answers.choice_letter(answer, options)
+    letter = _option_letter(answer, options)
     if letter:
         letters = option_letters(options)
         return letters[(letters.index(letter) + 1) % len(letters)]
+    if answers.choice_letter(answer, options):  # a label that reads as a letter: another letter
+        return "Z" if answer.strip().strip("().").upper() != "Z" else "Y"
     try:
         value = float(answer) + 1
         return str(int(value)) if value.is_integer() else str(value)
@@ -171,7 +180,7 @@ def wrong_answer(answer: str, options: list[str]) -> str:
 
 
 def _answer_phrase(answer: str, options: list[str]) -> str:
-    letter = answers.choice_letter(answer, options)
+    letter = _option_letter(answer, options)
     return f"({letter}) {options[option_letters(options).index(letter)]}" if letter else answer
 
 
