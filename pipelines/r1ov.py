@@ -274,7 +274,8 @@ def r1ov_pipeline(
     promote_extra_config: dict = {},  # noqa: B006
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers.
+    # Runs however the stages end (success, failure, cancel): sweeps jobs and rollout servers, and
+    # ends the run's MLflow story in the state the pipeline ended in.
     sweep = cleanup(
         run_id=run_id,
         launcher=launcher,
