@@ -12,15 +12,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from chat_stand_in import ChatStandIn
 from PIL import Image
 
 from r1ov.config import BenchmarkSpec, EvalConfig, TrackingConfig
@@ -354,69 +353,26 @@ def test_unknown_benchmark_is_named() -> None:
 # --------------------------------------------------------------------------- openai end to end
 
 
-class StandIn:
-    """OpenAI-compatible chat endpoint: answers from ``replies`` by question substring."""
+REPLIES = {
+    "How many red squares": compose("I count four squares.", "B"),
+    "What is 2 + 3": "Adding gives five, so the answer is 5.",
+    "How many blue circles": compose("Looks like six.", "6"),
+    "how many sides": compose("A square has four sides.", "B"),
+    "Which force acts here": compose("It falls.", "A, B"),
+    "tabbed question": compose("seven", "7"),
+}
 
-    def __init__(self, replies: dict[str, str]) -> None:
-        self.replies = replies
-        self.requests: list[dict[str, Any]] = []
-        stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stand_in.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
-                user_text = next(p["text"] for p in body["messages"][1]["content"] if p["type"] == "text")
-                reply = next((v for k, v in stand_in.replies.items() if k in user_text), None)
-                if reply is None:
-                    self._send(500, {"error": {"message": "stand-in has no reply", "type": "server_error"}})
-                    return
-                self._send(
-                    200,
-                    {
-                        "id": "chatcmpl-1",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    },
-                )
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+def reply_by_question(body: dict[str, Any]) -> str | None:
+    """The evaluated model: the reply whose key the question contains (none: an HTTP 500)."""
+    user_text = next(p["text"] for p in body["messages"][1]["content"] if p["type"] == "text")
+    return next((v for k, v in REPLIES.items() if k in user_text), None)
 
 
 @pytest.fixture
-def stand_in() -> Iterator[StandIn]:
-    server = StandIn(
-        {
-            "How many red squares": compose("I count four squares.", "B"),
-            "What is 2 + 3": "Adding gives five, so the answer is 5.",
-            "How many blue circles": compose("Looks like six.", "6"),
-            "how many sides": compose("A square has four sides.", "B"),
-            "Which force acts here": compose("It falls.", "A, B"),
-            "tabbed question": compose("seven", "7"),
-        }
-    )
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def stand_in() -> Iterator[ChatStandIn]:
+    with ChatStandIn(reply_by_question) as server:
+        yield server
 
 
 def write_records_dataset(uri: Path) -> str:
@@ -451,7 +407,7 @@ def write_records_dataset(uri: Path) -> str:
     return str(uri)
 
 
-def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: ChatStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("STAND_IN_KEY", "sk-test")

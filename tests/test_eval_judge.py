@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from chat_stand_in import ChatStandIn
 
 from r1ov.cli import main
 from r1ov.config import BenchmarkSpec, EvalConfig, JudgeConfig
@@ -20,7 +18,7 @@ from r1ov.records import new_record, write_dataset
 from r1ov.testing import layouts
 
 
-class JudgeStandIn:
+class JudgeStandIn(ChatStandIn):
     """A chat-completions endpoint that grades like a lenient judge.
 
     It reads ``[Standard Answer]`` and ``[Model Answer]`` from the prompt and answers "1"
@@ -33,37 +31,7 @@ class JudgeStandIn:
     """
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stand_in.requests.append({"auth": self.headers.get("Authorization"), "path": self.path, **body})
-                text = body["messages"][-1]["content"]
-                reply = stand_in.grade(text)
-                if reply is None:
-                    self._send(500, {"error": {"message": "judge crashed", "type": "server_error"}})
-                    return
-                message = {"role": "assistant", "content": reply}
-                choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                self._send(200, {"id": "j", "object": "chat.completion", "created": 0, "model": body["model"],
-                                 "choices": [choice], "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                                                "total_tokens": 2}})  # fmt: skip
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        super().__init__(lambda body: self.grade(body["messages"][-1]["content"]))
 
     @staticmethod
     def grade(prompt: str) -> str | None:
@@ -92,12 +60,8 @@ class JudgeStandIn:
 
 @pytest.fixture
 def judge_server() -> Iterator[JudgeStandIn]:
-    server = JudgeStandIn()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with JudgeStandIn() as server:
+        yield server
 
 
 def tagged(answer: str) -> str:
