@@ -10,6 +10,9 @@ the test reads only the pod-template annotation and counts the writes.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,112 +76,124 @@ def test_the_version_patch_is_a_field_kserve_copies_onto_the_predictor_pods() ->
     assert rolled["spec"]["predictor"]["model"] == service["spec"]["predictor"]["model"]
 
 
-def test_promotion_rolls_the_deployment_only_when_champion_moves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="endpoint")
+@dataclass
+class Promotions:
+    """The registry and the endpoint object that promotions of ``model`` roll, in the stand-in API."""
+
+    api: StandInAPI
+    key: tuple[str, str, str]  # (resource, namespace, name) of the endpoint object in the stand-in
+    tracking: TrackingConfig
+    model: str
+    baseline: str
+    endpoint: EndpointConfig
+
+    def gate(self, version: str) -> PromoteConfig:
+        return PromoteConfig(
+            model_name=self.model,
+            version=version,
+            baseline_verdicts_uri=self.baseline,
+            tracking=self.tracking,
+            endpoint=self.endpoint,
+        )
+
+    def writes(self) -> int:
+        return sum(1 for method, path, _ in self.api.requests if method == "PATCH" and path.endswith(self.key[2]))
+
+    def stored(self) -> dict[str, Any]:
+        return self.api.objects[self.key]
+
+
+@contextlib.contextmanager
+def promotions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint_object: dict[str, Any], resource: str,
+    model: str, experiment: str, kind: str = "Deployment",
+) -> Iterator[Promotions]:  # fmt: skip
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment=experiment)
     tracking.artifact_location = str(tmp_path / "artifacts")
-    model = "r1ov-endpoint"
     api = StandInAPI()
     with serve(api) as url:
         configuration = Configuration()
         configuration.host = url
         kube = ApiClient(configuration)
         monkeypatch.setattr(client, "load_api_client", lambda *a, **k: kube)  # in a pod: the in-cluster config
-        deployment = inference_deployment()
-        client.apply([deployment], NS, api_client=kube)
-        key = ("deployments", NS, deployment["metadata"]["name"])
-        endpoint = EndpointConfig(deployment=deployment["metadata"]["name"], namespace=NS)
-        base = verdicts_file(tmp_path, "base", correct=0)
+        client.apply([endpoint_object], NS, api_client=kube)
+        name = endpoint_object["metadata"]["name"]
+        yield Promotions(
+            api=api,
+            key=(resource, NS, name),
+            tracking=tracking,
+            model=model,
+            baseline=verdicts_file(tmp_path, "base", correct=0),
+            endpoint=EndpointConfig(deployment=name, namespace=NS, kind=kind),
+        )
 
-        def gate(version: str) -> PromoteConfig:
-            return PromoteConfig(
-                model_name=model, version=version, baseline_verdicts_uri=base, tracking=tracking, endpoint=endpoint
-            )
 
-        def writes() -> int:
-            return sum(1 for method, path, _ in api.requests if method == "PATCH" and path.endswith(key[2]))
+def test_promotion_rolls_the_deployment_only_when_champion_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with promotions(tmp_path, monkeypatch, inference_deployment(), "deployments", "r1ov-endpoint", "endpoint") as p:
 
         def template() -> dict[str, Any]:
-            return api.objects[key]["spec"]["template"]
+            return p.stored()["spec"]["template"]
 
-        before = writes()
-        register_version(tmp_path, tracking, model, "first", 0.5)
-        decision = promote(gate("1"))
+        before = p.writes()
+        register_version(tmp_path, p.tracking, p.model, "first", 0.5)
+        decision = promote(p.gate("1"))
         assert decision["promoted"] and decision["endpoint"]["rolled"]
         assert template()["metadata"]["annotations"][VERSION_ANNOTATION] == "1"
-        assert writes() == before + 1
+        assert p.writes() == before + 1
         rolled = template()
 
         # The champion does not move: a second gate on the same version, then a worse candidate.
-        assert not promote(gate("1"))["promoted"]
-        register_version(tmp_path, tracking, model, "worse", 0.4)
-        assert not promote(gate("2"))["promoted"]
-        assert template() == rolled and writes() == before + 1
+        assert not promote(p.gate("1"))["promoted"]
+        register_version(tmp_path, p.tracking, p.model, "worse", 0.4)
+        assert not promote(p.gate("2"))["promoted"]
+        assert template() == rolled and p.writes() == before + 1
 
-        register_version(tmp_path, tracking, model, "better", 0.7)
-        decision = promote(gate("3"))
+        register_version(tmp_path, p.tracking, p.model, "better", 0.7)
+        decision = promote(p.gate("3"))
         assert decision["promoted"] and decision["endpoint"] == {
-            "deployment": f"{NS}/{key[2]}", "before": "1", "version": "3", "rolled": True,
+            "deployment": f"{NS}/{p.key[2]}", "before": "1", "version": "3", "rolled": True,
         }  # fmt: skip
         assert template()["metadata"]["annotations"][VERSION_ANNOTATION] == "3"
-        assert writes() == before + 2
-    assert {("apps", "deployments", "get"), ("apps", "deployments", "patch")} <= api.calls()
+        assert p.writes() == before + 2
+    assert {("apps", "deployments", "get"), ("apps", "deployments", "patch")} <= p.api.calls()
 
 
 def test_promotion_rolls_the_kserve_predictor_only_when_champion_moves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="kserve")
-    tracking.artifact_location = str(tmp_path / "artifacts")
-    model = "r1ov-kserve"
-    api = StandInAPI()
-    with serve(api) as url:
-        configuration = Configuration()
-        configuration.host = url
-        kube = ApiClient(configuration)
-        monkeypatch.setattr(client, "load_api_client", lambda *a, **k: kube)
-        service = inference_service()
-        client.apply([service], NS, api_client=kube)
-        key = ("inferenceservices", NS, service["metadata"]["name"])
-        endpoint = EndpointConfig(deployment=key[2], namespace=NS, kind="InferenceService")
-        base = verdicts_file(tmp_path, "base", correct=0)
-
-        def gate(version: str) -> PromoteConfig:
-            return PromoteConfig(
-                model_name=model, version=version, baseline_verdicts_uri=base, tracking=tracking, endpoint=endpoint
-            )
-
-        def writes() -> int:
-            return sum(1 for method, path, _ in api.requests if method == "PATCH" and path.endswith(key[2]))
+    with promotions(
+        tmp_path, monkeypatch, inference_service(), "inferenceservices", "r1ov-kserve", "kserve", "InferenceService"
+    ) as p:
 
         def predictor() -> dict[str, Any]:
-            return api.objects[key]["spec"]["predictor"]
+            return p.stored()["spec"]["predictor"]
 
-        before = writes()
-        register_version(tmp_path, tracking, model, "first", 0.5)
-        decision = promote(gate("1"))
+        before = p.writes()
+        register_version(tmp_path, p.tracking, p.model, "first", 0.5)
+        decision = promote(p.gate("1"))
         assert decision["promoted"] and decision["endpoint"]["rolled"]
         assert predictor()["annotations"][VERSION_ANNOTATION] == "1"
-        assert writes() == before + 1
-        generation = api.objects[key]["metadata"]["generation"]
+        assert p.writes() == before + 1
+        generation = p.stored()["metadata"]["generation"]
         rolled = predictor()
 
         # The champion does not move: the predictor, its pods' annotations and the generation stay.
-        assert not promote(gate("1"))["promoted"]
-        register_version(tmp_path, tracking, model, "worse", 0.4)
-        assert not promote(gate("2"))["promoted"]
-        assert predictor() == rolled and writes() == before + 1
-        assert api.objects[key]["metadata"]["generation"] == generation
+        assert not promote(p.gate("1"))["promoted"]
+        register_version(tmp_path, p.tracking, p.model, "worse", 0.4)
+        assert not promote(p.gate("2"))["promoted"]
+        assert predictor() == rolled and p.writes() == before + 1
+        assert p.stored()["metadata"]["generation"] == generation
 
-        register_version(tmp_path, tracking, model, "better", 0.7)
-        decision = promote(gate("3"))
+        register_version(tmp_path, p.tracking, p.model, "better", 0.7)
+        decision = promote(p.gate("3"))
         assert decision["promoted"] and decision["endpoint"] == {
-            "deployment": f"{NS}/{key[2]}", "kind": "InferenceService", "before": "1", "version": "3", "rolled": True,
+            "deployment": f"{NS}/{p.key[2]}", "kind": "InferenceService", "before": "1", "version": "3", "rolled": True,
         }  # fmt: skip
         assert predictor()["annotations"][VERSION_ANNOTATION] == "3"
-        assert api.objects[key]["metadata"]["generation"] == generation + 1
-        assert writes() == before + 2
+        assert p.stored()["metadata"]["generation"] == generation + 1
+        assert p.writes() == before + 2
     assert {("serving.kserve.io", "inferenceservices", "get"), ("serving.kserve.io", "inferenceservices", "patch")} <= (
-        api.calls()
+        p.api.calls()
     )
