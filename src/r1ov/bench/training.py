@@ -199,38 +199,28 @@ def _load(load: float) -> Result:
     )  # fmt: skip
 
 
-def sft() -> list[Result]:
+def _stage_suite(
+    stage: str, data: Callable[[Path], str], config: Callable[[Path, str, Path], Any], title: str
+) -> list[Result]:
+    """Our ``stage`` against plain TRL on a fresh tiny model and ``data``, with the machine's load."""
     from r1ov.testing.tiny_model import build_tiny_model
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        model, data = build_tiny_model(tmp / "model"), _sft_data(tmp)
-        ours, plain = _alternate("sft", lambda out: _sft_config(model, data, out), tmp)
-    return [
-        Result.compare(
-            f"SFT stage steps/s vs plain TRL SFTTrainer ({SFT_STEPS} steps, tiny model, 1 process)",
-            ours, plain, "steps per CPU-second", "ratio >= 0.95",
-        ),
-        _load(load),
-    ]  # fmt: skip
+        model, records = build_tiny_model(tmp / "model"), data(tmp)
+        ours, plain = _alternate(stage, lambda out: config(model, records, out), tmp)
+    return [Result.compare(title, ours, plain, "steps per CPU-second", "ratio >= 0.95"), _load(load)]
+
+
+def sft() -> list[Result]:
+    title = f"SFT stage steps/s vs plain TRL SFTTrainer ({SFT_STEPS} steps, tiny model, 1 process)"
+    return _stage_suite("sft", _sft_data, _sft_config, title)
 
 
 def grpo() -> list[Result]:
-    from r1ov.testing.tiny_model import build_tiny_model
-
-    load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        model, data = build_tiny_model(tmp / "model"), _grpo_data(tmp)
-        ours, plain = _alternate("grpo", lambda out: _grpo_config(model, data, out), tmp)
-    return [
-        Result.compare(
-            f"GRPO stage steps/s vs plain TRL GRPOTrainer ({GRPO_STEPS} steps, hf generation, tiny model)",
-            ours, plain, "steps per CPU-second", "ratio >= 0.95",
-        ),
-        _load(load),
-    ]  # fmt: skip
+    title = f"GRPO stage steps/s vs plain TRL GRPOTrainer ({GRPO_STEPS} steps, hf generation, tiny model)"
+    return _stage_suite("grpo", _grpo_data, _grpo_config, title)
 
 
 # ``python -m r1ov.bench train`` runs both and writes one file each.
