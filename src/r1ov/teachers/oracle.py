@@ -170,8 +170,6 @@ def wrong_answer(answer: str, options: list[str]) -> str:
     if letter:
         letters = option_letters(options)
         return letters[(letters.index(letter) + 1) % len(letters)]
-    if answers.choice_letter(answer, options):  # a label that reads as a letter: another letter
-        return "Z" if answer.strip().strip("().").upper() != "Z" else "Y"
     try:
         value = float(answer) + 1
         return str(int(value)) if value.is_integer() else str(value)
