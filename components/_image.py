@@ -1,6 +1,6 @@
-"""The images components run in; names and the tag come from r1ov.bundle, defined once."""
+"""The images components run in; names and the tag come from r1ov.k8s.bundle, defined once."""
 
-from r1ov.bundle import image
+from r1ov.k8s.bundle import image
 
 BASE_IMAGE = image("base")  # data stages, registry, promotion: CPU
 TRAIN_IMAGE = image("train")  # training launchers and trainers

@@ -3,7 +3,7 @@
 #   docker buildx bake -f images/docker-bake.hcl --push     # and push them
 #   TAG=0.1.1 REGISTRY=registry.example.com/r1ov docker buildx bake -f images/docker-bake.hcl train
 #   GIT_COMMIT=$(git rev-parse HEAD) docker buildx bake -f images/docker-bake.hcl   # label + env of the commit
-# TAG must equal r1ov.__version__ and REGISTRY r1ov.bundle.REGISTRY: components, charts and this
+# TAG must equal r1ov.__version__ and REGISTRY r1ov.k8s.bundle.REGISTRY: components, charts and this
 # file name the same images (tests/test_images.py checks).
 
 variable "REGISTRY" {

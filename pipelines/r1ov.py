@@ -26,7 +26,7 @@ from components.promote.component import promote
 from components.register.component import register
 from components.sft.component import sft
 from components.shard_source.component import shard_source
-from r1ov.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
+from r1ov.k8s.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
 
 # Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
 TEACHER_SECRET = "r1ov-teachers"
@@ -73,7 +73,7 @@ def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
 
 
 def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_limit: str | None = None) -> None:
-    """Place a task with the vocabulary the node-pool chart uses (r1ov.bundle), with requests that
+    """Place a task with the vocabulary the node-pool chart uses (r1ov.k8s.bundle), with requests that
     let the scheduler and the autoscaler size its node. CPU pools carry no GPU toleration."""
     for key, value in pool_selector(pool).items():
         kubernetes.add_node_selector(task, key, value)

@@ -39,7 +39,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from r1ov import __version__, bundle
+from r1ov import __version__
+from r1ov.k8s import bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARTS = ROOT / "charts"
@@ -435,7 +436,7 @@ def test_schema_rejects_bad_values(name: str, values: dict, fragment: str) -> No
         chart(name).render(values, name=RELEASE, namespace=NAMESPACE)
 
 
-# --------------------------------------------------------------------------- one vocabulary with r1ov.bundle
+# --------------------------------------------------------------------------- one vocabulary with r1ov.k8s.bundle
 
 
 def test_nodepool_defaults_use_the_bundle_vocabulary() -> None:
@@ -860,7 +861,7 @@ def test_mlflow_server_accepts_in_cluster_hosts_only(mlflow_server: int) -> None
 
 
 def _register_tiny(port: int, tmp_path: Path, name: str, versions: int = 1) -> None:
-    """Register versions the way r1ov.registry does; the last one holds `champion`."""
+    """Register versions the way r1ov.registry.models does; the last one holds `champion`."""
     from mlflow import MlflowClient
 
     tracking = f"http://127.0.0.1:{port}"
@@ -884,7 +885,7 @@ def _init_command(tmp_path: Path, port: int, name: str) -> tuple[list[str], dict
     spec = one(render("r1ov-inference", _merged(MINIMAL_INFERENCE, {"model": {"name": name}})), "Deployment")
     download = spec["spec"]["template"]["spec"]["initContainers"][0]
     command = list(download["command"])
-    assert command[:3] == ["python", "-m", "r1ov.serving"]
+    assert command[:3] == ["python", "-m", "r1ov.registry.serving"]
     command[command.index("--cache-dir") + 1] = str(tmp_path / "models")
     command[command.index("--path-file") + 1] = str(tmp_path / "run" / "model-path")
     env = {e["name"]: e["value"] for e in download["env"] if "value" in e}
@@ -894,7 +895,7 @@ def _init_command(tmp_path: Path, port: int, name: str) -> tuple[list[str], dict
 
 
 def test_init_container_downloads_the_champion_through_the_server(mlflow_server: int, tmp_path: Path) -> None:
-    """Register a model the way r1ov.registry does, then run the init container's exact command."""
+    """Register a model the way r1ov.registry.models does, then run the init container's exact command."""
     _register_tiny(mlflow_server, tmp_path, "tiny", versions=2)
     command, env = _init_command(tmp_path, mlflow_server, "tiny")
     result = subprocess.run(command, env=env, capture_output=True, timeout=180)
@@ -974,7 +975,7 @@ def test_helm_test_checks_the_served_version_matches_the_alias(
     pod = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")
     container = pod["spec"]["containers"][0]
     command = list(container["command"])
-    assert command[:4] == ["python", "-m", "r1ov.serving", "check"]
+    assert command[:4] == ["python", "-m", "r1ov.registry.serving", "check"]
     command[command.index("--endpoint") + 1] = models_endpoint
     command[command.index("--served-model-name") + 1] = model
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1ov import records
 from r1ov.cli import main
-from r1ov.teachers.offline import serve
+from r1ov.data import records
+from r1ov.synthetic.offline_teacher import serve
 
 
 def _recipe(path: Path, data: dict) -> str:

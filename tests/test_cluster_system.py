@@ -50,8 +50,8 @@ from test_train_sft import make_records
 
 from components.grpo.component import grpo
 from components.sft.component import sft
-from r1ov import records, storage
-from r1ov.bundle import RUN_LABEL
+from r1ov.data import records, storage
+from r1ov.k8s.bundle import RUN_LABEL
 from r1ov.k8s.client import JobFailed
 from r1ov.testing.kube_api import StandInAPI, kubeconfig, role_rules_from_chart, serve
 from r1ov.testing.kubelet import LocalKubelet

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from r1ov import fanout, records
 from r1ov.config import SynthConfig
+from r1ov.data import fanout, records
 from r1ov.synthetic import run as synthesize
-from r1ov.teachers.offline import serve
+from r1ov.synthetic.offline_teacher import serve
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_split_streams_contiguous_slices_and_merge_refuses_duplicate_ids(source:
 
 def test_shards_live_on_s3_end_to_end(source: str, s3_endpoint: str) -> None:
     """split -> each stage per shard -> merge with every URI on S3 (moto's server), as on a cluster."""
-    from r1ov.kfp_tasks import run_shard_stage
+    from r1ov.pipeline.tasks import run_shard_stage
 
     with serve([source], noise=0.3, seed=1) as url:
         shards = fanout.split(source, fanout.work_uri("s3://r1ov/root", "run-1"), 2)
@@ -139,7 +139,7 @@ def test_shards_live_on_s3_end_to_end(source: str, s3_endpoint: str) -> None:
     assert set(merged) == {r["id"] for r in records.read_records(source)}
     assert manifest["stages"]["formalize"]["teacher"]["sent"] >= 12
     # A pod that lost its progress marker asks nothing again: the answers are cached on S3.
-    from r1ov import storage
+    from r1ov.data import storage
 
     storage.delete(f"{shards[0]}/formalized/_progress/part-00000.json")
     with serve([source], noise=0.3, seed=1) as url:

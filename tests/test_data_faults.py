@@ -1,6 +1,6 @@
 """The data stages under a faulty teacher, a killed process and bad rows.
 
-The teacher is the offline stand-in (``r1ov.teachers.offline``) over real HTTP, told to fail a
+The teacher is the offline stand-in (``r1ov.synthetic.offline_teacher``) over real HTTP, told to fail a
 share of calls the ways real endpoints do (429 with Retry-After, 500, hangs past the client
 timeout, bodies cut mid-JSON, garbage text). It logs a hash of every call, so what a client
 sends twice is counted at the server.
@@ -23,19 +23,19 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from r1ov import imaging, records
 from r1ov.config import DistillConfig, FilterConfig, FormalizeConfig, SynthConfig, TeacherConfig
-from r1ov.distill import completion_text
-from r1ov.distill import run as distill
-from r1ov.filtering import run as filter_reasoning
+from r1ov.data import imaging, records
+from r1ov.data.outcome import StageFailed
+from r1ov.distill.stage import completion_text
+from r1ov.distill.stage import run as distill
+from r1ov.filtering.stage import run as filter_reasoning
 from r1ov.formalize import REGISTRY
 from r1ov.formalize import run as formalize
 from r1ov.formalize.stage import image_payload
-from r1ov.outcome import StageFailed
 from r1ov.synthetic import run as synthesize
+from r1ov.synthetic.offline_teacher import FAULT_KINDS, fetch_stats, serve
 from r1ov.teachers import Reply, Request, TeacherClient, protocol
 from r1ov.teachers.client import request_timeout
-from r1ov.teachers.offline import FAULT_KINDS, fetch_stats, serve
 
 KINDS = ["table", "chart", "circuit", "math"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from r1ov.demo import run_demo
+from r1ov.pipeline.demo import run_demo
 
 
 @pytest.mark.slow

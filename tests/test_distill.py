@@ -1,6 +1,6 @@
 """The distill stage against the offline teacher over real HTTP.
 
-The offline teacher (``r1ov.teachers.offline``) is the local stand-in for DeepSeek-R1: a
+The offline teacher (``r1ov.synthetic.offline_teacher``) is the local stand-in for DeepSeek-R1: a
 real OpenAI-compatible server that writes role-played ``<think>`` chains from the ground truth.
 """
 
@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from r1ov import records
-from r1ov.answers import answers_match
 from r1ov.config import DistillConfig, SynthConfig, TeacherConfig
-from r1ov.distill import completion_text, run
+from r1ov.data import records
+from r1ov.distill.stage import completion_text, run
 from r1ov.formalize import REGISTRY
-from r1ov.reasoning import parse
+from r1ov.scoring.answers import answers_match
+from r1ov.scoring.reasoning import parse
 from r1ov.synthetic import run as synthesize
+from r1ov.synthetic.offline_teacher import fetch_stats, serve
 from r1ov.teachers import Reply, load_prompt
-from r1ov.teachers.offline import fetch_stats, serve
 
 
 def formalized(tmp_path: Path, n: int = 10, seed: int = 4) -> str:

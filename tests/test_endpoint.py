@@ -26,7 +26,7 @@ from test_registry import register_version, verdicts_file
 from r1ov.config import EndpointConfig, PromoteConfig, TrackingConfig
 from r1ov.k8s import client
 from r1ov.k8s.endpoint import VERSION_ANNOTATION, served_version, version_patch
-from r1ov.promotion import promote
+from r1ov.registry.promotion import promote
 from r1ov.testing.kube_api import StandInAPI, serve
 
 ROOT = Path(__file__).resolve().parents[1]

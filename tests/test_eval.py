@@ -23,11 +23,11 @@ from chat_stand_in import ChatStandIn
 from PIL import Image
 
 from r1ov.config import BenchmarkSpec, EvalConfig, TrackingConfig
+from r1ov.data.records import new_record, write_dataset
 from r1ov.eval import benchmarks, run
 from r1ov.eval.extract import extract, last_boxed
 from r1ov.eval.score import bootstrap_interval, score_row, summarize
-from r1ov.reasoning import INSTRUCTION, compose
-from r1ov.records import new_record, write_dataset
+from r1ov.scoring.reasoning import INSTRUCTION, compose
 
 OPTIONS = ["3", "4", "5", "6"]
 

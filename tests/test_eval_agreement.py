@@ -36,8 +36,8 @@ from typing import Any
 
 import pytest
 
-from r1ov.answers import answers_match
 from r1ov.eval.extract import extract
+from r1ov.scoring.answers import answers_match
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "scoring-agreement.md"
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from r1ov import symbolic
-from r1ov.answers import answers_match, choice_letter, parse_number
 from r1ov.eval.extract import extract
-from r1ov.reasoning import parse
+from r1ov.scoring import symbolic
+from r1ov.scoring.answers import answers_match, choice_letter, parse_number
+from r1ov.scoring.reasoning import parse
 from r1ov.train import rewards
 
 MATHVISTA_OPTIONS = ["3/11", "8/11", "6/11", "3/5"]
@@ -283,7 +283,7 @@ def test_main_thread_deadline_cuts_a_runaway_parse() -> None:
     ],
 )
 def test_closed_form_values(text: str, expected: float | None) -> None:
-    from r1ov import numeric
+    from r1ov.scoring import numeric
 
     got = numeric.value(text)
     assert (got is None and expected is None) or (got is not None and numeric.same_value(got, expected))

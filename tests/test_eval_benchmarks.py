@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from r1ov.config import BenchmarkSpec
+from r1ov.data.records import metadata
 from r1ov.eval import benchmarks
 from r1ov.eval.benchmarks.wemath import four_dimensional
-from r1ov.records import metadata
 from r1ov.testing import layouts
 
 

@@ -12,9 +12,9 @@ from chat_stand_in import ChatStandIn
 
 from r1ov.cli import main
 from r1ov.config import BenchmarkSpec, EvalConfig, JudgeConfig
+from r1ov.data.records import new_record, write_dataset
 from r1ov.eval import run
 from r1ov.eval.judge import parse_verdict
-from r1ov.records import new_record, write_dataset
 from r1ov.testing import layouts
 
 

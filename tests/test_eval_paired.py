@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from r1ov.eval.paired import compare, mcnemar_exact, paired_bootstrap
+from r1ov.scoring.paired import compare, mcnemar_exact, paired_bootstrap
 
 
 def test_mcnemar_exact_matches_the_binomial_tail() -> None:

@@ -168,8 +168,8 @@ def test_compare_refuses_files_that_are_not_score_files(tmp_path: Path, capsys: 
 def test_eval_score_reads_every_published_layout(tmp_path: Path, benchmark: str, write: object) -> None:
     """Gold answers as responses score 1.0 on each layout, keyed by the benchmark's own ids."""
     from r1ov.config import BenchmarkSpec
+    from r1ov.data.records import metadata
     from r1ov.eval import benchmarks
-    from r1ov.records import metadata
 
     data = write(tmp_path / benchmark)  # type: ignore[operator]
     records = benchmarks.load(BenchmarkSpec(name=benchmark, uri=str(data))).records

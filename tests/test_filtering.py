@@ -1,6 +1,6 @@
 """The filter's rule checks, and the stage end to end with an LLM judge.
 
-The judge and the distilling teacher are the offline teacher (``r1ov.teachers.offline``),
+The judge and the distilling teacher are the offline teacher (``r1ov.synthetic.offline_teacher``),
 the local stand-in for GPT-4o / DeepSeek-R1: a real OpenAI-compatible HTTP server whose
 seeded noise produces every kind of flawed chain the filter must catch.
 """
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from r1ov import records
 from r1ov.config import DistillConfig, FilterConfig, SynthConfig, TeacherConfig
-from r1ov.distill import run as distill
-from r1ov.filtering import (
+from r1ov.data import records
+from r1ov.distill.stage import run as distill
+from r1ov.filtering.stage import (
     CHECKS,
     check_answer_agreement,
     check_format,
@@ -26,9 +26,9 @@ from r1ov.filtering import (
     run,
 )
 from r1ov.formalize import REGISTRY
-from r1ov.reasoning import compose, parse
+from r1ov.scoring.reasoning import compose, parse
 from r1ov.synthetic import run as synthesize
-from r1ov.teachers.offline import fetch_stats, load_oracle, serve
+from r1ov.synthetic.offline_teacher import fetch_stats, load_oracle, serve
 
 # The check each flaw of the offline teacher must be caught by.
 CAUGHT_BY = {

@@ -1,6 +1,6 @@
 """Formalizers' checks and the formalize stage.
 
-The stage runs against the offline teacher (``r1ov.teachers.offline``), the local stand-in
+The stage runs against the offline teacher (``r1ov.synthetic.offline_teacher``), the local stand-in
 for GPT-4o: a real OpenAI-compatible HTTP server answering from the synthetic ground truth.
 """
 
@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from r1ov import imaging, records
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
+from r1ov.data import imaging, records
+from r1ov.data.outcome import StageFailed
 from r1ov.formalize import REGISTRY, formalize_batch, parse_image_type
 from r1ov.formalize import run as formalize_run
 from r1ov.formalize.checks import strip_fences
 from r1ov.formalize.stage import image_payload
-from r1ov.outcome import StageFailed
 from r1ov.synthetic import run as synthesize
+from r1ov.synthetic.offline_teacher import fetch_stats, load_oracle, serve
 from r1ov.teachers import TeacherClient, load_prompt
-from r1ov.teachers.offline import fetch_stats, load_oracle, serve
 
 # The examples of docs/ground-truth.md, one per type.
 EXAMPLES = {

@@ -1,4 +1,4 @@
-"""Container images: the bake file, the Dockerfiles and their pins agree with r1ov.bundle.
+"""Container images: the bake file, the Dockerfiles and their pins agree with r1ov.k8s.bundle.
 
 No Docker engine is needed: ``docker-bake.hcl`` is read with a small reader for the HCL subset it
 uses (blocks, strings with ``${VAR}``, lists, maps), the Dockerfiles with a line parser, and
@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from r1ov import __version__, bundle
+from r1ov import __version__
+from r1ov.k8s import bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
@@ -635,7 +636,7 @@ def entry_point_imports(component: Path) -> set[str]:
     stage its run_task call names, and everything those r1ov modules import when imported."""
     import ast as ast_
 
-    from r1ov.cli import STAGES
+    from r1ov.stages import STAGES
 
     tree = ast_.parse(component.read_text())
     function = next(n for n in tree.body if isinstance(n, ast_.FunctionDef))

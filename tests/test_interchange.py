@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from r1ov import records
 from r1ov.cli import main
-from r1ov.exporters import export_dataset
-from r1ov.importers import import_dataset
+from r1ov.data import records
+from r1ov.data.exporters import export_dataset
+from r1ov.data.importers import import_dataset
 
 
 def _png(color: tuple[int, int, int]) -> bytes:
@@ -162,7 +162,7 @@ def test_cli_import_and_a_clear_line_for_a_wrong_format(tmp_path: Path, capsys: 
 
 
 def test_import_release_layout_from_s3(s3_endpoint: str, tmp_path: Path) -> None:
-    from r1ov import storage
+    from r1ov.data import storage
 
     local = _release(tmp_path / "release")
     for path in local.rglob("*.parquet"):

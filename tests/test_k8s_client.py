@@ -278,7 +278,7 @@ def test_rollout_servers_are_not_started_when_a_url_is_given() -> None:
 
 def test_exit_handler_sweep_deletes_only_the_runs_objects(api: StandInAPI, kube: ApiClient) -> None:
     """What the pipeline's cleanup task does after a failed or cancelled run."""
-    from r1ov.bundle import RUN_LABEL
+    from r1ov.k8s.bundle import RUN_LABEL
 
     def launched(run: str) -> list[dict[str, Any]]:
         dist = DistributedConfig(launcher="pytorchjob", nnodes=2, cluster={"namespace": NS, "labels": {RUN_LABEL: run}})

@@ -22,9 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from r1ov import bundle
 from r1ov.config import DistributedConfig
-from r1ov.k8s import names, podspec
+from r1ov.k8s import bundle, names, podspec
 from r1ov.k8s.rollout import build_rollout_server, rollout_base_url
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
 
@@ -503,8 +502,8 @@ def test_layouts_the_cluster_cannot_run_are_config_errors(dist: dict[str, Any], 
 
 
 def _grpo_cfg(**overrides: Any) -> Any:
-    from r1ov.bundle import RUN_LABEL
     from r1ov.config import GRPOConfig
+    from r1ov.k8s.bundle import RUN_LABEL
 
     fields: dict[str, Any] = {
         "model_name_or_path": "s3://r1ov/runs/r/sft",
@@ -556,7 +555,7 @@ def test_rollout_servers_run_as_the_vllm_team_would(launcher: str) -> None:
 
 
 def test_grpo_trainers_with_vllm_rollouts_run_in_the_vllm_image() -> None:
-    from r1ov import bundle
+    from r1ov.k8s import bundle
     from r1ov.train import launch
 
     for generation, image in (("vllm-server", bundle.image("vllm")), ("vllm-colocate", bundle.image("vllm")),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from r1ov import config as cfg
-from r1ov.lengths import fit_warning, preflight, token_stats
+from r1ov.scoring.lengths import fit_warning, preflight, token_stats
 
 
 def sft_output(tmp_path: Path, p95: int, longest: int) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from r1ov.cli import main
-from r1ov.records import write_dataset
+from r1ov.data.records import write_dataset
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -183,7 +183,7 @@ def test_the_data_summary_run_keeps_its_artifacts_beside_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # MLflow's own default artifact root for a new experiment is ./mlruns in the working directory.
-    from r1ov.outcome import log_summary_to_mlflow
+    from r1ov.registry.tracking import log_summary_to_mlflow
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()

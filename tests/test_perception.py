@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from r1ov import records
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
+from r1ov.data import records
 from r1ov.formalize import formalize_batch
 from r1ov.formalize.checks import boxes
 from r1ov.formalize.perception import Perception, PerceptionUnavailable, easyocr_words
 from r1ov.synthetic import run as synthesize
+from r1ov.synthetic.offline_teacher import serve
 from r1ov.teachers import TeacherClient, protocol
-from r1ov.teachers.offline import serve
 
 
 def _text_image(lines: list[str]) -> Image.Image:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from kfp import components
 
-from r1ov.bundle import GPU_RESOURCE, pool_selector
-from r1ov.compile import compile_all, repo_root, stable_text
+from r1ov.k8s.bundle import GPU_RESOURCE, pool_selector
+from r1ov.pipeline.compile import compile_all, repo_root, stable_text
 
 ROOT = repo_root(Path(__file__).parent)
 COMPONENT_YAMLS = sorted(ROOT.glob("components/*/component.yaml"))
@@ -103,8 +103,8 @@ def test_a_component_is_reusable_from_its_yaml_alone(tmp_path: Path) -> None:
     from kfp import dsl, local
     from kfp.dsl import Dataset
 
-    from r1ov import records
-    from r1ov.reasoning import compose
+    from r1ov.data import records
+    from r1ov.scoring.reasoning import compose
 
     distilled = tmp_path / "distilled"
     rows = [
@@ -146,7 +146,7 @@ def test_training_tasks_take_their_gpus_and_pool_at_submit_time(executor: str) -
 
 def test_local_launcher_refuses_more_processes_than_task_gpus() -> None:
     from r1ov.config import ConfigError
-    from r1ov.kfp_tasks import training_fields
+    from r1ov.pipeline.tasks import training_fields
 
     common = dict(deepspeed="zero3", checkpoint_root="", run_id="", mlflow_tracking_uri="", mlflow_experiment="r1ov")
     with pytest.raises(ConfigError, match="set train_task_gpus"):
@@ -170,7 +170,7 @@ def test_components_start_offline_and_describe_every_input_and_output(path: Path
 def test_extra_config_arrives_as_a_mapping_with_its_integers() -> None:
     """STRUCT parameters travel as protobuf Struct, whose numbers are doubles; config ints survive."""
     from r1ov.config import ConfigError
-    from r1ov.kfp_tasks import parse_extra
+    from r1ov.pipeline.tasks import parse_extra
 
     assert parse_extra({"save_steps": 100.0, "lr": 0.5, "distributed": {"rdzv_port": 29611.0}}) == {
         "save_steps": 100, "lr": 0.5, "distributed": {"rdzv_port": 29611},
@@ -195,7 +195,7 @@ def test_a_failed_run_ends_its_mlflow_story_failed(tmp_path: Path) -> None:
         "from kfp import dsl\n\n\n"
         "@dsl.component(install_kfp_package=False)\n"
         "def stage_that_fails(tracking_uri: str, run_id: str):\n"
-        "    from r1ov import registry\n"
+        "    from r1ov.registry import tracking as registry\n"
         "    from r1ov.config import TrackingConfig\n\n"
         "    tracking = TrackingConfig(tracking_uri=tracking_uri, experiment='r1ov')\n"
         "    tracking.parent_run_id = registry.pipeline_parent_run(tracking, run_id)\n"

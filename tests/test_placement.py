@@ -27,8 +27,8 @@ import pytest
 import yaml
 from kubernetes.utils import parse_quantity
 
-from r1ov import bundle
 from r1ov.config import DistributedConfig, GRPOConfig
+from r1ov.k8s import bundle
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
 from r1ov.train.launch import rollout_objects
 

@@ -27,12 +27,12 @@ import yaml
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from r1ov.bundle import RUN_LABEL
 from r1ov.config import DistributedConfig, EndpointConfig, GRPOConfig
 from r1ov.k8s import client
+from r1ov.k8s.bundle import RUN_LABEL
 from r1ov.k8s.endpoint import roll_to_version
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
-from r1ov.kfp_tasks import cleanup_run
+from r1ov.pipeline.tasks import cleanup_run
 from r1ov.testing.kube_api import StandInAPI, serve
 
 ROOT = Path(__file__).resolve().parents[1]

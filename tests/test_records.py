@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from r1ov import records, storage
+from r1ov.data import records, storage
 
 
 def _row(i: int) -> dict:

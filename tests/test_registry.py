@@ -16,8 +16,10 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
 from r1ov.config import PromoteConfig, RegisterConfig, TrackingConfig
-from r1ov.promotion import promote, rollback
-from r1ov.registry import RegistryError, fetch, list_models, metric_key, read_metrics, register
+from r1ov.errors import RegistryError
+from r1ov.registry.models import fetch, list_models, register
+from r1ov.registry.promotion import promote, rollback
+from r1ov.registry.tracking import metric_key, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +326,7 @@ def test_registry_command(
 def test_the_exit_handler_ends_the_pipeline_run_in_its_final_state(
     tracking: TrackingConfig, final_state: str, parent: str, open_child: str
 ) -> None:
-    from r1ov.registry import client_for, end_pipeline_run, pipeline_parent_run, start_run
+    from r1ov.registry.tracking import client_for, end_pipeline_run, pipeline_parent_run, start_run
 
     client = client_for(tracking)
     tracking.parent_run_id = pipeline_parent_run(tracking, "run-1")
@@ -341,7 +343,7 @@ def test_the_exit_handler_ends_the_pipeline_run_in_its_final_state(
 
 
 def test_ending_a_pipeline_that_tracked_nothing_creates_nothing(tracking: TrackingConfig) -> None:
-    from r1ov.registry import client_for, end_pipeline_run
+    from r1ov.registry.tracking import client_for, end_pipeline_run
 
     assert end_pipeline_run(tracking, "never-tracked", "FAILED") == []
     experiment = client_for(tracking).get_experiment_by_name(tracking.experiment)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1ov.compile import repo_root
+from r1ov.pipeline.compile import repo_root
 from r1ov.testing.kfp_api import KfpApiServer, Refused, check_parameters
 
 ROOT = repo_root(Path(__file__).parent)

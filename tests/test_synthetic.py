@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import ImageFont
 
-from r1ov import records
-from r1ov.answers import answers_match
 from r1ov.cli import main as cli_main
 from r1ov.config import ConfigError, SynthConfig
-from r1ov.imaging import load_image
-from r1ov.reasoning import option_letters
+from r1ov.data import records
+from r1ov.data.imaging import load_image
+from r1ov.scoring.answers import answers_match
+from r1ov.scoring.reasoning import option_letters
 from r1ov.synthetic import GENERATORS, generate, run
 from r1ov.synthetic.draw import font
 

@@ -1,6 +1,6 @@
 """The teacher client against the offline teacher over real HTTP.
 
-The offline teacher (``r1ov.teachers.offline``) is the local stand-in for GPT-4o and
+The offline teacher (``r1ov.synthetic.offline_teacher``) is the local stand-in for GPT-4o and
 DeepSeek-R1: a real OpenAI-compatible server (FastAPI + uvicorn) on a free port, so what
 runs here is the production client, its retries, its cache and its budget.
 """
@@ -18,15 +18,15 @@ from pathlib import Path
 import openai
 import pytest
 
-from r1ov import records
 from r1ov.config import SynthConfig, TeacherConfig
+from r1ov.data import records
 from r1ov.formalize import REGISTRY
-from r1ov.reasoning import parse
+from r1ov.scoring.reasoning import parse
 from r1ov.synthetic import run as synthesize
+from r1ov.synthetic.offline_teacher import fetch_stats, serve
+from r1ov.synthetic.oracle import DISTILL_FLAWS, Oracle, noise_plan
 from r1ov.teachers import BudgetExceeded, Reply, Request, TeacherClient, protocol
 from r1ov.teachers.cache import ResponseCache, cache_key
-from r1ov.teachers.offline import fetch_stats, serve
-from r1ov.teachers.oracle import DISTILL_FLAWS, Oracle, noise_plan
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,17 @@ def _free_port() -> int:
 
 def test_command_line_server(dataset: str) -> None:
     port = _free_port()
-    command = [sys.executable, "-m", "r1ov.teachers.offline", "--data", dataset, "--port", str(port), "--noise", "0.1"]
+    command = [
+        sys.executable,
+        "-m",
+        "r1ov.synthetic.offline_teacher",
+        "--data",
+        dataset,
+        "--port",
+        str(port),
+        "--noise",
+        "0.1",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -197,9 +207,9 @@ def test_a_label_that_reads_as_a_letter_is_not_taken_for_an_option(
 ) -> None:
     # A chart whose categories are called A, B, C asks "Which option has the lowest value?" with
     # no choices: the answer "B" is a label, and the chain must not look it up among options.
-    from r1ov import answers
-    from r1ov.reasoning import parse
-    from r1ov.teachers.oracle import chain
+    from r1ov.scoring import answers
+    from r1ov.scoring.reasoning import parse
+    from r1ov.synthetic.oracle import chain
 
     row = {"question": "Which option has the lowest value in the chart?", "answer": "B", "options": None}
     reply = parse(chain(row, "x,y\nA,3\nB,1", flaw=flaw, max_observations=max_observations))

@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl.chat_template_utils import qwen2_5_vl_chat_template
 
-from r1ov import reasoning
+from r1ov.scoring import reasoning
 from r1ov.testing.tiny_model import MAX_PIXELS, MIN_PIXELS, SPECIAL_TOKENS, TAG_TOKENS, build_tiny_model
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from test_train_sft import make_records, sft_config
 
-from r1ov import records
+from r1ov.data import records
 from r1ov.train import checkpoints
 
 

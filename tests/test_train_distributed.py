@@ -21,8 +21,8 @@ from test_train_grpo import clevr_records, grpo_config
 from test_train_sft import make_records, sft_config
 from transformers import AutoModelForImageTextToText
 
-from r1ov import records
-from r1ov.shutdown import sigterm_exits
+from r1ov.data import records
+from r1ov.k8s.shutdown import sigterm_exits
 from r1ov.train import grpo, launch, sft
 
 TWO_NODES = {"nnodes": 2, "nproc_per_node": 1, "backend": "gloo"}

@@ -11,8 +11,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoProcessor
 
-from r1ov import imaging, records
 from r1ov.config import ConfigError, GRPOConfig
+from r1ov.data import imaging, records
 from r1ov.train import common, grpo, rewards
 
 

@@ -15,8 +15,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from r1ov import imaging, reasoning, records
 from r1ov.config import ConfigError, SFTConfig
+from r1ov.data import imaging, records
+from r1ov.scoring import reasoning
 from r1ov.train import common, launch, sft
 
 

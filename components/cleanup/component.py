@@ -28,7 +28,7 @@ def cleanup(
     """
     import json
 
-    from r1ov.kfp_tasks import cleanup_run, end_tracking
+    from r1ov.pipeline.tasks import cleanup_run, end_tracking
 
     deleted = cleanup_run(run_id, launcher, namespace)
     ended = end_tracking(run_id, status.state, mlflow_tracking_uri, mlflow_experiment)

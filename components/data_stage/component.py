@@ -38,9 +38,9 @@ def data_stage(
         summary: Rows accepted and set aside by reason, with an example each, and the teacher's bill.
         Output: shard_uri, for the next stage of the same shard.
     """
-    from r1ov.fanout import stage_uris
-    from r1ov.kfp_tasks import log_metrics, run_shard_stage, teacher_fields
-    from r1ov.outcome import summary_markdown
+    from r1ov.data.fanout import stage_uris
+    from r1ov.data.outcome import summary_markdown
+    from r1ov.pipeline.tasks import log_metrics, run_shard_stage, teacher_fields
 
     fields = teacher_fields(stage, teacher_base_url, teacher_model, teacher_max_concurrency)
     if stage == "filter":

@@ -51,7 +51,7 @@ def evaluate(
     import shutil
     from pathlib import Path
 
-    from r1ov.kfp_tasks import log_metrics, run_task, tracking_fields
+    from r1ov.pipeline.tasks import log_metrics, run_task, tracking_fields
 
     name = f"eval-{label}" if label else "eval"
     fields = {

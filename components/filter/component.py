@@ -31,7 +31,7 @@ def filter_reasoning(
         filtered: Accepted records in records/, rejected ones in rejected/ with `reject_reason`.
         metrics: Acceptance rate and counts per rejection reason.
     """
-    from r1ov.kfp_tasks import log_metrics, run_task
+    from r1ov.pipeline.tasks import log_metrics, run_task
 
     fields = {
         "input_uri": distilled.path,

@@ -33,7 +33,7 @@ def formalize(
         formalized: Records with `formalization` set; failures in its rejected/ part with a reason.
         metrics: Counts of accepted and rejected records.
     """
-    from r1ov.kfp_tasks import log_metrics, run_task
+    from r1ov.pipeline.tasks import log_metrics, run_task
 
     fields = {
         "input_uri": source_uri,

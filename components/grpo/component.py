@@ -69,7 +69,7 @@ def grpo(
         metrics: Steps, rewards, runtime.
         model: The GRPO-trained checkpoint.
     """
-    from r1ov.kfp_tasks import log_metrics, run_task, training_fields
+    from r1ov.pipeline.tasks import log_metrics, run_task, training_fields
 
     fields = training_fields(
         "grpo",

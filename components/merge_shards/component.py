@@ -31,9 +31,10 @@ def merge_shards(
     """
     import logging
 
-    from r1ov.fanout import merge
-    from r1ov.kfp_tasks import log_metrics
-    from r1ov.outcome import check_floor, log_summary_to_mlflow, summary_markdown
+    from r1ov.data.fanout import merge
+    from r1ov.data.outcome import check_floor, summary_markdown
+    from r1ov.pipeline.tasks import log_metrics
+    from r1ov.registry.tracking import log_summary_to_mlflow
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = merge(sorted(shard_uris), filtered.path)

@@ -45,7 +45,7 @@ def promote(
     """
     from pathlib import Path
 
-    from r1ov.kfp_tasks import log_metrics, run_task, tracking_fields
+    from r1ov.pipeline.tasks import log_metrics, run_task, tracking_fields
 
     fields = {
         "model_name": model_name,

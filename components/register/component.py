@@ -40,8 +40,8 @@ def register(
     """
     from pathlib import Path
 
-    from r1ov.kfp_tasks import run_task, tracking_fields
-    from r1ov.registry import pipeline_lineage
+    from r1ov.pipeline.tasks import run_task, tracking_fields
+    from r1ov.registry.models import pipeline_lineage
 
     fields = {
         "model_dir": model.path,

@@ -63,7 +63,7 @@ def sft(
         metrics: Steps, final loss, runtime.
         model: The fine-tuned checkpoint (save_pretrained directory with processor).
     """
-    from r1ov.kfp_tasks import log_metrics, run_task, training_fields
+    from r1ov.pipeline.tasks import log_metrics, run_task, training_fields
 
     fields = training_fields(
         "sft",

@@ -19,7 +19,7 @@ def shard_source(source_uri: str, num_shards: int, data_root: str, pipeline_root
     """
     import logging
 
-    from r1ov.fanout import split, work_uri
+    from r1ov.data.fanout import split, work_uri
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return split(source_uri, work_uri(data_root or pipeline_root, run_id), num_shards)

@@ -20,50 +20,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from r1ov import config as cfg
-from r1ov.outcome import StageFailed
-
-TRAINING_STAGES = ("sft", "grpo")
-# stage -> (config class, "module:function"); imported lazily so `r1ov --help` stays fast.
-STAGES: dict[str, tuple[type, str]] = {
-    "synth": (cfg.SynthConfig, "r1ov.synthetic:run"),
-    "formalize": (cfg.FormalizeConfig, "r1ov.formalize:run"),
-    "distill": (cfg.DistillConfig, "r1ov.distill:run"),
-    "filter": (cfg.FilterConfig, "r1ov.filtering:run"),
-    "sft": (cfg.SFTConfig, "r1ov.train.sft:run"),
-    "grpo": (cfg.GRPOConfig, "r1ov.train.grpo:run"),
-    "eval": (cfg.EvalConfig, "r1ov.eval:run"),
-    "register": (cfg.RegisterConfig, "r1ov.registry:register"),
-    "promote": (cfg.PromoteConfig, "r1ov.promotion:promote"),
-}
-
-
-def resolve(target: str) -> Callable[..., Any]:
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
-def run_stage(stage: str, config_path: str | None, overrides: list[str]) -> dict[str, Any]:
-    """Load and validate the stage's config, then run it; used by the CLI and components."""
-    config_class, target = STAGES[stage]
-    stage_config = cfg.load(config_class, config_path, overrides, name=stage)
-    from r1ov import inputs
-    from r1ov.lengths import preflight
-
-    inputs.check(stage, stage_config)
-    preflight(stage, stage_config)
-    summary = resolve(target)(stage_config)
-    inputs.check_output(stage, stage_config, summary)
-    return summary
+from r1ov.data.outcome import StageFailed
+from r1ov.stages import STAGES, TRAINING_STAGES, run_stage
 
 
 def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
@@ -176,7 +142,8 @@ def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    from r1ov import promotion, registry
+    from r1ov.registry import models as registry
+    from r1ov.registry import promotion
 
     tracking = cfg.TrackingConfig(**({"tracking_uri": args.tracking_uri} if args.tracking_uri else {}))
     if args.action == "list":
@@ -251,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_ = sub.add_parser("compile", help="compile pipelines/r1ov.yaml and every component.yaml")
     compile_.add_argument("--root", default=".", help="repository root")
 
-    from r1ov.submit import SERVICE_ACCOUNT
+    from r1ov.pipeline.submit import SERVICE_ACCOUNT
 
     submit = sub.add_parser("submit", help="create a pipeline run as the r1ov-pipeline service account")
     submit.add_argument("-e", "--experiment", default="r1ov", help="experiment name (created if missing)")
@@ -275,27 +242,27 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
 
         return {"model_dir": str(build_tiny_model(args.out, seed=args.seed))}
     elif args.command == "import":
-        from r1ov.importers import import_dataset
+        from r1ov.data.importers import import_dataset
 
         return import_dataset(args.format, args.source, args.out, split=args.split, limit=args.limit)
     elif args.command == "export":
-        from r1ov.exporters import export_dataset
+        from r1ov.data.exporters import export_dataset
 
         return export_dataset(args.format, args.data, args.out, name=args.name)
     elif args.command == "demo":
-        from r1ov.demo import run_demo
+        from r1ov.pipeline.demo import run_demo
 
         return run_demo(args.workdir, fresh=args.fresh, verbose=args.verbose)
     elif args.command == "registry":
         return _registry(args)
     elif args.command == "compile":
-        from r1ov.compile import compile_all
+        from r1ov.pipeline.compile import compile_all
 
         return compile_all(args.root)
     elif getattr(args, "eval_tool", None):
         return _eval_tool(args)
     elif args.command == "submit":
-        from r1ov.submit import Submission, parse_arguments, submit
+        from r1ov.pipeline.submit import Submission, parse_arguments, submit
 
         return submit(
             Submission(

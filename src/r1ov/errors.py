@@ -12,6 +12,10 @@ class UserError(Exception):
     """Bad input the user can fix; the message is the whole story, in one line."""
 
 
+class RegistryError(LookupError):
+    """An unknown model, version or alias, or a call that cannot be honoured: one line for the user."""
+
+
 def _mlflow(exc: BaseException) -> str | None:
     try:
         from mlflow.exceptions import MlflowException
@@ -41,8 +45,6 @@ def _s3(exc: BaseException) -> str | None:
 
 def explain(exc: BaseException) -> str | None:
     """The one line to print for ``exc``, or None when it is a bug worth a traceback."""
-    from r1ov.registry import RegistryError
-
     if isinstance(exc, UserError | RegistryError):
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "vllm":

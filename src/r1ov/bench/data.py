@@ -1,6 +1,6 @@
 """Data stage throughput: formalize against a teacher with a fixed latency L = 1 s.
 
-The offline teacher runs in its own process (``python -m r1ov.teachers.offline --delay 1``),
+The offline teacher runs in its own process (``python -m r1ov.synthetic.offline_teacher --delay 1``),
 standing in for a remote model whose every answer takes a second. A stage that keeps C
 requests in flight approaches the bound C / L requests per second; what keeps it below is
 the client's own CPU time per request (building, sending, parsing, caching, writing). Each
@@ -24,12 +24,12 @@ import tempfile
 import time
 import urllib.request
 
-from r1ov import records
 from r1ov.bench.report import Result
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
+from r1ov.data import records
 from r1ov.formalize import run as formalize
 from r1ov.synthetic import run as synthesize
-from r1ov.teachers.offline import DEFAULT_MODEL
+from r1ov.synthetic.offline_teacher import DEFAULT_MODEL
 
 LATENCY_S = 1.0
 LEVELS = (1, 4, 16, 64, 128, 256)
@@ -49,7 +49,7 @@ def _free_port() -> int:
 
 def _start_server(source: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    command = [sys.executable, "-m", "r1ov.teachers.offline", "--data", source, "--port", str(port)]
+    command = [sys.executable, "-m", "r1ov.synthetic.offline_teacher", "--data", source, "--port", str(port)]
     process = subprocess.Popen([*command, "--delay", str(LATENCY_S)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120

@@ -129,7 +129,8 @@ def long_records(n: int, max_length: int) -> list[dict[str, Any]]:
     """SFT records whose reasoning fills about ``max_length`` tokens (truncated there by the trainer)."""
     from PIL import Image
 
-    from r1ov import imaging, reasoning, records
+    from r1ov.data import imaging, records
+    from r1ov.scoring import reasoning
 
     # The offline tokenizer spends roughly one token per 2-3 characters of this text.
     sentence = "The segment AB is twice the radius, so the area follows from the formula. "
@@ -153,8 +154,8 @@ def flops_per_token(params: int, config: Any, seq: int) -> float:
 
 
 def run(arch: str, steps: int, max_length: int, device: str, peak_tflops: float, workdir: Path) -> list[Result]:
-    from r1ov import records
     from r1ov.config import SFTConfig
+    from r1ov.data import records
     from r1ov.train import sft
 
     model_dir, config, params = build_model(arch, workdir / "model", device)

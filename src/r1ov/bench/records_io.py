@@ -7,9 +7,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from r1ov import records
 from r1ov.bench.report import Result, best_of, timed
 from r1ov.config import SynthConfig
+from r1ov.data import records
 
 ROWS = 2000
 

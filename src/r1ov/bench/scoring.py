@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 
 from r1ov.bench.report import Result, timed
 from r1ov.config import BenchmarkSpec
+from r1ov.data.records import metadata
 from r1ov.eval import benchmarks
 from r1ov.eval.extract import extract
 from r1ov.eval.score import score_row
-from r1ov.records import metadata
 from r1ov.testing import layouts
 
 ITEMS = 10_000

@@ -13,7 +13,7 @@ from r1ov.bench.report import Result, timed
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
 from r1ov.formalize import run as formalize
 from r1ov.synthetic import run as synthesize
-from r1ov.teachers.offline import serve
+from r1ov.synthetic.offline_teacher import serve
 
 RECORDS = 96
 LATENCY_S = 0.05  # per request, server side

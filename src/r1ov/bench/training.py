@@ -37,8 +37,8 @@ REPEATS = 3
 
 def _sft_data(tmp: Path) -> str:
     """Synthetic records with a reasoning chain built from their answer (no teacher needed)."""
-    from r1ov import records
-    from r1ov.reasoning import compose
+    from r1ov.data import records
+    from r1ov.scoring.reasoning import compose
     from r1ov.synthetic import run as synthesize
 
     raw, out = str(tmp / "raw"), str(tmp / "sft-data")

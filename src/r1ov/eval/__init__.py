@@ -7,6 +7,9 @@ backend (``generate.BACKENDS``), extracts and scores answers (``extract``, ``sco
 writes the outputs (``report``). An item whose image cannot be read is a failed generation
 with a ``bad_image`` reason and counts as wrong; items without a question or a ground truth
 are listed in rejected.jsonl with their reason. Nothing stops the run but a broken config.
+
+May import ``r1ov.registry`` (tracking), ``r1ov.data``, ``r1ov.scoring``, ``r1ov.teachers``
+(the judge's client), ``r1ov.config``, ``r1ov.errors``.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from r1ov import storage
 from r1ov.config import EvalConfig
+from r1ov.data import storage
+from r1ov.data.imaging import BadImage, load_image
+from r1ov.data.records import metadata
 from r1ov.eval import benchmarks, generate, judge, report, score
 from r1ov.eval.generate import Generation, Prompt
-from r1ov.imaging import BadImage, load_image
-from r1ov.reasoning import format_question
-from r1ov.records import metadata
+from r1ov.scoring.reasoning import format_question
 
 log = logging.getLogger(__name__)
 

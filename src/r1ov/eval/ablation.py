@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from r1ov.eval.paired import compare
-from r1ov.eval.report import PREDICTIONS, VERDICTS, read_verdicts
+from r1ov.eval.report import PREDICTIONS
+from r1ov.scoring.paired import compare
+from r1ov.scoring.verdicts import VERDICTS, read_verdicts
 
 LABELS = ("base", "sft", "sft+grpo")  # the paper's rows: Base, +SFT, +SFT+RL
 

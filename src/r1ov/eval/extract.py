@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from r1ov.answers import is_letter_hedge
-from r1ov.reasoning import blocks, option_letters
+from r1ov.scoring.answers import is_letter_hedge
+from r1ov.scoring.reasoning import blocks, option_letters
 
 # Fallbacks read only the end of a completion: a final answer sits there, and scanning a
 # bounded tail keeps every rule linear however long (or adversarial) the text is.

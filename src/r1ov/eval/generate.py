@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from PIL import Image
 
 from r1ov.config import EvalConfig
-from r1ov.imaging import to_png
-from r1ov.reasoning import INSTRUCTION
+from r1ov.data.imaging import to_png
+from r1ov.scoring.reasoning import INSTRUCTION
 
 log = logging.getLogger(__name__)
 

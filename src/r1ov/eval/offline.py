@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from r1ov.config import BenchmarkSpec
+from r1ov.data.records import metadata
 from r1ov.eval import benchmarks, judge, paired
 from r1ov.eval.score import score_row, summarize
-from r1ov.records import metadata
 
 MISSING_POLICIES = ("error", "wrong", "skip")
 

@@ -25,17 +25,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
-from r1ov import storage
 from r1ov.config import EvalConfig
+from r1ov.data import storage
 from r1ov.eval import tables
+from r1ov.scoring.verdicts import VERDICTS, verdicts_jsonl
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS, METRICS, REPORT, REJECTED = "predictions.parquet", "metrics.json", "report.html", "rejected.jsonl"
 TABLES = "tables.md"  # the paper's two tables (r1ov.eval.tables)
-# One line per scored item, {"benchmark", "id", "correct"}: what a paired comparison of two
-# models (r1ov.eval.paired, the promotion gate) reads, without the completions.
-VERDICTS = "verdicts.jsonl"
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -67,21 +65,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
-
-
-def verdicts_jsonl(rows: list[dict[str, Any]]) -> bytes:
-    lines = (json.dumps({"benchmark": r["benchmark"], "id": r["id"], "correct": bool(r["correct"])}) for r in rows)
-    return "".join(line + "\n" for line in lines).encode("utf-8")
-
-
-def read_verdicts(uri: str) -> dict[str, bool]:
-    """``benchmark/id -> correct`` from a verdicts.jsonl; the key keeps equal ids of two benchmarks apart."""
-    verdicts: dict[str, bool] = {}
-    for line in storage.read_text(uri).splitlines():
-        if line.strip():
-            item = json.loads(line)
-            verdicts[f"{item['benchmark']}/{item['id']}"] = bool(item["correct"])
-    return verdicts
 
 
 def predictions_parquet(rows: list[dict[str, Any]]) -> bytes:
@@ -243,7 +226,7 @@ def log_to_mlflow(cfg: EvalConfig, summary: dict[str, Any], files: dict[str, byt
     # mlflow is heavy: imported only when tracking is on.
     from mlflow.entities import Param
 
-    from r1ov import registry
+    from r1ov.registry import tracking as registry
 
     if cfg.tracking is None:
         raise ValueError("log_to_mlflow needs cfg.tracking")

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from r1ov.answers import answers_match
 from r1ov.eval.benchmarks.wemath import four_dimensional
 from r1ov.eval.extract import extract
+from r1ov.scoring.answers import answers_match
 
 
 def answer_spec(row: dict[str, Any]) -> dict[str, Any]:

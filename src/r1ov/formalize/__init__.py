@@ -4,6 +4,9 @@ One :class:`Formalizer` per image type (``REGISTRY``): circuits -> SPICE, flowch
 PlantUML, layouts -> HTML, tables -> CSV, charts -> JSON, natural scenes -> detector boxes
 + caption, text-heavy images -> OCR + reconstruction, math figures -> facts + strategy,
 CLEVR scenes -> object list. ``run`` is the stage.
+
+May import ``r1ov.teachers`` (the client), ``r1ov.data``, ``r1ov.scoring``, ``r1ov.config``,
+``r1ov.errors``.
 """
 
 from r1ov.formalize.base import Check, CheckResult, Formalizer

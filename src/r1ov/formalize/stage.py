@@ -23,12 +23,12 @@ from typing import Any
 
 from PIL import Image
 
-from r1ov import imaging, records
 from r1ov.config import FormalizeConfig
+from r1ov.data import imaging, records
+from r1ov.data.outcome import StageFailed
 from r1ov.formalize.checks import strip_fences
 from r1ov.formalize.perception import Perception, PerceptionUnavailable, detections_section, ocr_section
 from r1ov.formalize.router import CLASSIFY_PROMPT, REGISTRY, UNKNOWN, formalizer_for, parse_image_type
-from r1ov.outcome import StageFailed
 from r1ov.teachers import protocol
 from r1ov.teachers import stage as teacher_stage
 from r1ov.teachers.client import InvalidReply, Reply, Request, TeacherClient, describe_error

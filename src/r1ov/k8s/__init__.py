@@ -5,9 +5,12 @@
 - :mod:`r1ov.k8s.client`: ``run_to_completion``, ``apply``, ``delete``, ``wait_ready``.
 - :mod:`r1ov.k8s.names`, :mod:`r1ov.k8s.podspec`: names, labels and pod pieces they share.
 - :mod:`r1ov.k8s.kinds`: REST coordinates and terminal conditions per kind.
+- :mod:`r1ov.k8s.bundle`: the one home of image names, the tag and the GPU pool vocabulary.
+- :mod:`r1ov.k8s.shutdown`: SIGTERM as an exception, so a stopped pod cleans up.
 
 Builders are pure functions (no cluster needed, tested against the upstream CRD schemas);
-only :mod:`r1ov.k8s.client` talks to an API server.
+only :mod:`r1ov.k8s.client` talks to an API server. May import ``r1ov.config`` and
+``r1ov.errors``; never a stage, the registry or the pipeline.
 """
 
 from r1ov.k8s.rollout import build_rollout_server, rollout_base_url

@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from r1ov.k8s import kinds, trainjobs
 from r1ov.k8s.logs import PodLogFollower
-from r1ov.shutdown import sigterm_exits
+from r1ov.k8s.shutdown import sigterm_exits
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from r1ov import bundle
+from r1ov.k8s import bundle
 
 MAX_NAME = 63
 _HASH_CHARS = 6

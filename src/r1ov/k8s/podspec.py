@@ -1,6 +1,6 @@
 """Pod pieces shared by training and rollout objects: GPU placement, resources, /dev/shm, env.
 
-Every GPU pod lands on its pool through the one vocabulary in :mod:`r1ov.bundle`: a node
+Every GPU pod lands on its pool through the one vocabulary in :mod:`r1ov.k8s.bundle`: a node
 selector on ``r1ov.io/pool`` and a toleration for the GPU taint the node-pool chart puts on
 its nodes. Secrets reach pods only by reference; :func:`env_list` refuses literal values under
 names that look like credentials.
@@ -12,7 +12,7 @@ import itertools
 import re
 from typing import Any
 
-from r1ov import bundle
+from r1ov.k8s import bundle
 
 SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"

@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from r1ov import bundle
-from r1ov.k8s import names, podspec
+from r1ov.k8s import bundle, names, podspec
 
 COMPONENT = "rollout"
 CONTAINER = "vllm"

@@ -15,9 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from r1ov import bundle
 from r1ov.config import DistributedConfig
-from r1ov.k8s import names, podspec
+from r1ov.k8s import bundle, names, podspec
 
 COMPONENT = "train"
 # PyTorchJob: the operator rejects replica specs without a container of this name.

@@ -6,6 +6,10 @@
 Record ``i`` is drawn by ``cfg.kinds[i % len(cfg.kinds)]`` from its own RNG, seeded by
 (seed, i, kind), so a run is byte-for-byte reproducible and a longer run extends a shorter
 one. Every question is computed from the record's ``ground_truth`` (docs/ground-truth.md).
+:mod:`oracle` and :mod:`offline_teacher` answer teacher prompts from that ground truth.
+
+Offline only: production code never imports this package; the demo, the CLI's offline
+commands, the benchmarks and the tests do. It may import any library package below the pipeline.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from r1ov import records
 from r1ov.config import ConfigError, SynthConfig
+from r1ov.data import records
 from r1ov.synthetic import chart, circuit, clevr, document, flowchart, geometry, layout, natural, table
 
 log = logging.getLogger(__name__)

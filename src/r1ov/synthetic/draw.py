@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from PIL import Image, ImageDraw, ImageFont
 
-from r1ov.records import new_record
+from r1ov.data.records import new_record
 
 log = logging.getLogger(__name__)
 

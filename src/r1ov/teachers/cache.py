@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from r1ov import storage
+from r1ov.data import storage
 
 log = logging.getLogger(__name__)
 

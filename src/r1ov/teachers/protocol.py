@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from r1ov.reasoning import format_question
+from r1ov.scoring.reasoning import format_question
 
 Messages = list[dict[str, Any]]
 

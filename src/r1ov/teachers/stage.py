@@ -12,9 +12,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from r1ov import records, storage
 from r1ov.config import TeacherConfig
-from r1ov.outcome import StageFailed, check_floor
+from r1ov.data import records, storage
+from r1ov.data.outcome import StageFailed, check_floor
 from r1ov.teachers.client import TeacherClient
 
 log = logging.getLogger(__name__)

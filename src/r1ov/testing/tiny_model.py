@@ -31,7 +31,7 @@ from transformers import (
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from trl.chat_template_utils import qwen2_5_vl_chat_template
 
-from r1ov import reasoning
+from r1ov.scoring import reasoning
 
 logger = logging.getLogger(__name__)
 

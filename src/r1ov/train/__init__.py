@@ -7,4 +7,7 @@ tracking.py        the MLflow run around a training stage
 launch.py          local torchrun, Kubeflow PyTorchJob or TrainJob
 worker.py          what torchrun runs on every node
 deepspeed/         ZeRO-2 and ZeRO-3 configs ("auto" values filled in by transformers)
+
+May import ``r1ov.k8s`` (launching jobs), ``r1ov.registry`` (tracking), ``r1ov.stages`` (the
+worker runs a stage by name), ``r1ov.data``, ``r1ov.scoring``, ``r1ov.config``, ``r1ov.errors``.
 """

@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import torch
 from transformers import TrainerCallback
 
-from r1ov import storage
+from r1ov.data import storage
 from r1ov.train import remote
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCall
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from r1ov import imaging, reasoning, records, storage
 from r1ov.config import DistributedConfig, ModelIOConfig
+from r1ov.data import imaging, records, storage
+from r1ov.scoring import reasoning
 from r1ov.train import tracking
 
 logger = logging.getLogger(__name__)

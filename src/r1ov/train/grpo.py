@@ -18,8 +18,8 @@ from typing import Any
 
 from PIL import Image
 
-from r1ov import lengths
 from r1ov.config import ConfigError, GRPOConfig
+from r1ov.scoring import lengths
 from r1ov.train import checkpoints, common, rewards, tracking
 
 logger = logging.getLogger(__name__)

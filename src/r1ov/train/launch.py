@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from r1ov import storage
 from r1ov.config import ConfigError
-from r1ov.shutdown import sigterm_exits
+from r1ov.data import storage
+from r1ov.k8s.shutdown import sigterm_exits
 from r1ov.train import common, worker
 
 logger = logging.getLogger(__name__)
@@ -232,8 +232,8 @@ def needs_rollout_servers(stage: str, cfg: Any) -> bool:
 def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
     """StatefulSet + headless Service of ``trl vllm-serve`` for a GRPO job, and the NetworkPolicy that
     lets only that job's trainer pods reach them."""
-    from r1ov.bundle import RUN_LABEL
     from r1ov.k8s import names, podspec, rollout, trainjobs
+    from r1ov.k8s.bundle import RUN_LABEL
 
     cluster = cfg.distributed.cluster
     env = {key: os.environ[key] for key in PASS_ENV if os.environ.get(key)}
@@ -283,7 +283,7 @@ def job_distribution(stage: str, cfg: Any) -> Any:
     dist = cfg.distributed
     if stage != "grpo" or cfg.generation == "hf" or dist.cluster.image:
         return dist
-    from r1ov import bundle
+    from r1ov.k8s import bundle
 
     cluster = dist.cluster.model_copy(update={"image": bundle.image("vllm")})
     return dist.model_copy(update={"cluster": cluster})

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from r1ov import storage
+from r1ov.data import storage
 from r1ov.k8s import podspec
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from r1ov import answers, reasoning
 from r1ov.config import ConfigError
+from r1ov.scoring import answers, reasoning
 
 Reward = Callable[..., list[float | None]]
 

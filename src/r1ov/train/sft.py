@@ -16,8 +16,8 @@ from typing import Any
 
 from PIL import Image
 
-from r1ov import lengths
 from r1ov.config import SFTConfig
+from r1ov.scoring import lengths
 from r1ov.train import checkpoints, common, tracking
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     # 2. model, processor, and the records with reasoning, each with its decoded image
     model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16, freeze_vision=cfg.freeze_vision)
     examples = common.load_examples(cfg.train_uri, _row, required=("question", "reasoning"))
-    # What GRPO's completion limit and eval's generation limit must leave room for (r1ov.lengths).
+    # What GRPO's completion limit and eval's generation limit must leave room for (r1ov.scoring.lengths).
     reasoning_tokens = lengths.token_stats(
         processor.tokenizer, (row["messages"][-1]["content"][0]["text"] for row in examples.rows)
     )

@@ -25,7 +25,7 @@ def start_run(cfg: TrackingConfig, default_name: str, tags: Mapping[str, str]) -
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    from r1ov.registry import client_for, experiment_id
+    from r1ov.registry.tracking import client_for, experiment_id
 
     mlflow.set_tracking_uri(cfg.tracking_uri)
     run = mlflow.start_run(

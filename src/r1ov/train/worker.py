@@ -15,8 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from r1ov import config, storage
-from r1ov.cli import resolve
+from r1ov import config
+from r1ov.data import storage
+from r1ov.stages import resolve
 from r1ov.train import remote
 
 # stage -> (config class, "module:function" of the in-process trainer)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from r1ov.config import BenchmarkSpec
+from r1ov.data.records import reject
 from r1ov.eval.benchmarks.mathverse import load_mathverse
 from r1ov.eval.benchmarks.mathvision import load_mathvision
 from r1ov.eval.benchmarks.mathvista import load_mathvista
 from r1ov.eval.benchmarks.r1ov_bench import load_r1ov_bench
 from r1ov.eval.benchmarks.records import load_records
 from r1ov.eval.benchmarks.wemath import load_wemath
-from r1ov.records import reject
 
 log = logging.getLogger(__name__)
 

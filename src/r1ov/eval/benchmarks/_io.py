@@ -21,8 +21,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from r1ov import storage
-from r1ov.records import new_record, reject
+from r1ov.data import storage
+from r1ov.data.records import new_record, reject
 
 SUFFIXES = (".parquet", ".tsv", ".jsonl", ".json")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from r1ov.records import metadata, read_records, reject
+from r1ov.data.records import metadata, read_records, reject
 
 
 def load_records(uri: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from r1ov import storage
+from r1ov.data import storage
 
 # PIL's own default (2x this raises DecompressionBombError): ~89.5 megapixels.
 DEFAULT_MAX_DECODE_PIXELS = 89_478_485

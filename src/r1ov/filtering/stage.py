@@ -19,11 +19,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from r1ov import records
-from r1ov.answers import answers_match
 from r1ov.config import FilterConfig
-from r1ov.outcome import check_floor
-from r1ov.reasoning import parse
+from r1ov.data import records
+from r1ov.data.outcome import check_floor
+from r1ov.scoring.answers import answers_match
+from r1ov.scoring.reasoning import parse
 from r1ov.teachers import protocol
 from r1ov.teachers.client import InvalidReply, Request, TeacherClient, describe_error
 from r1ov.teachers.stage import default_cache_uri, require_reachable

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from r1ov import storage
+from r1ov.data import storage
 
 IMAGE_TYPES = (
     "circuit",  # -> SPICE netlist

@@ -1,7 +1,7 @@
 """Checks on a stage's inputs before it starts, so a wrong path is one clear line, not a traceback.
 
 A dataset is a folder (local or ``s3://``) holding ``records/part-*.parquet`` (the record
-schema, :mod:`r1ov.records`). A model is a Hugging Face id (``org/name``) or a local
+schema, :mod:`r1ov.data.records`). A model is a Hugging Face id (``org/name``) or a local
 ``save_pretrained`` directory; a local path that does not exist fails here at once instead of
 after minutes of retries against the Hub.
 """
@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from r1ov import storage
+from r1ov.data import storage
+from r1ov.data.records import RECORDS
 from r1ov.errors import UserError
-from r1ov.records import RECORDS
 
 DATASET_FIELDS = ("input_uri", "train_uri")  # config fields that name a dataset a stage reads
 EXPECTED = f"a dataset folder with {RECORDS}/part-*.parquet (r1ov synth or an earlier stage writes one)"
@@ -81,7 +81,7 @@ def check_output(stage: str, config: Any, summary: dict[str, Any]) -> None:
     """A data stage that accepted nothing fails loudly, quoting the first reason it rejected a record."""
     if summary.get("records") != 0 or not summary.get("rejected"):
         return
-    from r1ov.records import REJECTED, read_table
+    from r1ov.data.records import REJECTED, read_table
 
     first = "unknown"
     output = getattr(config, "output_uri", None)

@@ -3,12 +3,12 @@
 It stands in for GPT-4o and DeepSeek-R1 in the demo and the tests, so the production
 client, with its retries, cache and budget, is what runs against it::
 
-    python -m r1ov.teachers.offline --data data/train --port 8000 --noise 0.25
+    python -m r1ov.synthetic.offline_teacher --data data/train --port 8000 --noise 0.25
     # -> http://127.0.0.1:8000/v1 ; POST /v1/chat/completions, GET /v1/models, GET /stats
 
 or, in-process, ``with serve(["data/train"], noise=0.25) as base_url: ...``.
 
-What it knows comes from :class:`r1ov.teachers.oracle.Oracle`. For tests it can also
+What it knows comes from :class:`r1ov.synthetic.oracle.Oracle`. For tests it can also
 misbehave like a busy endpoint: the first ``fail_first`` chat requests get ``429`` with
 ``Retry-After: retry_after``, and every request can be slowed by ``delay_s`` so that
 concurrency is observable in ``GET /stats``. With ``faults=p`` a seeded share ``p`` of chat
@@ -42,9 +42,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from r1ov import records
+from r1ov.data import records
+from r1ov.synthetic.oracle import Oracle, OracleError
 from r1ov.teachers import protocol
-from r1ov.teachers.oracle import Oracle, OracleError
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def serve(
     """Run the server in a background thread; yields its base URL ``http://HOST:PORT/v1``.
 
     ``port=0`` picks a free port. The server stops when the block exits. ``max_observations``
-    keeps reasoning chains short (see :func:`r1ov.teachers.oracle.chain`).
+    keeps reasoning chains short (see :func:`r1ov.synthetic.oracle.chain`).
     """
     oracle = load_oracle(list(dataset_uris), noise, formalize_noise, seed, max_observations)
     app = create_app(

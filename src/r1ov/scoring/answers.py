@@ -1,6 +1,6 @@
 """Answer equivalence: the one test of "same answer" behind the filter, the GRPO reward and eval.
 
-Cheap exact paths decide almost every item; math-verify (:mod:`r1ov.symbolic`) only sees
+Cheap exact paths decide almost every item; math-verify (:mod:`r1ov.scoring.symbolic`) only sees
 what they cannot decide:
 
 1. Multiple choice: the gold's letter (a letter, or an option's text) against the letter the
@@ -11,7 +11,7 @@ what they cannot decide:
    ``precision`` when it gives one (MathVista) else within 1e-6, ``3!`` and ``-3`` are not
    ``3``. A trailing unit, the benchmark's own unit or ``%`` is not part of the value.
 3. Text, compared case- and space-insensitively; plain words never reach the parser.
-4. LaTeX (with or without ``$``): closed-form numbers by value (:mod:`r1ov.numeric`), the
+4. LaTeX (with or without ``$``): closed-form numbers by value (:mod:`r1ov.scoring.numeric`), the
    rest through math-verify, normalized first (``\\dfrac``, ``\\left(``, ``^\\circ``).
 
 A hedge (several candidates where the gold is one: ``3, 4``, ``3 or 4``) earns nothing,
@@ -26,8 +26,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from functools import lru_cache
 
-from r1ov import numeric, symbolic
-from r1ov.reasoning import option_letters
+from r1ov.scoring import numeric, symbolic
+from r1ov.scoring.reasoning import option_letters
 
 # --------------------------------------------------------------------------- cleaning
 

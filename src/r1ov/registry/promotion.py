@@ -6,7 +6,7 @@
 
 The gate compares a given version (the one a pipeline run registered, never whoever holds
 ``challenger`` now) with the current champion, or with the base model when there is none,
-item by item on the same benchmark items (:mod:`r1ov.eval.paired`: McNemar's exact test and
+item by item on the same benchmark items (:mod:`r1ov.scoring.paired`: McNemar's exact test and
 a paired bootstrap interval). It refuses when the two were scored on different benchmarks or
 items, when the candidate is not better, or when the gain could be chance. Its decision and
 numbers are written on the candidate version (tag ``r1ov.gate.<alias>``). A refusal is a
@@ -27,17 +27,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from r1ov.config import PromoteConfig, TrackingConfig
-from r1ov.eval.paired import compare
-from r1ov.eval.report import read_verdicts
-from r1ov.registry import (
-    METRIC_TAG_PREFIX,
-    VERDICTS_ARTIFACT,
-    RegistryError,
-    client_for,
-    get_version,
-    metric_key,
-    start_run,
-)
+from r1ov.errors import RegistryError
+from r1ov.registry.models import METRIC_TAG_PREFIX, VERDICTS_ARTIFACT, get_version
+from r1ov.registry.tracking import client_for, metric_key, start_run
+from r1ov.scoring.paired import compare
+from r1ov.scoring.verdicts import read_verdicts
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@
 - ``hub``: a dataset ``datasets.load_dataset`` can open (a hub name with a local mirror or
   cache, or a local dataset folder), mapped like ``parquet`` rows.
 
-Sources are local paths or ``s3://`` URIs (``r1ov.storage``).
+Sources are local paths or ``s3://`` URIs (``r1ov.data.storage``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from r1ov import records, storage
 from r1ov.config import ConfigError
-from r1ov.reasoning import parse
+from r1ov.data import records, storage
+from r1ov.scoring.reasoning import parse
 
 log = logging.getLogger(__name__)
 

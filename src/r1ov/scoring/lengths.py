@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from r1ov import storage
+from r1ov.data import storage
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from r1ov import answers, imaging
+from r1ov.data import imaging
 from r1ov.formalize.router import REGISTRY, UNKNOWN
-from r1ov.reasoning import compose, format_question, option_letters, parse
+from r1ov.scoring import answers
+from r1ov.scoring.reasoning import compose, format_question, option_letters, parse
 from r1ov.teachers import protocol
 
 Row = dict[str, Any]

@@ -2,9 +2,11 @@
 
 The r1ov-inference chart runs both from the r1ov base image:
 
-    python -m r1ov.serving fetch --model-uri models:/NAME@champion --cache-dir /models --path-file /run/r1ov/model-path
-    python -m r1ov.serving check --endpoint http://... --served-model-name NAME --model-uri models:/NAME@champion
-    python -m r1ov.serving kserve-fetch models:/NAME@champion /mnt/models     (KServe's storage initializer)
+    python -m r1ov.registry.serving fetch --model-uri models:/NAME@champion --cache-dir /models \
+        --path-file /run/r1ov/model-path
+    python -m r1ov.registry.serving check --endpoint http://... --served-model-name NAME \
+        --model-uri models:/NAME@champion
+    python -m r1ov.registry.serving kserve-fetch models:/NAME@champion /mnt/models     (KServe's storage initializer)
 
 ``fetch`` resolves an alias to its version and keeps one copy per version under
 ``<cache-dir>/<name>/<version>``: replicas sharing a volume (a ReadWriteMany claim) download a
@@ -109,7 +111,7 @@ def check(endpoint: str, api_key: str, served_model_name: str, model_uri: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m r1ov.serving", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m r1ov.registry.serving", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fetch_ = sub.add_parser("fetch", help="download the model version once into the cache")
     fetch_.add_argument("--model-uri", required=True)
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(check(args.endpoint, os.environ.get("API_KEY", ""), args.served_model_name, args.model_uri))
     except (ServingError, OSError, MlflowException) as exc:
-        print(f"r1ov.serving {args.command}: {exc}", file=sys.stderr)
+        print(f"r1ov.registry.serving {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -13,8 +13,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from r1ov import records, storage
 from r1ov.config import ConfigError
+from r1ov.data import records, storage
 
 FORMATS_OUT = ("trl", "sharegpt")
 
@@ -36,7 +36,7 @@ def _png_name(record: dict[str, Any], image: bytes) -> str:
 
 
 def _user_text(record: dict[str, Any]) -> str:
-    from r1ov.reasoning import format_question
+    from r1ov.scoring.reasoning import format_question
 
     return format_question(record["question"], record.get("options") or None)
 
@@ -49,7 +49,7 @@ def _assistant_text(record: dict[str, Any]) -> str:
 
 def export_dataset(fmt: str, dataset_uri: str, output_uri: str, name: str = "r1ov") -> dict[str, Any]:
     """Write the accepted records of ``dataset_uri`` for a trainer; returns what was written."""
-    from r1ov import imaging
+    from r1ov.data import imaging
 
     if fmt not in FORMATS_OUT:
         raise ConfigError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS_OUT)}")

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import yaml
 
 from r1ov import config as cfg
-from r1ov import inputs, lengths
-from r1ov.bundle import RUN_LABEL
-from r1ov.cli import STAGES, resolve
+from r1ov.data import inputs
+from r1ov.k8s.bundle import RUN_LABEL
+from r1ov.scoring import lengths
+from r1ov.stages import STAGES, resolve
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _nest_under_pipeline_run(config: Any) -> None:
         return
     pipeline_run_id = tracking.tags.get(PIPELINE_RUN_TAG)
     if pipeline_run_id:
-        from r1ov.registry import pipeline_parent_run
+        from r1ov.registry.tracking import pipeline_parent_run
 
         tracking.parent_run_id = pipeline_parent_run(tracking, pipeline_run_id)
 
@@ -120,7 +121,7 @@ def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> I
         return
     from mlflow.entities import Param
 
-    from r1ov import registry
+    from r1ov.registry import tracking as registry
 
     tracking_uri, experiment, pipeline_run_id = track
     tracking = cfg.TrackingConfig(
@@ -149,7 +150,7 @@ def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> I
 def _close_pipeline_run(config: Any) -> None:
     """Promotion is the last stage: the pipeline's MLflow run ends with it."""
     if config.track and config.tracking.parent_run_id:
-        from r1ov.registry import client_for
+        from r1ov.registry.tracking import client_for
 
         client_for(config.tracking).set_terminated(config.tracking.parent_run_id)
 
@@ -241,7 +242,7 @@ def end_tracking(run_id: str, final_state: str, tracking_uri: str, experiment: s
     """End the pipeline's MLflow run in the pipeline's final state (the exit handler's part)."""
     if not tracking_uri or not run_id:
         return []
-    from r1ov.registry import end_pipeline_run
+    from r1ov.registry.tracking import end_pipeline_run
 
     ended = end_pipeline_run(cfg.TrackingConfig(tracking_uri=tracking_uri, experiment=experiment), run_id, final_state)
     log.info("cleanup: pipeline %s ended %s; closed %d MLflow run(s)", run_id, final_state, len(ended))
@@ -269,9 +270,9 @@ def run_shard_stage(
     track: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     """One data stage on one shard of a fan-out: input and output folders come from the shard's
-    layout (r1ov.fanout), on durable storage, so a retried pod resumes from what is there.
+    layout (r1ov.data.fanout), on durable storage, so a retried pod resumes from what is there.
     ``track`` as for :func:`run_task`: the shard's run nests under the pipeline's MLflow run."""
-    from r1ov.fanout import stage_uris
+    from r1ov.data.fanout import stage_uris
 
     input_uri, output_uri = stage_uris(shard_uri, stage)
     return run_task(stage, {"input_uri": input_uri, "output_uri": output_uri, **fields}, extra_config, track=track)

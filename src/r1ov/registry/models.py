@@ -1,4 +1,4 @@
-"""MLflow tracking, model registration with lineage, and the promotion gate.
+"""Model registration with lineage, version look-ups and downloads (MLflow model registry).
 
     r1ov register --set model_dir=out/grpo --set metrics_uri=out/eval/metrics.json
     r1ov promote --set metric=overall/accuracy --set min_improvement=0.01
@@ -7,9 +7,9 @@ A checkpoint is a ``save_pretrained`` directory. :func:`register` logs it as run
 under ``model`` and creates a model version whose source is that artifact directory
 (``MlflowClient.create_model_version``; ``mlflow.register_model`` refuses plain artifact
 directories in MLflow 3), tagged with its lineage and eval metrics, then points an alias
-(``challenger``) at it. :func:`promote` moves ``champion`` to the challenger only when its
-metric clears the floor and beats the current champion, and always says why. Serving
-resolves ``models:/NAME@champion`` (:func:`fetch`).
+(``challenger``) at it. :func:`r1ov.registry.promotion.promote` moves ``champion`` to the
+challenger only when its metric clears the floor and beats the current champion, and always
+says why. Serving resolves ``models:/NAME@champion`` (:func:`fetch`).
 """
 
 from __future__ import annotations
@@ -22,146 +22,24 @@ import re
 import shutil
 import subprocess
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from r1ov import storage
 from r1ov.config import RegisterConfig, TrackingConfig
+from r1ov.data import storage
+from r1ov.errors import RegistryError
+from r1ov.registry.tracking import client_for, log_metrics, metric_key, read_metrics, start_run
 
 # Must be set before mlflow is imported anywhere in the process: no usage pings from jobs.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
-PARENT_RUN_TAG = "mlflow.parentRunId"
 VERDICTS_ARTIFACT = "eval/verdicts.jsonl"  # on a register run: the per-item verdicts the gate compares
 METRIC_TAG_PREFIX = "metric."
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
-
-
-class RegistryError(LookupError):
-    """An unknown model, version or alias, or a call that cannot be honoured: one line for the user."""
-
-
-# --------------------------------------------------------------------------- tracking
-
-
-def metric_key(name: str) -> str:
-    """``name`` made safe as an MLflow metric or tag key (no odd characters, no path tricks)."""
-    parts = [_UNSAFE.sub("_", p).strip() or "_" for p in name.split("/")]
-    return "/".join("_" if p in {".", ".."} else p for p in parts)
-
-
-def client_for(tracking: TrackingConfig) -> MlflowClient:
-    if tracking.tracking_uri.startswith("sqlite:///"):
-        Path(tracking.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking.tracking_uri, registry_uri=tracking.tracking_uri)
-
-
-def experiment_id(client: MlflowClient, tracking: TrackingConfig) -> str:
-    """The experiment's id, created (with ``artifact_location`` when set) if missing."""
-    experiment = client.get_experiment_by_name(tracking.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = tracking.artifact_location or _artifacts_beside_store(tracking.tracking_uri)
-    try:
-        return client.create_experiment(tracking.experiment, artifact_location=location)
-    except MlflowException:
-        # Another task created it between our look-up and our create.
-        experiment = client.get_experiment_by_name(tracking.experiment)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
-
-
-def _artifacts_beside_store(tracking_uri: str) -> str | None:
-    """For a SQLite store, artifacts in ``mlartifacts`` beside the file (MLflow's default is ./mlruns)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-
-
-def start_run(client: MlflowClient, tracking: TrackingConfig, default_name: str, tags: dict[str, str]) -> str:
-    """Create a run (nested under ``tracking.parent_run_id`` when given); returns its id."""
-    run_tags = {**tracking.tags, **tags}
-    if tracking.parent_run_id:
-        run_tags[PARENT_RUN_TAG] = tracking.parent_run_id
-    run = client.create_run(experiment_id(client, tracking), run_name=tracking.run_name or default_name, tags=run_tags)
-    return run.info.run_id
-
-
-def pipeline_parent_run(tracking: TrackingConfig, pipeline_run_id: str) -> str:
-    """The MLflow run that stands for pipeline run ``pipeline_run_id``, created on first use.
-
-    Stages nest their runs under it. Tasks that start at once may each create one; all then
-    agree on the oldest and the others delete their own, so one pipeline run tells one story.
-    """
-    client = client_for(tracking)
-    experiment = experiment_id(client, tracking)
-    query = f"tags.`r1ov.pipeline_run_id` = '{pipeline_run_id}' and tags.`r1ov.stage` = 'pipeline'"
-
-    def existing() -> list[Any]:
-        runs = client.search_runs([experiment], query, max_results=50)
-        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
-
-    found = existing()
-    if found:
-        return found[0].info.run_id
-    tags = {"r1ov.pipeline_run_id": pipeline_run_id, "r1ov.stage": "pipeline"}
-    mine = client.create_run(experiment, run_name=f"pipeline-{pipeline_run_id}", tags=tags).info.run_id
-    winner = existing()[0].info.run_id
-    if winner != mine:
-        client.delete_run(mine)
-    return winner
-
-
-# KFP's final task states -> MLflow run states.
-_END_STATES = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELED": "KILLED", "CANCELLED": "KILLED"}
-
-
-def end_pipeline_run(tracking: TrackingConfig, pipeline_run_id: str, final_state: str) -> list[str]:
-    """End pipeline run ``pipeline_run_id``'s MLflow run, and any stage run still open under it, in
-    the state the pipeline ended in (a stage whose pod was killed never closed its own run).
-    Creates nothing: without a parent run (nothing was tracked) there is nothing to end. Returns
-    the ids of the runs it ended."""
-    client = client_for(tracking)
-    found = client.get_experiment_by_name(tracking.experiment)
-    if found is None:
-        return []
-    query = f"tags.`r1ov.pipeline_run_id` = '{pipeline_run_id}' and tags.`r1ov.stage` = 'pipeline'"
-    status = _END_STATES.get(final_state.upper(), "FAILED")
-    ended = []
-    for parent in client.search_runs([found.experiment_id], query, max_results=50):
-        children = client.search_runs(
-            [found.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=1000
-        )
-        for run in [*children, parent]:
-            if run.info.status == "RUNNING":
-                # A stage left open in a pipeline that succeeded still did not finish.
-                child_status = "FAILED" if run is not parent and status == "FINISHED" else status
-                client.set_terminated(run.info.run_id, status=child_status)
-                ended.append(run.info.run_id)
-    return ended
-
-
-def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
-    """Log a flat metrics dict in batches (MLflow caps one batch at 1000 metrics)."""
-    stamp = int(datetime.now(UTC).timestamp() * 1000)
-    entries = [Metric(metric_key(k), float(v), stamp, 0) for k, v in sorted(metrics.items())]
-    for i in range(0, len(entries), 1000):
-        client.log_batch(run_id, metrics=entries[i : i + 1000])
-
-
-def read_metrics(uri: str) -> dict[str, float]:
-    """The flat metrics of an eval ``metrics.json`` (its ``metrics`` mapping, or the file's numbers)."""
-    data = json.loads(storage.read_text(uri))
-    flat = data.get("metrics", data) if isinstance(data, dict) else {}
-    return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _git_commit(configured: str | None) -> str | None:
@@ -182,7 +60,7 @@ def _git_commit(configured: str | None) -> str | None:
 
 def dataset_fingerprint(uri: str) -> str:
     """SHA-256 of a dataset's record shards (names and bytes): the same data, the same fingerprint."""
-    from r1ov.records import RECORDS
+    from r1ov.data.records import RECORDS
 
     digest = hashlib.sha256()
     for shard in storage.list_files(storage.join(uri, RECORDS), ".parquet"):
@@ -218,7 +96,7 @@ def _verdicts_uri(cfg: RegisterConfig) -> str | None:
 
 def _log_verdicts(client: MlflowClient, run_id: str, uri: str) -> dict[str, str]:
     """Log the per-item verdicts with the version; returns tags naming the items they cover."""
-    from r1ov.eval.report import read_verdicts
+    from r1ov.scoring.verdicts import read_verdicts
 
     text = storage.read_text(uri)
     with tempfile.TemporaryDirectory(prefix="r1ov-verdicts-") as tmp:

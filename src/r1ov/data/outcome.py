@@ -8,7 +8,6 @@ why in a form a person can read at a glance.
 from __future__ import annotations
 
 import io
-import re
 from typing import Any
 
 
@@ -20,7 +19,7 @@ def reason_examples(dataset_uri: str, limit: int = 1) -> dict[str, list[str]]:
     """Up to ``limit`` full reasons per reason kind, read from the rejected part."""
     import pyarrow.parquet as pq  # here, not at the top: the CLI imports this module to start
 
-    from r1ov import records, storage
+    from r1ov.data import records, storage
 
     examples: dict[str, list[str]] = {}
     for shard in storage.list_files(storage.join(dataset_uri, records.REJECTED), ".parquet"):
@@ -75,35 +74,3 @@ def summary_markdown(title: str, manifest: dict[str, Any], output_uri: str) -> s
         if key in manifest:
             lines.append(f"\n{key.replace('_', ' ')}: {manifest[key]}")
     return "\n".join(lines) + "\n"
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool | int | float):
-            flat[name] = float(value)
-        elif isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-    return flat
-
-
-def log_summary_to_mlflow(
-    manifest: dict[str, Any], markdown: str, *, tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]
-) -> str:
-    """The data stages' summary as an MLflow run: every count as a metric, the Markdown as an
-    artifact. Returns the run id."""
-    from r1ov.config import TrackingConfig
-    from r1ov.registry import client_for, experiment_id
-
-    # The registry's helpers, so a new experiment's artifacts land beside a SQLite store
-    # (MLflow's own default is ./mlruns in whatever directory the task runs in).
-    tracking = TrackingConfig(tracking_uri=tracking_uri, experiment=experiment)
-    client = client_for(tracking)
-    run = client.create_run(experiment_id(client, tracking), run_name=run_name, tags=tags)
-    for name, value in _flatten(manifest).items():
-        # MLflow metric names allow letters, digits, _ - . / and spaces: reasons are free text.
-        client.log_metric(run.info.run_id, re.sub(r"[^\w\-./ ]", "_", name)[:250], value)
-    client.log_text(run.info.run_id, markdown, "data_summary.md")
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id

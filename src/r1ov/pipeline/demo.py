@@ -27,7 +27,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from r1ov import config as cfg
-from r1ov.compile import repo_root
+from r1ov.pipeline.compile import repo_root
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -71,7 +71,7 @@ def pipeline_arguments(recipe: Path, slots: dict[str, str]) -> dict[str, Any]:
 
 def prepare_inputs(workdir: Path) -> dict[str, str]:
     """Synthetic data (three seeds, three roles) and the tiny model; reused when present."""
-    from r1ov import records
+    from r1ov.data import records
     from r1ov.synthetic import run as synthesize
     from r1ov.testing.tiny_model import build_tiny_model
 
@@ -97,7 +97,7 @@ def prepare_inputs(workdir: Path) -> dict[str, str]:
 
 def _add_corrupt_record(uri: str) -> None:
     """One record whose image bytes are cut short: set aside with a reason, the run goes on."""
-    from r1ov import records
+    from r1ov.data import records
 
     rows = records.read_records(uri)
     broken = records.new_record(
@@ -113,7 +113,7 @@ def _add_corrupt_record(uri: str) -> None:
 def _prepare_mlflow(workdir: Path, experiment: str) -> str:
     """Create the experiment with its artifacts under the workdir (not ./mlruns)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from r1ov.registry import client_for, experiment_id
+    from r1ov.registry.tracking import client_for, experiment_id
 
     tracking = cfg.TrackingConfig(
         tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
@@ -208,7 +208,7 @@ def quiet_pipeline(workdir: Path, verbose: bool) -> Iterator[None]:
 def run_demo(workdir: str | Path = "demo-run", fresh: bool = False, verbose: bool = False) -> dict[str, Any]:
     from kfp import components, local
 
-    from r1ov.teachers.offline import serve
+    from r1ov.synthetic.offline_teacher import serve
 
     started = time.monotonic()
     workdir = Path(workdir).resolve()
@@ -268,7 +268,7 @@ def _pipeline_children(client: Any, experiment: str) -> tuple[Any, list[Any]]:
 def _summarize(workdir: Path, tracking_uri: str, outputs: dict[str, Path], seconds: float) -> dict[str, Any]:
     import mlflow
 
-    from r1ov import records
+    from r1ov.data import records
     from r1ov.eval.ablation import collect, render_html
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)

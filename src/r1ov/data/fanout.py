@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from r1ov import records, storage
+from r1ov.data import records, storage
 
 log = logging.getLogger(__name__)
 

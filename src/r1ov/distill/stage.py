@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from r1ov import records
 from r1ov.config import DistillConfig
-from r1ov.reasoning import parse
+from r1ov.data import records
+from r1ov.scoring.reasoning import parse
 from r1ov.teachers import protocol
 from r1ov.teachers import stage as teacher_stage
 from r1ov.teachers.client import InvalidReply, Reply, Request, TeacherClient, describe_error
