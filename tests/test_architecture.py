@@ -159,6 +159,41 @@ def test_imports_point_down() -> None:
     assert not violations, "\n".join(violations)
 
 
+def top_level_names(module: str) -> set[str]:
+    """What ``from module import name`` can find: its top-level definitions, imports and submodules."""
+    path = SRC.joinpath(*module.split("."))
+    source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    names = {p.stem for p in path.iterdir()} if path.is_dir() else set()
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_every_import_names_what_is_there() -> None:
+    """A module moved without its importers updated fails here, before any test imports it."""
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "r1ov":
+                if not _is_module(node.module):
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: no module {node.module}")
+                    continue
+                defined = top_level_names(node.module)
+                missing += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}: {node.module} has no {a.name}"
+                    for a in node.names
+                    if a.name != "*" and a.name not in defined
+                ]
+    assert not missing, "\n".join(missing)
+
+
 def test_no_import_circle() -> None:
     graph: dict[str, set[str]] = {}
     for importer, imported, _ in edges():
