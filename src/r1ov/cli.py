@@ -202,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--out", required=True, help="record dataset to write (local path or s3://)")
     importer.add_argument("--split", default="train", help="split to read (hub)")
     importer.add_argument("--limit", type=int, default=None, help="read at most this many rows")
+    importer.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        dest="configs",
+        metavar="NAME",
+        help="a named config (hub) or source folder (parquet) to read, repeatable; 'all' reads every one "
+        "(LLaVA-OneVision-Data has named configs only)",
+    )
 
     exporter = sub.add_parser("export", help="write records for a trainer: TRL messages or LLaMA-Factory ShareGPT")
     exporter.add_argument("--format", required=True, help="trl (messages + images Parquet) or sharegpt (LLaMA-Factory)")
@@ -244,7 +253,9 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     elif args.command == "import":
         from r1ov.data.importers import import_dataset
 
-        return import_dataset(args.format, args.source, args.out, split=args.split, limit=args.limit)
+        return import_dataset(
+            args.format, args.source, args.out, split=args.split, configs=args.configs, limit=args.limit
+        )
     elif args.command == "export":
         from r1ov.data.exporters import export_dataset
 

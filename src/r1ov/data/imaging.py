@@ -22,6 +22,16 @@ from r1ov.data import storage
 
 # PIL's own default (2x this raises DecompressionBombError): ~89.5 megapixels.
 DEFAULT_MAX_DECODE_PIXELS = 89_478_485
+# Qwen2-VL/2.5-VL's processor refuses wider ratios: transformers
+# src/transformers/models/qwen2_vl/image_processing_qwen2_vl.py, smart_resize() raises
+# "absolute aspect ratio must be smaller than 200" when max(h, w) / min(h, w) > 200.
+MAX_ASPECT_RATIO = 200
+# Smaller than this carries nothing a question can ask about (a 1x1 "image" is a placeholder);
+# smart_resize would blow it up to its 56x56 minimum without adding any content.
+DEFAULT_MIN_SIDE = 8
+# Formats and modes a trainer reads as they are; anything else is re-encoded as PNG at import.
+KEPT_FORMATS = frozenset({"PNG", "JPEG"})
+KEPT_MODES = frozenset({"RGB", "L"})
 
 
 class BadImage(ValueError):
@@ -36,6 +46,7 @@ class Decoded:
     format: str | None
     mode: str
     size: tuple[int, int]
+    frames: int = 1  # more than one: an animation
 
 
 def image_bytes(record: dict[str, Any]) -> bytes:
@@ -95,6 +106,7 @@ def decode(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> D
                     f"decompression bomb: {width}x{height} pixels exceeds max_decode_pixels={max_decode_pixels}"
                 )
             fmt, mode = image.format, image.mode
+            frames = int(getattr(image, "n_frames", 1) or 1)
             image.load()
             image = ImageOps.exif_transpose(image) or image
             rgb = to_rgb(image)
@@ -106,7 +118,39 @@ def decode(data: bytes, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> D
         raise BadImage(f"corrupt image: {type(exc).__name__}: {exc}") from exc
     if rgb.width == 0 or rgb.height == 0:
         raise BadImage("corrupt image: zero width or height")
-    return Decoded(rgb, fmt, mode, (width, height))
+    return Decoded(rgb, fmt, mode, (width, height), frames)
+
+
+def check_trainable(decoded: Decoded, min_side: int = DEFAULT_MIN_SIDE) -> None:
+    """Raise BadImage for an image the trainer cannot use as it stands: an animation (a record
+    holds one still image; which frame a question means is unknown, so none is picked), a side
+    under ``min_side`` pixels, or an aspect ratio Qwen's processor refuses (> 200)."""
+    width, height = decoded.size
+    if decoded.frames > 1:
+        raise BadImage(f"animated image: {decoded.frames} frames; a record holds one still image")
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise BadImage(
+            f"aspect ratio {max(width, height) / min(width, height):.0f} of {width}x{height} exceeds "
+            f"{MAX_ASPECT_RATIO}, which Qwen2.5-VL's processor refuses"
+        )
+    if min(width, height) < min_side:
+        raise BadImage(f"too small: {width}x{height}, a side under min_side={min_side} pixels")
+
+
+def trainable_bytes(
+    data: bytes, min_side: int = DEFAULT_MIN_SIDE, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS
+) -> tuple[bytes, Decoded]:
+    """``data`` as a trainer can read it, and its decode; raises BadImage.
+
+    PNG and JPEG in RGB or greyscale stay byte for byte what the source had; anything else
+    (CMYK, palettes, transparency, 16-bit, TIFF, WebP, ...) becomes a PNG of its faithful RGB
+    (:func:`to_rgb`), so no later reader applies a naive ``convert("RGB")`` of its own.
+    """
+    decoded = decode(data, max_decode_pixels)
+    check_trainable(decoded, min_side)
+    if decoded.format in KEPT_FORMATS and decoded.mode in KEPT_MODES:
+        return data, decoded
+    return to_png(decoded.image), decoded
 
 
 def downscale(image: Image.Image, max_pixels: int | None) -> Image.Image:
