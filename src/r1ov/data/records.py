@@ -135,6 +135,8 @@ def problem(record: dict[str, Any], max_text_chars: int) -> str | None:
     """Why a row cannot enter a stage (``bad_record: ...``), or None. Rows come from anywhere
     (imported Parquet, older runs): nulls, wrong types and runaway text are caught here, before
     any request is paid for, instead of failing the whole shard at write time."""
+    if record.get(UNFIT):  # found while reading the shard: a value Arrow or Python could not take
+        return record[UNFIT]
     for name in REQUIRED:
         value = record.get(name)
         if value is None:
@@ -154,14 +156,35 @@ def problem(record: dict[str, Any], max_text_chars: int) -> str | None:
 
 def writable(record: dict[str, Any]) -> dict[str, Any]:
     """A copy of a set-aside row that the schema accepts: required fields that were null or of
-    the wrong type become empty strings (the reason says what they were)."""
-    row = dict(record)
+    the wrong type become strings, other values of the wrong type become null (the reason says
+    what they were)."""
+    row = {name: _fitting(name, record.get(name)) for name in COLUMNS}
     for name in REQUIRED:
         if not isinstance(row.get(name), str):
-            row[name] = "" if row.get(name) is None else str(row[name])
+            row[name] = "" if record.get(name) is None else str(record[name])
     if not row["id"]:
         row["id"] = content_digest(row)[:24]
     return row
+
+
+def _fitting(name: str, value: Any) -> Any:
+    """``value`` when it fits column ``name``'s type, else None (a list column: empty)."""
+    kind = SCHEMA.field(name).type
+    if value is None:
+        return [] if pa.types.is_list(kind) else None
+    if pa.types.is_string(kind):
+        return value if isinstance(value, str) else None
+    if pa.types.is_binary(kind):
+        return value if isinstance(value, bytes) else None
+    if pa.types.is_list(kind):
+        if not isinstance(value, list):
+            return []
+        if pa.types.is_string(kind.value_type):
+            return value if all(isinstance(v, str) for v in value) else []
+        fields = [f.name for f in kind.value_type]
+        ok = all(isinstance(v, dict) and set(v) <= set(fields) for v in value)
+        return value if ok else []
+    return value
 
 
 def content_digest(record: dict[str, Any]) -> str:
@@ -187,7 +210,7 @@ def metadata(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
-    rows = [r if all(isinstance(r.get(n), str) for n in REQUIRED) else writable(r) for r in rows]
+    rows = [r if all(isinstance(r.get(n), str) for n in REQUIRED) and not r.get(UNFIT) else writable(r) for r in rows]
     return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
 
 
@@ -204,10 +227,92 @@ def write_shard(dataset_uri: str, rows: Iterable[dict[str, Any]], index: int = 0
     return uri
 
 
+UNFIT = "_unfit"  # a row's reason, found while reading, to be set aside for (never written)
+
+
+def unreadable_file_row(shard: str, exc: BaseException) -> dict[str, Any]:
+    """A shard that cannot be opened at all (0 bytes, not Parquet) stands in the data as one row
+    set aside for ``unreadable_file``, so the loss is counted and named, never silent."""
+    row = dict.fromkeys(COLUMNS)
+    message = " ".join(str(exc).split())[:200]
+    row.update(
+        id=hashlib.sha256(shard.encode("utf-8")).hexdigest()[:24],
+        source="unknown",
+        image_type="unknown",
+        question="",
+        options=[],
+        verdicts=[],
+        provenance=[],
+        metadata=json.dumps({"location": shard}),
+    )
+    row[UNFIT] = f"unreadable_file: {shard}: {type(exc).__name__}: {message}"
+    return row
+
+
+def _salvaged(shard: str, data: bytes) -> list[dict[str, Any]]:
+    """Rows of a shard the schema refuses (text that is not UTF-8, a column of the wrong type):
+    read without the schema, value by value; each row that does not fit carries its reason."""
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return [unreadable_file_row(shard, exc)]
+    rows = []
+    for index in range(table.num_rows):
+        one = table.slice(index, 1)
+        row: dict[str, Any] = {}
+        problems = []
+        for name in COLUMNS:
+            if name not in one.column_names:
+                row[name] = _fitting(name, None)
+                continue
+            try:
+                value = one.column(name).to_pylist()[0]
+            except UnicodeDecodeError:
+                problems.append(f"{name} is not UTF-8 text")
+                row[name] = None
+                continue
+            except (pa.ArrowException, ValueError) as exc:
+                problems.append(f"{name} is unreadable ({type(exc).__name__})")
+                row[name] = None
+                continue
+            if isinstance(value, bytes) and pa.types.is_string(SCHEMA.field(name).type):
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    problems.append(f"{name} is not UTF-8 text")
+                    value = value.decode("utf-8", errors="replace")
+            fitting = _fitting(name, value)
+            if value is not None and fitting != value:
+                problems.append(f"{name} is a {type(value).__name__}, not {SCHEMA.field(name).type}")
+            row[name] = value if name in REQUIRED else fitting
+        if problems:
+            row[UNFIT] = f"bad_record: {'; '.join(problems)} ({shard}#row={index})"
+        rows.append(row)
+    return rows
+
+
+def read_rows(shard: str) -> list[dict[str, Any]]:
+    """The rows of one shard file. Rows written by other tools may not fit the schema; they come
+    back marked (see :func:`problem`) instead of failing the whole shard."""
+    data = storage.read_bytes(shard)
+    try:
+        return pq.read_table(io.BytesIO(data), schema=SCHEMA).to_pylist()
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
+        return _salvaged(shard, data)
+
+
 def read_table(dataset_uri: str, part: str = RECORDS) -> pa.Table:
     """All shards of one part as a table (empty table with the schema when there are none)."""
     shards = storage.list_files(storage.join(dataset_uri, part), ".parquet")
-    tables = [pq.read_table(io.BytesIO(storage.read_bytes(s)), schema=SCHEMA) for s in shards]
+    tables = []
+    for shard in shards:
+        data = storage.read_bytes(shard)
+        try:
+            table = pq.read_table(io.BytesIO(data), schema=SCHEMA)
+            table.validate(full=True)  # text that is not UTF-8 reads fine, then fails on first use
+            tables.append(table)
+        except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
+            tables.append(to_table(_salvaged(shard, data)))
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
@@ -218,7 +323,7 @@ def read_records(dataset_uri: str, part: str = RECORDS) -> list[dict[str, Any]]:
 def iter_shards(dataset_uri: str, part: str = RECORDS) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(index, rows) per shard, in order; stages that fan out keep the shard index."""
     for index, shard in enumerate(storage.list_files(storage.join(dataset_uri, part), ".parquet")):
-        yield index, pq.read_table(io.BytesIO(storage.read_bytes(shard)), schema=SCHEMA).to_pylist()
+        yield index, read_rows(shard)
 
 
 def write_dataset(
@@ -265,8 +370,11 @@ def count_rows(dataset_uri: str, part: str = RECORDS) -> int:
     total = 0
     for shard in storage.list_files(storage.join(dataset_uri, part), ".parquet"):
         fs, path = storage.filesystem(shard)
-        with fs.open_input_file(path) as handle:
-            total += pq.ParquetFile(handle).metadata.num_rows
+        try:
+            with fs.open_input_file(path) as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+        except (pa.ArrowException, OSError, ValueError):
+            total += 1  # read back as one unreadable_file row (see unreadable_file_row)
     return total
 
 
