@@ -52,6 +52,7 @@ class _Pending:
 def _prepare(row: dict[str, Any], max_pixels: int, max_decode_pixels: int) -> tuple[bytes, str, Image.Image]:
     raw = imaging.image_bytes(row)
     decoded = imaging.decode(raw, max_decode_pixels)
+    imaging.check_trainable(decoded)  # a row from anywhere: no teacher is paid for an image SFT cannot use
     image = imaging.downscale(decoded.image, max_pixels)
     if decoded.format in _MIMES and decoded.mode in ("RGB", "L") and image.size == decoded.size:
         return raw, _MIMES[decoded.format], image
