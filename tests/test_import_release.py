@@ -246,3 +246,20 @@ def test_llava_onevision_imports_by_named_config(tmp_path: Path, capsys: pytest.
     # The same folders read as Parquet, one subset by name.
     report = import_dataset("parquet", str(hub), str(tmp_path / "pq"), configs=["CLEVR-Math(MathV360K)"])
     assert report["imported"] == 2 and list(report["sources"]) == ["CLEVR-Math(MathV360K)"]
+
+
+def test_sharegpt_export_never_writes_one_image_over_another(tmp_path: Path) -> None:
+    from r1ov.data.exporters import export_dataset
+
+    rows = []
+    for seed in (1, 2):  # two rows under one id, as a dataset merged from two runs can hold
+        row = records.new_record(source="t", question="Same?", image_type="chart", image=_encoded(seed))
+        row.update(id="same-id", reasoning=f"<think>look {seed}</think><answer>{seed}</answer>")
+        rows.append(row)
+    records.write_dataset(str(tmp_path / "data"), rows)
+    result = export_dataset("sharegpt", str(tmp_path / "data"), str(tmp_path / "lf"))
+    examples = json.loads((tmp_path / "lf" / "r1ov.json").read_text())
+    assert result["examples"] == 2 and len({e["images"][0] for e in examples}) == 2
+    for example, seed in zip(examples, (1, 2), strict=True):
+        stored = (tmp_path / "lf" / example["images"][0]).read_bytes()
+        assert np.array_equal(_pixels(stored), _pixels(_encoded(seed)))
