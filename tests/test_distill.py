@@ -66,16 +66,21 @@ def test_distill_writes_reasoning_and_answers(dataset: str, tmp_path: Path) -> N
         assert "description" not in row["reasoning"].lower()
 
 
-def test_noise_is_kept_for_the_filter(dataset: str, tmp_path: Path) -> None:
+def test_noise_is_kept_for_the_filter_and_broken_format_is_asked_again(dataset: str, tmp_path: Path) -> None:
+    from r1ov.synthetic.offline_teacher import load_oracle
+
+    broken = sum(f == "broken_format" for f in load_oracle([dataset], noise=0.6).distill_flaws.values())
     with serve([dataset], noise=0.6) as url:
         cfg = DistillConfig(
             input_uri=dataset, output_uri=str(tmp_path / "out"), teacher=TeacherConfig(base_url=url, model="m")
         )
         summary = run(cfg)
     out = records.read_records(cfg.output_uri)
-    # Distill does not judge: flawed chains are stored as they came.
+    # Distill does not judge content: flawed chains are stored as they came for the filter. A
+    # reply in the wrong shape is sent back once with what is wrong, and the second one is kept.
     assert summary["records"] == len(out) == 10
-    assert any(not parse(r["reasoning"]).well_formed for r in out)
+    assert broken > 0 and summary["teacher"]["corrections"] == broken
+    assert all(parse(r["reasoning"]).well_formed for r in out)
     assert any(not answers_match(r["predicted_answer"], r["answer"], r["options"]) for r in out)
 
 

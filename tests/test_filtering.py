@@ -33,7 +33,6 @@ from r1ov.synthetic.offline_teacher import fetch_stats, load_oracle, serve
 # The check each flaw of the offline teacher must be caught by.
 CAUGHT_BY = {
     "wrong_answer": "answer_agreement",
-    "broken_format": "format",
     "repetitive": "repetition",
     "too_short": "length",
     "mentions_description": "mentions_description",
@@ -112,7 +111,15 @@ def test_mentions_description_catches_broken_role_play(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [GOOD, "Which description fits? The second option describes the tallest bar.", "The table's second row reads 12."],
+    [
+        GOOD,
+        "Which description fits? The second option describes the tallest bar.",
+        "The table's second row reads 12.",
+        # Documents and screenshots: their text and code are what the image shows.
+        "The receipt's total appears in the text at the bottom: 42.50.",
+        "Based on the text in the second paragraph, the author disagrees.",
+        "The screenshot shows the HTML code of a form with two inputs.",
+    ],
 )
 def test_mentions_description_lets_image_talk_pass(text: str) -> None:
     assert check_mentions_description(row(compose(text, "B")), cfg())[0]
@@ -145,7 +152,9 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     out = str(tmp / "distilled")
     with serve([formalized], noise=NOISE) as url:
         distill(DistillConfig(input_uri=formalized, output_uri=out, teacher=TeacherConfig(base_url=url, model="m")))
-    return out, load_oracle([formalized], noise=NOISE).distill_flaws
+    # A chain in the wrong shape is asked again by distill (reply_problem) and comes back whole.
+    flaws = load_oracle([formalized], noise=NOISE).distill_flaws
+    return out, {rid: flaw for rid, flaw in flaws.items() if flaw != "broken_format"}
 
 
 def _parts(uri: str) -> tuple[dict[str, dict], dict[str, dict]]:

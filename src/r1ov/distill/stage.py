@@ -41,12 +41,24 @@ def completion_text(reply: Reply) -> str:
 
 
 def reply_problem(reply: Reply) -> str | None:
-    """Unusable as reasoning: empty, or cut off at the token limit (the answer never came)."""
+    """Unusable as reasoning: cut off at the token limit (the answer never came), empty, not one
+    ``<think>`` block then one ``<answer>``, or an empty answer. Attached to every request, so the
+    client sends these words back once and sets the row aside (``distill_check``) when the second
+    reply fails too. A wrong answer is not a format problem: judging it is the filter's job."""
     if reply.finish_reason == "length":
         return "the reply was cut off at max_tokens before it ended; finish the reasoning and the answer"
-    if not completion_text(reply).strip():
+    text = completion_text(reply)
+    if not text.strip():
         return "the reply was empty"
-    return None
+    parsed = parse(text)
+    if parsed.well_formed:
+        return None
+    if parsed.think is not None and not (parsed.answer or "").strip():
+        return "the reply has no answer: end with the final answer inside <answer> </answer>"
+    return (
+        "the reply must be exactly one <think> ... </think> block with the reasoning, followed by exactly one "
+        "non-empty <answer> ... </answer> block, and nothing else"
+    )
 
 
 def _prompt(cfg: DistillConfig) -> str:
@@ -77,7 +89,8 @@ def distill_batch(
                 row["question"],
                 row.get("options"),
                 role_play=cfg.role_play,
-            )
+            ),
+            check=reply_problem,
         )
         for row in pending
     ]

@@ -380,6 +380,8 @@ class Oracle:
         formalization = parts.get("formal_description", ("", {}))[0]
         row = self.find_by_question(question, formalization)
         flaw = self.distill_flaws.get(row["id"]) if row else None
+        if flaw == "broken_format" and "parser_error" in parts:
+            flaw = None  # told what was wrong with its format (distill's corrective ask), it complies
         return chain(row, formalization, flaw, self.max_observations)
 
     def _judge(self, messages: protocol.Messages) -> str:
