@@ -84,12 +84,14 @@ def check_repetition(row: Row, cfg: FilterConfig) -> Verdict:
 
 
 # Phrases that give away the role-play: the teacher read a text, the student will see an image.
+# Not "in the text", "based on the text" or "the HTML code": documents and screenshots show text
+# and code, and a chain that reads them says so (tests/test_filtering.py holds both lists).
 _MENTIONS = re.compile(
     r"\b(?:the|this|that|provided|given)\s+(?:formal\s+|textual\s+|image\s+)?(?:description|formalization|formalisation)\b"
-    r"|\b(?:according to|based on|from|in)\s+the\s+(?:formal\s+)?(?:description|text)\b"
+    r"|\b(?:according to|based on|from|in)\s+the\s+(?:formal\s+|textual\s+)?description\b"
     r"|\bformal\s+(?:text|description|representation|language)\b"
     r"|\b(?:netlist|plantuml|spice)\b"
-    r"|\bthe\s+(?:csv|json|html)(?:\s+(?:data|code|text|object|snippet))?\b",
+    r"|\bthe\s+(?:csv|json)(?:\s+(?:data|text|object|snippet))?\b",
     re.IGNORECASE,
 )
 
