@@ -15,11 +15,12 @@ def merge_shards(
     mlflow_experiment: str = "r1ov",
     run_id: str = "",
 ):
-    """Merge the filtered shards into one dataset: ids unique across shards, counts and reasons summed.
+    """Merge the shards into one dataset: the filter's accepted rows, every stage's rejections, counts summed.
 
     Args:
         shard_uris: The shards, collected from the fan-out.
-        min_accepted_fraction: Fail when fewer of all rows were accepted, before training starts.
+        min_accepted_fraction: Fail before training starts when fewer of the source's rows came through
+            every stage (the overall yield); the failure names the lowest-yield sources.
         mlflow_tracking_uri: Where the summary is logged as a run (empty: not logged).
         mlflow_experiment: MLflow experiment of that run.
         run_id: The pipeline run id, tagged on the MLflow run.

@@ -15,7 +15,11 @@ shards, counts and reasons are summed, and each stage's manifest is summed under
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import posixpath
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +34,7 @@ STAGE_FOLDERS: dict[str, tuple[str, str]] = {
     "filter": ("distilled", "filtered"),
 }
 SOURCE = "source"
+CACHE = "_cache"
 
 
 def work_uri(data_root: str, run_id: str) -> str:
@@ -50,36 +55,83 @@ def _rows(dataset_uri: str) -> Iterator[dict[str, Any]]:
         yield from rows
 
 
+def shard_of(record_id: str, count: int) -> int:
+    """The shard a row goes to: a hash of its id, so every shard gets its share of every source
+    folder (an import writes folder by folder; contiguous slices gave one shard one source)."""
+    return int(hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12], 16) % count
+
+
+def shared_cache_uri(shard_uri: str) -> str:
+    """The teacher reply cache every run and every shard count shares: ``<data_root>/r1ov-data/_cache``.
+    Keys are content hashes of (model, messages with the image, sampling), so a row answered by
+    any earlier run is answered again from here, whatever shard it lands in."""
+    # <data_root>/r1ov-data/<run id>/shard-k -> <data_root>/r1ov-data/_cache (see work_uri)
+    return storage.join(posixpath.dirname(posixpath.dirname(shard_uri.rstrip("/"))), CACHE)
+
+
 def split(source_uri: str, work: str, num_shards: int, rows_per_file: int = 1000) -> list[str]:
-    """Write ``num_shards`` contiguous slices of ``source_uri`` under ``work``; returns shard URIs.
+    """Write ``num_shards`` shards of ``source_uri`` under ``work``, each row to :func:`shard_of`
+    its id; returns shard URIs.
 
     Rows stream through (one input file and one output buffer per shard in memory), so a
     155K-row source with images never has to fit at once. Fewer rows than shards gives
-    fewer shards; an empty source gives one empty shard.
+    fewer shards; an empty source gives one empty shard. Ids are made unique here, before any
+    teacher is paid: a second row with the same id and the same content is set aside
+    (``duplicate``, in the shard's ``source/rejected/``); one with other content is kept under a
+    new id derived from the old one and its content, the same in every run.
     """
     total = records.count_rows(source_uri)
     count = max(1, min(num_shards, total))
-    bounds = [round(k * total / count) for k in range(count + 1)]
     uris = [storage.join(work, f"shard-{k:05d}") for k in range(count)]
-    buffers: list[list[dict[str, Any]]] = [[] for _ in range(count)]
-    files = [0] * count
+    parts = {part: [[] for _ in range(count)] for part in (records.RECORDS, records.REJECTED)}
+    files = {part: [0] * count for part in parts}
+    written = {part: [0] * count for part in parts}
+    sources: list[Counter[str]] = [Counter() for _ in range(count)]
+    seen: dict[str, str] = {}  # id -> content digest of the first row with it
+    copies: Counter[str] = Counter()
 
-    def flush(k: int) -> None:
-        records.write_shard(storage.join(uris[k], SOURCE), buffers[k], files[k])
-        files[k] += 1
-        buffers[k] = []
+    def flush(part: str, k: int) -> None:
+        records.write_shard(storage.join(uris[k], SOURCE), parts[part][k], files[part][k], part)
+        files[part][k] += 1
+        parts[part][k] = []
 
-    shard = 0
-    for position, row in enumerate(_rows(source_uri)):
-        while position >= bounds[shard + 1]:
-            shard += 1
-        buffers[shard].append(row)
-        if len(buffers[shard]) >= rows_per_file:
-            flush(shard)
+    def add(part: str, row: dict[str, Any]) -> None:
+        k = shard_of(row["id"], count)
+        parts[part][k].append(row)
+        written[part][k] += 1
+        if part == records.RECORDS:
+            sources[k][row.get("source") or "unknown"] += 1
+        if len(parts[part][k]) >= rows_per_file:
+            flush(part, k)
+
+    for row in _rows(source_uri):
+        digest = records.content_digest(row)
+        first = seen.get(row["id"])
+        if first == digest:
+            # Set aside under an id of its own (the n-th copy of this id), so it never meets the kept row.
+            copies[row["id"]] += 1
+            aside = hashlib.sha256(f"{row['id']}\0copy\0{copies[row['id']]}".encode()).hexdigest()[:24]
+            reason = f"duplicate: same id and content as an earlier row ({row['id']})"
+            add(records.REJECTED, records.reject({**row, "id": aside}, reason))
+            continue
+        if first is not None:
+            renamed = hashlib.sha256(f"{row['id']}\0{digest}".encode()).hexdigest()[:24]
+            log.warning("id %s occurs twice with other content; the later row is %s", row["id"], renamed)
+            row = {**row, "id": renamed, "metadata": json.dumps({**records.metadata(row), "renamed_from": row["id"]})}
+            digest = records.content_digest(row)
+        seen[row["id"]] = digest
+        add(records.RECORDS, row)
     for k in range(count):
-        if buffers[k] or files[k] == 0:
-            flush(k)
-        records.write_manifest(storage.join(uris[k], SOURCE), {"records": bounds[k + 1] - bounds[k], "rejected": 0})
+        for part in parts:
+            if parts[part][k] or files[part][k] == 0:
+                flush(part, k)
+        manifest = {
+            "records": written[records.RECORDS][k],
+            "rejected": written[records.REJECTED][k],
+            "reject_reasons": {"duplicate": written[records.REJECTED][k]} if written[records.REJECTED][k] else {},
+            "sources": dict(sorted(sources[k].items())),
+        }
+        records.write_manifest(storage.join(uris[k], SOURCE), manifest)
     log.info("split %d rows of %s into %d shards under %s", total, source_uri, count, work)
     return uris
 
@@ -97,43 +149,66 @@ def _sum(into: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(shard_uris: list[str], output_uri: str, stage: str = "filter") -> dict[str, Any]:
-    """Concatenate ``stage``'s output of every shard into ``output_uri``; returns the manifest.
+    """Concatenate the shards into ``output_uri``; returns the manifest.
 
-    Raises ValueError when an id occurs in two shards (a source split twice, or two runs'
-    shards mixed): merging would silently train on duplicates.
+    ``records/`` holds ``stage``'s accepted rows; ``rejected/`` every row any stage set aside
+    (split's duplicates, formalize, distill, filter), so accepted + rejected is the source and
+    the accepted share is the run's overall yield. ``sources`` gives each source's rows and
+    yield, for a floor that names the worst. Raises ValueError when an id occurs in two shards
+    (two runs' shards mixed): split gives each id one shard, so this is never a source's doing.
     """
     seen: set[str] = set()
     index = {records.RECORDS: 0, records.REJECTED: 0}
     stages: dict[str, dict[str, Any]] = {}
+    reasons: Counter[str] = Counter()
+    source_rows: Counter[str] = Counter()
+    accepted: Counter[str] = Counter()
+    last = list(STAGE_FOLDERS).index(stage)
     for shard in shard_uris:
-        for name, (_, folder) in STAGE_FOLDERS.items():
+        source_manifest = storage.join(shard, SOURCE, "manifest.json")
+        if storage.exists(source_manifest):
+            split_manifest = records.read_manifest(storage.join(shard, SOURCE))
+            source_rows.update(split_manifest.get("sources", {}))
+            reasons.update(split_manifest.get("reject_reasons", {}))
+        # Rejections in pipeline order: the split's, then each stage's up to ``stage``.
+        parts = [(storage.join(shard, SOURCE), records.REJECTED)]
+        for name, (_, folder) in list(STAGE_FOLDERS.items())[: last + 1]:
             uri = storage.join(shard, folder)
             if storage.exists(storage.join(uri, "manifest.json")):
-                stages[name] = _sum(stages.get(name, {}), records.read_manifest(uri))
-        _, last = stage_uris(shard, stage)
-        for part in (records.RECORDS, records.REJECTED):
-            for _, rows in records.iter_shards(last, part):
+                stage_manifest = records.read_manifest(uri)
+                stages[name] = _sum(stages.get(name, {}), stage_manifest)
+                reasons.update(stage_manifest.get("reject_reasons", {}))
+            parts.append((uri, records.REJECTED))
+        parts.append((stage_uris(shard, stage)[1], records.RECORDS))
+        for uri, part in parts:
+            for _, rows in records.iter_shards(uri, part):
                 duplicates = seen.intersection(r["id"] for r in rows)
                 if duplicates:
-                    raise ValueError(f"ids in more than one shard, e.g. {sorted(duplicates)[:3]} (from {last})")
+                    raise ValueError(f"ids in more than one shard, e.g. {sorted(duplicates)[:3]} (from {uri})")
                 seen.update(r["id"] for r in rows)
+                if part == records.RECORDS:
+                    accepted.update(r["source"] for r in rows)
                 records.write_shard(output_uri, rows, index[part], part)
                 index[part] += 1
     for part in index:
         if index[part] == 0:
             records.write_shard(output_uri, [], 0, part)
         records.delete_stale(output_uri, part, keep=max(index[part], 1))
-    final = stages.get(stage, {"records": 0, "rejected": 0, "reject_reasons": {}})
+    total_accepted = sum(accepted.values())
     manifest = {
-        "records": final.get("records", 0),
-        "rejected": final.get("rejected", 0),
-        "reject_reasons": final.get("reject_reasons", {}),
+        "records": total_accepted,
+        "rejected": sum(reasons.values()),
+        "reject_reasons": dict(reasons),
         "shards": len(shard_uris),
         "stages": stages,
+        "sources": {
+            name: {"rows": rows, "accepted": accepted[name], "yield": round(accepted[name] / rows, 4)}
+            for name, rows in sorted(source_rows.items())
+        },
     }
     records.write_manifest(output_uri, manifest)
     log.info(
-        "merged %d shards: %d accepted, %d rejected -> %s",
+        "merged %d shards: %d accepted, %d set aside by some stage -> %s",
         len(shard_uris),
         manifest["records"],
         manifest["rejected"],

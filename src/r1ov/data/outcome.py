@@ -51,10 +51,20 @@ def check_floor(stage: str, output_uri: str, manifest: dict[str, Any], floor: fl
     if share >= floor:
         return
     table = reasons_table(manifest, reason_examples(output_uri))
+    worst = worst_sources(manifest)
     raise StageFailed(
         f"{stage}: {manifest['records']} of {total} rows accepted ({share:.1%}), below "
         f"min_accepted_fraction={floor}; rows set aside, by reason (details in {output_uri}):\n{table}"
+        + (f"\nlowest-yield sources: {worst}" if worst else "")
     )
+
+
+def worst_sources(manifest: dict[str, Any], count: int = 3) -> str:
+    """The ``count`` sources that kept the least of their rows (``manifest["sources"]``, as merge
+    writes it), worst first: where to look when the whole run fell short."""
+    sources = manifest.get("sources") or {}
+    ranked = sorted(sources.items(), key=lambda kv: (kv[1]["yield"], -kv[1]["rows"], kv[0]))[:count]
+    return ", ".join(f"{name} ({s['accepted']} of {s['rows']}, {s['yield']:.0%})" for name, s in ranked)
 
 
 def summary_markdown(title: str, manifest: dict[str, Any], output_uri: str) -> str:

@@ -272,10 +272,17 @@ def run_shard_stage(
     """One data stage on one shard of a fan-out: input and output folders come from the shard's
     layout (r1ov.data.fanout), on durable storage, so a retried pod resumes from what is there.
     ``track`` as for :func:`run_task`: the shard's run nests under the pipeline's MLflow run."""
-    from r1ov.data.fanout import stage_uris
+    from r1ov.data.fanout import shared_cache_uri, stage_uris
 
     input_uri, output_uri = stage_uris(shard_uri, stage)
-    return run_task(stage, {"input_uri": input_uri, "output_uri": output_uri, **fields}, extra_config, track=track)
+    # Teacher replies go to the cache every run and every shard count share (under the data root),
+    # unless one is named: a re-submitted run pays for nothing answered before.
+    key = "judge" if stage == "filter" else "teacher"
+    extra = parse_extra(extra_config)
+    asks_teacher = stage != "filter" or fields.get("judge.base_url") or extra.get("judge")
+    named = fields.get(f"{key}.cache_uri") or (extra.get(key) or {}).get("cache_uri")
+    defaults = {f"{key}.cache_uri": shared_cache_uri(shard_uri)} if asks_teacher and not named else {}
+    return run_task(stage, {**defaults, "input_uri": input_uri, "output_uri": output_uri, **fields}, extra, track=track)
 
 
 def teacher_fields(stage: str, base_url: str, model: str, max_concurrency: int) -> dict[str, Any]:
