@@ -1,6 +1,6 @@
 """The perception tools for real: Tesseract OCR on synthetic text images, EasyOCR's reader on
-weights crafted offline, a tiny random Grounding DINO through transformers' zero-shot detection
-pipeline, their output in the teacher's request, and the type cross-check."""
+weights crafted offline, a tiny random Grounding DINO through its processor (every label in one
+forward), their output in the teacher's request, and the type cross-check."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherC
 from r1ov.data import records
 from r1ov.formalize import formalize_batch
 from r1ov.formalize.checks import boxes
-from r1ov.formalize.perception import Perception, PerceptionUnavailable, easyocr_words
+from r1ov.formalize.perception import (
+    Perception,
+    PerceptionUnavailable,
+    _label_of_each_query,
+    detector_device,
+    easyocr_words,
+)
 from r1ov.synthetic import run as synthesize
 from r1ov.synthetic.offline_teacher import serve
 from r1ov.teachers import TeacherClient, protocol
@@ -41,26 +47,65 @@ def test_tesseract_reads_words_with_positions() -> None:
     assert words[2]["box"][1] > total[3]  # next line below
 
 
-def test_tiny_grounding_dino_detects_through_the_pipeline(tiny_detector_dir: Path) -> None:
-    cfg = PerceptionConfig(detector_model=str(tiny_detector_dir), detector_labels=["car", "tree"], box_threshold=0.0)
-    found = Perception(cfg).detect(Image.new("RGB", (120, 80), (90, 160, 90)))
-    assert 0 < len(found) <= cfg.max_detections
+def _forwards(perception: Perception) -> list[int]:
+    """Counts the detector's forward passes (a hook on the loaded model)."""
+    count = [0]
+    _, model, _ = perception._load_detector()
+    model.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+def test_tiny_grounding_dino_detects_every_label_in_one_forward(tiny_detector_dir: Path) -> None:
+    labels = ["person", "car", "tree", "house", "cloud", "sun"]
+    cfg = PerceptionConfig(detector_model=str(tiny_detector_dir), detector_labels=labels, box_threshold=0.0)
+    perception = Perception(cfg)
+    forwards = _forwards(perception)
+    image = Image.new("RGB", (120, 80), (90, 160, 90))
+    found = perception.detect(image)
+    assert forwards == [1]  # six labels, one forward (the pipeline ran one per label)
+    assert 0 < len(found) <= cfg.max_detections and {d["label"] for d in found} <= set(labels)
     for detection in found:
-        assert detection["label"] in ("car", "tree") and 0 <= detection["score"] <= 1
+        assert 0 <= detection["score"] <= 1
         x0, y0, x1, y1 = detection["box"]
         assert 0 <= x0 <= x1 <= 120 and 0 <= y0 <= y1 <= 80
+    # The same pixels again (a second decode of the same file): the first result, no forward.
+    assert perception.detect(Image.frombytes("RGB", image.size, image.tobytes())) == found and forwards == [1]
+    assert detector_device("auto") == "cpu" and detector_device("cuda:1") == "cuda:1"
 
 
-def test_type_cross_check_records_disagreements(tiny_detector_dir: Path) -> None:
-    perception = Perception(PerceptionConfig(detector_model=None, min_text_words=3))
+def test_the_labels_name_the_prompt_spans_they_score() -> None:
+    """A query that scores the tokens of "tree" is a tree: the labels come from the one prompt's spans."""
+    import torch
+
+    class Tokens:
+        cls_token_id, sep_token_id, pad_token_id = 101, 102, 0
+
+        def convert_tokens_to_ids(self, token: str) -> int:
+            return {".": 1012}[token]
+
+    class Processor:
+        tokenizer = Tokens()
+
+    # [CLS] red car . tree . [UNK] . [SEP]: "red car" spans two tokens, an unknown word is still a label.
+    ids = torch.tensor([101, 2417, 2482, 1012, 3392, 1012, 100, 1012, 102])
+    logits = torch.full((3, 9), -9.0)
+    logits[0, 2], logits[1, 4], logits[2, 6] = 3.0, 3.0, 3.0
+    assert _label_of_each_query(logits, ids, Processor(), ["red car", "tree", "zebra"]) == ["red car", "tree", "zebra"]
+
+
+def test_type_cross_check_runs_only_the_types_tool_once(tiny_detector_dir: Path) -> None:
+    perception = Perception(PerceptionConfig(detector_model=str(tiny_detector_dir), min_text_words=3))
     blank = Image.new("RGB", (200, 100), "white")
     assert "OCR reads 0 words" in perception.type_signals(blank, "text")["disagrees"]
     page = _text_image(["alpha beta gamma", "delta epsilon zeta", "eta theta iota"])
     signals = perception.type_signals(page, "text")
     assert signals["ocr_words"] >= 6 and signals["disagrees"] is None
-    perception.cfg.text_words_per_megapixel = 10.0
-    assert "typed natural, but OCR reads" in perception.type_signals(page, "natural")["disagrees"]
-    assert perception.type_disagreements == 2
+    assert perception.ocr(page) and perception.calls == {"detect": 0, "ocr": 2}  # the cross-check's words reused
+    # Natural scenes get the detector, never OCR; charts, tables and the rest get neither.
+    perception.cfg.box_threshold = 1.0  # nothing scores above 1: no object
+    assert perception.type_signals(page, "natural")["disagrees"] == "typed natural, but the detector finds no object"
+    assert perception.type_signals(page, "chart") == {"disagrees": None}
+    assert perception.calls == {"detect": 1, "ocr": 2} and perception.type_disagreements == 2
 
 
 def test_captions_must_cite_their_boxes() -> None:

@@ -217,6 +217,9 @@ class PerceptionConfig(Strict):
         min_length=1,
         description="object names the detector looks for",
     )  # fmt: skip
+    detector_device: str = Field(
+        "auto", description="where the detector runs: auto (the pod's GPU when it has one, else cpu), cpu, cuda, cuda:1"
+    )
     box_threshold: float = Field(0.35, ge=0, le=1, description="lowest detection score kept")
     max_detections: int = Field(20, ge=1, description="boxes sent to the teacher, best first")
     ocr_engine: Literal["tesseract", "easyocr", "none"] = Field(
@@ -244,9 +247,6 @@ class PerceptionConfig(Strict):
         "(EasyOCR's 0-1 confidence is scaled by 100 to compare)",
     )
     min_text_words: int = Field(5, ge=0, description="a 'text' image with fewer OCR words is a type disagreement")
-    text_words_per_megapixel: float = Field(
-        400.0, ge=0, description="a 'natural' image with this OCR word density is a type disagreement"
-    )
 
     @field_validator("detector_model")
     @classmethod

@@ -2,7 +2,7 @@
 
 Same architecture and processor as ``IDEA-Research/grounding-dino-tiny`` (Swin backbone, BERT
 text encoder, deformable encoder/decoder), shrunk to ~0.2M parameters with a 14-word vocabulary,
-so transformers' zero-shot object detection pipeline runs the real code path in a second. Its
+so the real processor and model run in a second. Its
 boxes are random: tests check plumbing, never detection quality.
 """
 
@@ -27,8 +27,9 @@ def build_tiny_detector(out_dir: str | Path, seed: int = 0) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
+    # transformers 5's BertTokenizerFast takes the vocabulary itself (a vocab_file argument is
+    # ignored, leaving every word [UNK]).
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True)
     config = GroundingDinoConfig(
         backbone_config=SwinConfig(
             embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
@@ -36,7 +37,7 @@ def build_tiny_detector(out_dir: str | Path, seed: int = 0) -> Path:
         ),
         text_config=BertConfig(
             vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=32, max_position_embeddings=64,
+            intermediate_size=32, max_position_embeddings=128,
         ),
         d_model=32,  # GroupNorm(32, d_model) needs a multiple of 32
         encoder_layers=1,
@@ -48,7 +49,7 @@ def build_tiny_detector(out_dir: str | Path, seed: int = 0) -> Path:
         num_queries=20,
         encoder_n_points=2,
         decoder_n_points=2,
-        max_text_len=32,
+        max_text_len=64,  # room for the 20 default labels and their dots in one prompt
         use_timm_backbone=False,
     )  # fmt: skip
     torch.manual_seed(seed)
