@@ -212,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(LLaVA-OneVision-Data has named configs only)",
     )
 
+    decontam = sub.add_parser(
+        "decontaminate", help="set aside training rows that are benchmark items (same or similar image, question)"
+    )
+    decontam.add_argument("--data", required=True, help="record dataset to check (local path or s3://)")
+    decontam.add_argument("--out", required=True, help="record dataset to write: clean rows, overlaps set aside")
+    decontam.add_argument(
+        "--benchmark",
+        action="append",
+        required=True,
+        metavar="NAME=URI",
+        help="a benchmark in its published file (mathvista, mathverse, mathvision, wemath, r1ov-bench, records), "
+        "repeatable",
+    )
+    decontam.add_argument("--max-distance", type=int, default=6, help="perceptual image hash bits apart that match")
+
     exporter = sub.add_parser("export", help="write records for a trainer: TRL messages or LLaMA-Factory ShareGPT")
     exporter.add_argument("--format", required=True, help="trl (messages + images Parquet) or sharegpt (LLaMA-Factory)")
     exporter.add_argument("--data", required=True, help="record dataset (distilled or filtered)")
@@ -240,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _decontaminate(args: argparse.Namespace) -> dict[str, Any]:
+    from r1ov.data.decontaminate import BenchmarkIndex, decontaminate
+    from r1ov.eval.benchmarks import load
+
+    index = BenchmarkIndex(max_distance=args.max_distance)
+    for spec in args.benchmark:
+        name, sep, uri = spec.partition("=")
+        if not sep or not name or not uri:
+            raise cfg.ConfigError(f"--benchmark {spec!r}: expected NAME=URI, e.g. mathvista=data/testmini.parquet")
+        loaded = load(cfg.BenchmarkSpec(name=name, uri=uri))
+        # Items the evaluation cannot score (no answer) are still items a model must not train on.
+        index.add(loaded.label, [*loaded.records, *loaded.rejected])
+    return decontaminate(args.data, args.out, index)
+
+
 def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "synth":
         overrides = [f"output_uri={args.out}", f"n={args.n}", f"seed={args.seed}"]
@@ -256,6 +286,8 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         return import_dataset(
             args.format, args.source, args.out, split=args.split, configs=args.configs, limit=args.limit
         )
+    elif args.command == "decontaminate":
+        return _decontaminate(args)
     elif args.command == "export":
         from r1ov.data.exporters import export_dataset
 

@@ -1,0 +1,111 @@
+"""Decontamination against a benchmark in its published file: planted items (the same image
+re-encoded or resized, the same question re-worded in case and spacing) are found and set aside
+as benchmark_overlap naming the item; unrelated rows pass; a report counts them by source."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from r1ov.cli import main
+from r1ov.data import records
+
+
+def _scene(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A smooth picture (a few soft blobs on a gradient), like a figure or photo rather than noise."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]].astype(float)
+    canvas = np.zeros((size[1], size[0], 3)) + rng.uniform(0, 255, 3) * (xs / size[0])[..., None]
+    for _ in range(5):
+        cx, cy, radius = rng.uniform(0, size[0]), rng.uniform(0, size[1]), rng.uniform(20, 90)
+        blob = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius**2))
+        canvas += blob[..., None] * rng.uniform(-200, 200, 3)
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+
+
+def _encoded(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+QUESTIONS = [
+    "In the figure, AB is parallel to CD and angle 1 is 40 degrees. What is the measure of angle 2?",
+    "Which organism in the food web is a producer that the grasshopper eats?",
+    "How many cubes are left after removing all the red cylinders and the small spheres?",
+    "What is the value of the largest bar in the chart of annual rainfall?",
+]
+
+
+def _bench(path: Path) -> None:
+    """R1-Onevision-Bench's published layout: one TSV, base64 images (Fancy-MLLM/R1-Onevision-Bench)."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, delimiter="\t")
+        writer.writerow(["index", "image", "question", "choices", "answer", "level", "category"])
+        for i, question in enumerate(QUESTIONS):
+            image = base64.b64encode(_encoded(_scene(i))).decode("ascii")
+            writer.writerow([i, image, question, "", "40", "junior", "Mathematics"])
+
+
+def test_planted_benchmark_items_are_found_and_reported(tmp_path: Path, capsys) -> None:
+    _bench(tmp_path / "bench.tsv")
+    planted = {
+        "reencoded": (_encoded(_scene(0), "JPEG", quality=70), "Find the area of the shaded region in the figure."),
+        "resized": (_encoded(_scene(1).resize((160, 120))), "Name every consumer shown in the diagram of the pond."),
+        "reworded": (
+            _encoded(_scene(900)),
+            "  WHICH organism in the  food web is a PRODUCER that the grasshopper eats ?",
+        ),
+    }
+    clean = {
+        f"clean-{i}": (_encoded(_scene(100 + i)), f"How many red objects are in picture number {i} of the set?")
+        for i in range(4)
+    }
+    rows = []
+    for name, (image, question) in {**planted, **clean}.items():
+        source = "import/Geometry3K(MathV360K)" if name in planted else "import/ai2d"
+        row = records.new_record(source=source, question=question, image_type="unknown", image=image)
+        row["metadata"] = json.dumps({"imported_id": name})
+        rows.append(row)
+    records.write_dataset(str(tmp_path / "train"), rows)
+
+    args = ["decontaminate", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "clean")]
+    assert main([*args, "--benchmark", f"r1ov-bench={tmp_path / 'bench.tsv'}"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    kept = {records.metadata(r)["imported_id"] for r in records.read_records(str(tmp_path / "clean"))}
+    aside = {
+        records.metadata(r)["imported_id"]: r["reject_reason"]
+        for r in records.read_records(str(tmp_path / "clean"), records.REJECTED)
+    }
+    assert kept == set(clean)
+    assert aside["reencoded"].startswith("benchmark_overlap: r1ov-bench/0 (image hash")
+    assert aside["resized"].startswith("benchmark_overlap: r1ov-bench/1 (image hash")
+    assert aside["reworded"] == "benchmark_overlap: r1ov-bench/1 (question, 100% of its 8-word spans)"
+    report = json.loads((tmp_path / "clean" / "decontamination_report.json").read_text())
+    assert report == summary["overlaps"]
+    assert report["by_source_and_benchmark"] == {"import/Geometry3K(MathV360K)": {"r1ov-bench": 3}}
+    assert report["rows"] == 7 and report["benchmark_items"] == 4
+
+
+def test_an_identical_image_file_matches_exactly(tmp_path: Path) -> None:
+    from r1ov.data.decontaminate import BenchmarkIndex
+
+    index = BenchmarkIndex()
+    item = records.new_record(source="b", question="Q?", image_type="unknown", image=_encoded(_scene(7)))
+    index.add("mathvista", [item])
+    same = records.new_record(source="t", question="Other?", image_type="unknown", image=_encoded(_scene(7)))
+    lossless = records.new_record(
+        source="t", question="Other?", image_type="unknown", image=_encoded(_scene(7), "PNG", compress_level=0)
+    )
+    assert index.match(same) == f"mathvista/{item['id']} (same image file)"
+    assert index.match(lossless) == f"mathvista/{item['id']} (same image pixels)"
+    assert (
+        index.match(records.new_record(source="t", question="Q?", image_type="unknown", image=_encoded(_scene(8))))
+        is None
+    )
