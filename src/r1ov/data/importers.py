@@ -75,6 +75,7 @@ _DATA_URL = re.compile(r"data:image/[\w.+-]*;base64,", re.IGNORECASE)
 _BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}\s*")
 _MIN_BASE64_CHARS = 64
 BATCH_ROWS = 64  # rows per Arrow record batch: a few images in memory at a time
+READ_BUFFER_BYTES = 1 << 20
 MAX_BUFFERED_IMAGE_BYTES = 64 << 20  # a shard is written early when its images pass this
 
 
@@ -277,7 +278,10 @@ def _parquet_file_rows(folder: str, uri: str) -> Iterator[SourceRow]:
     try:
         fs, path = storage.filesystem(uri)
         with fs.open_input_file(path) as handle:
-            parquet = pq.ParquetFile(handle)
+            # pre_buffer (pyarrow's default) caches every column chunk it has read until the file
+            # closes: a 2.28 GB file would end up whole in memory. Off, with a bounded read buffer,
+            # memory holds one batch's pages at a time.
+            parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
                 for value in _batch_rows(batch):
                     location = f"{uri}#row={position}"
