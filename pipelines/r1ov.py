@@ -19,6 +19,7 @@ from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.cleanup.component import cleanup
 from components.data_stage.component import data_stage
+from components.decontaminate.component import decontaminate
 from components.evaluate.component import evaluate
 from components.grpo.component import grpo
 from components.merge_shards.component import merge_shards
@@ -109,10 +110,23 @@ def data_stages(
     formalize_extra_config: dict | PipelineChannel,
     distill_extra_config: dict | PipelineChannel,
     filter_extra_config: dict | PipelineChannel,
+    benchmarks: list | PipelineChannel | None = None,
 ) -> dsl.PipelineTask:
-    """Split the source into shards, run formalize -> distill -> filter per shard in parallel pods
-    (each writing straight to durable storage under data_root, or the pipeline root), then merge.
+    """Set aside the source's rows that are benchmark items (when ``benchmarks`` is given), split
+    the rest into shards, run formalize -> distill -> filter per shard in parallel pods (each
+    writing straight to durable storage under data_root, or the pipeline root), then merge.
     Returns the merge task; its ``filtered`` output is the training set."""
+    if benchmarks is not None:
+        clean = decontaminate(
+            source_uri=source_uri,
+            benchmarks=benchmarks,
+            data_root=data_root,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            run_id=run_id,
+        ).set_display_name("decontaminate")
+        _object_store_access(clean).set_caching_options(False)
+        _on_pool(clean, CPU_POOL, cpu="2", memory="4Gi", memory_limit="8Gi")
+        source_uri = clean.outputs["Output"]
     shards = shard_source(
         source_uri=source_uri,
         num_shards=data_shards,
@@ -306,6 +320,7 @@ def r1ov_pipeline(
             formalize_extra_config=formalize_extra_config,
             distill_extra_config=distill_extra_config,
             filter_extra_config=filter_extra_config,
+            benchmarks=benchmarks,  # the evaluation's benchmarks: no training row is one of their items
         )
 
         sft_task = sft(

@@ -109,3 +109,28 @@ def test_an_identical_image_file_matches_exactly(tmp_path: Path) -> None:
         index.match(records.new_record(source="t", question="Q?", image_type="unknown", image=_encoded(_scene(8))))
         is None
     )
+
+
+def test_the_pipeline_step_passes_the_source_through_without_benchmarks(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from components.decontaminate.component import decontaminate
+
+    _bench(tmp_path / "bench.tsv")
+    rows = [
+        records.new_record(source="s", question=QUESTIONS[2], image_type="unknown", image=_encoded(_scene(50))),
+        records.new_record(source="s", question="Is the sky blue in this photograph?", image_type="unknown",
+                           image=_encoded(_scene(51))),
+    ]  # fmt: skip
+    records.write_dataset(str(tmp_path / "source"), rows)
+    report = SimpleNamespace(path=str(tmp_path / "report.md"))
+    run = {"data_root": str(tmp_path / "root"), "pipeline_root": "", "run_id": "run-1", "report": report}
+    assert decontaminate.python_func(source_uri=str(tmp_path / "source"), benchmarks=[], **run) == str(
+        tmp_path / "source"
+    )
+    benchmarks = [{"name": "r1ov-bench", "uri": str(tmp_path / "bench.tsv")}]
+    clean = decontaminate.python_func(source_uri=str(tmp_path / "source"), benchmarks=benchmarks, **run)
+    assert clean.startswith(str(tmp_path / "root")) and [r["id"] for r in records.read_records(clean)] == [
+        rows[1]["id"]
+    ]
+    assert "1 of 2 rows overlap a benchmark item" in (tmp_path / "report.md").read_text()

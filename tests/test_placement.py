@@ -298,12 +298,14 @@ def test_every_workload_lands_on_an_existing_pool_and_fits(provider: str, worklo
 
 def test_every_cpu_task_and_launcher_selects_the_cpu_pool() -> None:
     cpu_tasks = [w for w in WORKLOADS if w.name.startswith("pipeline/") and not w.gpus]
-    # shard, formalize/distill/filter per shard, merge, sft and grpo (launchers), register, promote, cleanup
+    # decontaminate, shard, formalize/distill/filter per shard, merge, sft and grpo (launchers), register,
+    # promote, cleanup
     assert sorted(w.name.removeprefix("pipeline/exec-") for w in cpu_tasks) == [
         "cleanup",
         "data-stage",
         "data-stage-2",
         "data-stage-3",
+        "decontaminate",
         "grpo",
         "merge-shards",
         "promote",

@@ -256,18 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _decontaminate(args: argparse.Namespace) -> dict[str, Any]:
-    from r1ov.data.decontaminate import BenchmarkIndex, decontaminate
-    from r1ov.eval.benchmarks import load
+    from r1ov.pipeline.tasks import decontaminate_source
 
-    index = BenchmarkIndex(max_distance=args.max_distance)
+    benchmarks = []
     for spec in args.benchmark:
         name, sep, uri = spec.partition("=")
         if not sep or not name or not uri:
             raise cfg.ConfigError(f"--benchmark {spec!r}: expected NAME=URI, e.g. mathvista=data/testmini.parquet")
-        loaded = load(cfg.BenchmarkSpec(name=name, uri=uri))
-        # Items the evaluation cannot score (no answer) are still items a model must not train on.
-        index.add(loaded.label, [*loaded.records, *loaded.rejected])
-    return decontaminate(args.data, args.out, index)
+        benchmarks.append({"name": name, "uri": uri})
+    return decontaminate_source(args.data, benchmarks, args.out, args.max_distance)
 
 
 def _dispatch(args: argparse.Namespace) -> dict[str, Any]:

@@ -296,3 +296,19 @@ def teacher_fields(stage: str, base_url: str, model: str, max_concurrency: int) 
         f"{key}.model": model or None,
         f"{key}.max_concurrency": max_concurrency,
     }
+
+
+def decontaminate_source(
+    source_uri: str, benchmarks: list[dict[str, Any]], output_uri: str, max_distance: int | None = None
+) -> dict[str, Any]:
+    """Set aside the source's rows that are items of ``benchmarks`` (``[{name, uri}, ...]``, read
+    from their published files) into ``output_uri``; returns the manifest with the overlap report."""
+    from r1ov.data.decontaminate import DEFAULT_MAX_DISTANCE, BenchmarkIndex, decontaminate
+    from r1ov.eval.benchmarks import load
+
+    index = BenchmarkIndex(max_distance=DEFAULT_MAX_DISTANCE if max_distance is None else max_distance)
+    for entry in benchmarks:
+        loaded = load(cfg.BenchmarkSpec(**entry))
+        # Items the evaluation cannot score (no answer) are still items a model must not train on.
+        index.add(loaded.label, [*loaded.records, *loaded.rejected])
+    return decontaminate(source_uri, output_uri, index)
