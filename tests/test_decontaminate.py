@@ -59,7 +59,7 @@ def test_planted_benchmark_items_are_found_and_reported(tmp_path: Path, capsys) 
         "reencoded": (_encoded(_scene(0), "JPEG", quality=70), "Find the area of the shaded region in the figure."),
         "resized": (_encoded(_scene(1).resize((160, 120))), "Name every consumer shown in the diagram of the pond."),
         "reworded": (
-            _encoded(_scene(900)),
+            _encoded(_scene(3), "JPEG", quality=80),
             "  WHICH organism in the  food web is a PRODUCER that the grasshopper eats ?",
         ),
     }
@@ -86,11 +86,34 @@ def test_planted_benchmark_items_are_found_and_reported(tmp_path: Path, capsys) 
     assert kept == set(clean)
     assert aside["reencoded"].startswith("benchmark_overlap: r1ov-bench/0 (image hash")
     assert aside["resized"].startswith("benchmark_overlap: r1ov-bench/1 (image hash")
-    assert aside["reworded"] == "benchmark_overlap: r1ov-bench/1 (question, 100% of its 8-word spans)"
+    assert aside["reworded"].startswith("benchmark_overlap: r1ov-bench/3 (image hash")
     report = json.loads((tmp_path / "clean" / "decontamination_report.json").read_text())
     assert report == summary["overlaps"]
     assert report["by_source_and_benchmark"] == {"import/Geometry3K(MathV360K)": {"r1ov-bench": 3}}
     assert report["rows"] == 7 and report["benchmark_items"] == 4
+
+
+def test_a_question_reworded_in_case_and_spacing_matches_its_item_not_a_template() -> None:
+    from r1ov.data.decontaminate import BenchmarkIndex
+
+    index = BenchmarkIndex()
+    text_only = records.new_record(source="b", question=QUESTIONS[0], image_type="unknown")  # MathVerse's text-only
+    with_image = records.new_record(source="b", question=QUESTIONS[2], image_type="unknown", image=_encoded(_scene(5)))
+    index.add("mathverse", [text_only, with_image])
+    reworded = "in the FIGURE, ab is parallel to cd   and angle 1 is 40 degrees ; what is the measure of angle 2"
+    row = records.new_record(source="t", question=reworded, image_type="unknown", image=_encoded(_scene(60)))
+    assert index.match(row) == f"mathverse/{text_only['id']} (question, 100% of its 8-word spans; a side without image)"
+    # The same templated question over an unrelated picture is another item, not this one.
+    template = records.new_record(
+        source="t", question=QUESTIONS[2].upper(), image_type="unknown", image=_encoded(_scene(61))
+    )
+    assert index.match(template) is None
+    # ... over the item's picture, drawn a little differently (brighter), it is this one.
+    brighter = Image.eval(_scene(5), lambda v: min(255, v + 12))
+    redrawn = records.new_record(
+        source="t", question=QUESTIONS[2].upper(), image_type="unknown", image=_encoded(brighter)
+    )
+    assert (index.match(redrawn) or "").startswith(f"mathverse/{with_image['id']} (")
 
 
 def test_an_identical_image_file_matches_exactly(tmp_path: Path) -> None:
@@ -118,7 +141,7 @@ def test_the_pipeline_step_passes_the_source_through_without_benchmarks(tmp_path
 
     _bench(tmp_path / "bench.tsv")
     rows = [
-        records.new_record(source="s", question=QUESTIONS[2], image_type="unknown", image=_encoded(_scene(50))),
+        records.new_record(source="s", question="Where?", image_type="unknown", image=_encoded(_scene(2), "JPEG")),
         records.new_record(source="s", question="Is the sky blue in this photograph?", image_type="unknown",
                            image=_encoded(_scene(51))),
     ]  # fmt: skip

@@ -10,7 +10,12 @@ item, read from the benchmark's published file (``r1ov.eval.benchmarks`` loaders
   which a JPEG re-encode or a resize moves by a few bits at most;
 - the question: the text normalised (Unicode NFKC, case folded, punctuation dropped, spacing
   collapsed), then word n-grams; a row whose n-grams are mostly (``min_question_overlap``) one
-  item's is that item re-worded. A question shorter than ``n`` words matches only in full.
+  item's asks that item's question. A question shorter than ``n`` words matches only in full.
+  Templated questions ("How many cubes are left after ...", "What is the value of x?") recur
+  over different pictures, which is not contamination for a visual question: a question match
+  counts when either side has no image, or when the images are related (within
+  ``question_image_distance`` bits, 10 by default; different synthetic CLEVR scenes are 12 or
+  more apart).
 
 A match sets the row aside as ``benchmark_overlap: <benchmark>/<item id> (<how>)``; the report
 (``decontamination_report.json``) counts overlaps by source and benchmark.
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 REASON = "benchmark_overlap"
 REPORT = "decontamination_report.json"
 DEFAULT_MAX_DISTANCE = 6  # of 64 phash bits; re-encodes and resizes stay well under, unrelated images near 32
+DEFAULT_QUESTION_IMAGE_DISTANCE = 10
 DEFAULT_NGRAM = 8
 DEFAULT_MIN_QUESTION_OVERLAP = 0.5
 MIN_QUESTION_WORDS = 4  # shorter questions ("What is x?") are too common to say anything alone
@@ -90,9 +96,12 @@ class BenchmarkIndex:
         max_distance: int = DEFAULT_MAX_DISTANCE,
         n: int = DEFAULT_NGRAM,
         min_question_overlap: float = DEFAULT_MIN_QUESTION_OVERLAP,
+        question_image_distance: int = DEFAULT_QUESTION_IMAGE_DISTANCE,
     ) -> None:
         self.max_distance, self.n, self.min_question_overlap = max_distance, n, min_question_overlap
+        self.question_image_distance = question_image_distance
         self.ids: list[str] = []  # "<benchmark>/<item id>"
+        self._item_phash: list[int | None] = []
         self._exact: dict[str, int] = {}
         self._phashes: list[int] = []
         self._phash_owner: list[int] = []
@@ -111,6 +120,7 @@ class BenchmarkIndex:
             for sha in (found.byte_sha, found.pixel_sha):
                 if sha:
                     self._exact.setdefault(sha, item)
+            self._item_phash.append(found.phash)
             if found.phash is not None:
                 self._phashes.append(found.phash)
                 self._phash_owner.append(item)
@@ -148,10 +158,17 @@ class BenchmarkIndex:
             shared: Counter[int] = Counter()
             for gram in found.grams:
                 shared.update(self._grams.get(gram, ()))
-            for item, count in shared.most_common(1):
+            for item, count in shared.most_common():
                 overlap = count / len(found.grams)
-                if overlap >= self.min_question_overlap:
-                    return f"{self.ids[item]} (question, {overlap:.0%} of its {self.n}-word spans)"
+                if overlap < self.min_question_overlap:
+                    break
+                how = f"question, {overlap:.0%} of its {self.n}-word spans"
+                theirs = self._item_phash[item]
+                if found.phash is None or theirs is None:
+                    return f"{self.ids[item]} ({how}; a side without image)"
+                distance = (found.phash ^ theirs).bit_count()
+                if distance <= self.question_image_distance:
+                    return f"{self.ids[item]} ({how}; images {distance} bits apart)"
         return None
 
 
@@ -170,7 +187,11 @@ def decontaminate(input_uri: str, output_uri: str, index: BenchmarkIndex, *, sha
         return accepted, rejected
 
     settings = {"ids": hashlib.sha256("\n".join(index.ids).encode()).hexdigest(), "max_distance": index.max_distance}
-    settings.update(n=index.n, min_question_overlap=index.min_question_overlap)
+    settings.update(
+        n=index.n,
+        min_question_overlap=index.min_question_overlap,
+        question_image_distance=index.question_image_distance,
+    )
     manifest = records.map_dataset(
         input_uri, output_uri, process, shard_size=shard_size, fingerprint=json.dumps(settings, sort_keys=True)
     )
