@@ -13,6 +13,7 @@ SUITES = {
     "records": "r1ov.bench.records_io",
     "teacher": "r1ov.bench.teacher",
     "data": "r1ov.bench.data",
+    "scale": "r1ov.bench.scale",
     "train": "r1ov.bench.training",
     "eval": "r1ov.bench.evaluation",
 }

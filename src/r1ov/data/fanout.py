@@ -35,6 +35,7 @@ STAGE_FOLDERS: dict[str, tuple[str, str]] = {
 }
 SOURCE = "source"
 CACHE = "_cache"
+MAX_BUFFER_BYTES = 8 << 20  # per shard being written: memory stays under shards x this, whatever the source
 
 
 def work_uri(data_root: str, run_id: str) -> str:
@@ -73,8 +74,9 @@ def split(source_uri: str, work: str, num_shards: int, rows_per_file: int = 1000
     """Write ``num_shards`` shards of ``source_uri`` under ``work``, each row to :func:`shard_of`
     its id; returns shard URIs.
 
-    Rows stream through (one input file and one output buffer per shard in memory), so a
-    155K-row source with images never has to fit at once. Fewer rows than shards gives
+    Rows stream through (one input file and one output buffer per shard, of at most
+    ``rows_per_file`` rows and MAX_BUFFER_BYTES of images, in memory), so a 155K-row source with
+    images never has to fit at once. Fewer rows than shards gives
     fewer shards; an empty source gives one empty shard. Ids are made unique here, before any
     teacher is paid: a second row with the same id and the same content is set aside
     (``duplicate``, in the shard's ``source/rejected/``); one with other content is kept under a
@@ -86,6 +88,7 @@ def split(source_uri: str, work: str, num_shards: int, rows_per_file: int = 1000
     parts = {part: [[] for _ in range(count)] for part in (records.RECORDS, records.REJECTED)}
     files = {part: [0] * count for part in parts}
     written = {part: [0] * count for part in parts}
+    buffered = {part: [0] * count for part in parts}  # image bytes waiting in each buffer
     sources: list[Counter[str]] = [Counter() for _ in range(count)]
     seen: dict[str, str] = {}  # id -> content digest of the first row with it
     copies: Counter[str] = Counter()
@@ -94,14 +97,17 @@ def split(source_uri: str, work: str, num_shards: int, rows_per_file: int = 1000
         records.write_shard(storage.join(uris[k], SOURCE), parts[part][k], files[part][k], part)
         files[part][k] += 1
         parts[part][k] = []
+        buffered[part][k] = 0
 
     def add(part: str, row: dict[str, Any]) -> None:
         k = shard_of(row["id"], count)
         parts[part][k].append(row)
+        buffered[part][k] += len(row.get("image") or b"")
         written[part][k] += 1
         if part == records.RECORDS:
             sources[k][row.get("source") or "unknown"] += 1
-        if len(parts[part][k]) >= rows_per_file:
+        # Rows or bytes: 32 buffers of 1000 rows of images would hold a third of the release at once.
+        if len(parts[part][k]) >= rows_per_file or buffered[part][k] >= MAX_BUFFER_BYTES:
             flush(part, k)
 
     for row in _rows(source_uri):
