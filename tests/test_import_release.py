@@ -286,3 +286,14 @@ def test_a_large_file_streams_in_constant_memory(tmp_path: Path) -> None:
     assert rows == 24 * 16 and peak < 12 << 20, (
         f"{peak >> 20} MB held while reading a {file.stat().st_size >> 20} MB file"
     )
+
+
+def test_a_long_path_made_of_base64_letters_is_read_as_a_path(tmp_path: Path) -> None:
+    """'images/...' strings can be valid base64; decoded, they are no image, so they are paths."""
+    name = "images/" + "a1b2c3d4" * 9  # 79 characters, all in the base64 alphabet
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / name).write_bytes(_encoded(3))
+    rows = [_row("p", name, "Path?", "1")]
+    pq.write_table(pa.Table.from_pylist(rows, schema=RELEASE_SCHEMA), tmp_path / "src" / "train.parquet")
+    import_dataset("parquet", str(tmp_path / "src"), str(tmp_path / "records"))
+    assert np.array_equal(_pixels(_imported(tmp_path / "records")["p"]["image"]), _pixels(_encoded(3)))

@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import logging
 import posixpath
@@ -139,6 +140,17 @@ def _from_base64(text: str) -> bytes | None:
         return None
 
 
+def _is_image(data: bytes) -> bool:
+    """Whether Pillow recognises ``data``'s header as an image (nothing is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
 def _image_bytes(row: dict[str, Any], base_uri: str | None) -> bytes:
     image = row.get("image")
     images = row.get("images")
@@ -154,8 +166,9 @@ def _image_bytes(row: dict[str, Any], base_uri: str | None) -> bytes:
         return bytes(image)
     if isinstance(image, str) and image.strip():
         decoded = _from_base64(image)
-        if decoded is not None:
+        if decoded is not None and (_DATA_URL.match(image.strip()) or _is_image(decoded)):
             return decoded
+        # Not an image once decoded: a long path made only of base64 letters ("images/0001"...).
         uri = (
             image
             if storage.is_remote(image) or image.startswith("/") or not base_uri
@@ -164,6 +177,8 @@ def _image_bytes(row: dict[str, Any], base_uri: str | None) -> bytes:
         try:
             return storage.read_bytes(uri)
         except (OSError, ValueError) as exc:
+            if decoded is not None:  # no such file either: it was base64, of something else
+                raise Skip("bad image", "base64 text that decodes to no image format Pillow knows") from exc
             raise Skip("image unreadable", f"{image[:120]!r}: {exc}") from exc
     raise Skip("no image")
 
