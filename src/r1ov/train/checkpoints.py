@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import threading
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,53 @@ def resume_point(cfg: Any) -> str | None:
         remote.node_once(dest, lambda d: storage.copy_tree(source, str(d)))
     logger.info("resuming from %s (step %d)", source, steps[-1])
     return str(dest)
+
+
+def load_weights(model: Any, checkpoint: str) -> None:
+    """Copy a checkpoint's weights into ``model`` as ``from_pretrained`` reads them, strictly.
+
+    ``save_pretrained`` writes the checkpoint's original key names (modeling_utils
+    ``save_pretrained`` -> core_model_loading ``revert_weight_conversion``), e.g. Qwen2.5-VL's
+    ``model.layers.*`` / ``visual.*``, while the live model calls them ``model.language_model.*`` /
+    ``model.visual.*``. Only ``from_pretrained`` applies the renaming
+    (conversion_mapping ``get_model_conversion_mapping``), so the checkpoint is read through it;
+    the strict copy fails loudly on any key that still does not match.
+    """
+    dtype = next(model.parameters()).dtype
+    # A second copy on the CPU for a moment: this path is for models that fit one device.
+    saved = type(model).from_pretrained(checkpoint, dtype=dtype)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    logger.info("loaded the weights of %s", checkpoint)
+
+
+class ExactResume:
+    """Trainer mixin: resume without DeepSpeed with the checkpoint's weights, not the base model's.
+
+    transformers 5's ``Trainer._load_from_checkpoint`` (trainer.py; the path without DeepSpeed or
+    FSDP) calls ``model.load_state_dict(state_dict, False)`` on the saved safetensors, without the
+    key renaming ``from_pretrained`` applies: for Qwen2.5-VL no key matches but ``lm_head``, only a
+    warning is logged, and training continues from the base weights with the restored optimizer.
+    DeepSpeed resumes from its own engine checkpoint (``deepspeed_load_checkpoint``) and is left as is.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from transformers import PreTrainedModel
+
+        if (
+            model is not None
+            or self.is_deepspeed_enabled
+            or self.is_fsdp_enabled
+            or not isinstance(self.model, PreTrainedModel)
+        ):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+        load_weights(self.model, resume_from_checkpoint)
+        return None
+
+
+@cache
+def resumable(trainer_class: type) -> type:
+    """``trainer_class`` with :class:`ExactResume` (e.g. TRL's SFTTrainer or GRPOTrainer)."""
+    return type(trainer_class.__name__, (ExactResume, trainer_class), {"__module__": __name__})
 
 
 def _barrier() -> None:

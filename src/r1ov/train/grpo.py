@@ -127,7 +127,7 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
     with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "grpo", tags) as run_id:
         reward_funcs = rewards.get_rewards(cfg.rewards)
-        trainer = GRPOTrainer(
+        trainer = checkpoints.resumable(GRPOTrainer)(
             model=model,
             reward_funcs=reward_funcs,
             args=args,

@@ -61,7 +61,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     # 3. train (tracked by the main process), save once, close the world
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
     with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "sft", tags) as run_id:
-        trainer = SFTTrainer(
+        trainer = checkpoints.resumable(SFTTrainer)(
             model=model, args=args, train_dataset=common.to_dataset(examples.rows), processing_class=processor
         )
         common.use_log_callback(trainer)
