@@ -36,12 +36,15 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     runtime = common.detect_runtime(cfg.distributed)
 
     # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
-    args = TRLSFTConfig(
-        **common.trainer_arguments(cfg, runtime, track=cfg.track),
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
-        max_length=cfg.max_length,
-        assistant_only_loss=cfg.assistant_only_loss,
+    args = common.build_arguments(
+        TRLSFTConfig,
+        {
+            **common.trainer_arguments(cfg, runtime, track=cfg.track),
+            "lr_scheduler_type": cfg.lr_scheduler_type,
+            "warmup_steps": cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+            "max_length": cfg.max_length,
+            "assistant_only_loss": cfg.assistant_only_loss,
+        },
     )
     common.join_deepspeed(args, runtime)
 
