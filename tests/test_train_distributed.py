@@ -82,14 +82,18 @@ def test_grpo_on_two_nodes_with_zero2_and_tracking(tiny_model_dir: Path, tmp_pat
         track=True,
         tracking={"tracking_uri": tracking_uri, "run_name": "grpo-dist"},
         distributed={**TWO_NODES, "deepspeed": "zero2", "rdzv_port": 29622},
+        # a random model earns no accuracy or format; a user-style reward imported in every worker gives
+        # each group a spread, so the weights must move
+        rewards=["accuracy", "format", "r1ov.testing.rewards:length"],
     )
 
     summary = grpo.run(cfg)
 
     assert summary["world_size"] == 2 and summary["deepspeed"] == "zero2"
     assert summary["steps"] == 2 and summary["train_records"] == 4
-    assert summary["rewards"] == {"accuracy": 0.0, "format": 0.0}
-    AutoModelForImageTextToText.from_pretrained(tmp_path / "grpo")
+    assert summary["rewards"]["accuracy"] == 0.0 and summary["rewards"]["format"] == 0.0
+    assert summary["rewards"]["r1ov.testing.rewards:length"] > 0 and summary["reward"] > 0
+    assert_same_names_and_trained(tiny_model_dir, tmp_path / "grpo")
     # only the main process tracks: one run, with the trainer's reward metrics
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("r1ov").experiment_id])
