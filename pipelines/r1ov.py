@@ -27,6 +27,7 @@ from components.promote.component import promote
 from components.register.component import register
 from components.sft.component import sft
 from components.shard_source.component import shard_source
+from r1ov.config import REASONING_TOKENS
 from r1ov.k8s.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
 
 # Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
@@ -88,6 +89,7 @@ def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_li
 # Shard pods of the data fan-out running at once: each keeps teacher_max_concurrency requests in
 # flight, so this times that is the load on a teacher endpoint (KFP needs a constant here).
 DATA_PARALLELISM = 16
+TRAINING_RETRIES = 2  # launcher retries of the SFT and GRPO tasks; each resumes from the last checkpoint
 
 
 def data_stages(
@@ -196,6 +198,9 @@ def _as_training_launcher(
     task.set_cpu_request("1").set_memory_request("4Gi")  # no limit: with launcher=local it trains
     _keep_running(task)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+    # A failed job (every pod restart spent) or a lost launcher pod runs again with the same run_id,
+    # hence the same checkpoint_uri: the new job resumes from the latest complete checkpoint.
+    task.set_retry(num_retries=TRAINING_RETRIES, backoff_duration="120s", backoff_factor=2)
     _object_store_access(task).set_caching_options(False)
 
 
@@ -230,7 +235,7 @@ def r1ov_pipeline(
     min_accepted_fraction: float = 0.5,  # fail before training when less of the data survives
     # One reasoning length for every stage: GRPO's completion limit and eval's generation limit
     # (the SFT model's answers average ~960 tokens in the paper; a shorter limit cuts them off).
-    max_reasoning_tokens: int = 4096,
+    max_reasoning_tokens: int = REASONING_TOKENS,
     # SFT (paper: full fine-tune, lr 1e-5, batch 1 x accum 16 x 8 GPUs, 1 epoch, cosine, warmup 0.05)
     base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
     sft_learning_rate: float = 1e-5,

@@ -174,7 +174,8 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
         "activeDeadlineSeconds": 7200,
     }
     master = job["spec"]["pytorchReplicaSpecs"]["Master"]
-    assert master["restartPolicy"] == "ExitCode"  # retries only for signals (OOM, preemption)
+    # A lost node makes its peers exit 1, which ExitCode treats as permanent: every node restarts and resumes.
+    assert master["restartPolicy"] == "OnFailure"
     pod = master["template"]["spec"]
     assert pod["serviceAccountName"] == "trainer"
     assert pod["containers"][0]["image"] == "registry.example/r1ov-train:1.2.3"
@@ -187,11 +188,32 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
         {"name": "work", "emptyDir": {}},  # the trainer's writable scratch: model copy, checkpoints, output
     ]
     # Without retries a failed pod stays failed.
-    no_retry = build_pytorchjob("sft", COMMAND, _dist(), {})
+    no_retry = build_pytorchjob("sft", COMMAND, _dist(cluster={"backoff_limit": 0}), {})
     assert no_retry["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == "Never"
     assert no_retry["spec"]["runPolicy"]["activeDeadlineSeconds"] == 3 * 24 * 3600  # a hung job ends by default
     endless = build_pytorchjob("sft", COMMAND, _dist(cluster={"active_deadline_s": None}), {})
     assert "activeDeadlineSeconds" not in endless["spec"]["runPolicy"]
+
+
+@pytest.mark.parametrize("kind", ["pytorchjob", "trainjob"])
+def test_a_stopping_pod_has_time_to_save_its_last_checkpoint(kind: str) -> None:
+    """torchrun SIGKILLs its workers 30 s after passing on SIGTERM, Kubernetes the pod 30 s after sending it,
+    unless told otherwise: both must outlast a checkpoint save + upload (cluster.stop_grace_s)."""
+    dist = _dist(nnodes=2, cluster={"stop_grace_s": 1200})
+    if kind == "pytorchjob":
+        job = build_pytorchjob("sft", COMMAND, dist, {})
+        pods = [spec["template"]["spec"] for spec in job["spec"]["pytorchReplicaSpecs"].values()]
+        envs = [pod["containers"][0]["env"] for pod in pods]
+        assert job["spec"]["runPolicy"]["backoffLimit"] == 3  # by default a preempted job restarts by itself
+    else:
+        job = build_trainjob("sft", COMMAND, dist, {})
+        pods = [job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+                ["template"]["spec"]["template"]["spec"]]  # fmt: skip
+        envs = [job["spec"]["trainer"]["env"]]
+    _validate_crd(job)
+    for pod, env in zip(pods, envs, strict=True):
+        assert {"name": "TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "value": "1200"} in env
+        assert pod["terminationGracePeriodSeconds"] > 1200
 
 
 def test_master_and_worker_templates_are_independent() -> None:

@@ -89,6 +89,14 @@ def test_credentials_come_from_secrets_not_literals() -> None:
     assert "sk-" not in text and "aws_secret_access_key:" not in text
 
 
+def test_training_tasks_retry_and_so_resume_without_a_person() -> None:
+    """A job that spent its pod restarts (or a lost launcher pod) runs again with the same run id,
+    hence the same checkpoint_uri, and resumes from its latest complete checkpoint."""
+    tasks = _pipeline()["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    for name in ("sft", "grpo"):
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] >= 1, name
+
+
 def test_cleanup_runs_as_exit_handler_whatever_the_stages_do() -> None:
     tasks = _pipeline()["root"]["dag"]["tasks"]
     sweep = tasks["cleanup"]

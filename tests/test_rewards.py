@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from r1ov.config import ConfigError
@@ -95,6 +97,46 @@ def test_unknown_reward_names_are_a_clear_error() -> None:
         rewards.get_rewards(["accuracy", "lenght"])
     with pytest.raises(ConfigError, match="at least one reward"):
         rewards.get_rewards([])
+
+
+def test_a_users_reward_is_named_module_colon_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "rewards.py").write_text(
+        "def length_penalty(completions, **kwargs):\n    return [-len(str(c)) / 1000 for c in completions]\n"
+        "THRESHOLD = 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    accuracy, penalty = rewards.get_rewards(["accuracy", "mypkg.rewards:length_penalty"])
+
+    assert accuracy is rewards.accuracy
+    assert penalty(["abcd"]) == [-0.004] and penalty.__name__ == "length_penalty"  # TRL logs it by this name
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        (
+            "nopkg.rewards:length_penalty",
+            r"cannot import module 'nopkg.rewards' for reward 'nopkg.rewards:length_penalty'",
+        ),
+        ("mypkg.rewards:missing", r"module 'mypkg.rewards' has no 'missing'"),
+        ("mypkg.rewards:THRESHOLD", r"'mypkg.rewards:THRESHOLD' is a int, not a function"),
+        ("mypkg.rewards:", r"not 'package.module:function'"),
+    ],
+)
+def test_a_users_reward_that_cannot_be_used_is_named_in_the_error(
+    name: str, error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "rewards.py").write_text("THRESHOLD = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=error):
+        rewards.get_rewards(["accuracy", name])
 
 
 # Every case from the review that paid a wrong answer: punctuation, sign, tolerance, hedges.

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from test_train_sft import make_records, sft_config
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_sft import changed_tensors, make_records, sft_config
 
 from r1ov.data import records
-from r1ov.train import checkpoints
+from r1ov.train import checkpoints, rewards
 
 
 def test_only_complete_checkpoints_count_and_the_latest_is_resumed(tmp_path: Path) -> None:
@@ -64,3 +71,121 @@ def test_sigterm_saves_and_stops_then_a_rerun_continues_the_step_count(tiny_mode
     assert summary["resumed_from_step"] == saved and summary["steps"] == saved + 2
     assert json.loads((durable / "train_summary.json").read_text())["steps"] == saved + 2
     assert time.monotonic() - started < 120
+
+
+def test_checkpoints_by_the_clock_and_none_of_the_final_step() -> None:
+    """Slow steps still checkpoint every save_every_minutes; the last step is left to the final save."""
+    now = [0.0]
+    triggers = checkpoints.SaveTriggers(every_s=600, clock=lambda: now[0])
+    state, args = SimpleNamespace(global_step=1, max_steps=10), SimpleNamespace()
+
+    def step(at: float, flow_says_save: bool = False) -> bool:
+        now[0] = at
+        control = SimpleNamespace(should_save=flow_says_save, should_training_stop=False)
+        triggers.on_step_end(args, state, control)
+        if control.should_save:
+            triggers.on_save(args, state, control)
+        state.global_step += 1
+        return control.should_save
+
+    assert [step(t) for t in (100, 599, 601, 900, 1100)] == [False, False, True, False, False]
+    assert step(1202)  # 600 s after the save at 601
+    assert step(1300, flow_says_save=True)  # save_steps still count (and restart the clock)
+    assert not step(1850)
+    state.global_step = 10
+    assert not step(5000, flow_says_save=True)  # the final step: the trainer's end-of-run save is dropped
+    assert not triggers.stopped
+
+
+def test_every_node_keeps_only_the_newest_local_checkpoints(tmp_path: Path) -> None:
+    for step in (2, 4, 6, 8):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "runs").mkdir()
+    checkpoints.rotate_local(str(tmp_path), keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6", "checkpoint-8", "runs"]
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+def preempt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """A real SIGTERM to this process when the trainer ends ``step``: a pod deletion at a known step."""
+    original = checkpoints.SaveTriggers.on_step_end
+
+    def on_step_end(self: Any, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step == step:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the trainer's own SIGTERM handler
+        return original(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(checkpoints.SaveTriggers, "on_step_end", on_step_end)
+
+
+def logged_losses(caplog: pytest.LogCaptureFixture) -> dict[int, float]:
+    """step -> loss, as the trainers log them (common.LogCallback: "step N/M {...}")."""
+    losses = {}
+    for record in caplog.records:
+        if record.name == "r1ov.train.common" and record.msg.startswith("step ") and "loss" in record.args[2]:
+            losses[record.args[0]] = record.args[2]["loss"]
+    caplog.clear()
+    return losses
+
+
+def assert_same_weights(expected: Path, actual: Path) -> None:
+    want, got = load_file(expected / "model.safetensors"), load_file(actual / "model.safetensors")
+    assert set(want) == set(got)
+    differ = [name for name in want if not torch.allclose(want[name], got[name], rtol=1e-5, atol=1e-7)]
+    assert not differ, f"{len(differ)} of {len(want)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
+
+
+def stage_config(stage: str, model: Path, tmp_path: Path, out: str, **overrides: Any) -> Any:
+    from test_train_grpo import clevr_records, grpo_config
+
+    data = tmp_path / "data"
+    if not data.exists():
+        records.write_dataset(str(data), clevr_records(4) if stage == "grpo" else make_records(6))
+    fields = {"max_steps": 6, "save_steps": 0, "logging_steps": 1, "per_device_train_batch_size": 2, **overrides}
+    if stage == "sft":
+        return sft_config(model, str(data), tmp_path / out, **fields)
+    # accuracy and format give random completions 0 (no advantage, no gradient): "length" spreads the group
+    return grpo_config(model, str(data), tmp_path / out, rewards=["accuracy", "format", "length"], **fields)
+
+
+# SFT: 3 steps an epoch, preempted at its end; GRPO: 4 steps an epoch, preempted in the second one.
+@pytest.mark.parametrize(("stage", "preempted_at"), [("sft", 3), ("grpo", 5)])
+def test_a_run_preempted_and_resumed_ends_with_the_uninterrupted_weights_and_losses(
+    stage: str,
+    preempted_at: int,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """deepspeed=none (one GPU, or CPU): the Trainer's own checkpoint load must not keep the base weights."""
+    from test_train_grpo import length_reward
+
+    monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
+    caplog.set_level(logging.INFO, logger="r1ov.train.common")
+    train = importlib.import_module(f"r1ov.train.{stage}").train
+    train(stage_config(stage, tiny_model_dir, tmp_path, "whole"))
+    uninterrupted = logged_losses(caplog)
+    assert sorted(uninterrupted) == [1, 2, 3, 4, 5, 6]
+
+    cfg = stage_config(stage, tiny_model_dir, tmp_path, "preempted", checkpoint_uri=str(tmp_path / "bucket"))
+    with monkeypatch.context() as patch, pytest.raises(SystemExit) as stopped:
+        preempt_at(patch, preempted_at)
+        train(cfg)
+    assert stopped.value.code == checkpoints.INTERRUPTED_EXIT
+    assert checkpoints.complete_steps(str(tmp_path / "bucket" / "checkpoints")) == [preempted_at]
+    logged_losses(caplog)
+
+    summary = train(cfg)
+
+    assert summary["resumed_from_step"] == preempted_at
+    # the final step is saved once, as the final model: no checkpoint of it besides
+    assert checkpoints.complete_steps(str(tmp_path / "bucket" / "checkpoints")) == [preempted_at]
+    resumed = logged_losses(caplog)
+    assert resumed == pytest.approx({step: uninterrupted[step] for step in range(preempted_at + 1, 7)}, rel=1e-4)
+    assert_same_weights(tmp_path / "whole", tmp_path / "preempted")
+    assert changed_tensors(tiny_model_dir, tmp_path / "whole"), (
+        "the weights must move for the comparison to mean anything"
+    )

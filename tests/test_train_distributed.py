@@ -10,6 +10,7 @@ directory so later runs start at once.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from transformers import AutoModelForImageTextToText
 
 from r1ov.data import records
 from r1ov.k8s.shutdown import sigterm_exits
-from r1ov.train import grpo, launch, sft
+from r1ov.train import checkpoints, grpo, launch, sft
 
 TWO_NODES = {"nnodes": 2, "nproc_per_node": 1, "backend": "gloo"}
 
@@ -81,14 +82,18 @@ def test_grpo_on_two_nodes_with_zero2_and_tracking(tiny_model_dir: Path, tmp_pat
         track=True,
         tracking={"tracking_uri": tracking_uri, "run_name": "grpo-dist"},
         distributed={**TWO_NODES, "deepspeed": "zero2", "rdzv_port": 29622},
+        # a random model earns no accuracy or format; a user-style reward imported in every worker gives
+        # each group a spread, so the weights must move
+        rewards=["accuracy", "format", "r1ov.testing.rewards:length"],
     )
 
     summary = grpo.run(cfg)
 
     assert summary["world_size"] == 2 and summary["deepspeed"] == "zero2"
     assert summary["steps"] == 2 and summary["train_records"] == 4
-    assert summary["rewards"] == {"accuracy": 0.0, "format": 0.0}
-    AutoModelForImageTextToText.from_pretrained(tmp_path / "grpo")
+    assert summary["rewards"]["accuracy"] == 0.0 and summary["rewards"]["format"] == 0.0
+    assert summary["rewards"]["r1ov.testing.rewards:length"] > 0 and summary["reward"] > 0
+    assert_same_names_and_trained(tiny_model_dir, tmp_path / "grpo")
     # only the main process tracks: one run, with the trainer's reward metrics
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("r1ov").experiment_id])
@@ -173,3 +178,38 @@ def test_zero_overlaps_communication_on_gpus_only(stage: str) -> None:
     assert common.deepspeed_config(stage, cuda=True)["zero_optimization"]["overlap_comm"] is True
     assert common.deepspeed_config(stage, cuda=False)["zero_optimization"]["overlap_comm"] is False
     assert common.deepspeed_config("none") is None
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("torch_extensions")
+@pytest.mark.parametrize(("stage", "zero", "port"), [("sft", "zero3", 29623), ("grpo", "zero2", 29624)])
+def test_a_zero_run_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(
+    stage: str, zero: str, port: int, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Two nodes: run 4 steps saving at 2; a second run that finds only step 2's checkpoint (a run
+    preempted after it) resumes there and must end where the first one did."""
+    data = str(tmp_path / "data")
+    records.write_dataset(data, clevr_records(4) if stage == "grpo" else make_records(6))
+    fields = {"max_steps": 4, "save_steps": 2, "distributed": {**TWO_NODES, "deepspeed": zero, "rdzv_port": port}}
+    if stage == "grpo":
+        build, run = grpo_config, grpo.run
+        fields["rewards"] = ["accuracy", "format", "r1ov.testing.rewards:length"]  # random completions: a spread
+    else:
+        build, run = sft_config, sft.run
+    run(build(tiny_model_dir, data, tmp_path / "whole", **fields))
+    preempted = tmp_path / "bucket" / "checkpoints" / "checkpoint-2"
+    shutil.copytree(tmp_path / "whole-checkpoints" / "checkpoint-2", preempted)
+    assert (preempted / checkpoints.COMPLETE).is_file()
+
+    summary = run(build(tiny_model_dir, data, tmp_path / "resumed", checkpoint_uri=str(tmp_path / "bucket"), **fields))
+
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
+    whole, resumed = (
+        load_file(tmp_path / "whole" / "model.safetensors"),
+        load_file(tmp_path / "resumed" / "model.safetensors"),
+    )
+    base = load_file(tiny_model_dir / "model.safetensors")
+    assert set(whole) == set(resumed) == set(base)
+    assert any(not torch.equal(base[name], whole[name]) for name in base), "the weights must move"
+    differ = [name for name in whole if not torch.allclose(whole[name], resumed[name], rtol=1e-5, atol=1e-7)]
+    assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"

@@ -14,7 +14,7 @@ def grpo(
     num_generations: int = 8,
     beta: float = 0.04,
     max_prompt_length: int = 1024,
-    max_completion_length: int = 1024,
+    max_completion_length: int = 4096,  # r1ov.config.REASONING_TOKENS (a test keeps them equal)
     per_device_train_batch_size: int = 8,
     gradient_accumulation_steps: int = 2,
     global_batch_size: int = 0,

@@ -59,6 +59,15 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
                 action="store_true",
                 help="print the torchrun commands or Kubernetes objects a launch would start, start nothing",
             )
+            parser.add_argument(
+                "--plan",
+                action="store_true",
+                help="estimate per-GPU memory (weights, gradients, optimizer, activations, vLLM) and refuse a plan "
+                "that cannot fit, naming the setting to change; starts nothing",
+            )
+            parser.add_argument(
+                "--gpu-gib", type=float, default=80.0, help="GPU memory to plan for with --plan (default: 80, an H100)"
+            )
 
 
 def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
@@ -315,6 +324,12 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
                 service_account=args.service_account,
             )
         )
+    elif getattr(args, "plan", False):
+        from r1ov.train import memory
+
+        config_class, _ = STAGES[args.command]
+        stage_config = cfg.load(config_class, args.config, args.overrides, name=args.command)
+        return memory.plan(args.command, stage_config, args.gpu_gib)
     elif args.dry_run:
         from r1ov.train.launch import plan
 

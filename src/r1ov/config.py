@@ -97,7 +97,19 @@ class ClusterJobConfig(Strict):
         description="the job fails after this many seconds (a hung job would hold its GPUs for ever); "
         "the launcher gives up a little later; none: no deadline",
     )
-    backoff_limit: int = Field(0, ge=0, description="pod restarts before the job fails")
+    backoff_limit: int = Field(
+        3,
+        ge=0,
+        description="pod restarts before the job fails; each restart resumes from the latest complete checkpoint "
+        "(0: a failed or preempted pod fails the job)",
+    )
+    stop_grace_s: int = Field(
+        900,
+        ge=30,
+        description="seconds a stopping training pod gets to save and upload its SIGTERM checkpoint: torchrun's "
+        "worker stop timeout, and (plus 30 s) the pod's terminationGracePeriodSeconds; size it to one checkpoint "
+        "save + upload (a 7B ZeRO-3 checkpoint with optimizer states is ~100 GB)",
+    )
     ttl_after_finished_s: int = Field(3600, ge=0, description="keep finished jobs this long")
     trainjob_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime for TrainJob")
     poll_s: float = Field(10.0, gt=0, description="seconds between status checks")
@@ -200,6 +212,14 @@ class SynthConfig(Strict):
 
 # The data image sets it to easyocr (its weights are baked there); elsewhere Tesseract is the default.
 OCR_ENGINE_ENV = "R1OV_OCR_ENGINE"
+# One reasoning length for every stage: GRPO's completion limit and eval's generation limit (the
+# pipeline's max_reasoning_tokens). The authors' GRPO script sets none and so ran TRL's default of
+# 256 (Fancy-MLLM/R1-Onevision VLM-R1/src/open-r1-multimodal/run_grpo.sh, trainer/grpo_config.py),
+# which cuts off their own SFT model's answers (~960 tokens on average); 4096 leaves them room.
+REASONING_TOKENS = 4096
+# The authors' GRPO image bound: max_pixels=12845056 (Fancy-MLLM/R1-Onevision
+# VLM-R1/src/open-r1-multimodal/src/open_r1/grpo_jsonl.py, not overridden by run_grpo.sh).
+RL_MAX_PIXELS = 12845056
 
 
 class PerceptionConfig(Strict):
@@ -338,9 +358,20 @@ class ModelIOConfig(Strict):
     save_steps: int = Field(
         200, ge=0, description="checkpoint every N optimizer steps (and on SIGTERM) for resume; 0: only on SIGTERM"
     )
+    save_every_minutes: float = Field(
+        30.0,
+        ge=0,
+        description="also checkpoint when this many minutes passed since the last save, so a preemption loses at "
+        "most this much work however slow the steps are (0: by steps only)",
+    )
     save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept (oldest deleted first)")
     max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels (1280*28*28 in Qwen)")
     min_pixels: int = Field(3136, ge=56, description="image processor min_pixels")
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
+        None,
+        description="attention kernel: flash_attention_2 on GPUs as the authors trained both stages "
+        "(needs the flash-attn package); none: transformers' default (sdpa)",
+    )
 
 
 class SFTConfig(ModelIOConfig):
@@ -377,7 +408,9 @@ class GRPOConfig(ModelIOConfig):
     num_generations: int = Field(8, ge=2, description="completions per prompt (group size)")
     beta: float = Field(0.04, ge=0, description="KL coefficient")
     max_prompt_length: int = Field(1024, ge=16, description="prompt token limit")
-    max_completion_length: int = Field(1024, ge=8, description="SFT answers average ~960 tokens")
+    max_completion_length: int = Field(
+        REASONING_TOKENS, ge=8, description="completion token limit (SFT answers average ~960 tokens)"
+    )
     per_device_train_batch_size: int = Field(8, ge=1, description="prompts*generations per device step")
     gradient_accumulation_steps: int = Field(2, ge=1, description="steps per optimizer update")
     global_batch_size: int | None = Field(
@@ -397,7 +430,17 @@ class GRPOConfig(ModelIOConfig):
         "group", description="advantage scaling: std within each group, across the batch, or none (Dr. GRPO)"
     )
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
-        "dapo", description="token-loss aggregation (TRL's loss_type)"
+        # The authors average each completion's token losses, then the completions
+        # (Fancy-MLLM/R1-Onevision VLM-R1/.../open_r1/trainer/grpo_trainer.py compute_loss): TRL's "grpo".
+        "grpo",
+        description="token-loss aggregation (TRL's loss_type); grpo: per-sequence mean, as the authors trained",
+    )
+    max_pixels: int = Field(RL_MAX_PIXELS, ge=784, description="image processor max_pixels (the authors' RL value)")
+    freeze_vision: bool = Field(False, description="freeze the vision tower (the authors train it in GRPO too)")
+    trl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further fields of TRL's GRPOConfig (e.g. epsilon_high, mask_truncated_completions), checked "
+        "against the installed TRL before launch; fields r1ov sets from its own settings are refused",
     )
     bf16: bool = Field(True, description="bf16 on GPU; ignored on CPU")
     gradient_checkpointing: bool = Field(True, description="trade compute for memory")
@@ -451,7 +494,7 @@ class EvalConfig(Strict):
     backend: Literal["hf", "vllm", "openai"] = Field("vllm", description="generation backend")
     base_url: str | None = Field(None, description="endpoint for the openai backend")
     api_key_env: str = Field("OPENAI_API_KEY", description="API key variable for the openai backend")
-    max_new_tokens: int = Field(4096, ge=1, description="completion limit")
+    max_new_tokens: int = Field(REASONING_TOKENS, ge=1, description="completion limit")
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
     batch_size: int = Field(8, ge=1, description="prompts per generate call (hf)")
     max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels")

@@ -28,6 +28,21 @@ TRAINER_GROUP = "trainer.kubeflow.org"
 PATCH_MANAGER = "r1ov.io/launcher"
 # Unbuffered stdout so the master's log reaches the watcher line by line, not at exit.
 _DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}
+# How long torchrun waits for its workers after passing on SIGTERM before it SIGKILLs them
+# (torch/distributed/launcher/api.py reads it when --shutdown-timeout is not given; the elastic
+# agent's _shutdown(death_sig, timeout) defaults to 30 s). Torch releases without the setting keep
+# 30 s: there a SIGTERM checkpoint must fit 30 s, or the steps since the last save are lost.
+SHUTDOWN_TIMEOUT_ENV = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
+# After its workers are gone torchrun still closes the rendezvous and exits.
+TORCHRUN_EXIT_MARGIN_S = 30
+
+
+def termination_grace_s(dist: DistributedConfig) -> int:
+    """The pod's terminationGracePeriodSeconds: torchrun's worker stop timeout plus its own exit.
+
+    Kubernetes SIGKILLs the whole pod when it runs out (default 30 s), whatever torchrun waits for.
+    """
+    return dist.cluster.stop_grace_s + TORCHRUN_EXIT_MARGIN_S
 
 
 def _image(dist: DistributedConfig) -> str:
@@ -54,6 +69,7 @@ def pod_env(dist: DistributedConfig, env: dict[str, str]) -> list[dict[str, Any]
         **podspec.cache_env(cluster.work_dir),
         **cluster.nccl_env,
         **efa,
+        SHUTDOWN_TIMEOUT_ENV: str(cluster.stop_grace_s),
         **cluster.env,
         **env,
         podspec.WORK_DIR_ENV: cluster.work_dir,
@@ -105,13 +121,19 @@ def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env
         **podspec.gpu_placement(cluster.pool),
         "containers": [container],
         "volumes": volumes,
+        # the SIGTERM checkpoint (save + upload) must finish before Kubernetes kills the pod
+        "terminationGracePeriodSeconds": termination_grace_s(dist),
     }
     if cluster.service_account:
         pod_spec["serviceAccountName"] = cluster.service_account
     template = {"metadata": _pod_metadata(dist, labels), "spec": pod_spec}
-    # Without retries a failing pod should stay failed; with retries, ExitCode restarts only on
-    # signals (exit codes 128+: OOM kill, preemption), not on a Python error that would fail again.
-    restart_policy = "ExitCode" if cluster.backoff_limit else "Never"
+    # With retries, OnFailure restarts every node's container, not only the preempted one: when a
+    # node is lost, its peers fail in a collective with exit code 1, which ExitCode counts as
+    # permanent (kubeflow/training-operator pkg/util/train/train_util.go IsRetryableExitCode: 1, 2,
+    # 126-128 and 139 permanent; 130, 137, 143 retryable), so the job would fail instead of
+    # resuming. A deleted (preempted) pod is recreated by the operator either way. The restarted
+    # workers resume from the latest complete checkpoint; a real bug fails backoffLimit times, fast.
+    restart_policy = "OnFailure" if cluster.backoff_limit else "Never"
     replica_specs = {"Master": {"replicas": 1, "restartPolicy": restart_policy, "template": template}}
     if dist.nnodes > 1:
         replica_specs["Worker"] = {
@@ -154,6 +176,7 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
     pod_patch: dict[str, Any] = {
         **podspec.gpu_placement(cluster.pool),
         "volumes": volumes,
+        "terminationGracePeriodSeconds": termination_grace_s(dist),
         # The webhook refuses env on the node container here; env goes in spec.trainer.
         "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
     }

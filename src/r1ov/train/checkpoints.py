@@ -1,4 +1,5 @@
-"""Durable checkpoints: every ``save_steps`` and on SIGTERM, kept in ``checkpoint_uri``, resumed from.
+"""Durable checkpoints: every ``save_steps``, every ``save_every_minutes`` and on SIGTERM, kept in
+``checkpoint_uri``, resumed from exactly (weights, optimizer, scheduler, RNG, data order).
 
 Layout under ``<checkpoint_uri>/checkpoints/`` (or, without a checkpoint_uri, the local checkpoint
 directory itself)::
@@ -13,7 +14,9 @@ the whole checkpoint, so the nodes need no shared filesystem.
 
 SIGTERM (pod deletion, preemption, a cancelled run) is turned into "save now and stop" at the next
 step boundary, agreed by all ranks, so the last complete step survives; the process then exits
-with 143 instead of saving a final model.
+with 143 instead of saving a final model. The last step itself is saved once, as the final model
+(``common.finish``), not also as a checkpoint: a failure after training ends resumes from the last
+periodic checkpoint.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import threading
+import time
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +92,108 @@ def resume_point(cfg: Any) -> str | None:
     return str(dest)
 
 
+def load_weights(model: Any, checkpoint: str) -> None:
+    """Copy a checkpoint's weights into ``model`` as ``from_pretrained`` reads them, strictly.
+
+    ``save_pretrained`` writes the checkpoint's original key names (modeling_utils
+    ``save_pretrained`` -> core_model_loading ``revert_weight_conversion``), e.g. Qwen2.5-VL's
+    ``model.layers.*`` / ``visual.*``, while the live model calls them ``model.language_model.*`` /
+    ``model.visual.*``. Only ``from_pretrained`` applies the renaming
+    (conversion_mapping ``get_model_conversion_mapping``), so the checkpoint is read through it;
+    the strict copy fails loudly on any key that still does not match.
+    """
+    dtype = next(model.parameters()).dtype
+    # A second copy on the CPU for a moment: this path is for models that fit one device.
+    saved = type(model).from_pretrained(checkpoint, dtype=dtype)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    logger.info("loaded the weights of %s", checkpoint)
+
+
+class ExactResume:
+    """Trainer mixin: resume without DeepSpeed with the checkpoint's weights, not the base model's.
+
+    transformers 5's ``Trainer._load_from_checkpoint`` (trainer.py; the path without DeepSpeed or
+    FSDP) calls ``model.load_state_dict(state_dict, False)`` on the saved safetensors, without the
+    key renaming ``from_pretrained`` applies: for Qwen2.5-VL no key matches but ``lm_head``, only a
+    warning is logged, and training continues from the base weights with the restored optimizer.
+    DeepSpeed resumes from its own engine checkpoint (``deepspeed_load_checkpoint``) and is left as is.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from transformers import PreTrainedModel
+
+        if (
+            model is not None
+            or self.is_deepspeed_enabled
+            or self.is_fsdp_enabled
+            or not isinstance(self.model, PreTrainedModel)
+        ):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+        load_weights(self.model, resume_from_checkpoint)
+        return None
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+        sampler = super()._get_train_sampler(*args, **kwargs)  # type: ignore[misc]
+        if hasattr(sampler, "generator") and hasattr(sampler, "seed") and not hasattr(sampler, "set_epoch"):
+            return EpochReplay(sampler)
+        return sampler
+
+
+class EpochReplay(torch.utils.data.Sampler):
+    """A sampler seeded once (TRL's ``RepeatSampler``: one ``torch.Generator`` advanced by every pass)
+    made to give each epoch the same order in a resumed run as in an uninterrupted one.
+
+    A resumed run builds a fresh sampler, so its first pass would repeat the first epoch's order.
+    The Trainer calls ``set_epoch`` before each epoch (through accelerate's ``DataLoaderShard``);
+    here that re-seeds the generator and replays the earlier epochs' draws.
+    """
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Any:
+        if self.sampler.seed is not None:
+            self.sampler.generator.manual_seed(self.sampler.seed)
+            for _ in range(self.epoch):
+                for _ in self.sampler:  # each pass draws that epoch's permutation
+                    pass
+        return iter(self.sampler)
+
+
+@cache
+def resumable(trainer_class: type) -> type:
+    """``trainer_class`` with :class:`ExactResume` (e.g. TRL's SFTTrainer or GRPOTrainer)."""
+    return type(trainer_class.__name__, (ExactResume, trainer_class), {"__module__": __name__})
+
+
 def _barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
+def rotate_local(directory: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints this node wrote to its own disk."""
+    steps = sorted(
+        int(m.group(1)) for path in Path(directory).glob("checkpoint-*") if (m := _CHECKPOINT.match(path.name))
+    )
+    for step in steps[:-keep]:
+        shutil.rmtree(Path(directory) / f"checkpoint-{step}", ignore_errors=True)
+
+
 class DurableCheckpoints(TrainerCallback):
-    """After each Trainer save: upload this node's part, then (main process) mark it complete and rotate."""
+    """After each Trainer save: upload this node's part, then (main process) mark it complete and rotate.
+
+    Each node's local rank 0 uploads once every local rank has finished writing (its RNG state,
+    its ZeRO shards), and keeps only the newest ``keep`` checkpoints on the node's disk: the
+    Trainer's own rotation runs on the main process only, so other nodes' volumes would fill up.
+    """
 
     def __init__(self, cfg: Any, keep: int) -> None:
         self.root = store(cfg)
@@ -102,7 +204,9 @@ class DurableCheckpoints(TrainerCallback):
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
         target = storage.join(self.root, name)
-        if self.local_rank == 0 and local.is_dir() and target != str(local):
+        staged = target != str(local)  # the local copy is staging for a durable store elsewhere
+        _barrier()  # every rank has written its files before its node's upload reads the directory
+        if self.local_rank == 0 and staged and local.is_dir():
             storage.copy_tree(str(local), target)
         _barrier()  # every node's part is in place before the marker
         if state.is_world_process_zero:
@@ -110,31 +214,59 @@ class DurableCheckpoints(TrainerCallback):
             logger.info("checkpoint %s complete", target)
             for step in complete_steps(self.root)[: -self.keep]:
                 _delete_dir(storage.join(self.root, f"checkpoint-{step}"))
+        if self.local_rank == 0 and staged:
+            rotate_local(args.output_dir, self.keep)
 
 
-class StopOnSigterm(TrainerCallback):
-    """SIGTERM -> save at the next step boundary and stop; every rank stops at the same step."""
+class SaveTriggers(TrainerCallback):
+    """When to save besides every ``save_steps``, decided at each step boundary by all ranks together.
 
-    def __init__(self) -> None:
+    - SIGTERM (pod deletion, preemption, a cancelled run): save this step and stop.
+    - The clock: save when ``every_s`` seconds passed since the last save, so a preemption loses at
+      most that much work however slow the steps are.
+    - The last step: no checkpoint, since ``common.finish`` writes the final model (saving both would
+      gather and upload the same weights twice); unless SIGTERM came, then it is a checkpoint.
+
+    Ranks agree through one all-reduce (MAX) per step: a rank whose signal or clock fired makes every
+    rank save, so no rank waits alone in a collective save.
+    """
+
+    def __init__(self, every_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.requested = threading.Event()
         self.stopped = False
+        self.every_s = every_s
+        self.clock = clock
+        self.last_save = clock()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.requested.set())
 
-    def _agreed(self) -> bool:
-        flag = 1.0 if self.requested.is_set() else 0.0
+    def _agreed(self) -> tuple[bool, bool]:
+        """(stop, save now) as the whole world sees it."""
+        flags = [
+            1.0 if self.requested.is_set() else 0.0,
+            1.0 if self.every_s and self.clock() - self.last_save >= self.every_s else 0.0,
+        ]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            tensor = torch.tensor([flag], device=_device())
+            tensor = torch.tensor(flags, device=_device())
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
-            flag = float(tensor.item())
-        return flag > 0
+            flags = tensor.tolist()
+        return flags[0] > 0, flags[1] > 0
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._agreed():
+        stop, due = self._agreed()
+        if stop:
             logger.warning("SIGTERM: saving step %d and stopping", state.global_step)
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
+        elif state.global_step >= state.max_steps:
+            control.should_save = False  # the final model is saved once, by common.finish
+        elif due:
+            logger.info("%.0f minutes since the last checkpoint: saving step %d", self.every_s / 60, state.global_step)
+            control.should_save = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.last_save = self.clock()
 
 
 def _device() -> torch.device:
@@ -150,7 +282,7 @@ def train(trainer: Any, cfg: Any) -> tuple[Any, int]:
     the checkpoint is saved, the world closed and the process exits with 143.
     """
     trainer.add_callback(DurableCheckpoints(cfg, keep=cfg.save_total_limit))
-    stop = StopOnSigterm()
+    stop = SaveTriggers(every_s=cfg.save_every_minutes * 60)
     trainer.add_callback(stop)
     resume = resume_point(cfg)
     result = trainer.train(resume_from_checkpoint=resume)

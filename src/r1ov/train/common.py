@@ -7,6 +7,7 @@ DeepSpeed config, train, then save once from the main process and close the worl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -146,6 +147,34 @@ def join_deepspeed(args: Any, runtime: Runtime) -> None:
         deepspeed.init_distributed(dist_backend=runtime.backend)
 
 
+# Fields renamed between the transformers releases our images hold: the newer name -> the older one
+# (transformers 5.17, pinned by the vLLM image, has gradient_checkpointing but no activation_checkpointing).
+RENAMED_FIELDS = {"activation_checkpointing": "gradient_checkpointing"}
+
+
+def known_fields(config_class: type, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` limited to what the installed ``config_class`` (a TrainingArguments dataclass) knows.
+
+    A field the installed release calls by its older name is passed under that name; one it does not
+    have at all is left out with a warning, rather than failing every worker with a TypeError.
+    """
+    known = {f.name for f in dataclasses.fields(config_class)}
+    kept: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in known:
+            kept[name] = value
+        elif RENAMED_FIELDS.get(name) in known:
+            kept[RENAMED_FIELDS[name]] = value
+        else:
+            logger.warning("the installed %s has no field %r; it is not set", config_class.__name__, name)
+    return kept
+
+
+def build_arguments(config_class: type, fields: dict[str, Any]) -> Any:
+    """``config_class(**fields)`` with only the fields the installed release knows (see known_fields)."""
+    return config_class(**known_fields(config_class, fields))
+
+
 class LogCallback(TrainerCallback):
     """Trainer logs to ``logging`` (main process only) instead of transformers' stdout printer."""
 
@@ -171,7 +200,9 @@ def load_model_and_processor(cfg: ModelIOConfig, bf16: bool, freeze_vision: bool
     bounds = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}  # Qwen's min/max_pixels
     processor = AutoProcessor.from_pretrained(cfg.model_name_or_path, size=bounds)
     dtype = torch.bfloat16 if bf16 and torch.cuda.is_available() else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(cfg.model_name_or_path, dtype=dtype)
+    # Only when chosen: the default leaves transformers to pick (sdpa), and flash_attention_2 needs a GPU.
+    attention = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    model = AutoModelForImageTextToText.from_pretrained(cfg.model_name_or_path, dtype=dtype, **attention)
     if is_deepspeed_zero3_enabled() and hasattr(model, "_weight_conversions"):
         # Loaded under zero.Init, transformers keeps every registered key renaming (legacy ones
         # too) and reverting them on save writes "model.model.*" keys that vLLM cannot load.

@@ -12,6 +12,7 @@ rewards are chosen by name from :mod:`r1ov.train.rewards`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -60,9 +61,33 @@ def algorithm_arguments(cfg: GRPOConfig) -> dict[str, Any]:
     }
 
 
+def own_fields(cfg: GRPOConfig) -> set[str]:
+    """TRL GRPOConfig fields the stage sets from its own settings (the ``trl`` mapping may not repeat them)."""
+    anyone = common.Runtime(cuda=False, backend="gloo", rank=1, local_rank=0, world_size=1)
+    generation = {"use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_tensor_parallel_size"}
+    generation |= {"vllm_gpu_memory_utilization", "vllm_max_model_length"}
+    return set(common.trainer_arguments(cfg, anyone, track=False)) | set(algorithm_arguments(cfg)) | generation
+
+
+def check_trl_fields(cfg: GRPOConfig) -> None:
+    """The ``trl`` mapping names fields of the installed TRL's GRPOConfig that r1ov does not set itself."""
+    if not cfg.trl:
+        return
+    import trl
+
+    known = {f.name for f in dataclasses.fields(trl.GRPOConfig)}
+    unknown = sorted(set(cfg.trl) - known)
+    if unknown:
+        raise ConfigError(f"grpo.trl: the installed TRL {trl.__version__} GRPOConfig has no field(s) {unknown}")
+    ours = sorted(set(cfg.trl) & own_fields(cfg))
+    if ours:
+        raise ConfigError(f"grpo.trl: {ours} come from r1ov's own settings; set them as grpo.<field> instead")
+
+
 def check(cfg: GRPOConfig) -> None:
     """Fail before launching on settings every worker would reject."""
     rewards.get_rewards(cfg.rewards)
+    check_trl_fields(cfg)
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
         raise ConfigError(
             f"grpo.reward_weights: {len(cfg.reward_weights)} weight(s) for {len(cfg.rewards)} reward(s) {cfg.rewards}"
@@ -99,13 +124,17 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     runtime = common.detect_runtime(cfg.distributed)
 
     # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
-    args = TRLGRPOConfig(
-        **common.trainer_arguments(cfg, runtime, track=cfg.track),
-        **generation_arguments(cfg),
-        **algorithm_arguments(cfg),
+    args = common.build_arguments(
+        TRLGRPOConfig,
+        {
+            **cfg.trl,  # checked by check(): known to this TRL, none of the fields below
+            **common.trainer_arguments(cfg, runtime, track=cfg.track),
+            **generation_arguments(cfg),
+            **algorithm_arguments(cfg),
+        },
     )
     common.join_deepspeed(args, runtime)
-    model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16)
+    model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16, freeze_vision=cfg.freeze_vision)
     # TRL left-pads prompt ids but takes the per-token image mask (mm_token_type_ids) from the
     # processor: padded on the other side, the 3D rotary positions of every shorter prompt in a
     # device batch come from the wrong tokens (silently, or a shape error). Qwen's tokenizer
@@ -127,7 +156,7 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
     with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "grpo", tags) as run_id:
         reward_funcs = rewards.get_rewards(cfg.rewards)
-        trainer = GRPOTrainer(
+        trainer = checkpoints.resumable(GRPOTrainer)(
             model=model,
             reward_funcs=reward_funcs,
             args=args,

@@ -1,4 +1,4 @@
-"""GRPO reward functions, chosen by name: ``accuracy`` and ``format``.
+"""GRPO reward functions, chosen by name: ``accuracy``, ``format``, or a user's ``module:function``.
 
 Each has TRL's reward shape ``(completions, **kwargs) -> list[float | None]``: ``completions``
 holds one ``[{"role": "assistant", "content": ...}]`` list (or a plain string) per sample and
@@ -10,10 +10,15 @@ Both are all-or-nothing and closed to the hacks seen in peers' rewards: an empty
 "3, 4") earns no accuracy, several answer blocks earn no accuracy (no hedging
 across blocks), several think or answer blocks earn no format reward, and there is no
 partial credit (no fuzzy matching).
+
+A user's own reward is named ``package.module:function`` (as EasyR1 users write them): the module
+must be importable in the training image (installed, or on ``PYTHONPATH``) and the function have
+the same shape. It is imported when the config is checked, before any pod starts.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,11 +84,37 @@ format_.__name__ = "format"  # TRL logs rewards under the function's name
 REWARDS: dict[str, Reward] = {"accuracy": accuracy, "format": format_}
 
 
+def user_reward(name: str) -> Reward:
+    """The function a ``module:function`` reward name points at, or a ConfigError that says what is wrong."""
+    module_name, _, function_name = name.partition(":")
+    if not module_name or not function_name:
+        raise ConfigError(f"grpo.rewards: {name!r} is not 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"grpo.rewards: cannot import module {module_name!r} for reward {name!r} ({exc}); "
+            "install it in the training image or put it on PYTHONPATH"
+        ) from exc
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise ConfigError(f"grpo.rewards: module {module_name!r} has no {function_name!r} (reward {name!r})")
+    if not callable(function):
+        raise ConfigError(f"grpo.rewards: {name!r} is a {type(function).__name__}, not a function")
+    return function
+
+
 def get_rewards(names: Sequence[str]) -> list[Reward]:
-    """The reward functions for ``names``, in order; unknown names raise ConfigError."""
-    unknown = [name for name in names if name not in REWARDS]
-    if unknown:
-        raise ConfigError(f"grpo.rewards: unknown reward(s) {unknown}; choose from {sorted(REWARDS)}")
+    """The reward functions for ``names``, in order: built-in names or ``module:function``.
+
+    Unknown names, modules that do not import and attributes that are not functions raise ConfigError.
+    """
     if not names:
         raise ConfigError(f"grpo.rewards: at least one reward is required; choose from {sorted(REWARDS)}")
-    return [REWARDS[name] for name in names]
+    unknown = [name for name in names if name not in REWARDS and ":" not in name]
+    if unknown:
+        raise ConfigError(
+            f"grpo.rewards: unknown reward(s) {unknown}; choose from {sorted(REWARDS)} or name your own "
+            "as 'package.module:function'"
+        )
+    return [REWARDS[name] if name in REWARDS else user_reward(name) for name in names]

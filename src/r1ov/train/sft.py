@@ -36,12 +36,15 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     runtime = common.detect_runtime(cfg.distributed)
 
     # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
-    args = TRLSFTConfig(
-        **common.trainer_arguments(cfg, runtime, track=cfg.track),
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
-        max_length=cfg.max_length,
-        assistant_only_loss=cfg.assistant_only_loss,
+    args = common.build_arguments(
+        TRLSFTConfig,
+        {
+            **common.trainer_arguments(cfg, runtime, track=cfg.track),
+            "lr_scheduler_type": cfg.lr_scheduler_type,
+            "warmup_steps": cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+            "max_length": cfg.max_length,
+            "assistant_only_loss": cfg.assistant_only_loss,
+        },
     )
     common.join_deepspeed(args, runtime)
 
@@ -61,7 +64,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     # 3. train (tracked by the main process), save once, close the world
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
     with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "sft", tags) as run_id:
-        trainer = SFTTrainer(
+        trainer = checkpoints.resumable(SFTTrainer)(
             model=model, args=args, train_dataset=common.to_dataset(examples.rows), processing_class=processor
         )
         common.use_log_callback(trainer)

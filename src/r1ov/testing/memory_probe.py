@@ -1,0 +1,75 @@
+"""Measure what one training step of a checkpoint's architecture holds in CPU memory (peak RSS).
+
+    python -m r1ov.testing.memory_probe MODEL_DIR SEQUENCES TOKENS [checkpointing]
+
+The stand-in for ``torch.cuda.max_memory_allocated`` on a machine without a GPU: random fp32
+weights from the checkpoint's config, AdamW, two forward/backward/steps on a text-only batch
+(images are left out), and the growth of resident memory from just before the model is built to
+the peak. Prints ``{"bytes": ...}``. Code and kernels loaded on first use are not training
+memory: a warm-up step of a one-layer copy of the architecture loads them before the baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import resource
+import sys
+from typing import Any
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _build(config: Any) -> Any:
+    """Random weights written in place: resident memory grows by the weights alone (a plain random
+    init leaves its temporaries in the allocator, which no checkpoint load does)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config, attn_implementation="sdpa")
+    model = model.to_empty(device="cpu").train()
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.normal_(0, 0.02) if tensor.is_floating_point() else tensor.zero_()
+    return model
+
+
+def _step(model: Any, input_ids: Any, checkpointing: bool) -> None:
+    import torch
+
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, foreach=False)
+    for _ in range(2):  # the second step runs with the optimizer states the first one created
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+        optimizer.step()
+        model.zero_grad()  # as the Trainer does between steps (gradients freed)
+
+
+def main(argv: list[str]) -> int:
+    import torch
+    from transformers import AutoConfig
+
+    model_dir, sequences, tokens = argv[0], int(argv[1]), int(argv[2])
+    checkpointing = argv[3:] == ["checkpointing"]
+    torch.set_num_threads(1)
+    config = AutoConfig.from_pretrained(model_dir)
+    input_ids = torch.randint(0, config.text_config.vocab_size, (sequences, tokens))
+    small = copy.deepcopy(config)
+    small.text_config.num_hidden_layers = 1
+    small.text_config.layer_types = small.text_config.layer_types[:1]
+    _step(_build(small), input_ids[:, :8], checkpointing)  # loads code and kernels
+    before = _rss_bytes()
+    _step(_build(config), input_ids, checkpointing)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"bytes": peak - before}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""The trainers' settings: the authors' released values, one value per setting everywhere, TRL's own
+GRPO fields through a checked mapping, and only fields the installed libraries know."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from test_train_grpo import grpo_config
+from test_train_sft import sft_config
+
+from r1ov import config as cfg
+from r1ov.config import ConfigError
+from r1ov.train import common, grpo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_grpo_defaults_are_the_authors_released_ones() -> None:
+    defaults = cfg.GRPOConfig(model_name_or_path="m", train_uri="t", output_dir="o")
+    # Fancy-MLLM/R1-Onevision VLM-R1/src/open-r1-multimodal: grpo_trainer.py averages each completion's
+    # token losses, then the completions (TRL's "grpo"); grpo_jsonl.py bounds images at 12845056 pixels.
+    assert defaults.loss_type == "grpo"
+    assert defaults.max_pixels == cfg.RL_MAX_PIXELS == 12845056
+
+
+def test_one_reasoning_length_and_one_rl_image_bound_everywhere() -> None:
+    from components.evaluate.component import evaluate
+    from components.grpo.component import grpo as grpo_component
+
+    pipeline = yaml.safe_load_all((ROOT / "pipelines" / "r1ov.yaml").read_text()).__next__()
+    params = pipeline["root"]["inputDefinitions"]["parameters"]
+    lengths = {
+        "config GRPO": cfg.GRPOConfig.model_fields["max_completion_length"].default,
+        "config eval": cfg.EvalConfig.model_fields["max_new_tokens"].default,
+        "pipeline": params["max_reasoning_tokens"]["defaultValue"],
+        "grpo component": inspect.signature(grpo_component.python_func).parameters["max_completion_length"].default,
+        "eval component": inspect.signature(evaluate.python_func).parameters["max_new_tokens"].default,
+    }
+    for recipe in ("grpo-clevr.yaml", "grpo-qwen2.5-vl-3b.yaml"):
+        loaded = cfg.load(cfg.GRPOConfig, ROOT / "pipelines" / "recipes" / recipe)
+        lengths[recipe] = loaded.max_completion_length
+        assert loaded.max_pixels == cfg.RL_MAX_PIXELS and loaded.loss_type == "grpo", recipe
+    assert set(lengths.values()) == {cfg.REASONING_TOKENS}, lengths
+
+
+def test_the_3b_grpo_recipe_starts_from_the_3b_sft_model_on_zero2() -> None:
+    sft = cfg.load(cfg.SFTConfig, ROOT / "pipelines" / "recipes" / "sft-qwen2.5-vl-3b.yaml")
+    rl = cfg.load(cfg.GRPOConfig, ROOT / "pipelines" / "recipes" / "grpo-qwen2.5-vl-3b.yaml")
+    assert rl.model_name_or_path == sft.checkpoint_uri
+    assert rl.distributed.deepspeed == "zero2" and rl.attn_implementation == "flash_attention_2"
+    assert rl.num_generations == 8 and rl.beta == 0.04 and rl.learning_rate == 1e-6
+
+
+# --------------------------------------------------------------------------- installed libraries
+
+
+@dataclasses.dataclass
+class OlderTrainingArguments:
+    """TrainingArguments as transformers 5.17 (the vLLM image's) has it: no activation_checkpointing."""
+
+    output_dir: str
+    gradient_checkpointing: bool = False
+    learning_rate: float = 5e-5
+
+
+def test_fields_the_installed_release_lacks_are_renamed_or_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    fields = {"output_dir": "o", "activation_checkpointing": True, "learning_rate": 1e-6, "new_knob": 3}
+    args = common.build_arguments(OlderTrainingArguments, fields)
+    assert args == OlderTrainingArguments(output_dir="o", gradient_checkpointing=True, learning_rate=1e-6)
+    assert "has no field 'new_knob'" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_the_installed_trl_accepts_every_field_the_stage_builds(stage: str, tiny_model_dir: Path, tmp_path: Path):
+    """The trainer config as a worker builds it, against the TRL and transformers installed here."""
+    import trl
+
+    runtime = common.Runtime(cuda=False, backend="gloo", rank=0, local_rank=0, world_size=1)
+    if stage == "sft":
+        stage_cfg = sft_config(tiny_model_dir, "unused", tmp_path / "out", gradient_checkpointing=True)
+        fields = common.trainer_arguments(stage_cfg, runtime, track=False)
+        args = common.build_arguments(trl.SFTConfig, fields)
+    else:
+        stage_cfg = grpo_config(
+            tiny_model_dir, "unused", tmp_path / "out", trl={"epsilon_high": 0.28, "mask_truncated_completions": True}
+        )
+        fields = {
+            **stage_cfg.trl,
+            **common.trainer_arguments(stage_cfg, runtime, track=False),
+            **grpo.generation_arguments(stage_cfg),
+            **grpo.algorithm_arguments(stage_cfg),
+        }
+        args = common.build_arguments(trl.GRPOConfig, fields)
+        assert args.epsilon_high == 0.28 and args.mask_truncated_completions is True
+        assert args.loss_type == "grpo"
+    assert set(common.known_fields(type(args), fields)) == set(fields)  # nothing dropped here
+    assert args.learning_rate == stage_cfg.learning_rate
+
+
+@pytest.mark.parametrize(
+    ("trl_fields", "message"),
+    [
+        ({"epsilon_hihg": 0.28}, r"grpo.trl: the installed TRL \S+ GRPOConfig has no field\(s\) \['epsilon_hihg'\]"),
+        ({"beta": 0.0}, r"grpo.trl: \['beta'\] come from r1ov's own settings; set them as grpo.<field>"),
+        ({"learning_rate": 1.0}, r"\['learning_rate'\] come from r1ov's own settings"),
+    ],
+)
+def test_the_trl_mapping_is_checked_before_launch(
+    trl_fields: dict, message: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        grpo.run(grpo_config(tiny_model_dir, "unused", tmp_path / "out", trl=trl_fields))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_attention_kernel_is_chosen_by_config(tiny_model_dir: Path, tmp_path: Path) -> None:
+    chosen = sft_config(tiny_model_dir, "unused", tmp_path, attn_implementation="eager")
+    model, _ = common.load_model_and_processor(chosen, bf16=False)
+    assert model.config._attn_implementation == "eager"
+    default, _ = common.load_model_and_processor(sft_config(tiny_model_dir, "unused", tmp_path), bf16=False)
+    assert default.config._attn_implementation == "sdpa"
+
+
+def test_grpo_can_freeze_the_vision_tower(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    from test_train_grpo import clevr_records
+
+    from r1ov.data import records
+
+    records.write_dataset(str(tmp_path / "data"), clevr_records(4))
+    # a random model earns no accuracy or format: the length reward gives the group a spread
+    cfg = grpo_config(
+        tiny_model_dir, str(tmp_path / "data"), tmp_path / "out", freeze_vision=True,
+        rewards=["accuracy", "format", "r1ov.testing.rewards:length"],
+    )  # fmt: skip
+    summary = grpo.train(cfg)
+    assert summary["rewards"]["r1ov.testing.rewards:length"] > 0
+    before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    moved = {name for name in before if not (before[name] == after[name]).all()}
+    assert moved and not any(name.startswith("visual.") for name in moved), sorted(moved)[:5]
