@@ -303,3 +303,56 @@ def test_closed_form_numbers_need_no_symbolic_parse(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(("predicted", "gold"), [("3 or more", "3"), ("3 and up", "3"), ("either 3 or 4", "4")])
 def test_qualified_or_joined_answers_do_not_match_a_single_gold(predicted: str, gold: str) -> None:
     assert not answers_match(predicted, gold)
+
+
+# --------------------------------------------------------------------------- matching real outputs
+
+
+def test_a_repeated_option_text_stays_multiple_choice() -> None:
+    # MathVista pid 781: options 9, 12, 18, 18 and gold 18. Either letter is 18 (the official
+    # scorer maps a letter to its text and compares texts); another letter is not.
+    options = ["9", "12", "18", "18"]
+    for predicted in ("C", "D", "(D) 18", "18", "\\textbf{(C) }18"):
+        assert answers_match(predicted, "18", options), predicted
+    assert not answers_match("B", "18", options)
+    assert not answers_match("C or B", "18", options)
+
+
+def test_option_text_matches_whatever_its_spacing() -> None:
+    options = ["8 - 4\\sqrt{2}", "4\\sqrt{2}", "8", "4"]
+    assert answers_match("$8-4\\sqrt{2}$", "8 - 4\\sqrt{2}", options)
+    assert answers_match("(A) $8-4\\sqrt{2}$", "A", options)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold", "unit"),
+    [
+        ("\\frac{6}{\\pi}", "$6:\\pi$", None),  # a ratio is a quotient
+        ("2:5", "0.4", None),
+        ("20 \\ \\mathrm{cm}^2", "$20 \\mathrm{~cm}^{2}$", None),  # one unit, two spellings
+        ("20 \\mathrm{~cm}^{2}", "20", "cm^2"),
+        ("[40]", "40°", None),  # a value in brackets
+        ("40", "40°", None),
+        ("40^\\circ", "40", None),
+    ],
+)
+def test_ratios_units_and_brackets_match_their_value(predicted: str, gold: str, unit: str | None) -> None:
+    assert answers_match(predicted, gold, unit=unit)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [("4:30", "4.5"), ("[40, 50]", "40"), ("20 \\mathrm{~cm}", "30"), ("40 cm", "40°")],
+)
+def test_clock_times_lists_and_other_units_are_not_that_value(predicted: str, gold: str) -> None:
+    assert not answers_match(predicted, gold)
+
+
+def test_refusals_never_reach_the_symbolic_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> bool:
+        raise AssertionError(f"math-verify was asked about {args}")
+
+    monkeypatch.setattr(symbolic, "equivalent", refuse)
+    for gold in ("1/2", "\\frac{1}{2}", "x/2"):
+        assert not answers_match("N/A", gold)
+        assert not answers_match("n/a", gold)
