@@ -276,6 +276,11 @@ def _letters_for_text(text: str, options: list[str]) -> frozenset[str]:
     options repeat one answer (MathVista pid 781: 9, 12, 18, 18)."""
     letters = option_letters(options)
     hits = [letter for letter, option in zip(letters, options, strict=True) if _same_text(text, option)]
+    if len(hits) and _LONE.match(clean(text)):
+        # Options that are letters themselves ("(a)" ... "(e)"): "(E)" is the fifth option, not "(e)".
+        hits = [letter for letter, option in zip(letters, options, strict=True) if clean(text) == clean(option)]
+        if not hits:
+            return frozenset()
     if hits:
         return frozenset(hits)
     value = parse_number(text)
@@ -305,8 +310,8 @@ def is_letter_hedge(text: str) -> bool:
 
 
 def _unwrap(text: str) -> str:
-    """``(8/11)`` or ``[8/11]`` -> ``8/11``: option text written in brackets after its letter."""
-    text = text.strip().rstrip(".").strip()
+    """``(8/11)``, ``[8/11]`` or ``, 8/11`` -> ``8/11``: option text written after its letter."""
+    text = text.replace("**", "").strip().lstrip(",;:-–").strip().rstrip(".").strip()
     if len(text) > 2 and text[0] + text[-1] in ("()", "[]"):
         return text[1:-1].strip()
     return text
