@@ -193,3 +193,42 @@ def test_eval_score_reads_every_published_layout(tmp_path: Path, benchmark: str,
         assert scored["extra"]["four_dim/total"] == 525 and scored["extra"]["steps/S3_accuracy"] == 1.0
     if benchmark == "r1ov-bench":
         assert set(scored["by_level"]) == {"college", "high school", "junior high school", "social test"}
+
+
+def test_a_full_mathvision_prediction_file_scores_every_published_item(tmp_path: Path) -> None:
+    """MATH-V item 528's question is only ``<image1>``; another item here has no gold. Neither
+    leaves the denominator, and a prediction file covering every published id never aborts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = layouts.mathvision_rows()
+    rows[0]["question"] = "<image1>"  # the question is in the image
+    rows[1]["answer"] = ""  # unscorable: set aside by the loader, yet published
+    path = tmp_path / "mathvision" / "data" / "test-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(
+        "".join(
+            json.dumps({"id": r["id"], "response": f"<think>t</think><answer>{r['answer'] or 'A'}</answer>"}) + "\n"
+            for r in rows
+        )
+    )
+    argv = ["eval", "score", "--benchmark", "mathvision", "--data", str(path.parent)]
+    out = tmp_path / "s.json"
+    assert main([*argv, "--predictions", str(predictions), "--out", str(out), "--bootstrap-samples", "50"]) == 0
+    scored = json.loads(out.read_text())
+    assert scored["overall"]["n"] == len(rows)  # the published count
+    assert scored["overall"]["correct"] == len(rows) - 1  # the item without a gold scores wrong
+    assert scored["overall"]["set_aside_scored_wrong"] == 1
+    lines = out.with_name("s.verdicts.jsonl").read_text().splitlines()
+    verdict = {v["benchmark_id"]: v for v in map(json.loads, lines)}
+    assert verdict[rows[0]["id"]]["correct"] is True
+
+
+def test_wemath_full_width_option_markers_split_the_options(tmp_path: Path) -> None:
+    """We-Math ``2steps_59`` writes its markers with a full-width full stop (U+FF0E)."""
+    from r1ov.eval.benchmarks._io import parse_options
+
+    assert parse_options("A．12;B．16;C．18;D．20") == ["12", "16", "18", "20"]
+    assert parse_options("A．12；B．16；C．18") == ["12", "16", "18"]

@@ -72,9 +72,13 @@ def _few(ids: list[str]) -> str:
 
 
 def _match(loaded: benchmarks.Loaded, predictions: dict[str, str], missing: str) -> list[tuple[dict, str | None]]:
-    """Each item with its response; ids resolve as the record id or the benchmark's own id."""
+    """Each item with its response; ids resolve as the record id or the benchmark's own id.
+
+    Items the loader set aside (no gold, say) are still the benchmark's: a prediction for
+    one is no stranger, and the item stays in the denominator, scored wrong with its reason.
+    """
     by_key: dict[str, dict[str, Any]] = {}
-    for record in loaded.records:
+    for record in [*loaded.records, *loaded.rejected]:
         by_key[record["id"]] = record
         own = metadata(record).get("benchmark_id")
         if own is not None:
@@ -83,7 +87,7 @@ def _match(loaded: benchmarks.Loaded, predictions: dict[str, str], missing: str)
     if unknown:
         raise ScoreError(f"{len(unknown)} prediction id(s) not in the benchmark data: {_few(unknown)}")
     answered = {by_key[key]["id"]: response for key, response in predictions.items()}
-    pairs = [(record, answered.get(record["id"])) for record in loaded.records]
+    pairs = [(record, answered.get(record["id"])) for record in [*loaded.records, *loaded.rejected]]
     unanswered = [metadata(r).get("benchmark_id") or r["id"] for r, response in pairs if response is None]
     if unanswered and missing == "error":
         raise ScoreError(
@@ -105,12 +109,18 @@ def _row(label: str, record: dict[str, Any], response: str | None) -> dict[str, 
         "options": list(record.get("options") or []),
         "answer": record.get("answer"),
         "completion": response,
-        "error": None if response is not None else "no_prediction",
+        "error": _error(record, response),
         "finish_reason": None,
         "category": None if meta.get("category") is None else str(meta["category"]),
         "level": None if meta.get("level") is None else str(meta["level"]),
         "metadata": record.get("metadata"),
     }
+
+
+def _error(record: dict[str, Any], response: str | None) -> str | None:
+    if record.get("reject_reason"):
+        return f"set_aside: {record['reject_reason']}"  # unscorable, yet counted: wrong
+    return None if response is not None else "no_prediction"
 
 
 def _group(stats: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +165,8 @@ def score_predictions(
     overall = _group(stats) | {
         "format_rate": stats["format_rate"],
         "extraction_rate": stats["extraction_rate"],
-        "no_prediction": stats["failed"],
+        "no_prediction": sum(r["error"] == "no_prediction" for r in rows),
+        "set_aside_scored_wrong": sum(str(r["error"]).startswith("set_aside") for r in rows),
     }
     verdicts = [
         {
