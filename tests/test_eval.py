@@ -10,6 +10,7 @@ Qwen2.5-VL built offline.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from PIL import Image
 from r1ov.config import BenchmarkSpec, EvalConfig, TrackingConfig
 from r1ov.data.records import new_record, write_dataset
 from r1ov.eval import benchmarks, run
-from r1ov.eval.extract import extract, last_boxed
+from r1ov.eval.extract import RULES_VERSION, extract, last_boxed
 from r1ov.eval.score import bootstrap_interval, score_row, summarize
 from r1ov.scoring.reasoning import INSTRUCTION, compose
 
@@ -565,6 +566,19 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: ChatStandIn, monke
         "eval/tables.md",
         "eval/verdicts.jsonl",
     } <= artifacts
+    # the manifest: what the score depends on besides the model, beside metrics.json, in MLflow and the report
+    written = json.loads((out / "manifest.json").read_text())
+    assert written["prompt"]["sha256"] == hashlib.sha256(written["prompt"]["template"].encode()).hexdigest()
+    assert INSTRUCTION in written["prompt"]["template"]
+    assert written["sampling"]["temperature"] == 0.0 and written["max_pixels"] == cfg.max_pixels
+    bench = written["benchmarks"][1]
+    assert bench["items"] == 5  # published count: the four scored items and the one set aside
+    assert bench["files"] == {"bench.tsv": hashlib.sha256((tmp_path / "bench.tsv").read_bytes()).hexdigest()}
+    assert written["extractor"]["rules_version"] == RULES_VERSION and written["code"]["r1ov"]
+    assert "eval/manifest.json" in artifacts
+    assert run_data.params["manifest.prompt_sha256"] == written["prompt"]["sha256"]
+    assert run_data.params["manifest.extractor_rules_version"] == RULES_VERSION
+    assert '<table id="manifest">' in html and written["prompt"]["sha256"] in html
     tables_md = (out / "tables.md").read_text()
     assert "## R1-Onevision-Bench by level and category" in tables_md and "| category | Deduction | 1 |" in tables_md
     assert '<div id="paper-tables">' in html and "R1-Onevision-7B (paper)" in html

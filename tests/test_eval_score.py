@@ -232,3 +232,36 @@ def test_wemath_full_width_option_markers_split_the_options(tmp_path: Path) -> N
 
     assert parse_options("A．12;B．16;C．18;D．20") == ["12", "16", "18", "20"]
     assert parse_options("A．12；B．16；C．18") == ["12", "16", "18"]
+
+
+def test_eval_score_writes_its_manifest_beside_and_inside_the_score(tmp_path: Path, mathvista: Path) -> None:
+    import hashlib
+
+    predictions = _predictions(tmp_path / "a.jsonl", [0] * 10)
+    assert _score(tmp_path, mathvista, predictions, "a.json") == 0
+    beside = json.loads((tmp_path / "a.manifest.json").read_text())
+    assert json.loads((tmp_path / "a.json").read_text())["manifest"] == beside
+    (bench,) = beside["benchmarks"]
+    assert bench["items"] == 10  # the published count
+    assert bench["files"] == {mathvista.name: hashlib.sha256(mathvista.read_bytes()).hexdigest()}
+    assert beside["extractor"]["rules_version"] and beside["code"]["r1ov"]
+    assert beside["prompt"] is None and beside["sampling"] is None  # predictions scored as given
+    assert hashlib.sha256(predictions.read_bytes()).hexdigest() in beside["model"]
+
+
+def test_eval_compare_refuses_scores_made_under_different_conditions(
+    tmp_path: Path, mathvista: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _score(tmp_path, mathvista, _predictions(tmp_path / "a.jsonl", [0] * 10), "a.json")
+    _score(tmp_path, mathvista, _predictions(tmp_path / "b.jsonl", [1] * 10), "b.json")
+    # B as another release of the extractor would have scored it
+    b = json.loads((tmp_path / "b.json").read_text())
+    b["manifest"]["extractor"]["rules_version"] = "older"
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    capsys.readouterr()
+    assert main(["eval", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) != 0
+    err = capsys.readouterr().err
+    assert "scored under different conditions (extractor.rules_version)" in err and "Traceback" not in err
+    argv = ["eval", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--allow-manifest-mismatch"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["manifest_differences"] == ["extractor.rules_version"]

@@ -15,15 +15,18 @@ what to fix; the CLI prints it and exits non-zero.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from r1ov.config import BenchmarkSpec
 from r1ov.data.records import metadata
-from r1ov.eval import benchmarks, judge
+from r1ov.eval import benchmarks, judge, manifest
 from r1ov.eval.score import score_row, summarize
 from r1ov.scoring import paired
+
+log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "wrong", "skip")
 
@@ -199,6 +202,18 @@ def score_predictions(
         "set_aside": [{"id": r["id"], "reason": r["reject_reason"]} for r in loaded.rejected],
         "verdicts": {v["id"]: v["correct"] for v in verdicts},
     }
+    made = Path(predictions_path)
+    result["manifest"] = manifest.build(
+        # The predictions are the model here: scored as given, their prompt and sampling unknown.
+        model=f"predictions {made.name} sha256:{manifest.sha256(made.read_bytes())}",
+        benchmarks=[
+            manifest.benchmark_entry(benchmark, loaded.label, data, len(loaded.records) + len(loaded.rejected))
+        ],
+        prompt_template=None,
+        sampling=None,
+        max_pixels=None,
+        judge=None if judge_settings is None else {"model": judge_settings.model, "endpoint": judge_settings.base_url},
+    )
     _write(out, result, verdicts)
     return result
 
@@ -210,6 +225,7 @@ def _write(out: str, result: dict[str, Any], verdicts: list[dict[str, Any]]) -> 
         path.write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
         beside = path.with_name(path.stem + ".verdicts.jsonl")
         beside.write_text("".join(json.dumps(v) + "\n" for v in verdicts), encoding="utf-8")
+        path.with_name(path.stem + ".manifest.json").write_bytes(manifest.to_json(result["manifest"]))
     except OSError as exc:
         raise ScoreError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
@@ -227,6 +243,10 @@ def _finite(value: Any) -> Any:
 
 def read_verdicts(path: str) -> dict[str, bool]:
     """The ``verdicts`` of a score file written by :func:`score_predictions`."""
+    return {str(k): bool(v) for k, v in _read_score(path)["verdicts"].items()}
+
+
+def _read_score(path: str) -> dict[str, Any]:
     try:
         loaded = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -236,15 +256,39 @@ def read_verdicts(path: str) -> dict[str, bool]:
     verdicts = loaded.get("verdicts") if isinstance(loaded, dict) else None
     if not isinstance(verdicts, dict) or not verdicts:
         raise ScoreError(f"{path}: not a score file from `r1ov eval score` (no verdicts)")
-    return {str(k): bool(v) for k, v in verdicts.items()}
+    return loaded
 
 
-def compare_files(a: str, b: str, samples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Paired comparison (McNemar exact, paired bootstrap) of two score files on their shared items."""
+def compare_files(
+    a: str, b: str, samples: int = 2000, seed: int = 0, allow_manifest_mismatch: bool = False
+) -> dict[str, Any]:
+    """Paired comparison (McNemar exact, paired bootstrap) of two score files on their shared items.
+
+    Refused when their manifests differ in anything but the model (another benchmark file,
+    extractor version, judge, code ...): such scores differ for reasons besides the models.
+    ``allow_manifest_mismatch`` compares anyway, with the differences in the result and a warning.
+    """
+    score_a, score_b = _read_score(a), _read_score(b)
+    mismatch = _manifest_mismatch(a, score_a, b, score_b)
+    if mismatch and not allow_manifest_mismatch:
+        raise ScoreError(
+            f"{a} and {b} were scored under different conditions ({', '.join(mismatch)}): "
+            "their difference is not the models' alone (--allow-manifest-mismatch compares anyway)"
+        )
+    if mismatch:
+        log.warning("MANIFESTS DIFFER (%s): the comparison mixes models with scoring conditions", ", ".join(mismatch))
     try:
         result = paired.compare(read_verdicts(a), read_verdicts(b), samples=samples, seed=seed)
     except ValueError as exc:
         if isinstance(exc, ScoreError):
             raise
         raise ScoreError(str(exc)) from exc
-    return {"a": a, "b": b, **result.to_dict()}
+    return {"a": a, "b": b, **result.to_dict(), "manifest_differences": mismatch}
+
+
+def _manifest_mismatch(a: str, score_a: dict[str, Any], b: str, score_b: dict[str, Any]) -> list[str]:
+    """Where the two manifests differ; a file without one (older r1ov) is named as such."""
+    missing = [p for p, s in ((a, score_a), (b, score_b)) if not isinstance(s.get("manifest"), dict)]
+    if missing:
+        return [f"no manifest in {p}" for p in missing]
+    return manifest.differences(score_a["manifest"], score_b["manifest"])
