@@ -92,6 +92,7 @@ YES_NO = ["Yes", "No"]
         ("Por lo tanto, la respuesta es 12.", None, "12", "answer_is"),
         ("Die Antwort ist 12.", None, "12", "answer_is"),
         ("Ответ: 12", None, "12", "answer_is"),
+        ("The bars add up to less.\n\nThe correct answer is therefore choice (B).", YES_NO, "(B)", "answer_is"),
         # a letter written with its option text inside prose
         ("Looking at the arcs, the angle must be C (40°) as drawn.", ANGLES, "C", "option_text"),
         # the final sentence states a value or an option
@@ -104,6 +105,7 @@ YES_NO = ["Yes", "No"]
         ("The two arcs are equal. The measure of angle AOB is 28 degrees.", None, "28 degrees", "final_sentence"),
         ("Total cost is 4 * $2 + 5 * $2.\n\nTherefore, Chase will spend $18.", None, "18", "final_sentence"),
         ("I count them one by one. There are two models scoring above 60.", None, "2 models", "final_sentence"),
+        ("Each side is 4 m, so the perimeter is 4 m + 4 m + 4 m + 4 m = **16 m**.", None, "16 m", "final_sentence"),
         ("The sum is **56%**.\n\nIs there anything else I can help you with?", None, "56%", "final_sentence"),
         (
             "If the trees died, the porcupine population would most likely decrease.",

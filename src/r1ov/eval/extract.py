@@ -178,6 +178,9 @@ def _choice_head(value: str, options: list[str]) -> str | None:
     for option in sorted((str(o).strip() for o in options), key=len, reverse=True):
         if option and value.lower().startswith(option.lower()) and re.match(r"[\s,.;:!]|$", value[len(option) :]):
             return option
+    bracketed = _BRACKETED_LETTER.search(value)
+    if bracketed and bracketed.start() > 0:  # "therefore choice (B)", "still (B) No"
+        return _choice_head(value[bracketed.start() :], options)
     return value
 
 
@@ -253,7 +256,7 @@ def _squash(text: str) -> str:
 
 def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
     """The value (or the one option text) the last sentence states."""
-    sentence = _last_sentence(text).replace("$", "")
+    sentence = _last_sentence(text).replace("$", "").replace("**", "")
     if not sentence:
         return None
     if options:
