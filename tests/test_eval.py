@@ -93,6 +93,10 @@ YES_NO = ["Yes", "No"]
         ("Die Antwort ist 12.", None, "12", "answer_is"),
         ("Ответ: 12", None, "12", "answer_is"),
         ("The bars add up to less.\n\nThe correct answer is therefore choice (B).", YES_NO, "(B)", "answer_is"),
+        ("It stays inconclusive. The answer is therefore B (No).", YES_NO, "B (No)", "answer_is"),
+        ("So the answer is 1982 with an actual total income of $931,441.", None, "1982", "answer_is"),
+        ("Question: What is it?\n\nAnswer: The amplitude is 1.", None, "1", "answer_is"),
+        ("So the answer is 3 or 4 apples.", None, "3 or 4 apples", "answer_is"),  # a hedge stays whole
         # a letter written with its option text inside prose
         ("Looking at the arcs, the angle must be C (40°) as drawn.", ANGLES, "C", "option_text"),
         # the final sentence states a value or an option

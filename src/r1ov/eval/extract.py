@@ -61,7 +61,9 @@ _ANSWER_IS = re.compile(
     re.IGNORECASE,
 )
 # Words before a stated answer ("the frontal lobe", "option (B)"); a capital "A" is a letter.
-_LEAD_WORDS = re.compile(r"^(?:(?:[Tt]he|an?|[Oo]ption|[Cc]hoice|[Ll]etter)\s+)+")
+_LEAD_WORDS = re.compile(
+    r"^(?:(?:[Tt]he|an?|[Oo]ption|[Cc]hoice|[Ll]etter|[Tt]herefore|[Tt]hus|[Ss]o|[Hh]ence|[Ss]till|[Cc]learly),?\s+)+"
+)
 _HEAD_LETTER = re.compile(r"^[(\[]?([A-Z])[)\]]?(?=[\s,.:;*(]|$)")
 _LONE_LETTER = re.compile(r"(?:^|[\s:(\[*])\(?(?P<letter>[A-Z])\)?[\].*]*\s*\.?\s*\Z")
 _BRACKETED_LETTER = re.compile(r"\(([A-Z])\)")
@@ -106,6 +108,7 @@ _CUED_VALUE = re.compile(  # case-insensitive: "Four" opens a sentence
 _VALUE = re.compile(rf"(?P<value>{_NUMBER})(?P<unit>\s*(?:°|%|[a-zA-Z]{{1,12}}(?:\^?[23²³])?))?", re.IGNORECASE)
 # "3 or 4", "3-4", "3 to 4": two values offered for one answer.
 _VALUE_HEDGE = re.compile(rf"(?:{_NUMBER})\s*(?:\bor\b|\bto\b|–|~)\s*(?:{_NUMBER})")
+_LEADING_VALUE = re.compile(rf"^\$?\s*((?:{_NUMBER})(?:\s*(?:°|%))?)(?=[\s,;]|$)", re.IGNORECASE)
 _BARE_MAX_CHARS = 80
 # What a rule returns for text that offers several answers at once (an echoed option list).
 ECHO = ""
@@ -161,7 +164,18 @@ def _from_answer_is(text: str, options: list[str] | None) -> str | None:
         return None
     value = matches[-1].group("value").replace("**", "").strip().strip("*$").strip()
     value = _LEAD_WORDS.sub("", value).strip()
-    return _choice_head(value, options) if options else value or None
+    return _choice_head(value, options) if options else _value_head(value)
+
+
+def _value_head(value: str) -> str | None:
+    """A free-form stated answer that is a clause: its leading value ("1982 with an income of
+    ...") or the value it states ("The amplitude is 1"); a hedge ("3 or 4") stays whole."""
+    if not value or parse_number(value) is not None or len(value.split()) < 3 or _VALUE_HEDGE.search(value):
+        return value or None
+    lead = _LEADING_VALUE.match(value)
+    if lead:
+        return lead.group(1)
+    return _from_final_sentence(value, None) or value
 
 
 def _choice_head(value: str, options: list[str]) -> str | None:
