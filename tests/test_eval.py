@@ -119,7 +119,7 @@ YES_NO = ["Yes", "No"]
         ),
         # what is not an answer stays none
         ("The sun is larger than the moon.", ["Sun", "Moon"], None, "none"),
-        ("There are 3 or 4 apples in the basket.", None, None, "none"),
+        ("There are 3 or 4 apples in the basket.", None, None, "hedge"),
         ("(A) 30°\n(B) 35°\n(C) 40°\n(D) 45°", ANGLES, None, "hedge"),  # the option list echoed back
     ],
 )

@@ -56,6 +56,9 @@ _LEADS = [
     r"ответ\s*(?::|—|-|будет)",
     r"答え\s*(?:は|：|:)",
 ]
+_ANSWER_KEYWORD = re.compile(
+    r"answer|option|choice|答案|选|選|réponse|respuesta|antwort|resposta|risposta|ответ|答え", re.IGNORECASE
+)
 _ANSWER_IS = re.compile(
     r"(?:" + "|".join(_LEADS) + r")[:：\s]*(?P<value>[^\n]+?)\s*(?:$|\n|[.。]\s|[.。]$)",
     re.IGNORECASE,
@@ -110,6 +113,7 @@ _VALUE = re.compile(rf"(?P<value>{_NUMBER})(?P<unit>\s*(?:°|%|[a-zA-Z]{{1,12}}(
 _VALUE_HEDGE = re.compile(rf"(?:{_NUMBER})\s*(?:\bor\b|\bto\b|–|~)\s*(?:{_NUMBER})")
 _LEADING_VALUE = re.compile(rf"^\$?\s*((?:{_NUMBER})(?:\s*(?:°|%))?)(?=[\s,;]|$)", re.IGNORECASE)
 _BARE_MAX_CHARS = 80
+_ANSWER_WINDOW = 300
 # What a rule returns for text that offers several answers at once (an echoed option list).
 ECHO = ""
 
@@ -158,11 +162,32 @@ def _from_boxed(text: str, options: list[str] | None) -> str | None:
     return line.strip() if len(boxes) > 1 else answer
 
 
+def _line_end(text: str, position: int) -> int:
+    end = text.find("\n", position) if position < len(text) else -1
+    return len(text) if end < 0 else end
+
+
+def _last_answer_is(text: str) -> re.Match[str] | None:
+    """The last "answer is" match. The full pattern is tried only around its keywords, found
+    by a cheap scan from the end: running it at every position of a long solution is slow."""
+    for keyword in reversed(list(_ANSWER_KEYWORD.finditer(text))):
+        # The keyword's line and the next one ("The answer is:\nB"), from the line's start.
+        line_end = _line_end(text, keyword.end())
+        following = len(text) - len(text[line_end:].lstrip())  # blank lines before a value on its own line
+        # Bounded: a stated answer is short, and a window per keyword must not rescan the text.
+        window_end = min(_line_end(text, max(following, line_end + 1)), keyword.end() + _ANSWER_WINDOW)
+        start = max(text.rfind("\n", 0, keyword.start()) + 1, keyword.start() - 60)
+        matches = list(_ANSWER_IS.finditer(text, start, window_end))
+        if matches:
+            return matches[-1]
+    return None
+
+
 def _from_answer_is(text: str, options: list[str] | None) -> str | None:
-    matches = list(_ANSWER_IS.finditer(text))
-    if not matches:
+    match = _last_answer_is(text)
+    if match is None:
         return None
-    value = matches[-1].group("value").replace("**", "").strip().strip("*$").strip()
+    value = match.group("value").replace("**", "").strip().strip("*$").strip()
     value = _LEAD_WORDS.sub("", value).strip()
     return _choice_head(value, options) if options else _value_head(value)
 
@@ -182,8 +207,8 @@ def _choice_head(value: str, options: list[str]) -> str | None:
     """For multiple choice, the choice a stated answer opens with: ``(B), No`` -> ``B``,
     ``no, there are not fewer ...`` -> ``no``; the value as it is when it names one already
     or contradicts itself (``(C) 5:30`` where C is 4:30 stays whole, for the matcher to refuse)."""
-    if not value or choice_letters(value, options):
-        return value or None
+    if not value or choice_letters(value, options) or is_letter_hedge(value):
+        return value or None  # a hedge ("(A) or (B)") stays whole, for the hedge check
     head = _HEAD_LETTER.match(value)
     if head and head.group(1) in option_letters(options):
         rest = value[head.end() :].strip(" ,;:-*")
@@ -282,7 +307,7 @@ def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
         }
         return named.pop() if len(named) == 1 else None
     if _VALUE_HEDGE.search(sentence):
-        return None
+        return ECHO  # "It could be 5 or 6": several values, no answer
     cued = list(_CUED_VALUE.finditer(sentence))
     match = cued[-1] if cued else None
     if match is None:

@@ -268,7 +268,12 @@ _LETTER_LIST = re.compile(r"^\(?([A-Z])\)?(?:\s*(?:,|/|;|&|\band\b|\bor\b|\s)\s*
 
 def _same_text(a: str, b: str) -> bool:
     # Spacing is not part of an option: "8 - 4\\sqrt{2}" is "$8-4\\sqrt{2}$".
-    return _SPACES.sub("", normalize_text(a)) == _SPACES.sub("", normalize_text(b))
+    return _spaceless(a) == _spaceless(b)
+
+
+@lru_cache(maxsize=65536)
+def _spaceless(text: str) -> str:
+    return _SPACES.sub("", normalize_text(text))
 
 
 def _letters_for_text(text: str, options: list[str]) -> frozenset[str]:

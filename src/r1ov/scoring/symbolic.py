@@ -113,7 +113,7 @@ def _alarm(seconds: float) -> Iterator[None]:
 _warmed = False
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Import math-verify and run one check, outside any budget: the first parse of a process
     builds the LaTeX grammar (seconds), which must not be charged to the first real item."""
     global _warmed
@@ -124,7 +124,7 @@ def _warm_up() -> None:
 
 def _checked(predicted: str, gold: str, timeout_s: float) -> bool:
     """One check within ``timeout_s`` CPU seconds (main thread of this process)."""
-    _warm_up()
+    warm_up()
     try:
         with _alarm(timeout_s):
             return _verify_now(predicted, gold)
@@ -137,7 +137,7 @@ def _checked(predicted: str, gold: str, timeout_s: float) -> bool:
 
 def _worker(conn: Connection) -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    _warm_up()
+    warm_up()
     while True:
         try:
             predicted, gold, timeout_s = conn.recv()
