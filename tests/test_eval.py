@@ -110,6 +110,7 @@ YES_NO = ["Yes", "No"]
         ("Total cost is 4 * $2 + 5 * $2.\n\nTherefore, Chase will spend $18.", None, "18", "final_sentence"),
         ("I count them one by one. There are two models scoring above 60.", None, "2 models", "final_sentence"),
         ("Each side is 4 m, so the perimeter is 4 m + 4 m + 4 m + 4 m = **16 m**.", None, "16 m", "final_sentence"),
+        ("So the field strength is 0.214 N. It points radially inward.", None, "0.214 N", "final_sentence"),
         ("The sum is **56%**.\n\nIs there anything else I can help you with?", None, "56%", "final_sentence"),
         (
             "If the trees died, the porcupine population would most likely decrease.",

@@ -247,12 +247,21 @@ _COURTESY = re.compile(
 )
 
 
-def _last_sentence(text: str) -> str:
+def _last_sentences(text: str, count: int) -> list[str]:
+    """The last ``count`` sentences that state something (no courtesies, questions or code fences), last first."""
+    found: list[str] = []
     for sentence in reversed(_SENTENCE_END.split(text.strip())):
         sentence = sentence.strip().strip("*").strip()
         if sentence and not _COURTESY.search(sentence) and not sentence.startswith("```"):
-            return sentence
-    return ""
+            found.append(sentence)
+            if len(found) == count:
+                break
+    return found
+
+
+def _last_sentence(text: str) -> str:
+    last = _last_sentences(text, 1)
+    return last[0] if last else ""
 
 
 def _from_option_text(text: str, options: list[str] | None) -> str | None:
@@ -308,6 +317,13 @@ def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
         return named.pop() if len(named) == 1 else None
     if _VALUE_HEDGE.search(sentence):
         return ECHO  # "It could be 5 or 6": several values, no answer
+    if not _VALUE.search(sentence):
+        # A closing remark after the value ("... is 0.214 N/C. The direction is inward."):
+        # the sentence before states it.
+        earlier = _last_sentences(text, 2)[1:]
+        sentence = earlier[0].replace("$", "").replace("**", "") if earlier else sentence
+        if _VALUE_HEDGE.search(sentence):
+            return ECHO
     cued = list(_CUED_VALUE.finditer(sentence))
     match = cued[-1] if cued else None
     if match is None:
