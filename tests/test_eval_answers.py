@@ -350,6 +350,7 @@ def test_option_text_matches_whatever_its_spacing() -> None:
         ("[40]", "40°", None),  # a value in brackets
         ("40", "40°", None),
         ("40^\\circ", "40", None),
+        ("300 K", "300", "K"),  # kelvin, not thousands
     ],
 )
 def test_ratios_units_and_brackets_match_their_value(predicted: str, gold: str, unit: str | None) -> None:

@@ -200,7 +200,8 @@ def number_and_unit(text: str) -> tuple[Number, str] | None:
         value = Fraction(num, den)
         return Number(-value if match["sign"] in "-−" and match["sign"] else value, False, 0), ""
     head, tail = _split_unit(text)
-    scale = _MAGNITUDES.get(tail.lower()) if tail else None
+    # Short marks keep their case ("12k" is 12000, "300 K" is kelvin); words do not ("Thousand").
+    scale = _MAGNITUDES.get(tail if len(tail) <= 2 else tail.lower()) if tail else None
     if scale is not None:
         tail = ""
     elif tail and _OPERATION_WORDS.match(tail):
