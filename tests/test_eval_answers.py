@@ -334,6 +334,12 @@ def test_a_repeated_option_text_stays_multiple_choice() -> None:
     assert not answers_match("C or B", "18", options)
 
 
+def test_a_letter_with_its_negative_option_value_names_it() -> None:
+    options = ["3", "-3", "6"]
+    assert answers_match("(B) -3", "B", options) and answers_match("(B), -3", "B", options)
+    assert not answers_match("(B) 3", "B", options)
+
+
 def test_option_text_matches_whatever_its_spacing() -> None:
     options = ["8 - 4\\sqrt{2}", "4\\sqrt{2}", "8", "4"]
     assert answers_match("$8-4\\sqrt{2}$", "8 - 4\\sqrt{2}", options)

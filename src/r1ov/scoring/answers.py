@@ -315,9 +315,13 @@ def is_letter_hedge(text: str) -> bool:
     return len(letters) > 1
 
 
+# ", No" and "- No" after a letter; a minus sign on the option's own value stays ("(B) -3").
+_LEAD_PUNCTUATION = re.compile(r"^(?:[,;:]|[-–—](?=\s))\s*")
+
+
 def _unwrap(text: str) -> str:
     """``(8/11)``, ``[8/11]`` or ``, 8/11`` -> ``8/11``: option text written after its letter."""
-    text = text.replace("**", "").strip().lstrip(",;:-–").strip().rstrip(".").strip()
+    text = _LEAD_PUNCTUATION.sub("", text.replace("**", "").strip()).rstrip(".").strip()
     if len(text) > 2 and text[0] + text[-1] in ("()", "[]"):
         return text[1:-1].strip()
     return text
