@@ -13,12 +13,15 @@ math-verify (``parse`` both sides, ``verify``), as a naive scorer does.
 
 A second set puts the same items behind real-style responses (``r1ov.bench.real_style``:
 prose endings, bare answers, LaTeX in prose, long step-by-step solutions, Chinese, hedges),
-where extraction does most of the work; it is measured the same way.
+where extraction does most of the work; it is measured the same way. On its first 1,000
+items the verdicts are scored again with four processes keeping every core busy: the
+symbolic budget counts CPU time, so they must be identical.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import tempfile
 import time
@@ -44,6 +47,7 @@ REAL_STYLE_ITEMS = 5_000
 # The naive path runs math-verify on every item (~100x slower): its rate comes from the
 # first items of the same set, so the whole benchmark stays within two minutes.
 NAIVE_SAMPLE = 1_000
+LOAD_SAMPLE = 1_000
 _WORDS = [
     "the",
     "figure",
@@ -192,6 +196,7 @@ def run(items: int = ITEMS, real_style_items: int = REAL_STYLE_ITEMS) -> list[Re
         real_rows = _rows(specs, real_style_items, real_style.response)
     naive_correct(rows[0])  # both paths start with math-verify and sympy imported
     symbolic.warm_up()
+    same = verdicts_under_load(real_rows[:LOAD_SAMPLE])
     return [
         _measure(rows, f"eval score items/s ({len(rows)} predictions, 5 benchmarks)", ">= 1000 items/s"),
         _measure(
@@ -199,7 +204,41 @@ def run(items: int = ITEMS, real_style_items: int = REAL_STYLE_ITEMS) -> list[Re
             f"eval score items/s, real-style responses ({len(real_rows)}: prose, bare, LaTeX, long solutions)",
             ">= 2000 items/s",
         ),
+        Result.compare(
+            f"verdicts identical at load 4 and load 0 (share of {min(len(real_rows), LOAD_SAMPLE)} real-style items)",
+            same,
+            1.0,
+            "share",
+            "== 1.0",
+        ),
     ]
+
+
+def _busy(stop: Any) -> None:
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> list[bool]:
+    symbolic.clear_caches()  # each pass parses afresh, as a new process would
+    return [score_row(dict(r))["correct"] for r in rows]
+
+
+def verdicts_under_load(rows: list[dict[str, Any]], workers: int = 4) -> float:
+    """Share of ``rows`` whose verdict is the same scored alone and beside ``workers`` busy processes."""
+    alone = _verdicts(rows)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    busy = [context.Process(target=_busy, args=(stop,), daemon=True) for _ in range(workers)]
+    for process in busy:
+        process.start()
+    try:
+        loaded = _verdicts(rows)
+    finally:
+        stop.set()
+        for process in busy:
+            process.join(10)
+    return sum(a == b for a, b in zip(alone, loaded, strict=True)) / max(1, len(rows))
 
 
 def _measure(rows: list[dict[str, Any]], name: str, goal: str, naive_sample: int = NAIVE_SAMPLE) -> Result:

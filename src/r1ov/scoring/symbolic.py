@@ -77,6 +77,11 @@ def _parsed(text: str) -> tuple[Any, ...]:
     return tuple(parse(as_latex(text), parsing_timeout=None))  # type: ignore[arg-type]
 
 
+def clear_caches() -> None:
+    """Forget parsed expressions (benchmarks that score the same items twice parse them afresh)."""
+    _parsed.cache_clear()
+
+
 def _verify_now(predicted: str, gold: str) -> bool:
     """math-verify without its own (signal) timeouts; callers bound the time."""
     from math_verify import verify
