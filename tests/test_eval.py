@@ -10,6 +10,7 @@ Qwen2.5-VL built offline.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from PIL import Image
 from r1ov.config import BenchmarkSpec, EvalConfig, TrackingConfig
 from r1ov.data.records import new_record, write_dataset
 from r1ov.eval import benchmarks, run
-from r1ov.eval.extract import extract, last_boxed
+from r1ov.eval.extract import RULES_VERSION, extract, last_boxed
 from r1ov.eval.score import bootstrap_interval, score_row, summarize
 from r1ov.scoring.reasoning import INSTRUCTION, compose
 
@@ -51,7 +52,7 @@ def png(color: str = "red", size: tuple[int, int] = (32, 24)) -> bytes:
         ("so it is \\boxed{\\frac{3}{4}} indeed", None, "\\frac{3}{4}", "boxed"),
         ("We add them up. The answer is 42.", None, "42", "answer_is"),
         ("Thus the final answer: 3.5", None, "3.5", "answer_is"),
-        ("Looking at the figure, I pick (D).", OPTIONS, "D", "option_letter"),
+        ("Looking at the figure, I pick (D).", OPTIONS, "(D)", "option_text"),
         ("Looking at the figure, I pick D", OPTIONS, "D", "option_letter"),
         ("Looking at the figure, I pick D", None, None, "none"),  # a lone letter means nothing without options
         ("", OPTIONS, None, "none"),
@@ -61,6 +62,85 @@ def png(color: str = "red", size: tuple[int, int] = (32, 24)) -> bytes:
 def test_extract_rules(completion: str | None, options: list[str] | None, answer: str | None, rule: str) -> None:
     found = extract(completion, options)
     assert (found.answer, found.rule) == (answer, rule)
+
+
+# Responses in the shapes real models write (MathVista's published outputs show each shape;
+# these are written for the test). Options for the multiple-choice rows:
+ANGLES = ["30°", "35°", "40°", "45°"]
+YES_NO = ["Yes", "No"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "options", "answer", "rule"),
+    [
+        # only the answer
+        ("12", None, "12", "bare"),
+        ("B", ANGLES, "B", "bare"),
+        ("$9(\\pi-2)$", None, "$9(\\pi-2)$", "bare"),
+        ("B. 35°", ANGLES, "B. 35°", "bare"),
+        ("(B) No", YES_NO, "(B) No", "bare"),
+        ("7</s>", None, "7", "bare"),  # an end-of-sequence mark left in the text
+        # "answer is" in several languages
+        ("Adding both parts gives the total.\nThe correct answer is (C) 40°.", ANGLES, "(C) 40°", "answer_is"),
+        ("So the answer is C (40°)", ANGLES, "C (40°)", "answer_is"),
+        ("The answer is (B), No.\n\nThere are two buses and three cars.", YES_NO, "(B), No", "answer_is"),
+        ("so the answer to the question is no, there are not fewer trucks than cars.", YES_NO, "No", "answer_is"),
+        ("The correct option letter is D. It has the lowest value.", ANGLES, "D", "answer_is"),
+        ("根据勾股定理，面积是 8。\n因此，答案是D（8）。", ["15", "13", "11", "8"], "D", "answer_is"),
+        ("∠BOC = 110° + 35°\n答案：C", ANGLES, "C", "answer_is"),
+        ("Donc la réponse est 12.", None, "12", "answer_is"),
+        ("Por lo tanto, la respuesta es 12.", None, "12", "answer_is"),
+        ("Die Antwort ist 12.", None, "12", "answer_is"),
+        ("Ответ: 12", None, "12", "answer_is"),
+        ("The bars add up to less.\n\nThe correct answer is therefore choice (B).", YES_NO, "(B)", "answer_is"),
+        ("It stays inconclusive. The answer is therefore B (No).", YES_NO, "B (No)", "answer_is"),
+        ("So the answer is 1982 with an actual total income of $931,441.", None, "1982", "answer_is"),
+        ("Question: What is it?\n\nAnswer: The amplitude is 1.", None, "1", "answer_is"),
+        ("So the answer is 3 or 4 apples.", None, "3 or 4 apples", "answer_is"),  # a hedge stays whole
+        # a letter written with its option text inside prose
+        ("Looking at the arcs, the angle must be C (40°) as drawn.", ANGLES, "C", "option_text"),
+        # the final sentence states a value or an option
+        (
+            "The spring stores the energy.\n\nTherefore, the distance is 0.11 meters.",
+            None,
+            "0.11 meters",
+            "final_sentence",
+        ),
+        ("The two arcs are equal. The measure of angle AOB is 28 degrees.", None, "28 degrees", "final_sentence"),
+        ("Total cost is 4 * $2 + 5 * $2.\n\nTherefore, Chase will spend $18.", None, "18", "final_sentence"),
+        ("I count them one by one. There are two models scoring above 60.", None, "2 models", "final_sentence"),
+        ("Each side is 4 m, so the perimeter is 4 m + 4 m + 4 m + 4 m = **16 m**.", None, "16 m", "final_sentence"),
+        ("So the field strength is 0.214 N. It points radially inward.", None, "0.214 N", "final_sentence"),
+        ("The sum is **56%**.\n\nIs there anything else I can help you with?", None, "56%", "final_sentence"),
+        (
+            "If the trees died, the porcupine population would most likely decrease.",
+            ["double", "decrease"],
+            "decrease",
+            "final_sentence",
+        ),
+        # what is not an answer stays none
+        ("The sun is larger than the moon.", ["Sun", "Moon"], None, "none"),
+        ("There are 3 or 4 apples in the basket.", None, None, "hedge"),
+        ("(A) 30°\n(B) 35°\n(C) 40°\n(D) 45°", ANGLES, None, "hedge"),  # the option list echoed back
+    ],
+)
+def test_extract_reads_the_shapes_real_models_write(
+    completion: str, options: list[str] | None, answer: str | None, rule: str
+) -> None:
+    found = extract(completion, options)
+    assert (found.answer, found.rule) == (answer, rule)
+
+
+def test_extracted_answers_score_as_the_official_rules_do() -> None:
+    """End to end, from the raw response: the shapes above reach the verdict a reader gives."""
+    assert score_row({"completion": "So the answer is C (40°)", "answer": "40°", "options": ANGLES})["correct"]
+    assert score_row({"completion": "B", "answer": "No", "options": YES_NO})["correct"]
+    row = score_row({"completion": "Therefore, the distance is 0.11 meters.", "answer": "0.11", "options": []})
+    assert row["correct"] and row["rule"] == "final_sentence"
+    # a letter with another option's text contradicts itself: no credit (the official scorer gives it)
+    assert not score_row(
+        {"completion": "The clock shows (C) 5:30.", "answer": "4:30", "options": ["9:30", "1:30", "4:30", "5:30"]}
+    )["correct"]
 
 
 def test_well_formed_only_for_one_think_and_one_answer() -> None:
@@ -493,6 +573,19 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: ChatStandIn, monke
         "eval/tables.md",
         "eval/verdicts.jsonl",
     } <= artifacts
+    # the manifest: what the score depends on besides the model, beside metrics.json, in MLflow and the report
+    written = json.loads((out / "manifest.json").read_text())
+    assert written["prompt"]["sha256"] == hashlib.sha256(written["prompt"]["template"].encode()).hexdigest()
+    assert INSTRUCTION in written["prompt"]["template"]
+    assert written["sampling"]["temperature"] == 0.0 and written["max_pixels"] == cfg.max_pixels
+    bench = written["benchmarks"][1]
+    assert bench["items"] == 5  # published count: the four scored items and the one set aside
+    assert bench["files"] == {"bench.tsv": hashlib.sha256((tmp_path / "bench.tsv").read_bytes()).hexdigest()}
+    assert written["extractor"]["rules_version"] == RULES_VERSION and written["code"]["r1ov"]
+    assert "eval/manifest.json" in artifacts
+    assert run_data.params["manifest.prompt_sha256"] == written["prompt"]["sha256"]
+    assert run_data.params["manifest.extractor_rules_version"] == RULES_VERSION
+    assert '<table id="manifest">' in html and written["prompt"]["sha256"] in html
     tables_md = (out / "tables.md").read_text()
     assert "## R1-Onevision-Bench by level and category" in tables_md and "| category | Deduction | 1 |" in tables_md
     assert '<div id="paper-tables">' in html and "R1-Onevision-7B (paper)" in html

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from r1ov.bench import scoring
+from r1ov.bench import real_style, scoring
 from r1ov.eval.score import score_row
 
 
@@ -26,9 +26,32 @@ def test_bench_rows_come_from_every_layout_and_mix_right_and_wrong(tmp_path: Pat
 
 
 def test_bench_result_has_the_documented_shape() -> None:
-    (result,) = scoring.run(items=60)
-    assert result.unit == "items/s" and result.value > 0 and result.baseline > 0
-    assert result.ratio == round(result.value / result.baseline, 3)
+    results = scoring.run(items=60, real_style_items=60)
+    names = [r.name.split(" (")[0] for r in results]
+    assert names == [
+        "eval score items/s",
+        "eval score items/s, real-style responses",
+        "verdicts identical at load 4 and load 0",
+    ]
+    assert results[2].value == 1.0
+    for result in results[:2]:
+        assert result.unit == "items/s" and result.value > 0 and result.baseline > 0
+        assert result.ratio == round(result.value / result.baseline, 3)
+
+
+def test_real_style_responses_need_every_extraction_rule_and_mix_right_and_wrong(tmp_path: Path) -> None:
+    rows = scoring._rows(scoring.write_files(tmp_path, items=400), 400, real_style.response)
+    scored = [score_row(dict(r)) for r in rows]
+    assert {r["rule"] for r in scored} >= {"bare", "answer_is", "boxed", "final_sentence", "hedge"}
+    accuracy = sum(r["correct"] for r in scored) / len(scored)
+    assert 0.4 < accuracy < 0.8  # about two in three written right, hedges earn nothing
+    # every response the generator wrote as right (gold value or letter, no hedge) scores right
+    assert sum(r["rule"] == "none" for r in scored) / len(scored) < 0.02
+
+
+def test_verdicts_do_not_change_beside_a_busy_process(tmp_path: Path) -> None:
+    rows = scoring._rows(scoring.write_files(tmp_path, items=60), 60, real_style.response)
+    assert scoring.verdicts_under_load(rows, workers=1) == 1.0
 
 
 def test_responses_are_deterministic() -> None:

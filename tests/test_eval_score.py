@@ -193,3 +193,75 @@ def test_eval_score_reads_every_published_layout(tmp_path: Path, benchmark: str,
         assert scored["extra"]["four_dim/total"] == 525 and scored["extra"]["steps/S3_accuracy"] == 1.0
     if benchmark == "r1ov-bench":
         assert set(scored["by_level"]) == {"college", "high school", "junior high school", "social test"}
+
+
+def test_a_full_mathvision_prediction_file_scores_every_published_item(tmp_path: Path) -> None:
+    """MATH-V item 528's question is only ``<image1>``; another item here has no gold. Neither
+    leaves the denominator, and a prediction file covering every published id never aborts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = layouts.mathvision_rows()
+    rows[0]["question"] = "<image1>"  # the question is in the image
+    rows[1]["answer"] = ""  # unscorable: set aside by the loader, yet published
+    path = tmp_path / "mathvision" / "data" / "test-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(
+        "".join(
+            json.dumps({"id": r["id"], "response": f"<think>t</think><answer>{r['answer'] or 'A'}</answer>"}) + "\n"
+            for r in rows
+        )
+    )
+    argv = ["eval", "score", "--benchmark", "mathvision", "--data", str(path.parent)]
+    out = tmp_path / "s.json"
+    assert main([*argv, "--predictions", str(predictions), "--out", str(out), "--bootstrap-samples", "50"]) == 0
+    scored = json.loads(out.read_text())
+    assert scored["overall"]["n"] == len(rows)  # the published count
+    assert scored["overall"]["correct"] == len(rows) - 1  # the item without a gold scores wrong
+    assert scored["overall"]["set_aside_scored_wrong"] == 1
+    lines = out.with_name("s.verdicts.jsonl").read_text().splitlines()
+    verdict = {v["benchmark_id"]: v for v in map(json.loads, lines)}
+    assert verdict[rows[0]["id"]]["correct"] is True
+
+
+def test_wemath_full_width_option_markers_split_the_options(tmp_path: Path) -> None:
+    """We-Math ``2steps_59`` writes its markers with a full-width full stop (U+FF0E)."""
+    from r1ov.eval.benchmarks._io import parse_options
+
+    assert parse_options("A．12;B．16;C．18;D．20") == ["12", "16", "18", "20"]
+    assert parse_options("A．12；B．16；C．18") == ["12", "16", "18"]
+
+
+def test_eval_score_writes_its_manifest_beside_and_inside_the_score(tmp_path: Path, mathvista: Path) -> None:
+    import hashlib
+
+    predictions = _predictions(tmp_path / "a.jsonl", [0] * 10)
+    assert _score(tmp_path, mathvista, predictions, "a.json") == 0
+    beside = json.loads((tmp_path / "a.manifest.json").read_text())
+    assert json.loads((tmp_path / "a.json").read_text())["manifest"] == beside
+    (bench,) = beside["benchmarks"]
+    assert bench["items"] == 10  # the published count
+    assert bench["files"] == {mathvista.name: hashlib.sha256(mathvista.read_bytes()).hexdigest()}
+    assert beside["extractor"]["rules_version"] and beside["code"]["r1ov"]
+    assert beside["prompt"] is None and beside["sampling"] is None  # predictions scored as given
+    assert hashlib.sha256(predictions.read_bytes()).hexdigest() in beside["model"]
+
+
+def test_eval_compare_refuses_scores_made_under_different_conditions(
+    tmp_path: Path, mathvista: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _score(tmp_path, mathvista, _predictions(tmp_path / "a.jsonl", [0] * 10), "a.json")
+    _score(tmp_path, mathvista, _predictions(tmp_path / "b.jsonl", [1] * 10), "b.json")
+    # B as another release of the extractor would have scored it
+    b = json.loads((tmp_path / "b.json").read_text())
+    b["manifest"]["extractor"]["rules_version"] = "older"
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    capsys.readouterr()
+    assert main(["eval", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) != 0
+    err = capsys.readouterr().err
+    assert "scored under different conditions (extractor.rules_version)" in err and "Traceback" not in err
+    argv = ["eval", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--allow-manifest-mismatch"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["manifest_differences"] == ["extractor.rules_version"]

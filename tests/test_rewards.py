@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from r1ov.config import ConfigError
+from r1ov.data.records import new_record
 from r1ov.train import rewards
 
 
@@ -183,3 +184,113 @@ def test_accuracy_pays_right_answers_in_any_form(answer: str, gold: str, columns
 
 def test_empty_think_earns_no_format_reward() -> None:
     assert rewards.format_(["<think></think><answer>3</answer>", "<think> \n </think><answer>3</answer>"]) == [0.0, 0.0]
+
+
+# Cases seen on real model outputs (issue "Scores that hold on real model outputs"): each paid
+# 1.0 for a hedge or a wrong value. A hedge of any shape earns nothing, whatever the gold.
+CHOICES = ["3/11", "8/11", "6/11", "3/5"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "columns"),
+    [
+        # two boxes: the last one used to win
+        ("<think>t</think><answer>\\boxed{3} or \\boxed{4}</answer>", "4", {}),
+        ("<think>t</think><answer>\\boxed{3}, \\boxed{4}</answer>", "4", {}),
+        ("<think>t</think><answer>\\boxed{3}\\boxed{4}</answer>", "3", {}),
+        # logical or, a tilde range, a cases block, one value a line
+        ("<think>t</think><answer>3 \\lor 4</answer>", "3", {}),
+        ("<think>t</think><answer>3 \\vee 4</answer>", "4", {}),
+        ("<think>t</think><answer>3~4</answer>", "3", {}),
+        ("<think>t</think><answer>\\begin{cases}3\\\\4\\end{cases}</answer>", "3", {}),
+        ("<think>t</think><answer>3\n4</answer>", "4", {}),
+        # several letters, in any dress
+        ("<think>t</think><answer>B. or C.</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>B.\nC.</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>(B) 8/11 or (C) 6/11</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>(B) (or maybe C)</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>(B) 7/11</answer>", "B", {"options": [CHOICES]}),  # not B's text
+        ("<think>t</think><answer>(B) because it is the largest</answer>", "B", {"options": [CHOICES]}),
+        # the answer nested in the thinking, or qualified after the block
+        ("<think>so <answer>4</answer></think>", "4", {}),
+        ("<think>t</think><answer>4</answer> (or 3)", "4", {}),
+        ("<think>t</think><answer>4</answer>\nor maybe 3", "4", {}),
+        # integers compare exactly, whatever the prediction's notation
+        ("<think>t</think><answer>5.0000001</answer>", "5", {}),
+        ("<think>t</think><answer>5.0000001e0</answer>", "5", {}),
+        # magnitude words change the value (or fail); they are not units
+        ("<think>t</think><answer>12 thousand</answer>", "12", {}),
+        ("<think>t</think><answer>12 million</answer>", "12", {}),
+        ("<think>t</think><answer>12k</answer>", "12", {}),
+        ("<think>t</think><answer>12 dozen</answer>", "12", {}),
+        ("<think>t</think><answer>12 squared</answer>", "12", {}),
+        # a unit is the item's own or none
+        ("<think>t</think><answer>12 inches</answer>", "12", {"unit": ["cm"]}),
+        ("<think>t</think><answer>12 m</answer>", "12", {"unit": ["cm"]}),
+    ],
+)
+def test_accuracy_pays_nothing_for_hedges_and_wrong_values(completion: str, gold: str, columns: dict) -> None:
+    assert rewards.accuracy([_msg(completion)], answer=[gold], **columns) == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "columns"),
+    [
+        # a think block may talk about the tags it is asked to use
+        ("<think>I will put it in <answer> tags</think><answer>4</answer>", "4", {}),
+        ("<think>Close with </answer> after the value.</think><answer>4</answer>", "4", {}),
+        # full-width letters and digits, en-dash and minus-sign minus
+        ("<think>t</think><answer>Ｂ</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>（Ｂ）</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>１２</answer>", "12", {}),
+        ("<think>t</think><answer>–3</answer>", "-3", {}),
+        ("<think>t</think><answer>−3</answer>", "-3", {}),
+        # integers by value whatever the notation
+        ("<think>t</think><answer>5.0</answer>", "5", {}),
+        ("<think>t</think><answer>5.000</answer>", "5", {}),
+        # a magnitude word changes the value
+        ("<think>t</think><answer>12 thousand</answer>", "12000", {}),
+        ("<think>t</think><answer>1.5 million</answer>", "1500000", {}),
+        ("<think>t</think><answer>12k</answer>", "12000", {}),
+        ("<think>t</think><answer>2 dozen</answer>", "24", {}),
+        # the item's unit, in any spelling, or none
+        ("<think>t</think><answer>12 cm</answer>", "12", {"unit": ["cm"]}),
+        ("<think>t</think><answer>12\\,\\mathrm{cm}</answer>", "12", {"unit": ["cm"]}),
+        ("<think>t</think><answer>12</answer>", "12", {"unit": ["cm"]}),
+        ("<think>t</think><answer>20 \\ \\mathrm{cm}^2</answer>", "20", {"unit": ["cm^2"]}),
+        # an option letter with its own text
+        ("<think>t</think><answer>(B) 8/11</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>B (8/11)</answer>", "B", {"options": [CHOICES]}),
+        ("<think>t</think><answer>B</answer>\n", "B", {"options": [CHOICES]}),
+    ],
+)
+def test_accuracy_pays_right_answers_seen_in_real_outputs(completion: str, gold: str, columns: dict) -> None:
+    assert rewards.accuracy([_msg(completion)], answer=[gold], **columns) == [1.0]
+
+
+def test_think_mentioning_the_tags_is_still_well_formed() -> None:
+    text = "<think>I will put it in <answer> tags</think><answer>4</answer>"
+    assert rewards.format_([_msg(text)]) == [1.0]
+    assert rewards.format_([_msg("<think>so <answer>4</answer></think>")]) == [0.0]
+
+
+def test_grpo_rows_carry_precision_and_unit_to_the_reward() -> None:
+    # A record as the data path stores it (metadata is JSON text): the GRPO row built from it
+    # holds what the reward needs, and the reward applies it.
+    record = new_record(
+        source="mathvista",
+        question="How long is the side?",
+        image_type="math",
+        answer="1.2",
+        metadata={"answer_type": "float", "precision": 1, "unit": "cm"},
+    )
+    row = rewards.columns(record)
+    assert (row["precision"], row["unit"]) == (1, "cm")
+    columns = {name: [value] * 3 for name, value in row.items() if name != "answer"}
+    completions = [_msg(f"<think>t</think><answer>{a}</answer>") for a in ("1.23 cm", "1.23 inches", "1.3")]
+    assert rewards.accuracy(completions, answer=[row["answer"]] * 3, **columns) == [1.0, 0.0, 0.0]
+
+
+def test_precision_and_unit_columns_reach_the_reward_per_row() -> None:
+    completions = [_msg("<think>t</think><answer>1.23</answer>"), _msg("<think>t</think><answer>12 inches</answer>")]
+    assert rewards.accuracy(completions, answer=["1.2", "12"], precision=[1, None], unit=[None, "cm"]) == [1.0, 0.0]

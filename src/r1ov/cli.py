@@ -93,6 +93,11 @@ def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
     compare.add_argument("b", help="score file B")
     compare.add_argument("--bootstrap-samples", type=int, default=2000, help="resamples for the interval")
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    compare.add_argument(
+        "--allow-manifest-mismatch",
+        action="store_true",
+        help="compare even when the two scores' manifests differ in more than the model (warns)",
+    )
 
 
 def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,7 +128,13 @@ def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
         )
         keys = ("benchmark", "overall", "by_category", "by_level", "extra", "judge")
         return {k: result[k] for k in keys} | {"out": args.out}
-    return offline.compare_files(args.a, args.b, samples=args.bootstrap_samples, seed=args.seed)
+    return offline.compare_files(
+        args.a,
+        args.b,
+        samples=args.bootstrap_samples,
+        seed=args.seed,
+        allow_manifest_mismatch=args.allow_manifest_mismatch,
+    )
 
 
 def _add_registry_parser(sub: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ from r1ov.config import EvalConfig
 from r1ov.data import storage
 from r1ov.data.imaging import BadImage, load_image
 from r1ov.data.records import metadata
-from r1ov.eval import benchmarks, generate, judge, report, score
+from r1ov.eval import benchmarks, generate, judge, manifest, report, score
 from r1ov.eval.generate import Generation, Prompt
 from r1ov.scoring.reasoning import format_question
 
@@ -119,7 +119,23 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         n_items=len(rows),
         rejected={b.label: len(b.rejected) for b in loaded},
     )
-    files = report.write_outputs(cfg, summary, rows, rejected)
+    built = manifest.build(
+        model=cfg.model_name_or_path,
+        benchmarks=[
+            manifest.benchmark_entry(spec.name, b.label, spec.uri, len(b.records) + len(b.rejected), spec.limit)
+            for spec, b in zip(cfg.benchmarks, loaded, strict=True)
+        ],
+        prompt_template=manifest.PROMPT_TEMPLATE,
+        sampling={
+            "backend": cfg.backend,
+            "temperature": cfg.temperature,
+            "max_new_tokens": cfg.max_new_tokens,
+            "seed": cfg.seed,
+        },
+        max_pixels=cfg.max_pixels,
+        judge=None if cfg.judge is None else {"model": cfg.judge.model, "endpoint": cfg.judge.base_url},
+    )
+    files = report.write_outputs(cfg, summary, rows, rejected, built)
     summary["files"] = {name: storage.join(cfg.output_dir, name) for name in files}
     if cfg.tracking is not None:
         summary["mlflow_run_id"] = report.log_to_mlflow(cfg, summary, files)

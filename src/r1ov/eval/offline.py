@@ -15,15 +15,18 @@ what to fix; the CLI prints it and exits non-zero.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from r1ov.config import BenchmarkSpec
 from r1ov.data.records import metadata
-from r1ov.eval import benchmarks, judge
+from r1ov.eval import benchmarks, judge, manifest
 from r1ov.eval.score import score_row, summarize
 from r1ov.scoring import paired
+
+log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "wrong", "skip")
 
@@ -72,9 +75,13 @@ def _few(ids: list[str]) -> str:
 
 
 def _match(loaded: benchmarks.Loaded, predictions: dict[str, str], missing: str) -> list[tuple[dict, str | None]]:
-    """Each item with its response; ids resolve as the record id or the benchmark's own id."""
+    """Each item with its response; ids resolve as the record id or the benchmark's own id.
+
+    Items the loader set aside (no gold, say) are still the benchmark's: a prediction for
+    one is no stranger, and the item stays in the denominator, scored wrong with its reason.
+    """
     by_key: dict[str, dict[str, Any]] = {}
-    for record in loaded.records:
+    for record in [*loaded.records, *loaded.rejected]:
         by_key[record["id"]] = record
         own = metadata(record).get("benchmark_id")
         if own is not None:
@@ -83,7 +90,7 @@ def _match(loaded: benchmarks.Loaded, predictions: dict[str, str], missing: str)
     if unknown:
         raise ScoreError(f"{len(unknown)} prediction id(s) not in the benchmark data: {_few(unknown)}")
     answered = {by_key[key]["id"]: response for key, response in predictions.items()}
-    pairs = [(record, answered.get(record["id"])) for record in loaded.records]
+    pairs = [(record, answered.get(record["id"])) for record in [*loaded.records, *loaded.rejected]]
     unanswered = [metadata(r).get("benchmark_id") or r["id"] for r, response in pairs if response is None]
     if unanswered and missing == "error":
         raise ScoreError(
@@ -105,12 +112,18 @@ def _row(label: str, record: dict[str, Any], response: str | None) -> dict[str, 
         "options": list(record.get("options") or []),
         "answer": record.get("answer"),
         "completion": response,
-        "error": None if response is not None else "no_prediction",
+        "error": _error(record, response),
         "finish_reason": None,
         "category": None if meta.get("category") is None else str(meta["category"]),
         "level": None if meta.get("level") is None else str(meta["level"]),
         "metadata": record.get("metadata"),
     }
+
+
+def _error(record: dict[str, Any], response: str | None) -> str | None:
+    if record.get("reject_reason"):
+        return f"set_aside: {record['reject_reason']}"  # unscorable, yet counted: wrong
+    return None if response is not None else "no_prediction"
 
 
 def _group(stats: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +168,8 @@ def score_predictions(
     overall = _group(stats) | {
         "format_rate": stats["format_rate"],
         "extraction_rate": stats["extraction_rate"],
-        "no_prediction": stats["failed"],
+        "no_prediction": sum(r["error"] == "no_prediction" for r in rows),
+        "set_aside_scored_wrong": sum(str(r["error"]).startswith("set_aside") for r in rows),
     }
     verdicts = [
         {
@@ -188,6 +202,18 @@ def score_predictions(
         "set_aside": [{"id": r["id"], "reason": r["reject_reason"]} for r in loaded.rejected],
         "verdicts": {v["id"]: v["correct"] for v in verdicts},
     }
+    made = Path(predictions_path)
+    result["manifest"] = manifest.build(
+        # The predictions are the model here: scored as given, their prompt and sampling unknown.
+        model=f"predictions {made.name} sha256:{manifest.sha256(made.read_bytes())}",
+        benchmarks=[
+            manifest.benchmark_entry(benchmark, loaded.label, data, len(loaded.records) + len(loaded.rejected))
+        ],
+        prompt_template=None,
+        sampling=None,
+        max_pixels=None,
+        judge=None if judge_settings is None else {"model": judge_settings.model, "endpoint": judge_settings.base_url},
+    )
     _write(out, result, verdicts)
     return result
 
@@ -199,6 +225,7 @@ def _write(out: str, result: dict[str, Any], verdicts: list[dict[str, Any]]) -> 
         path.write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
         beside = path.with_name(path.stem + ".verdicts.jsonl")
         beside.write_text("".join(json.dumps(v) + "\n" for v in verdicts), encoding="utf-8")
+        path.with_name(path.stem + ".manifest.json").write_bytes(manifest.to_json(result["manifest"]))
     except OSError as exc:
         raise ScoreError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
@@ -216,6 +243,10 @@ def _finite(value: Any) -> Any:
 
 def read_verdicts(path: str) -> dict[str, bool]:
     """The ``verdicts`` of a score file written by :func:`score_predictions`."""
+    return {str(k): bool(v) for k, v in _read_score(path)["verdicts"].items()}
+
+
+def _read_score(path: str) -> dict[str, Any]:
     try:
         loaded = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -225,15 +256,39 @@ def read_verdicts(path: str) -> dict[str, bool]:
     verdicts = loaded.get("verdicts") if isinstance(loaded, dict) else None
     if not isinstance(verdicts, dict) or not verdicts:
         raise ScoreError(f"{path}: not a score file from `r1ov eval score` (no verdicts)")
-    return {str(k): bool(v) for k, v in verdicts.items()}
+    return loaded
 
 
-def compare_files(a: str, b: str, samples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Paired comparison (McNemar exact, paired bootstrap) of two score files on their shared items."""
+def compare_files(
+    a: str, b: str, samples: int = 2000, seed: int = 0, allow_manifest_mismatch: bool = False
+) -> dict[str, Any]:
+    """Paired comparison (McNemar exact, paired bootstrap) of two score files on their shared items.
+
+    Refused when their manifests differ in anything but the model (another benchmark file,
+    extractor version, judge, code ...): such scores differ for reasons besides the models.
+    ``allow_manifest_mismatch`` compares anyway, with the differences in the result and a warning.
+    """
+    score_a, score_b = _read_score(a), _read_score(b)
+    mismatch = _manifest_mismatch(a, score_a, b, score_b)
+    if mismatch and not allow_manifest_mismatch:
+        raise ScoreError(
+            f"{a} and {b} were scored under different conditions ({', '.join(mismatch)}): "
+            "their difference is not the models' alone (--allow-manifest-mismatch compares anyway)"
+        )
+    if mismatch:
+        log.warning("MANIFESTS DIFFER (%s): the comparison mixes models with scoring conditions", ", ".join(mismatch))
     try:
         result = paired.compare(read_verdicts(a), read_verdicts(b), samples=samples, seed=seed)
     except ValueError as exc:
         if isinstance(exc, ScoreError):
             raise
         raise ScoreError(str(exc)) from exc
-    return {"a": a, "b": b, **result.to_dict()}
+    return {"a": a, "b": b, **result.to_dict(), "manifest_differences": mismatch}
+
+
+def _manifest_mismatch(a: str, score_a: dict[str, Any], b: str, score_b: dict[str, Any]) -> list[str]:
+    """Where the two manifests differ; a file without one (older r1ov) is named as such."""
+    missing = [p for p, s in ((a, score_a), (b, score_b)) if not isinstance(s.get("manifest"), dict)]
+    if missing:
+        return [f"no manifest in {p}" for p in missing]
+    return manifest.differences(score_a["manifest"], score_b["manifest"])

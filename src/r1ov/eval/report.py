@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 from r1ov.config import EvalConfig
 from r1ov.data import storage
 from r1ov.eval import tables
+from r1ov.eval.manifest import MANIFEST, sha256
+from r1ov.eval.manifest import to_json as manifest_json
 from r1ov.scoring.verdicts import VERDICTS, verdicts_jsonl
 
 log = logging.getLogger(__name__)
@@ -184,7 +186,33 @@ def _sample_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out) or '<tr><td colspan="6">no predictions</td></tr>'
 
 
-def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], cfg: EvalConfig) -> str:
+def _manifest_rows(manifest: dict[str, Any]) -> str:
+    """The manifest as rows of field and value: what this score depends on besides the model."""
+    prompt = manifest.get("prompt") or {}
+    sampling = manifest.get("sampling") or {}
+    judge = manifest.get("judge") or {}
+    code = manifest.get("code") or {}
+    fields = [
+        ("prompt template sha256", prompt.get("sha256")),
+        *((f"sampling: {k}", v) for k, v in sampling.items()),
+        ("max_pixels", manifest.get("max_pixels")),
+        *(
+            (
+                f"benchmark {b['label']}",
+                f"{b['items']} items; " + ", ".join(f"{n} {h[:12]}" for n, h in b["files"].items()),
+            )
+            for b in manifest.get("benchmarks", [])
+        ),
+        ("extractor rules version", manifest["extractor"]["rules_version"]),
+        ("judge", f"{judge['model']} at {judge['endpoint']}" if judge else "none"),
+        ("code", f"r1ov {code.get('r1ov')} {code.get('commit') or ''}".strip()),
+    ]
+    return "\n".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in fields)
+
+
+def render_html(
+    summary: dict[str, Any], rows: list[dict[str, Any]], cfg: EvalConfig, manifest: dict[str, Any] | None = None
+) -> str:
     template = Template(resources.files("r1ov.eval").joinpath("report_template.html").read_text("utf-8"))
     return template.substitute(
         model=html.escape(cfg.model_name_or_path),
@@ -197,20 +225,26 @@ def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], cfg: EvalCo
         chart=base64.b64encode(chart_png(summary)).decode("ascii"),
         group_rows=_group_rows(summary),
         rule_rows=_rule_rows(summary),
+        manifest_rows=_manifest_rows(manifest) if manifest else '<tr><td colspan="2">no manifest</td></tr>',
         sample_rows=_sample_rows(sample(rows, cfg.report_samples, cfg.seed)),
         paper_tables=tables.html_tables(summary, cfg.model_name_or_path),
     )
 
 
 def write_outputs(
-    cfg: EvalConfig, summary: dict[str, Any], rows: list[dict[str, Any]], rejected: list[dict[str, Any]]
+    cfg: EvalConfig,
+    summary: dict[str, Any],
+    rows: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+    manifest: dict[str, Any],
 ) -> dict[str, bytes]:
     """Write every output under ``cfg.output_dir``; returns them by file name (for MLflow)."""
     files = {
         PREDICTIONS: predictions_parquet(rows),
         VERDICTS: verdicts_jsonl(rows),
         METRICS: json.dumps(json_safe(summary), indent=2, sort_keys=True).encode("utf-8"),
-        REPORT: render_html(summary, rows, cfg).encode("utf-8"),
+        MANIFEST: manifest_json(manifest),
+        REPORT: render_html(summary, rows, cfg, manifest).encode("utf-8"),
         TABLES: tables.markdown(summary, cfg.model_name_or_path).encode("utf-8"),
     }
     if rejected:
@@ -232,7 +266,13 @@ def log_to_mlflow(cfg: EvalConfig, summary: dict[str, Any], files: dict[str, byt
         raise ValueError("log_to_mlflow needs cfg.tracking")
     client = registry.client_for(cfg.tracking)
     run_id = registry.start_run(client, cfg.tracking, "eval", {"r1ov.stage": "eval"})
+    manifest = json.loads(files[MANIFEST]) if MANIFEST in files else {}
     params = {
+        "manifest.prompt_sha256": (manifest.get("prompt") or {}).get("sha256"),
+        "manifest.extractor_rules_version": (manifest.get("extractor") or {}).get("rules_version"),
+        "manifest.code_commit": (manifest.get("code") or {}).get("commit"),
+        "manifest.benchmark_sha256": sha256(json.dumps(manifest.get("benchmarks"), sort_keys=True)),
+        "max_pixels": cfg.max_pixels,
         "model": cfg.model_name_or_path,
         "backend": cfg.backend,
         "benchmarks": ",".join(f"{b.label or b.name}={b.uri}" for b in cfg.benchmarks)[:6000],

@@ -11,7 +11,6 @@ Failed generations count as wrong. Metric names are flat and slash-separated::
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections import Counter, defaultdict
@@ -22,19 +21,7 @@ import numpy as np
 
 from r1ov.eval.benchmarks.wemath import four_dimensional
 from r1ov.eval.extract import extract
-from r1ov.scoring.answers import answers_match
-
-
-def answer_spec(row: dict[str, Any]) -> dict[str, Any]:
-    """What the benchmark says about a gold beyond its text: MathVista's ``precision`` and ``unit``."""
-    meta = row.get("metadata")
-    if isinstance(meta, str):
-        meta = json.loads(meta) if meta else {}
-    meta = meta or {}
-    precision = meta.get("precision")
-    if meta.get("answer_type") not in (None, "float"):
-        precision = None  # the official script rounds float answers only
-    return {"precision": precision, "unit": meta.get("unit")}
+from r1ov.scoring.answers import answer_spec, answers_match
 
 
 def score_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class Blocks:
     thinks: list[str]
     answers: list[str]
     well_formed: bool
+    closed: bool = True  # every structural tag matched
+    after_answer: str | None = None  # the text after a final ``</answer>`` (None: no such end)
 
 
 def blocks(text: str | None) -> Blocks:
@@ -42,16 +44,34 @@ def blocks(text: str | None) -> Blocks:
     Strict shape: optional whitespace, one ``<think>`` with non-blank content, optional
     whitespace, one ``<answer>`` with non-blank content, optional whitespace, nothing else.
     Peers' looser pattern let several blocks, an empty think or an empty answer pass.
+
+    Inside an open block only its own closing tag counts: a think that talks about the
+    ``<answer>`` tag it is asked to use is still one think block, and an answer written
+    inside the thinking is not an answer block. A think that is never closed is read
+    tag by tag instead, so a model that forgets ``</think>`` still has its answer read.
     """
     text = text or ""
+    tags = [(m.group(0), m.start(), m.end()) for m in _TAG.finditer(text)]
+    found = _scan(text, tags, opaque=True)
+    if found is None:  # an unclosed think swallowed the rest: read every tag instead
+        found = _scan(text, tags, opaque=False)
+        assert found is not None
+    return found
+
+
+def _scan(text: str, tags: list[tuple[str, int, int]], *, opaque: bool) -> Blocks | None:
     thinks: list[str] = []
     answers: list[str] = []
-    tags = [(m.group(0), m.start(), m.end()) for m in _TAG.finditer(text)]
+    structural: list[tuple[str, int, int]] = []
     open_tag: tuple[str, int] | None = None
     balanced = True
     for tag, start, end in tags:
         name = tag.strip("</>")
-        if not tag.startswith("</"):
+        closing = tag.startswith("</")
+        if opaque and open_tag is not None and not (closing and open_tag[0] == name):
+            continue  # a tag mentioned inside a block is text
+        structural.append((tag, start, end))
+        if not closing:
             if open_tag is not None:
                 balanced = False  # a block opened inside another
             open_tag = (name, end)
@@ -60,17 +80,20 @@ def blocks(text: str | None) -> Blocks:
             open_tag = None
         else:
             balanced = False
+    if opaque and open_tag is not None and open_tag[0] == "think":
+        return None
     well_formed = (
         balanced
         and open_tag is None
-        and [t for t, _, _ in tags] == ["<think>", "</think>", "<answer>", "</answer>"]
-        and not text[: tags[0][1]].strip()
-        and not text[tags[1][2] : tags[2][1]].strip()
-        and not text[tags[3][2] :].strip()
+        and [t for t, _, _ in structural] == ["<think>", "</think>", "<answer>", "</answer>"]
+        and not text[: structural[0][1]].strip()
+        and not text[structural[1][2] : structural[2][1]].strip()
+        and not text[structural[3][2] :].strip()
         and bool(thinks[0].strip())
         and bool(answers[0].strip())
     )
-    return Blocks(thinks, answers, well_formed)
+    after = text[structural[-1][2] :] if structural and structural[-1][0] == "</answer>" else None
+    return Blocks(thinks, answers, well_formed, balanced and open_tag is None, after)
 
 
 def parse(text: str | None) -> Parsed:

@@ -2,10 +2,14 @@
 
 math-verify bounds its own work with ``signal.alarm``, which only the main thread may set:
 called from a worker thread it silently answers ``False``. Here its timeouts are always off
-and the deadline is ours: a ``SIGALRM`` interval timer in the main thread, and a helper
-process killed at the deadline everywhere else. Inputs that could run away (megabytes,
-deep nesting, exponent towers such as ``10^{10^{10}}``, huge factorials) are refused before
-parsing: they score wrong in bounded time and are never evaluated.
+and the budget is ours, counted in CPU seconds (``ITIMER_PROF``), not wall-clock: on a
+loaded machine a check gets the same work done before its deadline, so a verdict never
+depends on the load. The main thread arms the timer itself; elsewhere a helper process
+does (in its own main thread), and is killed only when it stops answering altogether.
+math-verify's one-time setup (imports, grammar) is done before the first budget starts.
+Inputs that could run away (megabytes, deep nesting, exponent towers such as
+``10^{10^{10}}``, huge factorials) are refused before parsing: they score wrong in bounded
+time and are never evaluated.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ log = logging.getLogger(__name__)
 
 MAX_CHARS = 400  # longer "answers" are prose, not expressions
 MAX_DEPTH = 10  # brace/parenthesis nesting
-DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_TIMEOUT_S = 2.0  # CPU seconds per check
+STALL_FACTOR, STALL_GRACE_S = 20, 30.0  # wall-clock wait before a silent helper is replaced
 
 # An exponent holding another exponent, or an exponent/factorial too large to evaluate.
 _TOWER = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?\s*[-+]?\d*\s*\^|\*\*[^*]*\*\*")
@@ -72,6 +77,11 @@ def _parsed(text: str) -> tuple[Any, ...]:
     return tuple(parse(as_latex(text), parsing_timeout=None))  # type: ignore[arg-type]
 
 
+def clear_caches() -> None:
+    """Forget parsed expressions (benchmarks that score the same items twice parse them afresh)."""
+    _parsed.cache_clear()
+
+
 def _verify_now(predicted: str, gold: str) -> bool:
     """math-verify without its own (signal) timeouts; callers bound the time."""
     from math_verify import verify
@@ -84,33 +94,61 @@ def _verify_now(predicted: str, gold: str) -> bool:
 
 @contextlib.contextmanager
 def _alarm(seconds: float) -> Iterator[None]:
-    """Raise _Timeout after ``seconds`` (main thread only), restoring any timer set before."""
+    """Raise _Timeout after ``seconds`` of this process's CPU time (main thread only).
+
+    ``ITIMER_PROF`` counts user and system CPU time: time spent waiting for a core on a
+    busy machine does not count, so the same check gets the same budget under any load.
+    Any profiling timer set before is restored.
+    """
 
     def _raise(signum: int, frame: Any) -> None:
         raise _Timeout
 
-    previous = signal.signal(signal.SIGALRM, _raise)
-    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, _raise)
+    old_delay, _ = signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
         if old_delay:
-            signal.setitimer(signal.ITIMER_REAL, old_delay)
+            signal.setitimer(signal.ITIMER_PROF, old_delay)
+
+
+_warmed = False
+
+
+def warm_up() -> None:
+    """Import math-verify and run one check, outside any budget: the first parse of a process
+    builds the LaTeX grammar (seconds), which must not be charged to the first real item."""
+    global _warmed
+    if not _warmed:
+        _verify_now("1", "1")
+        _warmed = True
+
+
+def _checked(predicted: str, gold: str, timeout_s: float) -> bool:
+    """One check within ``timeout_s`` CPU seconds (main thread of this process)."""
+    warm_up()
+    try:
+        with _alarm(timeout_s):
+            return _verify_now(predicted, gold)
+    except _Timeout:
+        log.warning("symbolic check over %.1f CPU s, scored wrong: %.60r vs %.60r", timeout_s, predicted, gold)
+        return False
+    except Exception:  # math-verify/sympy raise many types on odd input: not equal
+        return False
 
 
 def _worker(conn: Connection) -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    warm_up()
     while True:
         try:
-            predicted, gold = conn.recv()
+            predicted, gold, timeout_s = conn.recv()
         except EOFError:
             return
-        try:
-            conn.send(_verify_now(predicted, gold))
-        except Exception:  # a parser crash is a "not equal", never a crash of the helper
-            conn.send(False)
+        conn.send(_checked(predicted, gold, timeout_s))
 
 
 class _Helper:
@@ -145,12 +183,14 @@ class _Helper:
                 self._kill()
                 self._start()
             assert self._conn is not None
-            self._conn.send((predicted, gold))
-            # The first call also waits for the helper to import math-verify.
-            if self._conn.poll(timeout_s + (0.0 if self._warm else 30.0)):
+            self._conn.send((predicted, gold, timeout_s))
+            # The helper keeps its own CPU budget; this wall-clock wait only catches a helper that
+            # stopped answering (killed, wedged), so it is generous: a busy machine slows the
+            # helper down without changing its verdict. The first call also waits for its start.
+            if self._conn.poll(STALL_FACTOR * timeout_s + STALL_GRACE_S + (0.0 if self._warm else 60.0)):
                 self._warm = True
                 return bool(self._conn.recv())
-            log.warning("symbolic check over %.1fs, scored wrong: %.60r vs %.60r", timeout_s, predicted, gold)
+            log.warning("symbolic helper stalled, scored wrong: %.60r vs %.60r", predicted, gold)
             self._kill()
             return False
 
@@ -159,7 +199,7 @@ _HELPER = _Helper()
 
 
 def equivalent(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """True when math-verify proves ``predicted`` equal to ``gold`` within ``timeout_s``.
+    """True when math-verify proves ``predicted`` equal to ``gold`` within ``timeout_s`` CPU seconds.
 
     Refused inputs (see :func:`refusal`) and parses that run out of time are ``False``.
     """
@@ -167,13 +207,4 @@ def equivalent(predicted: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) 
         return False
     if threading.current_thread() is not threading.main_thread():
         return _HELPER.ask(predicted, gold, timeout_s)
-    import math_verify  # noqa: F401 - the first import (sympy: seconds) must not count against the deadline
-
-    try:
-        with _alarm(timeout_s):
-            return _verify_now(predicted, gold)
-    except _Timeout:
-        log.warning("symbolic check over %.1fs, scored wrong: %.60r vs %.60r", timeout_s, predicted, gold)
-        return False
-    except Exception:  # math-verify/sympy raise many types on odd input: not equal
-        return False
+    return _checked(predicted, gold, timeout_s)

@@ -148,7 +148,8 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
         if length > cfg.max_prompt_length:
             raise common.SkipRecord(f"prompt_too_long: {length} > max_prompt_length {cfg.max_prompt_length} tokens")
         images = [common.image_cell(record)]
-        return {"prompt": prompt, "images": images, "answer": record["answer"], "options": record["options"] or []}
+        # the gold with what the reward needs to judge it: options, precision, unit
+        return {"prompt": prompt, "images": images, **rewards.columns(record)}
 
     examples = common.load_examples(cfg.train_uri, to_row, required=("question", "answer"))
 

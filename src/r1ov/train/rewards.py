@@ -2,14 +2,16 @@
 
 Each has TRL's reward shape ``(completions, **kwargs) -> list[float | None]``: ``completions``
 holds one ``[{"role": "assistant", "content": ...}]`` list (or a plain string) per sample and
-the dataset's columns arrive as keyword lists (``answer``, ``options``). ``None`` means "no
+the dataset's columns arrive as keyword lists (``answer``, ``options``, ``precision``,
+``unit``: :func:`columns` builds them from a record). ``None`` means "no
 reward for this sample" (no ground truth), which TRL leaves out of the sum.
 
 Both are all-or-nothing and closed to the hacks seen in peers' rewards: an empty
-``<answer></answer>`` (or an empty ``<think></think>``) never scores, a hedge ("A or B",
-"3, 4") earns no accuracy, several answer blocks earn no accuracy (no hedging
-across blocks), several think or answer blocks earn no format reward, and there is no
-partial credit (no fuzzy matching).
+``<answer></answer>`` (or an empty ``<think></think>``) never scores, a hedge of any shape
+("A or B", "3, 4", two boxes, ``3 \\lor 4``, a cases block, one value a line) earns no
+accuracy, several answer blocks earn no accuracy (no hedging across blocks), nor does text
+after the answer block or an answer nested in the thinking; several think or answer blocks
+earn no format reward, and there is no partial credit (no fuzzy matching).
 
 A user's own reward is named ``package.module:function`` (as EasyR1 users write them): the module
 must be importable in the training image (installed, or on ``PYTHONPATH``) and the function have
@@ -43,10 +45,21 @@ def completion_text(completion: Any) -> str:
 
 
 def single_answer(text: str) -> str | None:
-    """The non-empty answer of a completion with exactly one answer block, else None."""
-    if text.count("<answer>") != 1 or text.count("</answer>") != 1:
+    """The non-empty answer of a completion with exactly one answer block, else None.
+
+    The block must be the completion's last word: text after it ("<answer>4</answer> (or 3)")
+    qualifies the answer, and an answer written inside the thinking is no answer block.
+    """
+    found = reasoning.blocks(text)
+    if len(found.answers) != 1 or not found.closed or found.after_answer is None or found.after_answer.strip():
         return None
-    return reasoning.parse(text).answer
+    return found.answers[0].strip() or None
+
+
+def columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The dataset columns the accuracy reward reads, from one record: the gold, its options,
+    and the benchmark's ``precision`` and ``unit`` (from the record's metadata) when it has them."""
+    return {"answer": record["answer"], "options": record.get("options") or [], **answers.answer_spec(record)}
 
 
 def _column(kwargs: dict[str, Any], name: str, n: int) -> list[Any]:

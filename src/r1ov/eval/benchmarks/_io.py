@@ -26,10 +26,14 @@ from r1ov.data.records import new_record, reject
 
 SUFFIXES = (".parquet", ".tsv", ".jsonl", ".json")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
-# An option marker: "A.", "A:", "(A)", "A)" at the start or after a separator.
-_MARKER = re.compile(r"(?:^|(?<=[\s;,]))\(?([A-Z])\)?\s*[.:：)]\s*")
+# An option marker: "A.", "A:", "(A)", "A)" at the start or after a separator; full-width
+# forms too (We-Math ``2steps_59`` writes "A．" with U+FF0E).
+_MARKER = re.compile(r"(?:^|(?<=[\s;,；，]))[(（]?([A-Z])[)）]?\s*[.:：．)）]\s*")
 _IMAGE_TAG = re.compile(r"\s*<image\d*>\s*")
-_LETTERED = re.compile(r"^\(?([A-Z])\)?\s*[.:：)]\s*(.*)$", re.DOTALL)
+_LETTERED = re.compile(r"^[(（]?([A-Z])[)）]?\s*[.:：．)）]\s*(.*)$", re.DOTALL)
+# What a question that is only its image asks (MathVerse Vision Only rows, MATH-V item 528,
+# whose question is just "<image1>"): the item stays, its text is in the image.
+IN_IMAGE = "Answer the question shown in the image."
 
 
 def base_dir(uri: str) -> str:
@@ -146,7 +150,7 @@ def split_lettered(text: str) -> list[str]:
     if not starts:
         return []
     ends = [s for s, _ in starts[1:]] + [len(text)]
-    return [text[body:end].strip().rstrip(";,").strip() for (_, body), end in zip(starts, ends, strict=True)]
+    return [text[body:end].strip().rstrip(";,；，").strip() for (_, body), end in zip(starts, ends, strict=True)]
 
 
 def _strip_letters(items: list[str]) -> list[str]:

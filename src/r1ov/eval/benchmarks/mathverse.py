@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from r1ov.eval.benchmarks._io import (
+    IN_IMAGE,
     base_dir,
     first,
     image_fields,
@@ -35,8 +36,6 @@ from r1ov.eval.benchmarks._io import (
 NAME = "mathverse"
 _CHOICES = re.compile(r"\bchoices?\s*:", re.IGNORECASE)
 VISION_ONLY = "vision only"
-# When a Vision Only row has no official query either.
-_IN_IMAGE = "Answer the question shown in the image."
 
 
 def _options_in(question: str) -> list[str]:
@@ -66,7 +65,7 @@ def load_mathverse(uri: str) -> list[dict[str, Any]]:
         version = text(row.get("problem_version"))
         question = text(row.get("question"))
         if not question and version.lower() == VISION_ONLY:
-            question = text(first(row, "query_wo", "query_cot")) or _IN_IMAGE
+            question = text(first(row, "query_wo", "query_cot")) or IN_IMAGE
         meta = _metadata(row.get("metadata"))
         options = _options_in(question) if "choice" in text(row.get("question_type")) else []
         records.append(

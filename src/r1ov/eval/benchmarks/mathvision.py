@@ -4,7 +4,9 @@ Published as Parquet (``data/test-*.parquet``, ``data/testmini-*.parquet``) with
 ``question``, ``options`` (list; empty for free-form), ``image`` (path), ``decoded_image``
 (HF image struct), ``answer`` (a letter for multiple choice), ``solution``, ``level``,
 ``subject``. The question's ``<image1>`` placeholders are dropped (the image is sent
-beside the text). VLMEvalKit's TSV (``index``, base64 ``image``, ``category``) also loads.
+beside the text); a question that is only a placeholder (item 528) asks the question shown
+in the image, so no published item leaves the denominator. VLMEvalKit's TSV (``index``,
+base64 ``image``, ``category``) also loads.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from r1ov.eval.benchmarks._io import (
+    IN_IMAGE,
     base_dir,
     first,
     image_fields,
@@ -37,7 +40,7 @@ def load_mathvision(uri: str) -> list[dict[str, Any]]:
         records.append(
             to_record(
                 NAME,
-                question=without_image_tags(text(row.get("question"))),
+                question=without_image_tags(text(row.get("question"))) or IN_IMAGE,
                 answer=text(row.get("answer")),
                 options=parse_options(first(row, "options", "choices")) or option_columns(row),
                 image=image_fields(first(row, "decoded_image", "image"), root),
