@@ -375,3 +375,66 @@ def test_chart_role_is_enforced_for_the_pipeline_service_account(caplog) -> None
     assert summary["state"] == "Succeeded"
     assert {("kubeflow.org", "pytorchjobs", "create"), ("", "pods", "list"), ("", "pods/log", "get")} <= state.calls()
     assert state.calls(denied=True) == set()
+
+
+def _apply_request(url: str, obj: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A raw server-side apply, as ``kubectl apply --server-side`` sends it."""
+    import urllib.error
+    import urllib.request
+
+    path = f"/apis/apps/v1/namespaces/{NS}/statefulsets/{obj['metadata']['name']}?fieldManager=r1ov&force=true"
+    request = urllib.request.Request(
+        url + path, data=json.dumps(obj).encode(), method="PATCH",
+        headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_apply_that_creates_is_authorized_as_create_too() -> None:
+    """kube-apiserver's patch handler (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go,
+    PatchResource) authorizes the request as `patch`, and an apply on a missing object also as
+    `create` (createAuthorizerAttributes, checked through withAuthorization in handlers/update.go)."""
+    statefulset = build_rollout_server("grpo", "/models/sft", 1, 1, replicas=1, image=None)[0]
+    patch_only = [{"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["patch"]}]
+    state = StandInAPI(rules=patch_only)
+    with serve(state) as url:
+        code, body = _apply_request(url, statefulset)
+        assert code == 403 and body["reason"] == "Forbidden"
+        assert "cannot create resource" in body["message"] and 'statefulsets.apps "grpo"' in body["message"]
+        assert state.objects == {}
+        assert state.calls(denied=True) == {("apps", "statefulsets", "create")}
+        # The same apply on an existing object is an update: `patch` alone is enough.
+        state.objects[("statefulsets", NS, "grpo")] = {**statefulset, "metadata": {"name": "grpo", "generation": 1}}
+        code, _ = _apply_request(url, statefulset)
+        assert code == 200
+    state = StandInAPI(rules=[{**patch_only[0], "verbs": ["create", "patch"]}])
+    with serve(state) as url:
+        assert _apply_request(url, statefulset)[0] == 201
+    assert state.calls() == {("apps", "statefulsets", "patch"), ("apps", "statefulsets", "create")}
+
+
+def test_rollout_servers_start_under_the_rendered_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GRPO rollout servers are applied (created) by the pipeline's service account with only the
+    Role charts/r1ov-platform renders: no 403 on a cluster."""
+    from r1ov.config import GRPOConfig
+    from r1ov.testing.kube_api import role_rules_from_chart
+    from r1ov.train import launch
+
+    state = StandInAPI(rules=role_rules_from_chart(CHART))
+    with serve(state) as url:
+        configuration = Configuration()
+        configuration.host = url
+        monkeypatch.setattr(client, "load_api_client", lambda *a, **k: ApiClient(configuration))
+        cfg = GRPOConfig(
+            model_name_or_path="s3://bucket/runs/sft", train_uri="s3://bucket/clevr", output_dir="/tmp/out",
+            generation="vllm-server",
+            distributed={"launcher": "pytorchjob", "cluster": {"namespace": NS, "poll_s": 0.05}},
+        )  # fmt: skip
+        with launch.rollout_servers("grpo", cfg, "r1ov-grpo-ab12"):
+            kinds = {key[0] for key in state.objects}
+    assert kinds == {"statefulsets", "services", "networkpolicies"}
+    assert state.calls(denied=True) == set()

@@ -15,7 +15,9 @@ It authorizes like the API server's RBAC authorizer: each request is turned into
 (API group, resource[/subresource], verb) the way the server's request-info parser does it
 (GET on a name is ``get``, on a collection ``list`` or, with ``watch=true``, ``watch``; POST
 ``create``; PUT ``update``; PATCH, server-side apply included, ``patch``; DELETE ``delete`` or
-``deletecollection``), and a request no rule grants gets the server's 403 ``Forbidden`` Status.
+``deletecollection``), and a request no rule grants gets the server's 403 ``Forbidden`` Status. A
+server-side apply that would create a missing object is also authorized as ``create``, as the API
+server's patch handler does (see :meth:`StandInAPI._create_on_apply`).
 Rules come from a Role, e.g. the one ``charts/r1ov-platform`` renders for the pipeline's service
 account (:func:`role_rules_from_chart`). Every request is recorded (:meth:`StandInAPI.calls`),
 so a test can compare what the code needs with what the Role grants.
@@ -223,6 +225,22 @@ def forbidden(info: RequestInfo, user: str) -> dict[str, Any]:
     )
 
 
+def forbidden_create_on_update(info: RequestInfo, user: str) -> dict[str, Any]:
+    """The 403 of an apply that would create an object the user may not create.
+
+    handlers/update.go withAuthorization: ``errors.NewForbidden(group resource, name, reason)``, whose
+    message is ``<resource>.<group> "<name>" is forbidden: <reason>``.
+    """
+    qualified = f"{info.resource}.{info.group}" if info.group else info.resource
+    return status(
+        403,
+        "Forbidden",
+        f'{qualified} "{info.name}" is forbidden: User "{user}" cannot create resource "{info.resource}" '
+        f'in API group "{info.group}" in the namespace "{info.namespace}"',
+        {"name": info.name, "group": info.group, "kind": info.resource},
+    )
+
+
 # --------------------------------------------------------------------------- the API server
 
 
@@ -356,6 +374,23 @@ class StandInAPI:
 
     # ------------------------------------------------------------- REST
 
+    def _authorized(self, info: RequestInfo, headers: Any) -> bool:
+        """RBAC's decision for ``info``, recorded (a test's own admin token is neither checked nor recorded)."""
+        if headers.get("Authorization") == f"Bearer {self.admin_token}":
+            return True
+        allowed = self.rules is None or allows(self.rules, info)
+        self.attempts.append((info, allowed))
+        return allowed
+
+    @staticmethod
+    def _create_on_apply(info: RequestInfo) -> RequestInfo:
+        # kube-apiserver, staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go, PatchResource:
+        # the authorization filter has already allowed `patch`; for a server-side apply the handler
+        # may create the object (forceAllowCreate), and it builds createAuthorizerAttributes (verb
+        # `create`, same resource and name) that withAuthorization (handlers/update.go) checks before
+        # an object is created. A Role for apply therefore needs `create` and `patch`.
+        return RequestInfo(info.group, info.version, info.resource, "create", info.namespace, info.name)
+
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         url = urlparse(raw_path)
         query = parse_qs(url.query)
@@ -364,12 +399,7 @@ class StandInAPI:
             info = request_info(method, url.path, query)
             if info is None:
                 return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
-            if headers.get("Authorization") != f"Bearer {self.admin_token}":
-                allowed = self.rules is None or allows(self.rules, info)
-                self.attempts.append((info, allowed))
-            else:
-                allowed = True
-            if not allowed:
+            if not self._authorized(info, headers):
                 return 403, forbidden(info, self.user)
             if info.group == "" and info.resource == "pods/log":
                 return self._log(info.name, query)
@@ -400,6 +430,8 @@ class StandInAPI:
                     self.kubelet.deleted(self, kind, obj)
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
             if info.verb == "patch":
+                if key not in self.objects and not self._authorized(self._create_on_apply(info), headers):
+                    return 403, forbidden_create_on_update(info, self.user)
                 return self._apply(kind, api_version, key, headers, query, body)
             return 405, status(405, "MethodNotAllowed", method)
 
