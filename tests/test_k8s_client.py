@@ -438,3 +438,107 @@ def test_rollout_servers_start_under_the_rendered_role(monkeypatch: pytest.Monke
             kinds = {key[0] for key in state.objects}
     assert kinds == {"statefulsets", "services", "networkpolicies"}
     assert state.calls(denied=True) == set()
+
+
+# --------------------------------------------------------------------------- server-side apply merges
+
+
+def _request(url: str, method: str, path: str, obj: dict[str, Any], content_type: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url + path, data=json.dumps(obj).encode(), method=method,
+        headers={"Content-Type": content_type, "Accept": "application/json", "Authorization": "Bearer cluster-admin"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _deployment(image: str = "vllm:1", replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "serve", "labels": {"app.kubernetes.io/name": "serve"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "serve"}},
+            "template": {
+                "metadata": {"labels": {"app": "serve"}},
+                "spec": {"containers": [{"name": "vllm", "image": image, "ports": [{"containerPort": 8000}]}]},
+            },
+        },
+    }
+
+
+def _apply_as(url: str, manager: str, obj: dict[str, Any], *, force: bool) -> tuple[int, dict]:
+    plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[obj["kind"]]
+    path = f"/apis/apps/v1/namespaces/{NS}/{plural}/{obj['metadata']['name']}?fieldManager={manager}"
+    return _request(url, "PATCH", path + ("&force=true" if force else ""), obj, "application/apply-patch+yaml")
+
+
+def test_a_partial_apply_merges_into_the_object_and_keeps_what_others_own(api: StandInAPI, kube: ApiClient) -> None:
+    """Promotion applies only the version annotation of a Deployment the chart created: the containers,
+    replicas and labels Helm wrote stay (structured-merge-diff merges maps member by member; it never
+    replaces spec wholesale)."""
+    from r1ov.config import EndpointConfig
+    from r1ov.k8s.endpoint import VERSION_ANNOTATION, roll_to_version
+
+    code, _ = _request(
+        api.url, "POST", f"/apis/apps/v1/namespaces/{NS}/deployments?fieldManager=helm", _deployment(),
+        "application/json",
+    )  # fmt: skip
+    assert code == 201
+    roll_to_version(EndpointConfig(deployment="serve", namespace=NS), "7", api_client=kube)
+    after = api.objects[("deployments", NS, "serve")]
+    assert after["spec"]["replicas"] == 2
+    assert after["spec"]["template"]["spec"]["containers"] == _deployment()["spec"]["template"]["spec"]["containers"]
+    assert after["spec"]["template"]["metadata"] == {
+        "labels": {"app": "serve"},
+        "annotations": {VERSION_ANNOTATION: "7"},
+    }
+    assert after["metadata"]["labels"] == {"app.kubernetes.io/name": "serve"}
+    assert after["metadata"]["generation"] == 2  # the template changed: a rollout
+
+
+def test_apply_without_force_conflicts_on_a_field_another_manager_owns(api: StandInAPI) -> None:
+    """structured-merge-diff merge/update.go Updater.Apply: changing another manager's field is a 409
+    Conflict naming the manager and the field, unless forced; the same value is shared, not a conflict."""
+    assert _request(
+        api.url, "POST", f"/apis/apps/v1/namespaces/{NS}/deployments?fieldManager=helm", _deployment(),
+        "application/json",
+    )[0] == 201  # fmt: skip
+    scale = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "serve"}, "spec": {"replicas": 3}}
+    code, body = _apply_as(api.url, "autoscaler", scale, force=False)
+    assert code == 409 and body["reason"] == "Conflict"
+    assert body["message"] == 'Apply failed with 1 conflict: conflict with "helm": .spec.replicas'
+    assert api.objects[("deployments", NS, "serve")]["spec"]["replicas"] == 2
+    same = {**scale, "spec": {"replicas": 2}}
+    assert _apply_as(api.url, "autoscaler", same, force=False)[0] == 200
+    assert _apply_as(api.url, "autoscaler", scale, force=True)[0] == 200
+    assert api.objects[("deployments", NS, "serve")]["spec"]["replicas"] == 3
+    # Ownership moved: helm re-applying its old value now conflicts the other way.
+    code, body = _apply_as(api.url, "helm", _deployment(), force=False)
+    assert code == 409 and 'conflict with "autoscaler": .spec.replicas' in body["message"]
+
+
+def test_apply_merges_containers_by_name_and_prunes_only_what_the_manager_dropped(api: StandInAPI) -> None:
+    """Lists of containers merge by name (x-kubernetes-list-map-keys); a field the applier sent before and
+    omits now is removed, a field another manager owns stays."""
+    first = _deployment()
+    first["metadata"]["labels"]["stale"] = "yes"
+    assert _apply_as(api.url, "r1ov", first, force=False)[0] == 201
+    sidecar = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "serve", "labels": {"team": "ml"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "envoy:1"}]}}},
+    }  # fmt: skip
+    assert _apply_as(api.url, "mesh", sidecar, force=False)[0] == 200
+    assert _apply_as(api.url, "r1ov", _deployment(image="vllm:2"), force=False)[0] == 200
+    after = api.objects[("deployments", NS, "serve")]
+    containers = {c["name"]: c["image"] for c in after["spec"]["template"]["spec"]["containers"]}
+    assert containers == {"vllm": "vllm:2", "proxy": "envoy:1"}
+    assert after["metadata"]["labels"] == {"app.kubernetes.io/name": "serve", "team": "ml"}

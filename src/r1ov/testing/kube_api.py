@@ -28,7 +28,8 @@ operator or JobSet puts on it, with ``log_lines`` as its log. A kubelet (see
 ``r1ov.testing.kubelet``) can take that role instead and run the pods as local processes.
 
 Not modelled: authentication (every request acts as ``user``, except one bearing ``admin_token``),
-admission webhooks, field ownership and conflicts of server-side apply (the applied object replaces the previous one),
+admission webhooks, ``managedFields`` in the objects it returns (ownership is kept beside them, see
+:mod:`r1ov.testing.field_manager` for the merge and conflicts of server-side apply),
 resourceVersion/optimistic concurrency, watches as streams, owner references and garbage
 collection beyond what :attr:`StandInAPI.kubelet` does, ClusterRoles, and cluster-scoped objects.
 """
@@ -49,6 +50,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+
+from r1ov.testing import field_manager
 
 # The stand-in's own table of what it serves (independent of r1ov.k8s.kinds on purpose).
 RESOURCES: dict[tuple[str, str, str], str] = {
@@ -313,6 +316,8 @@ class StandInAPI:
         self.user = user
         self.admin_token = admin_token  # a bearer token with every right, for a test's own setup (not recorded)
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
+        # (plural, namespace, name) -> field manager -> the field paths it owns (see field_manager)
+        self.managed: dict[tuple[str, str, str], dict[str, set[field_manager.Path]]] = {}
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.attempts: list[tuple[RequestInfo, bool]] = []  # every resource request and whether it was allowed
         self.script: list[tuple[str, str, str]] = []  # (condition type, reason, message) per job GET
@@ -415,7 +420,7 @@ class StandInAPI:
             api_version = f"{info.group}/{info.version}" if info.group else info.version
             key = (info.resource, info.namespace, info.name)
             if info.verb == "create":
-                return self._create(kind, api_version, info.resource, info.namespace, headers, body)
+                return self._create(kind, api_version, info.resource, info.namespace, headers, query, body)
             if info.verb == "list":
                 return self._list(kind, api_version, info.resource, info.namespace, query)
             if not info.name:
@@ -426,6 +431,7 @@ class StandInAPI:
                 if key not in self.objects:
                     return 404, status(404, "NotFound", f'{info.resource} "{info.name}" not found')
                 obj = self.objects.pop(key)
+                self.managed.pop(key, None)
                 if self.kubelet is not None:
                     self.kubelet.deleted(self, kind, obj)
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
@@ -435,7 +441,7 @@ class StandInAPI:
                 return self._apply(kind, api_version, key, headers, query, body)
             return 405, status(405, "MethodNotAllowed", method)
 
-    def _create(self, kind, api_version, plural, namespace, headers, body) -> tuple[int, Any]:
+    def _create(self, kind, api_version, plural, namespace, headers, query, body) -> tuple[int, Any]:
         if headers.get("Content-Type") != "application/json":
             return 415, status(415, "UnsupportedMediaType", str(headers.get("Content-Type")))
         obj = json.loads(body)
@@ -448,6 +454,10 @@ class StandInAPI:
         key = (plural, namespace, obj["metadata"]["name"])
         if key in self.objects:
             return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
+        # The creator owns every field it sent (fieldmanager.FieldManager.Update, operation Update); its
+        # name is the fieldManager parameter, else the client's user agent (managerOrUserAgent).
+        manager = (query.get("fieldManager") or [str(headers.get("User-Agent") or "unknown").split("/")[0]])[0]
+        field_manager.record_update(obj, self.managed.setdefault(key, {}), manager)
         self._store(kind, key, obj)
         return 201, obj
 
@@ -482,16 +492,25 @@ class StandInAPI:
         if obj.get("kind") != kind or obj.get("apiVersion") != api_version or obj["metadata"]["name"] != key[2]:
             return 400, status(400, "BadRequest", "object does not match the request path")
         previous = self.objects.get(key)
+        owners = self.managed.setdefault(key, {})
+        force = query.get("force", ["false"])[0] == "true"
+        try:
+            merged = field_manager.apply(previous, obj, owners, query["fieldManager"][0], force=force)
+        except field_manager.ApplyConflict as exc:
+            causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": path}
+                      for manager, paths in exc.conflicts.items() for path in paths]  # fmt: skip
+            return 409, status(409, "Conflict", str(exc), {"name": key[2], "kind": key[0], "causes": causes})
         if previous is None:
-            self._store(kind, key, obj)
-            return 201, obj
-        changed = any(previous.get(f) != obj.get(f) for f in ("spec", "data", "stringData"))
-        previous["metadata"]["generation"] += int(changed)
-        previous["metadata"]["labels"] = obj["metadata"].get("labels", {})
-        for f in ("spec", "data", "stringData"):
-            if f in obj:
-                previous[f] = obj[f]
-        return 200, previous
+            merged["metadata"].setdefault("name", key[2])
+            self._store(kind, key, merged)
+            return 201, merged
+        # The API server bumps metadata.generation when spec changes (each kind's PrepareForUpdate).
+        changed = any(previous.get(f) != merged.get(f) for f in ("spec", "data", "stringData"))
+        merged["metadata"]["generation"] = previous["metadata"].get("generation", 1) + int(changed)
+        if "status" in previous:
+            merged["status"] = previous["status"]
+        self.objects[key] = merged
+        return 200, merged
 
     def _list(self, kind, api_version, plural, namespace, query) -> tuple[int, Any]:
         wanted = _selector(query)
