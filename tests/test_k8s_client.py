@@ -542,3 +542,127 @@ def test_apply_merges_containers_by_name_and_prunes_only_what_the_manager_droppe
     containers = {c["name"]: c["image"] for c in after["spec"]["template"]["spec"]["containers"]}
     assert containers == {"vllm": "vllm:2", "proxy": "envoy:1"}
     assert after["metadata"]["labels"] == {"app.kubernetes.io/name": "serve", "team": "ml"}
+
+
+# --------------------------------------------------------------------------- admission of the pods controllers create
+
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def _events(api: StandInAPI) -> list[dict[str, Any]]:
+    return [o for (plural, _, _), o in api.objects.items() if plural == "events"]
+
+
+def test_a_restricted_namespace_refuses_pods_without_a_security_context_with_an_event_only(
+    api: StandInAPI, kube: ApiClient
+) -> None:
+    """Pod Security admission (k8s.io/pod-security-admission) refuses the operator's pods, not the job:
+    the job gets a FailedCreatePod event (training-operator pod_control.go) and no Failed condition."""
+    from kubernetes.client import CustomObjectsApi
+
+    from r1ov.testing.pod_security import violations
+
+    api.namespace_labels[NS] = RESTRICTED
+    job = build_pytorchjob("sft", ["torchrun"], _dist(), {})
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].pop("securityContext", None)
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        for container in replica["template"]["spec"]["containers"]:
+            container.pop("securityContext", None)
+    CustomObjectsApi(kube).create_namespaced_custom_object("kubeflow.org", "v1", NS, "pytorchjobs", job)
+    assert ("pytorchjobs", NS, job["metadata"]["name"]) in api.objects  # the job itself is admitted
+    assert not api.pods
+    (event,) = _events(api)
+    assert event["reason"] == "FailedCreatePod" and event["type"] == "Warning"
+    assert (
+        event["involvedObject"]["kind"] == "PyTorchJob" and event["involvedObject"]["name"] == job["metadata"]["name"]
+    )
+    assert event["message"].startswith(f'Error creating: pods "{job["metadata"]["name"]}-master-0" is forbidden: ')
+    assert 'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false' in event["message"]
+    status = CustomObjectsApi(kube).get_namespaced_custom_object(
+        "kubeflow.org", "v1", NS, "pytorchjobs", job["metadata"]["name"]
+    )["status"]
+    assert [c["type"] for c in status["conditions"]] == ["Created"]
+    # The checks themselves, one by one (policy/check_*.go).
+    ok = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "capabilities": {"drop": ["ALL"]}}}],
+    }  # fmt: skip
+    assert violations("restricted", ok) == []
+    assert violations("baseline", {"containers": [{"name": "c"}]}) == []
+    host_path = {**ok, "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    assert [v.split(" (")[0] for v in violations("restricted", host_path)] == [
+        "hostPath volumes",
+        "restricted volume types",
+    ]
+    as_root = {**ok, "securityContext": {**ok["securityContext"], "runAsUser": 0}}
+    assert [v.split(" (")[0] for v in violations("restricted", as_root)] == ["runAsUser=0"]
+    unconfined = {**ok, "securityContext": {"runAsNonRoot": True}}
+    assert [v.split(" (")[0] for v in violations("restricted", unconfined)] == ["seccompProfile"]
+
+
+def test_a_quota_on_memory_limits_refuses_pods_without_one_unless_a_limit_range_defaults_it(
+    api: StandInAPI, kube: ApiClient
+) -> None:
+    """ResourceQuota admission (pkg/quota/v1/evaluator/core/pods.go) wants every container to state what the
+    quota limits; a LimitRange's default (LimitRanger) fills it in first. The StatefulSet gets a
+    FailedCreate event (stateful_pod_control.go) and no ready replica."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": NS},
+             "spec": {"hard": {"limits.memory": "100Gi", "requests.cpu": "64"}}}  # fmt: skip
+    api.objects[("resourcequotas", NS, "compute")] = quota
+    objects = build_rollout_server("grpo", "/models/sft", 1, 1, replicas=1, image=None)
+    objects[0]["spec"]["template"]["spec"]["containers"][0]["resources"].pop("limits", None)
+    objects[0]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}
+    client.apply(objects, NS, api_client=kube)
+    (event,) = _events(api)
+    assert event["reason"] == "FailedCreate" and event["involvedObject"]["kind"] == "StatefulSet"
+    assert event["message"] == (
+        'create Pod grpo-0 in StatefulSet grpo failed error: pods "grpo-0" is forbidden: '
+        "failed quota: compute: must specify limits.memory"
+    )
+    with pytest.raises(RuntimeError, match=r"FailedCreate: .* must specify limits\.memory"):  # at once, not at timeout
+        client.wait_ready(objects[0], NS, timeout_s=60, poll_s=0.05, api_client=kube)
+    client.delete(objects, NS, api_client=kube)
+    api.objects.pop(("events", NS, event["metadata"]["name"]))
+
+    api.objects[("limitranges", NS, "defaults")] = {
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults", "namespace": NS},
+        "spec": {"limits": [{"type": "Container", "default": {"memory": "80Gi"}}]},
+    }  # fmt: skip
+    client.apply(objects, NS, api_client=kube)
+    assert not _events(api)
+    # A second server would take 160Gi of the 100Gi the quota allows.
+    client.apply(build_rollout_server("grpo-2", "/models/sft", 1, 1, replicas=1, image=None), NS, api_client=kube)
+    (event,) = _events(api)
+    assert "exceeded quota: compute, requested: limits.memory=" in event["message"]
+
+
+def test_the_launcher_fails_fast_with_the_reason_when_admission_refuses_the_job_s_pods(
+    api: StandInAPI, kube: ApiClient
+) -> None:
+    """A refused pod leaves the job without a Failed condition (the operator retries and reports events):
+    the launcher reads the Warning event and fails at once with admission's reason, instead of waiting
+    for activeDeadlineSeconds, and deletes the job."""
+    api.namespace_labels[NS] = RESTRICTED
+    api.script = [("Created", "PyTorchJobCreated", "")]
+    job = build_pytorchjob("sft", ["torchrun"], _dist(), {})
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        replica["template"]["spec"]["securityContext"] = {"runAsUser": 0}
+    with pytest.raises(client.JobFailed) as failed:
+        client.run_to_completion(job, NS, poll_s=0.05, timeout_s=60, api_client=kube)
+    assert not isinstance(failed.value, client.JobTimeout)
+    assert failed.value.reason == "FailedCreatePod"
+    assert 'violates PodSecurity "restricted:latest"' in failed.value.message and "runAsUser=0" in failed.value.message
+    assert ("pytorchjobs", NS, job["metadata"]["name"]) not in api.objects
+
+
+def test_the_launcher_fails_fast_on_a_trainjob_whose_job_pods_are_refused(api: StandInAPI, kube: ApiClient) -> None:
+    """For a TrainJob the refusal is an event on the JobSet's batch Job (``<name>-node-0``)."""
+    api.namespace_labels[NS] = RESTRICTED
+    api.script = [("Created", "TrainJobCreated", "")]
+    job = build_trainjob("sft", ["torchrun"], DistributedConfig(launcher="trainjob", cluster={"namespace": NS}), {})
+    patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    patch["template"]["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": False}
+    with pytest.raises(client.JobFailed, match="runAsNonRoot != true") as failed:
+        client.run_to_completion(job, NS, poll_s=0.05, timeout_s=60, api_client=kube)
+    assert failed.value.reason == "FailedCreate" and not isinstance(failed.value, client.JobTimeout)

@@ -51,7 +51,7 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-from r1ov.testing import field_manager
+from r1ov.testing import admission, field_manager
 
 # The stand-in's own table of what it serves (independent of r1ov.k8s.kinds on purpose).
 RESOURCES: dict[tuple[str, str, str], str] = {
@@ -64,6 +64,8 @@ RESOURCES: dict[tuple[str, str, str], str] = {
     ("", "v1", "secrets"): "Secret",
     ("", "v1", "serviceaccounts"): "ServiceAccount",
     ("", "v1", "events"): "Event",
+    ("", "v1", "limitranges"): "LimitRange",
+    ("", "v1", "resourcequotas"): "ResourceQuota",
     ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
     ("serving.kserve.io", "v1beta1", "inferenceservices"): "InferenceService",
 }
@@ -329,6 +331,11 @@ class StandInAPI:
         self.ready_after_gets = 2  # workloads report one more ready replica per GET after this many
         self.workload_gets: dict[str, int] = {}
         self.kubelet: Kubelet | None = None
+        # Labels of each namespace (e.g. pod-security.kubernetes.io/enforce: restricted); namespaces are
+        # not objects here, a test sets their labels.
+        self.namespace_labels: dict[str, dict[str, str]] = {}
+        self.quota_used: dict[str, dict[str, Any]] = {}  # namespace -> ResourceQuota usage of admitted pods
+        self.refused: set[tuple[str, str]] = set()  # (kind, name) of workloads whose pods admission refused
         self.url = ""
 
     # ------------------------------------------------------------- what was asked
@@ -344,7 +351,10 @@ class StandInAPI:
 
     # ------------------------------------------------------------- the scripted "operator"
 
-    def _job_status(self, name: str) -> dict[str, Any]:
+    def _job_status(self, kind: str, name: str) -> dict[str, Any]:
+        if (kind, name) in self.refused:  # no pod exists: the operator only reports events
+            return {"conditions": [{"type": "Created", "status": "True", "reason": f"{kind}Created",
+                                    "message": f"{kind} {name} is created.", "lastTransitionTime": now()}]}  # fmt: skip
         step = min(self.steps.get(name, 0), len(self.script) - 1)
         self.steps[name] = self.steps.get(name, 0) + 1
         conditions = []
@@ -373,9 +383,72 @@ class StandInAPI:
         key = obj["metadata"]["name"]
         self.workload_gets[key] = self.workload_gets.get(key, 0) + 1
         want = obj["spec"].get("replicas", 1)
-        ready = 0 if self.ready_after_gets < 0 else max(0, min(want, self.workload_gets[key] - self.ready_after_gets))
+        ready = (
+            0
+            if self.ready_after_gets < 0 or (obj["kind"], key) in self.refused
+            else max(0, min(want, self.workload_gets[key] - self.ready_after_gets))
+        )
         return {"observedGeneration": obj["metadata"]["generation"], "replicas": want, "readyReplicas": ready,
                 "updatedReplicas": ready, "availableReplicas": ready}  # fmt: skip
+
+    # ------------------------------------------------------------- pods a controller creates
+
+    def admit_pods(
+        self, kind: str, obj: dict[str, Any], pods: list[tuple[str, dict[str, Any]]], *, accounts: bool = True
+    ) -> bool:
+        """Run admission (r1ov.testing.admission) on the pods a controller creates for ``obj``; on the first
+        refusal no pod is created, the controller's Warning event is recorded and False returned.
+        ``accounts=False`` skips the ServiceAccount check (the scripted operator's callers store none)."""
+        namespace = obj["metadata"]["namespace"]
+        labels = self.namespace_labels.get(namespace, {})
+        used = self.quota_used.setdefault(namespace, {})
+        for pod_name, spec in pods:
+            _, refused = admission.admit(labels, self.objects, namespace, pod_name, spec, used, accounts=accounts)
+            if refused is not None:
+                self.refuse(kind, obj, pod_name, refused)
+                return False
+        return True
+
+    def refuse(self, kind: str, obj: dict[str, Any], pod_name: str, message: str) -> None:
+        """The event a controller records when the API server refuses its pod; the object gets no Failed
+        condition (the controllers retry), only this event.
+
+        - PyTorchJob: the training operator's pod control (kubeflow/training-operator,
+          pkg/controller.v1/control/pod_control.go createPods): ``FailedCreatePod``, ``Error creating: ...``
+          on the PyTorchJob;
+        - TrainJob: JobSet creates a batch Job per replicated job, whose controller records ``FailedCreate``
+          ``Error creating: ...`` on that Job (kubernetes pkg/controller/controller_utils.go
+          RealPodControl.CreatePods), named ``<trainjob>-node-0``;
+        - StatefulSet: ``FailedCreate``, ``create Pod <pod> in StatefulSet <name> failed error: ...``
+          (pkg/controller/statefulset/stateful_pod_control.go recordPodEvent).
+        """
+        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        self.refused.add((kind, name))
+        if kind == "PyTorchJob":
+            involved = {"apiVersion": obj["apiVersion"], "kind": kind, "name": name, "uid": obj["metadata"]["uid"]}
+            reason, text, component = "FailedCreatePod", f"Error creating: {message}", "pytorchjob-controller"
+        elif kind == "TrainJob":
+            involved = {"apiVersion": "batch/v1", "kind": "Job", "name": f"{name}-node-0", "uid": str(uuid.uuid4())}
+            reason, text, component = "FailedCreate", f"Error creating: {message}", "job-controller"
+        else:
+            involved = {"apiVersion": obj["apiVersion"], "kind": kind, "name": name, "uid": obj["metadata"]["uid"]}
+            reason = "FailedCreate"
+            text = f"create Pod {pod_name} in {kind} {name} failed error: {message}"
+            component = "statefulset-controller"
+        event_name = f"{involved['name']}.{uuid.uuid4().hex[:16]}"
+        self.objects[("events", namespace, event_name)] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": event_name, "namespace": namespace, "uid": str(uuid.uuid4())},
+            "involvedObject": {**involved, "namespace": namespace},
+            "reason": reason,
+            "message": text,
+            "type": "Warning",
+            "count": 1,
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+            "source": {"component": component},
+        }
 
     # ------------------------------------------------------------- REST
 
@@ -467,7 +540,11 @@ class StandInAPI:
         if self.kubelet is not None:
             self.kubelet.created(self, kind, obj)
         elif kind in MAIN_POD:
-            self._start_job(kind, key[2])
+            # Scripted mode models no ServiceAccounts (the kubelet mode does): admission without that check.
+            if self.admit_pods(kind, obj, planned_pods(kind, obj), accounts=False):
+                self._start_job(kind, key[2])
+        elif kind in WORKLOAD_KINDS:
+            self.admit_pods(kind, obj, planned_pods(kind, obj), accounts=False)
 
     def _get(self, kind: str, key: tuple[str, str, str]) -> tuple[int, Any]:
         if key not in self.objects:
@@ -477,7 +554,7 @@ class StandInAPI:
             if self.fail_job_gets > 0:
                 self.fail_job_gets -= 1
                 return 503, status(503, "ServiceUnavailable", "etcd leader changed")
-            obj["status"] = self.kubelet.job_status(self, obj) if self.kubelet else self._job_status(key[2])
+            obj["status"] = self.kubelet.job_status(self, obj) if self.kubelet else self._job_status(kind, key[2])
         elif kind in WORKLOAD_KINDS:
             obj["status"] = self.kubelet.workload_status(self, obj) if self.kubelet else self._workload_status(obj)
         return 200, obj
@@ -514,12 +591,14 @@ class StandInAPI:
 
     def _list(self, kind, api_version, plural, namespace, query) -> tuple[int, Any]:
         wanted = _selector(query)
+        fields = _field_selector(query)
         items = [
             obj
             for (obj_plural, obj_namespace, _), obj in self.objects.items()
             if obj_plural == plural
             and obj_namespace == namespace
             and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+            and all(_field(obj, path) == value for path, value in fields.items())
         ]
         return 200, {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {}, "items": items}
 
@@ -548,8 +627,58 @@ class StandInAPI:
         return 200, text
 
 
+def trainjob_pod_spec(job: dict[str, Any]) -> dict[str, Any]:
+    """A TrainJob's node pod as Trainer v2 builds it: the runtime's ``node`` container with spec.trainer's
+    image, command, env and resourcesPerNode, and the pod spec of its ``runtimePatches`` merged over it
+    (the torch-distributed ClusterTrainingRuntime adds nothing else a check here reads)."""
+    trainer = job["spec"].get("trainer") or {}
+    pod: dict[str, Any] = {}
+    for patch in job["spec"].get("runtimePatches") or []:
+        for replicated in patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]:
+            if replicated["name"] == "node":
+                pod = {**pod, **(replicated["template"]["spec"]["template"].get("spec") or {})}
+    patched = next((c for c in pod.get("containers") or [] if c.get("name") == "node"), {})
+    container = {
+        "name": "node",
+        "image": trainer.get("image", ""),
+        "command": trainer.get("command") or [],
+        "env": trainer.get("env") or [],
+        "resources": trainer.get("resourcesPerNode") or {},
+        **{k: v for k, v in patched.items() if k not in ("name", "env")},
+    }
+    return {**pod, "containers": [container]}
+
+
+def planned_pods(kind: str, obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(pod name, pod spec) of every pod the controller of ``obj`` creates."""
+    name, spec = obj["metadata"]["name"], obj["spec"]
+    if kind == "PyTorchJob":
+        return [
+            (f"{name}-{rtype.lower()}-{i}", replica["template"]["spec"])
+            for rtype, replica in spec["pytorchReplicaSpecs"].items()
+            for i in range(replica.get("replicas", 1))
+        ]
+    if kind == "TrainJob":
+        pod = trainjob_pod_spec(obj)
+        return [(f"{name}-node-0-{i}-x7k2p", pod) for i in range(int(spec["trainer"].get("numNodes", 1)))]
+    return [(f"{name}-{i}", spec["template"]["spec"]) for i in range(spec.get("replicas", 1))]
+
+
 def _selector(query: dict[str, list[str]]) -> dict[str, str]:
     return dict(part.split("=", 1) for part in query.get("labelSelector", [""])[0].split(",") if part)
+
+
+def _field_selector(query: dict[str, list[str]]) -> dict[str, str]:
+    """``fieldSelector=a.b=v,c=w`` (equality only). Events select on involvedObject.*, reason, type,
+    source (pkg/registry/core/event/strategy.go ToSelectableFields); every object on metadata.name/namespace."""
+    return dict(part.split("=", 1) for part in query.get("fieldSelector", [""])[0].split(",") if part)
+
+
+def _field(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return "" if node is None else str(node)
 
 
 def _make_handler(api: StandInAPI) -> type[BaseHTTPRequestHandler]:
