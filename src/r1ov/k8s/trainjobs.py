@@ -98,6 +98,7 @@ def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env
         "env": pod_env(dist, env),
         "resources": _resources(dist),
         "volumeMounts": mounts,
+        "securityContext": podspec.container_security(),
     }
     if cluster.secret_env:
         container["envFrom"] = podspec.secret_env_from(cluster.secret_env)
@@ -105,6 +106,7 @@ def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env
         **podspec.gpu_placement(cluster.pool),
         "containers": [container],
         "volumes": volumes,
+        "securityContext": podspec.pod_security(),
     }
     if cluster.service_account:
         pod_spec["serviceAccountName"] = cluster.service_account
@@ -155,7 +157,10 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
         **podspec.gpu_placement(cluster.pool),
         "volumes": volumes,
         # The webhook refuses env on the node container here; env goes in spec.trainer.
-        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
+        "containers": [
+            {"name": TRAINJOB_NODE, "volumeMounts": mounts, "securityContext": podspec.container_security()}
+        ],
+        "securityContext": podspec.pod_security(),
     }
     if cluster.service_account:
         pod_patch["serviceAccountName"] = cluster.service_account
