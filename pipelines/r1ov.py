@@ -42,6 +42,7 @@ SETTINGS_KEYS = (
     "AWS_REGION",
     "R1OV_IMAGE_REGISTRY",
     "R1OV_IMAGE_TAG",
+    "R1OV_POOL_PREFIX",
 )
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 MLFLOW_CLIENT_LABEL = "r1ov.io/mlflow-client"  # charts/r1ov-platform admits these pods to MLflow

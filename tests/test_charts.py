@@ -529,6 +529,9 @@ def test_platform_settings_carry_the_bundle_registry_and_tag() -> None:
     data = settings_map(render("r1ov-platform", SMALL_PLATFORM))["data"]
     assert data["R1OV_IMAGE_REGISTRY"] == bundle.REGISTRY
     assert data["R1OV_IMAGE_TAG"] == bundle.TAG == __version__
+    # The node-pool chart's default namePrefix, which the launchers in pipeline pods read back.
+    nodepools = yaml.safe_load((CHARTS / "r1ov-gpu-nodepools" / "values.yaml").read_text())
+    assert data["R1OV_POOL_PREFIX"] == nodepools["namePrefix"] == bundle.DEFAULT_POOL_PREFIX
 
 
 # --------------------------------------------------------------------------- secure defaults and wiring
