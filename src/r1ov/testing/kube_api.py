@@ -133,6 +133,8 @@ _PATH = re.compile(
     r"/namespaces/(?P<namespace>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
 )
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+_DISCOVERY = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))$")
+_SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 def request_info(method: str, path: str, query: dict[str, list[str]]) -> RequestInfo | None:
@@ -317,6 +319,8 @@ class StandInAPI:
         self.rules = rules
         self.user = user
         self.admin_token = admin_token  # a bearer token with every right, for a test's own setup (not recorded)
+        # API groups/versions served (a CRD not installed: remove its group); discovery lists these.
+        self.installed: set[tuple[str, str]] = {(group, version) for group, version, _ in RESOURCES}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
         # (plural, namespace, name) -> field manager -> the field paths it owns (see field_manager)
         self.managed: dict[tuple[str, str, str], dict[str, set[field_manager.Path]]] = {}
@@ -452,6 +456,64 @@ class StandInAPI:
 
     # ------------------------------------------------------------- REST
 
+    def _discovery(self, group: str, version: str) -> tuple[int, Any]:
+        """``GET /apis/<group>/<version>`` (or ``/api/v1``): the APIResourceList of a served group version
+        (staging/src/k8s.io/apiserver/pkg/endpoints/discovery/version.go, APIVersionHandler). Discovery is
+        open to every authenticated user (the system:discovery ClusterRole), so it is not authorized here."""
+        if (group, version) not in self.installed:
+            return 404, status(
+                404, "NotFound", f"the server could not find the requested resource /apis/{group}/{version}"
+            )
+        resources = [
+            {"name": plural, "singularName": "", "namespaced": True, "kind": kind,
+             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}
+            for (g, v, plural), kind in RESOURCES.items()
+            if (g, v) == (group, version)
+        ]  # fmt: skip
+        group_version = f"{group}/{version}" if group else version
+        return 200, {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        }
+
+    def _self_subject_access_review(self, headers: Any, body: bytes) -> tuple[int, Any]:
+        """``kubectl auth can-i``: may the requester (or, with ``Impersonate-User``, whom it impersonates) do this?
+
+        kubernetes pkg/registry/authorization/selfsubjectaccessreview/rest.go (REST.Create): the spec's
+        resourceAttributes become authorizer attributes for the requesting user
+        (pkg/registry/authorization/util/helpers.go ResourceAttributesFrom) and the decision is returned
+        in status.allowed; creating the review needs no grant (system:basic-user). Impersonation
+        (staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go) is allowed to the admin
+        token only; the Role's rules apply to :attr:`user`, anyone else impersonated is granted nothing.
+        """
+        review = json.loads(body)
+        admin = headers.get("Authorization") == f"Bearer {self.admin_token}"
+        impersonated = headers.get("Impersonate-User")
+        if impersonated and not admin:
+            return 403, status(403, "Forbidden", f'users "{impersonated}" is forbidden: User "{self.user}" cannot '
+                               'impersonate resource "users" in API group "" at the cluster scope')  # fmt: skip
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        resource = attributes.get("resource", "") + (
+            f"/{attributes['subresource']}" if attributes.get("subresource") else ""
+        )
+        info = RequestInfo(
+            attributes.get("group", ""), attributes.get("version", ""), resource, attributes.get("verb", ""),
+            attributes.get("namespace", ""), attributes.get("name", ""),
+        )  # fmt: skip
+        subject = impersonated or (None if admin else self.user)
+        if subject is None:
+            allowed = True
+        elif subject == self.user:
+            allowed = self.rules is None or allows(self.rules, info)
+        else:
+            allowed = False
+        review["status"] = {"allowed": allowed}
+        if not allowed:
+            review["status"]["reason"] = ""
+        return 201, review
+
     def _authorized(self, info: RequestInfo, headers: Any) -> bool:
         """RBAC's decision for ``info``, recorded (a test's own admin token is neither checked nor recorded)."""
         if headers.get("Authorization") == f"Bearer {self.admin_token}":
@@ -474,7 +536,13 @@ class StandInAPI:
         query = parse_qs(url.query)
         with self.lock:
             self.requests.append((method, url.path, query))
+            if method == "GET" and (group_version := _DISCOVERY.match(url.path)):
+                return self._discovery(group_version["group"] or "", group_version["version"] or group_version["core"])
+            if method == "POST" and url.path == _SSAR_PATH:
+                return self._self_subject_access_review(headers, body)
             info = request_info(method, url.path, query)
+            if info is not None and (info.group, info.version) not in self.installed and info.group:
+                return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
             if info is None:
                 return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
             if not self._authorized(info, headers):
