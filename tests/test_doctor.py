@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from r1ov.cli import main
-from r1ov.k8s import doctor
+from r1ov.k8s import bundle, doctor
 from r1ov.testing.kfp_api import KfpApiServer
 from r1ov.testing.kube_api import StandInAPI, kubeconfig, role_rules_from_chart, serve
 
@@ -66,8 +66,24 @@ def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "data": encoded}
 
 
+def _node_pools(provider: str) -> dict[str, list[dict[str, Any]]]:
+    """What charts/r1ov-gpu-nodepools installs (cluster-scoped), by list path."""
+    import helm_python as helm
+
+    values = yaml.safe_load((ROOT / f"charts/r1ov-gpu-nodepools/ci/{provider}-values.yaml").read_text())
+    rendered = helm.Chart.load(str(ROOT / "charts/r1ov-gpu-nodepools")).render(values, name="pools", namespace=NS)
+    objects = [d for t, text in rendered.items() if not t.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d]
+    paths = {"NodePool": "/apis/karpenter.sh/v1/nodepools", "ComputeClass": "/apis/cloud.google.com/v1/computeclasses"}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        if obj["kind"] in paths:
+            out.setdefault(paths[obj["kind"]], []).append(obj)
+    return out
+
+
 def _ready(api: StandInAPI, mlflow_url: str) -> None:
-    """A namespace as the platform chart and the README leave it."""
+    """A namespace as the platform chart and the README leave it, on a cluster with the node-pool chart."""
+    api.cluster_objects.update(_node_pools("aws"))
     api.objects[("secrets", NS, "r1ov-s3")] = _secret("r1ov-s3", {"access-key-id": "AK", "secret-access-key": "SK"})
     api.objects[("secrets", NS, "r1ov-mlflow")] = _secret("r1ov-mlflow", {"username": USER, "password": PASSWORD})
     api.objects[("configmaps", NS, "r1ov-settings")] = {
@@ -103,7 +119,8 @@ def test_a_ready_namespace_passes_every_check(cluster, tmp_path: Path, capsys) -
     code, out = _doctor(api, tmp_path, kfp_url, capsys)
     assert code == 0, out
     assert not _misses(out)
-    assert f"{len(doctor.CALLS) + len(doctor.CRDS) + len(doctor.SECRETS) + 2} ok, 0 to fix" in out
+    checks = len(doctor.CALLS) + len(doctor.CRDS) + len(doctor.SECRETS) + len(bundle.GPU_POOLS) + 2
+    assert f"{checks} ok, 0 to fix" in out
     assert "create statefulsets.apps" in out and "list events" in out
 
 
@@ -117,19 +134,35 @@ def test_every_broken_state_is_reported_with_its_fix(cluster, tmp_path: Path, ca
     api.installed.discard(("trainer.kubeflow.org", "v1alpha1"))  # Trainer v2 not installed
     api.objects[("secrets", NS, "r1ov-s3")]["data"].pop("secret-access-key")
     api.objects[("secrets", NS, "r1ov-mlflow")] = _secret("r1ov-mlflow", {"username": USER, "password": "stale"})
+    pools = api.cluster_objects["/apis/karpenter.sh/v1/nodepools"]
+    pools[:] = [p for p in pools if p["metadata"]["name"] != "r1ov-rollout"]  # no rollout pool
+    for pool in pools:
+        if pool["metadata"]["name"] == "r1ov-serve":  # a serve pool whose nodes lost the GPU taint
+            pool["spec"]["template"]["spec"]["taints"] = []
     code, out = _doctor(api, tmp_path, "http://127.0.0.1:9", capsys)  # nothing listens on port 9
     assert code == 1
     misses = _misses(out)
-    assert len(misses) == 5, out
+    assert len(misses) == 7, out
     expected = {
         "create statefulsets.apps": "helm upgrade the r1ov-platform chart",
         "trainjobs.trainer.kubeflow.org/v1alpha1": "install Kubeflow Trainer v2.3",
         "r1ov-s3": f"kubectl -n {NS} edit secret r1ov-s3  # add secret-access-key",
         "http://127.0.0.1:9": "port-forward",
         "MLflow": "HTTP 401: the pipeline's credentials are refused",
+        "rollout (r1ov-rollout)": "helm install r1ov-gpu-nodepools",
+        "serve (r1ov-serve)": "without the nvidia.com/gpu:NoSchedule taint",
     }
     for item, text in expected.items():
         assert any(item in line and text in line for line in misses), f"{item}: {text}\n{out}"
+
+
+def test_gke_compute_classes_count_as_pools(cluster, tmp_path: Path, capsys) -> None:
+    api, kfp_url, _ = cluster
+    api.cluster_objects.clear()
+    api.cluster_objects.update(_node_pools("gke"))
+    code, out = _doctor(api, tmp_path, kfp_url, capsys)
+    assert code == 0, out
+    assert "ComputeClass/r1ov-train (GPU taint)" in out
 
 
 def test_a_missing_secret_comes_with_the_command_that_creates_it(cluster, tmp_path: Path, capsys) -> None:

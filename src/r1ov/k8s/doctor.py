@@ -11,6 +11,8 @@ command or value that fixes it. The checks:
 - every call the code makes from a pipeline pod, asked as the pipeline's service account
   (``kubectl auth can-i --as``: a SelfSubjectAccessReview sent with ``Impersonate-User``);
 - the Secrets the pipeline maps into its pods, with the keys it reads;
+- the GPU pools (Karpenter NodePools, GKE ComputeClasses or nodes) with the labels the code selects
+  and the GPU taint;
 - the KFP API server answering its health route;
 - MLflow answering with the pipeline's credentials (the platform chart's basic-auth server).
 """
@@ -26,7 +28,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from r1ov.k8s import trainjobs
+from r1ov.k8s import bundle, trainjobs
 
 SERVICE_ACCOUNT = "r1ov-pipeline"  # charts/r1ov-platform serviceAccount.name
 SETTINGS_CONFIGMAP = "r1ov-settings"
@@ -173,6 +175,62 @@ def check_secrets(api_client: ApiClient, target: Target) -> list[Check]:
     return out
 
 
+# Where GPU pools are declared: Karpenter NodePools (EKS), GKE ComputeClasses, else existing nodes.
+_POOL_SOURCES = (
+    ("NodePool", "/apis/karpenter.sh/v1/nodepools"),
+    ("ComputeClass", "/apis/cloud.google.com/v1/computeclasses"),
+    ("Node", "/api/v1/nodes"),
+)
+
+
+def _pool_labels_and_taints(kind: str, obj: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    if kind == "NodePool":  # karpenter.sh/v1: spec.template.{metadata.labels, spec.taints}
+        template = obj.get("spec", {}).get("template", {})
+        return (template.get("metadata") or {}).get("labels") or {}, (template.get("spec") or {}).get("taints") or []
+    if kind == "ComputeClass":  # its nodes carry the class's name as the compute-class label
+        config = obj.get("spec", {}).get("nodePoolConfig") or {}
+        labels = {**(config.get("nodeLabels") or {}), bundle.COMPUTE_CLASS_LABEL: obj["metadata"]["name"]}
+        # GKE taints GPU nodes nvidia.com/gpu=present:NoSchedule itself.
+        gpu = any("gpu" in p for p in obj.get("spec", {}).get("priorities") or [])
+        taints = list(config.get("taints") or []) + ([{**bundle.GPU_TAINT, "value": "present"}] if gpu else [])
+        return labels, taints
+    return obj["metadata"].get("labels") or {}, obj.get("spec", {}).get("taints") or []
+
+
+def check_pools(api_client: ApiClient) -> list[Check]:
+    """Each GPU pool exists with the labels the code selects (r1ov.k8s.bundle) and the GPU taint."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for kind, path in _POOL_SOURCES:
+        try:
+            found += [(kind, item) for item in _get(api_client, path).get("items", [])]
+        except ApiException:
+            continue  # that API is not installed, or not readable: the other sources may answer
+    out = []
+    for pool in bundle.GPU_POOLS:
+        selector = bundle.pool_selector(pool)
+        matches = [(k, o) for k, o in found if selector.items() <= _pool_labels_and_taints(k, o)[0].items()]
+        item = f"{pool} ({selector[bundle.COMPUTE_CLASS_LABEL]})"
+        fix = (f"helm install r1ov-gpu-nodepools charts/r1ov-gpu-nodepools --set namePrefix={bundle.POOL_PREFIX} "
+               f"(or set R1OV_POOL_PREFIX / settings.poolPrefix to the pools' prefix)")  # fmt: skip
+        if not matches:
+            out.append(Check("GPU pool", item, False, "no NodePool, ComputeClass or node carries its labels", fix))
+            continue
+        tainted = [
+            f"{k}/{o['metadata']['name']}"
+            for k, o in matches
+            if any(t.get("key") == bundle.GPU_TAINT["key"] and t.get("effect") == bundle.GPU_TAINT["effect"]
+                   for t in _pool_labels_and_taints(k, o)[1])
+        ]  # fmt: skip
+        names = ", ".join(f"{k}/{o['metadata']['name']}" for k, o in matches)
+        if tainted:
+            out.append(Check("GPU pool", item, True, f"{', '.join(tainted)} (GPU taint)"))
+        else:
+            out.append(Check("GPU pool", item, False, f"{names} without the {bundle.GPU_TAINT['key']}:NoSchedule taint",
+                             "taint its nodes nvidia.com/gpu:NoSchedule (the node-pool chart does), or CPU pods may "
+                             "take GPU nodes"))  # fmt: skip
+    return out
+
+
 def _http(url: str, headers: dict[str, str] | None = None, timeout_s: float = 10) -> tuple[int, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
@@ -234,6 +292,7 @@ def run(target: Target, *, api_client: ApiClient) -> list[Check]:
         *check_crds(api_client),
         *check_access(api_client, target),
         *check_secrets(api_client, target),
+        *check_pools(api_client),
         *check_kfp(target),
         *check_mlflow(api_client, target),
     ]

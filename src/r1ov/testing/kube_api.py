@@ -321,6 +321,9 @@ class StandInAPI:
         self.admin_token = admin_token  # a bearer token with every right, for a test's own setup (not recorded)
         # API groups/versions served (a CRD not installed: remove its group); discovery lists these.
         self.installed: set[tuple[str, str]] = {(group, version) for group, version, _ in RESOURCES}
+        # Cluster-scoped collections a test puts in place, by path: "/api/v1/nodes",
+        # "/apis/karpenter.sh/v1/nodepools", "/apis/cloud.google.com/v1/computeclasses".
+        self.cluster_objects: dict[str, list[dict[str, Any]]] = {}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
         # (plural, namespace, name) -> field manager -> the field paths it owns (see field_manager)
         self.managed: dict[tuple[str, str, str], dict[str, set[field_manager.Path]]] = {}
@@ -540,6 +543,14 @@ class StandInAPI:
                 return self._discovery(group_version["group"] or "", group_version["version"] or group_version["core"])
             if method == "POST" and url.path == _SSAR_PATH:
                 return self._self_subject_access_review(headers, body)
+            if method == "GET" and url.path in self.cluster_objects:
+                # A cluster-scoped list (GET /apis/<group>/<version>/<plural>, no namespace): the test's
+                # admin only; RBAC here models Roles, which cannot grant cluster-scoped reads.
+                if headers.get("Authorization") != f"Bearer {self.admin_token}":
+                    return 403, status(403, "Forbidden", f"{url.path} is forbidden at the cluster scope")
+                items = [o for o in self.cluster_objects[url.path]
+                         if _selector(query).items() <= (o["metadata"].get("labels") or {}).items()]  # fmt: skip
+                return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
             info = request_info(method, url.path, query)
             if info is not None and (info.group, info.version) not in self.installed and info.group:
                 return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
