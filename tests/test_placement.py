@@ -19,6 +19,7 @@ reservation depends on max pods per node and is smaller.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -168,6 +169,18 @@ def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
 # --------------------------------------------------------------------------- workloads
 
 
+# The memory the README's launcher=local variant submits (train_task_memory=...).
+README_LOCAL_MEMORY_GIB = float(
+    parse_quantity(re.search(r"train_task_memory=(\S+)", (ROOT / "README.md").read_text()).group(1)) / GIB
+)
+
+
+def _resolved(value: str, defaults: dict[str, Any]) -> str:
+    """A resource that names a pipeline parameter (``{{$.inputs.parameters['pipelinechannel--X']}}``) -> its default."""
+    match = re.fullmatch(r"\{\{\$\.inputs\.parameters\['pipelinechannel--(\w+)'\]\}\}", value)
+    return str(defaults[match.group(1)]) if match else value
+
+
 def pipeline_workloads(package: Path = ROOT / "pipelines/r1ov.yaml") -> list[Workload]:
     spec, platform = yaml.safe_load_all(package.read_text())
     defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
@@ -194,15 +207,15 @@ def pipeline_workloads(package: Path = ROOT / "pipelines/r1ov.yaml") -> list[Wor
                 tolerations.append(toleration)
         count = resources.get("accelerator", {}).get("resourceCount", "0")
         gpus = int(defaults["train_task_gpus"]) if "train_task_gpus" in str(count) else int(count)
-        cpu = float(parse_quantity(resources["resourceCpuRequest"]))
-        memory = float(parse_quantity(resources["resourceMemoryRequest"])) / GIB
+        cpu = float(parse_quantity(_resolved(resources["resourceCpuRequest"], defaults)))
+        memory = float(parse_quantity(_resolved(resources["resourceMemoryRequest"], defaults))) / GIB
         metadata = {"annotations": config.get("podMetadata", {})}
         out.append(Workload(f"pipeline/{name}", selector, tolerations, cpu, memory, gpus, metadata))
         if gpus == 0 and "train_task_gpus" in str(count):
             # The README's launcher=local variant: the task pod is one 8-GPU train node.
             out.append(Workload(
                 f"pipeline/{name} (launcher=local)", bundle.pool_selector("train"), [dict(bundle.GPU_TAINT)],
-                out[-1].cpu, out[-1].memory_gib, 8,
+                out[-1].cpu, README_LOCAL_MEMORY_GIB, 8,
             ))  # fmt: skip
     return out
 

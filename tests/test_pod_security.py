@@ -94,3 +94,15 @@ def test_pod_has_requests_and_a_memory_limit(what: str, spec: dict[str, Any]) ->
         resources = container.get("resources") or {}
         assert {"cpu", "memory"} <= set(resources.get("requests") or {}), f"{what}: {container['name']} requests"
         assert "memory" in (resources.get("limits") or {}), f"{what}: {container['name']} has no memory limit"
+
+
+def test_every_pipeline_task_has_requests_and_a_memory_limit() -> None:
+    """KFP task pods: the compiled pipeline's resources (a parameter's default where a task takes one)."""
+    spec, _ = yaml.safe_load_all((ROOT / "pipelines" / "r1ov.yaml").read_text())
+    defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        resources = executor["container"].get("resources", {})
+        assert {"resourceCpuRequest", "resourceMemoryRequest", "resourceMemoryLimit"} <= set(resources), name
+        limit = resources["resourceMemoryLimit"]
+        if "pipelinechannel--" in limit:
+            assert defaults[limit.split("pipelinechannel--")[1].split("'")[0]], f"{name}: {limit} has no default"
