@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--service-account", default=SERVICE_ACCOUNT, help="service account the runs use")
     doctor.add_argument("--kfp-endpoint", default=os.environ.get("KF_PIPELINES_ENDPOINT"), help="KFP API endpoint")
     doctor.add_argument("--mlflow-uri", default=None, help="MLflow URL (default: the settings ConfigMap's)")
-    doctor.add_argument("--endpoint", default=None, help="the inference Deployment promotion rolls")
+    doctor.add_argument(
+        "--endpoint", default="r1ov-serve-r1ov-inference", help="the inference Deployment promotion rolls"
+    )
     doctor.add_argument("--kubeconfig", default=None, help="kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
     doctor.add_argument("--context", default=None, help="kube context (default: the current one)")
     return parser

@@ -87,7 +87,9 @@ class Target:
     service_account: str = SERVICE_ACCOUNT
     kfp_endpoint: str | None = None
     mlflow_uri: str | None = None  # default: MLFLOW_TRACKING_URI of the settings ConfigMap
-    endpoint: str | None = None  # the inference Deployment/InferenceService promotion rolls
+    # The inference Deployment/InferenceService promotion rolls: the README's release `r1ov-serve`
+    # (charts/r1ov-platform rbac.endpointDeployments grants the Role exactly these names).
+    endpoint: str | None = "r1ov-serve-r1ov-inference"
 
 
 def _get(api_client: ApiClient, path: str) -> Any:
