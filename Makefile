@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: venv system-deps demo test test-fast lint compile check-compiled bench bench-data constraints clean
+.PHONY: venv system-deps demo test test-fast lint compile check-compiled bench bench-data constraints clean images
 
 venv: $(STAMP)
 
@@ -47,6 +47,19 @@ bench-%: venv
 constraints: venv
 	{ echo "# Exact versions tested together on Python 3.11 (x86_64). Regenerate with \`make constraints\`."; \
 	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
+
+# Every image with one tag (images/docker-bake.hcl). Needs Docker with the buildx plugin (BuildKit);
+# without it this says so and fails, so nobody takes a skipped build for a built one.
+# BAKE_ARGS passes options through, e.g. `make images BAKE_ARGS="--push"` or `BAKE_ARGS="train"`.
+BAKE_ARGS ?=
+images:
+	@if ! command -v docker >/dev/null 2>&1; then \
+	  echo "make images: no docker command here; install Docker with the buildx plugin to build the images" >&2; exit 2; \
+	elif ! docker buildx version >/dev/null 2>&1; then \
+	  echo "make images: docker has no buildx plugin (BuildKit); install docker-buildx to build the images" >&2; exit 2; \
+	else \
+	  GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) docker buildx bake -f images/docker-bake.hcl $(BAKE_ARGS); \
+	fi
 
 clean:
 	rm -rf demo-run .pytest_cache .ruff_cache build dist

@@ -44,6 +44,7 @@ SETTINGS_KEYS = (
     "AWS_REGION",
     "R1OV_IMAGE_REGISTRY",
     "R1OV_IMAGE_TAG",
+    "R1OV_POOL_PREFIX",
 )
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 MLFLOW_CLIENT_LABEL = "r1ov.io/mlflow-client"  # charts/r1ov-platform admits these pods to MLflow
@@ -76,14 +77,14 @@ def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
 
 def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_limit: str | None = None) -> None:
     """Place a task with the vocabulary the node-pool chart uses (r1ov.k8s.bundle), with requests that
-    let the scheduler and the autoscaler size its node. CPU pools carry no GPU toleration."""
+    let the scheduler and the autoscaler size its node, and a memory limit (the request unless given):
+    a namespace's ResourceQuota on limits.memory refuses a pod without one. CPU pools carry no GPU
+    toleration."""
     for key, value in pool_selector(pool).items():
         kubernetes.add_node_selector(task, key, value)
     for toleration in pool_tolerations(pool):
         kubernetes.add_toleration(task, **toleration)
-    task.set_cpu_request(cpu).set_memory_request(memory)
-    if memory_limit:
-        task.set_memory_limit(memory_limit)
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit or memory)
 
 
 # Shard pods of the data fan-out running at once: each keeps teacher_max_concurrency requests in
@@ -186,16 +187,21 @@ def _keep_running(task: dsl.PipelineTask) -> None:
 
 
 def _as_training_launcher(
-    task: dsl.PipelineTask, gpus: PipelineChannel, node_selector: PipelineChannel, tolerations: PipelineChannel
+    task: dsl.PipelineTask,
+    gpus: PipelineChannel,
+    memory: PipelineChannel,
+    node_selector: PipelineChannel,
+    tolerations: PipelineChannel,
 ) -> None:
     """A training task: a CPU launcher on the cpu pool by default (its PyTorchJob/TrainJob pods hold
     the GPUs and carry the train pool's selector and toleration, see r1ov.k8s.trainjobs); with
-    launcher=local on one GPU node, submit train_task_gpus, train_task_node_selector and
-    train_task_tolerations so the task pod is that node."""
+    launcher=local on one GPU node, submit train_task_gpus, train_task_memory, train_task_node_selector
+    and train_task_tolerations so the task pod is that node."""
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
-    task.set_cpu_request("1").set_memory_request("4Gi")  # no limit: with launcher=local it trains
+    # train_task_memory: a launcher's few GiB, or with launcher=local the node's memory it trains in.
+    task.set_cpu_request("1").set_memory_request(memory).set_memory_limit(memory)
     _keep_running(task)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     # A failed job (every pod restart spent) or a lost launcher pod runs again with the same run_id,
@@ -273,6 +279,7 @@ def r1ov_pipeline(
     # selector and the GPU toleration (README, "On a cluster").
     train_task_node_selector: dict = pool_selector(CPU_POOL),  # noqa: B008
     train_task_tolerations: list = [],  # noqa: B006
+    train_task_memory: str = "4Gi",
     # evaluation, registry, promotion
     eval_backend: str = "vllm",
     eval_temperature: float = 0.0,
@@ -352,7 +359,9 @@ def r1ov_pipeline(
             task_gpus=train_task_gpus,
             extra_config=sft_extra_config,
         ).set_display_name("SFT")
-        _as_training_launcher(sft_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
+        _as_training_launcher(
+            sft_task, train_task_gpus, train_task_memory, train_task_node_selector, train_task_tolerations
+        )
 
         grpo_task = grpo(
             sft_model=sft_task.outputs["model"],
@@ -381,7 +390,9 @@ def r1ov_pipeline(
             task_gpus=train_task_gpus,
             extra_config=grpo_extra_config,
         ).set_display_name("GRPO")
-        _as_training_launcher(grpo_task, train_task_gpus, train_task_node_selector, train_task_tolerations)
+        _as_training_launcher(
+            grpo_task, train_task_gpus, train_task_memory, train_task_node_selector, train_task_tolerations
+        )
 
         # The paper's ablation rows, scored on the same items: base, +SFT, +SFT+RL.
         evals = {}

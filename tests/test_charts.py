@@ -255,7 +255,7 @@ def test_platform_defaults_are_production_and_small_mode_is_labelled() -> None:
         validate(obj)
     assert {obj["kind"] for _, obj in small} == {
         "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service", "PersistentVolumeClaim",
-        "NetworkPolicy",
+        "NetworkPolicy", "Job",  # the Job: the pipeline's and the endpoint's MLflow users (a post-install hook)
     }  # fmt: skip
     for kind in ("Deployment", "PersistentVolumeClaim"):
         assert one(small, kind)["metadata"]["labels"]["r1ov.io/mode"] == "small"
@@ -529,6 +529,9 @@ def test_platform_settings_carry_the_bundle_registry_and_tag() -> None:
     data = settings_map(render("r1ov-platform", SMALL_PLATFORM))["data"]
     assert data["R1OV_IMAGE_REGISTRY"] == bundle.REGISTRY
     assert data["R1OV_IMAGE_TAG"] == bundle.TAG == __version__
+    # The node-pool chart's default namePrefix, which the launchers in pipeline pods read back.
+    nodepools = yaml.safe_load((CHARTS / "r1ov-gpu-nodepools" / "values.yaml").read_text())
+    assert data["R1OV_POOL_PREFIX"] == nodepools["namePrefix"] == bundle.DEFAULT_POOL_PREFIX
 
 
 # --------------------------------------------------------------------------- secure defaults and wiring
@@ -921,6 +924,94 @@ def test_replicas_sharing_the_cache_download_once_and_never_write_one_path(mlflo
     later = subprocess.run(command, env=env, capture_output=True, timeout=180)
     assert later.returncode == 0 and b"is cached" in later.stderr
     assert marker.stat().st_mtime_ns == written
+
+
+PIPELINE_USER = ("r1ov-pipeline", "pipeline-password-from-its-secret")
+INFERENCE_USER = ("r1ov-inference", "inference-password-from-its-secret")
+
+
+def _users_job(port: int, secrets: dict[tuple[str, str], str]) -> subprocess.CompletedProcess[bytes]:
+    """Run the platform chart's mlflow-users Job as a kubelet would: its command, its env with each
+    secretKeyRef resolved from ``secrets`` (an optional reference to a missing key is left unset)."""
+    job = one(render("r1ov-platform", SMALL_PLATFORM), "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        if (ref["name"], ref["key"]) in secrets:
+            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
+        else:
+            assert ref.get("optional"), f"{entry['name']}: Secret {ref['name']} key {ref['key']} is required"
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    assert container["command"][0] == "python"
+    return subprocess.run([sys.executable, *container["command"][1:]], env=env, capture_output=True, timeout=120)
+
+
+def _admin_and_users(pipeline_password: str) -> dict[tuple[str, str], str]:
+    auth = yaml.safe_load((CHARTS / "r1ov-platform" / "values.yaml").read_text())["mlflow"]["auth"]
+    return {
+        (auth["existingSecret"], auth["usernameKey"]): MLFLOW_ADMIN[0],
+        (auth["existingSecret"], auth["passwordKey"]): MLFLOW_ADMIN[1],
+        (auth["users"]["pipelineSecret"], "username"): PIPELINE_USER[0],
+        (auth["users"]["pipelineSecret"], "password"): pipeline_password,
+        (auth["users"]["inferenceSecret"], "MLFLOW_TRACKING_USERNAME"): INFERENCE_USER[0],
+        (auth["users"]["inferenceSecret"], "MLFLOW_TRACKING_PASSWORD"): INFERENCE_USER[1],
+    }
+
+
+def test_the_pipeline_and_the_endpoint_log_in_as_their_own_users(
+    mlflow_server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlflow server --app-name basic-auth` as the chart runs it: before the users Job, the pipeline's and
+    the endpoint's credentials get 401; after it, the pipeline registers and promotes (creator: MANAGE),
+    the inference chart's download reads the champion (default READ), and a rotated Secret takes effect
+    on the next run of the Job (helm upgrade)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    def search_as(user: tuple[str, str]) -> int:
+        headers = {"Host": f"127.0.0.1:{mlflow_server}",
+                   "Authorization": "Basic " + base64.b64encode(":".join(user).encode()).decode()}  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{mlflow_server}/api/2.0/mlflow/experiments/search?max_results=1", headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert search_as(PIPELINE_USER) == 401 and search_as(INFERENCE_USER) == 401
+    done = _users_job(mlflow_server, _admin_and_users(PIPELINE_USER[1]))
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert search_as(PIPELINE_USER) == 200 and search_as(INFERENCE_USER) == 200
+
+    # The pipeline's registry steps, as its user: register two versions, move champion.
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", PIPELINE_USER[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PIPELINE_USER[1])
+    _register_tiny(mlflow_server, tmp_path, "users-e2e", versions=2)
+    # The endpoint's download, as its user: reads the champion, may not move it.
+    command, env = _init_command(tmp_path, mlflow_server, "users-e2e")
+    env.update(MLFLOW_TRACKING_USERNAME=INFERENCE_USER[0], MLFLOW_TRACKING_PASSWORD=INFERENCE_USER[1])
+    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert Path((tmp_path / "run" / "model-path").read_text()) == tmp_path / "models" / "users-e2e" / "2"
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", INFERENCE_USER[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", INFERENCE_USER[1])
+    tracking = f"http://127.0.0.1:{mlflow_server}"
+    with pytest.raises(MlflowException, match=r"(?i)permission"):
+        MlflowClient(tracking_uri=tracking, registry_uri=tracking).set_registered_model_alias(
+            "users-e2e", "champion", "1"
+        )
+
+    # helm upgrade after the pipeline's Secret changed: the Job sets the new password.
+    rotated = "a-rotated-pipeline-password"
+    again = _users_job(mlflow_server, _admin_and_users(rotated))
+    assert again.returncode == 0 and b"updated" in again.stderr, again.stderr.decode()[-2000:]
+    assert search_as((PIPELINE_USER[0], rotated)) == 200 and search_as(PIPELINE_USER) == 401
 
 
 class _ModelsHandler(http.server.BaseHTTPRequestHandler):

@@ -375,3 +375,294 @@ def test_chart_role_is_enforced_for_the_pipeline_service_account(caplog) -> None
     assert summary["state"] == "Succeeded"
     assert {("kubeflow.org", "pytorchjobs", "create"), ("", "pods", "list"), ("", "pods/log", "get")} <= state.calls()
     assert state.calls(denied=True) == set()
+
+
+def _apply_request(url: str, obj: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A raw server-side apply, as ``kubectl apply --server-side`` sends it."""
+    import urllib.error
+    import urllib.request
+
+    path = f"/apis/apps/v1/namespaces/{NS}/statefulsets/{obj['metadata']['name']}?fieldManager=r1ov&force=true"
+    request = urllib.request.Request(
+        url + path, data=json.dumps(obj).encode(), method="PATCH",
+        headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_apply_that_creates_is_authorized_as_create_too() -> None:
+    """kube-apiserver's patch handler (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go,
+    PatchResource) authorizes the request as `patch`, and an apply on a missing object also as
+    `create` (createAuthorizerAttributes, checked through withAuthorization in handlers/update.go)."""
+    statefulset = build_rollout_server("grpo", "/models/sft", 1, 1, replicas=1, image=None)[0]
+    patch_only = [{"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["patch"]}]
+    state = StandInAPI(rules=patch_only)
+    with serve(state) as url:
+        code, body = _apply_request(url, statefulset)
+        assert code == 403 and body["reason"] == "Forbidden"
+        assert "cannot create resource" in body["message"] and 'statefulsets.apps "grpo"' in body["message"]
+        assert state.objects == {}
+        assert state.calls(denied=True) == {("apps", "statefulsets", "create")}
+        # The same apply on an existing object is an update: `patch` alone is enough.
+        state.objects[("statefulsets", NS, "grpo")] = {**statefulset, "metadata": {"name": "grpo", "generation": 1}}
+        code, _ = _apply_request(url, statefulset)
+        assert code == 200
+    state = StandInAPI(rules=[{**patch_only[0], "verbs": ["create", "patch"]}])
+    with serve(state) as url:
+        assert _apply_request(url, statefulset)[0] == 201
+    assert state.calls() == {("apps", "statefulsets", "patch"), ("apps", "statefulsets", "create")}
+
+
+def test_rollout_servers_start_under_the_rendered_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GRPO rollout servers are applied (created) by the pipeline's service account with only the
+    Role charts/r1ov-platform renders: no 403 on a cluster."""
+    from r1ov.config import GRPOConfig
+    from r1ov.testing.kube_api import role_rules_from_chart
+    from r1ov.train import launch
+
+    state = StandInAPI(rules=role_rules_from_chart(CHART))
+    with serve(state) as url:
+        configuration = Configuration()
+        configuration.host = url
+        monkeypatch.setattr(client, "load_api_client", lambda *a, **k: ApiClient(configuration))
+        cfg = GRPOConfig(
+            model_name_or_path="s3://bucket/runs/sft", train_uri="s3://bucket/clevr", output_dir="/tmp/out",
+            generation="vllm-server",
+            distributed={"launcher": "pytorchjob", "cluster": {"namespace": NS, "poll_s": 0.05}},
+        )  # fmt: skip
+        with launch.rollout_servers("grpo", cfg, "r1ov-grpo-ab12"):
+            kinds = {key[0] for key in state.objects}
+    assert kinds == {"statefulsets", "services", "networkpolicies"}
+    assert state.calls(denied=True) == set()
+
+
+# --------------------------------------------------------------------------- server-side apply merges
+
+
+def _request(url: str, method: str, path: str, obj: dict[str, Any], content_type: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url + path, data=json.dumps(obj).encode(), method=method,
+        headers={"Content-Type": content_type, "Accept": "application/json", "Authorization": "Bearer cluster-admin"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _deployment(image: str = "vllm:1", replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "serve", "labels": {"app.kubernetes.io/name": "serve"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "serve"}},
+            "template": {
+                "metadata": {"labels": {"app": "serve"}},
+                "spec": {"containers": [{"name": "vllm", "image": image, "ports": [{"containerPort": 8000}]}]},
+            },
+        },
+    }
+
+
+def _apply_as(url: str, manager: str, obj: dict[str, Any], *, force: bool) -> tuple[int, dict]:
+    plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[obj["kind"]]
+    path = f"/apis/apps/v1/namespaces/{NS}/{plural}/{obj['metadata']['name']}?fieldManager={manager}"
+    return _request(url, "PATCH", path + ("&force=true" if force else ""), obj, "application/apply-patch+yaml")
+
+
+def test_a_partial_apply_merges_into_the_object_and_keeps_what_others_own(api: StandInAPI, kube: ApiClient) -> None:
+    """Promotion applies only the version annotation of a Deployment the chart created: the containers,
+    replicas and labels Helm wrote stay (structured-merge-diff merges maps member by member; it never
+    replaces spec wholesale)."""
+    from r1ov.config import EndpointConfig
+    from r1ov.k8s.endpoint import VERSION_ANNOTATION, roll_to_version
+
+    code, _ = _request(
+        api.url, "POST", f"/apis/apps/v1/namespaces/{NS}/deployments?fieldManager=helm", _deployment(),
+        "application/json",
+    )  # fmt: skip
+    assert code == 201
+    roll_to_version(EndpointConfig(deployment="serve", namespace=NS), "7", api_client=kube)
+    after = api.objects[("deployments", NS, "serve")]
+    assert after["spec"]["replicas"] == 2
+    assert after["spec"]["template"]["spec"]["containers"] == _deployment()["spec"]["template"]["spec"]["containers"]
+    assert after["spec"]["template"]["metadata"] == {
+        "labels": {"app": "serve"},
+        "annotations": {VERSION_ANNOTATION: "7"},
+    }
+    assert after["metadata"]["labels"] == {"app.kubernetes.io/name": "serve"}
+    assert after["metadata"]["generation"] == 2  # the template changed: a rollout
+
+
+def test_apply_without_force_conflicts_on_a_field_another_manager_owns(api: StandInAPI) -> None:
+    """structured-merge-diff merge/update.go Updater.Apply: changing another manager's field is a 409
+    Conflict naming the manager and the field, unless forced; the same value is shared, not a conflict."""
+    assert _request(
+        api.url, "POST", f"/apis/apps/v1/namespaces/{NS}/deployments?fieldManager=helm", _deployment(),
+        "application/json",
+    )[0] == 201  # fmt: skip
+    scale = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "serve"}, "spec": {"replicas": 3}}
+    code, body = _apply_as(api.url, "autoscaler", scale, force=False)
+    assert code == 409 and body["reason"] == "Conflict"
+    assert body["message"] == 'Apply failed with 1 conflict: conflict with "helm": .spec.replicas'
+    assert api.objects[("deployments", NS, "serve")]["spec"]["replicas"] == 2
+    same = {**scale, "spec": {"replicas": 2}}
+    assert _apply_as(api.url, "autoscaler", same, force=False)[0] == 200
+    assert _apply_as(api.url, "autoscaler", scale, force=True)[0] == 200
+    assert api.objects[("deployments", NS, "serve")]["spec"]["replicas"] == 3
+    # Ownership moved: helm re-applying its old value now conflicts the other way.
+    code, body = _apply_as(api.url, "helm", _deployment(), force=False)
+    assert code == 409 and 'conflict with "autoscaler": .spec.replicas' in body["message"]
+
+
+def test_apply_merges_containers_by_name_and_prunes_only_what_the_manager_dropped(api: StandInAPI) -> None:
+    """Lists of containers merge by name (x-kubernetes-list-map-keys); a field the applier sent before and
+    omits now is removed, a field another manager owns stays."""
+    first = _deployment()
+    first["metadata"]["labels"]["stale"] = "yes"
+    assert _apply_as(api.url, "r1ov", first, force=False)[0] == 201
+    sidecar = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "serve", "labels": {"team": "ml"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "envoy:1"}]}}},
+    }  # fmt: skip
+    assert _apply_as(api.url, "mesh", sidecar, force=False)[0] == 200
+    assert _apply_as(api.url, "r1ov", _deployment(image="vllm:2"), force=False)[0] == 200
+    after = api.objects[("deployments", NS, "serve")]
+    containers = {c["name"]: c["image"] for c in after["spec"]["template"]["spec"]["containers"]}
+    assert containers == {"vllm": "vllm:2", "proxy": "envoy:1"}
+    assert after["metadata"]["labels"] == {"app.kubernetes.io/name": "serve", "team": "ml"}
+
+
+# --------------------------------------------------------------------------- admission of the pods controllers create
+
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def _events(api: StandInAPI) -> list[dict[str, Any]]:
+    return [o for (plural, _, _), o in api.objects.items() if plural == "events"]
+
+
+def test_a_restricted_namespace_refuses_pods_without_a_security_context_with_an_event_only(
+    api: StandInAPI, kube: ApiClient
+) -> None:
+    """Pod Security admission (k8s.io/pod-security-admission) refuses the operator's pods, not the job:
+    the job gets a FailedCreatePod event (training-operator pod_control.go) and no Failed condition."""
+    from kubernetes.client import CustomObjectsApi
+
+    from r1ov.testing.pod_security import violations
+
+    api.namespace_labels[NS] = RESTRICTED
+    job = build_pytorchjob("sft", ["torchrun"], _dist(), {})
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].pop("securityContext", None)
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        for container in replica["template"]["spec"]["containers"]:
+            container.pop("securityContext", None)
+    CustomObjectsApi(kube).create_namespaced_custom_object("kubeflow.org", "v1", NS, "pytorchjobs", job)
+    assert ("pytorchjobs", NS, job["metadata"]["name"]) in api.objects  # the job itself is admitted
+    assert not api.pods
+    (event,) = _events(api)
+    assert event["reason"] == "FailedCreatePod" and event["type"] == "Warning"
+    assert (
+        event["involvedObject"]["kind"] == "PyTorchJob" and event["involvedObject"]["name"] == job["metadata"]["name"]
+    )
+    assert event["message"].startswith(f'Error creating: pods "{job["metadata"]["name"]}-master-0" is forbidden: ')
+    assert 'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false' in event["message"]
+    status = CustomObjectsApi(kube).get_namespaced_custom_object(
+        "kubeflow.org", "v1", NS, "pytorchjobs", job["metadata"]["name"]
+    )["status"]
+    assert [c["type"] for c in status["conditions"]] == ["Created"]
+    # The checks themselves, one by one (policy/check_*.go).
+    ok = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "capabilities": {"drop": ["ALL"]}}}],
+    }  # fmt: skip
+    assert violations("restricted", ok) == []
+    assert violations("baseline", {"containers": [{"name": "c"}]}) == []
+    host_path = {**ok, "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    assert [v.split(" (")[0] for v in violations("restricted", host_path)] == [
+        "hostPath volumes",
+        "restricted volume types",
+    ]
+    as_root = {**ok, "securityContext": {**ok["securityContext"], "runAsUser": 0}}
+    assert [v.split(" (")[0] for v in violations("restricted", as_root)] == ["runAsUser=0"]
+    unconfined = {**ok, "securityContext": {"runAsNonRoot": True}}
+    assert [v.split(" (")[0] for v in violations("restricted", unconfined)] == ["seccompProfile"]
+
+
+def test_a_quota_on_memory_limits_refuses_pods_without_one_unless_a_limit_range_defaults_it(
+    api: StandInAPI, kube: ApiClient
+) -> None:
+    """ResourceQuota admission (pkg/quota/v1/evaluator/core/pods.go) wants every container to state what the
+    quota limits; a LimitRange's default (LimitRanger) fills it in first. The StatefulSet gets a
+    FailedCreate event (stateful_pod_control.go) and no ready replica."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": NS},
+             "spec": {"hard": {"limits.memory": "100Gi", "requests.cpu": "64"}}}  # fmt: skip
+    api.objects[("resourcequotas", NS, "compute")] = quota
+    objects = build_rollout_server("grpo", "/models/sft", 1, 1, replicas=1, image=None)
+    objects[0]["spec"]["template"]["spec"]["containers"][0]["resources"].pop("limits", None)
+    objects[0]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": "1"}
+    client.apply(objects, NS, api_client=kube)
+    (event,) = _events(api)
+    assert event["reason"] == "FailedCreate" and event["involvedObject"]["kind"] == "StatefulSet"
+    assert event["message"] == (
+        'create Pod grpo-0 in StatefulSet grpo failed error: pods "grpo-0" is forbidden: '
+        "failed quota: compute: must specify limits.memory"
+    )
+    with pytest.raises(RuntimeError, match=r"FailedCreate: .* must specify limits\.memory"):  # at once, not at timeout
+        client.wait_ready(objects[0], NS, timeout_s=60, poll_s=0.05, api_client=kube)
+    client.delete(objects, NS, api_client=kube)
+    api.objects.pop(("events", NS, event["metadata"]["name"]))
+
+    api.objects[("limitranges", NS, "defaults")] = {
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults", "namespace": NS},
+        "spec": {"limits": [{"type": "Container", "default": {"memory": "80Gi"}}]},
+    }  # fmt: skip
+    client.apply(objects, NS, api_client=kube)
+    assert not _events(api)
+    # A second server would take 160Gi of the 100Gi the quota allows.
+    client.apply(build_rollout_server("grpo-2", "/models/sft", 1, 1, replicas=1, image=None), NS, api_client=kube)
+    (event,) = _events(api)
+    assert "exceeded quota: compute, requested: limits.memory=" in event["message"]
+
+
+def test_the_launcher_fails_fast_with_the_reason_when_admission_refuses_the_job_s_pods(
+    api: StandInAPI, kube: ApiClient
+) -> None:
+    """A refused pod leaves the job without a Failed condition (the operator retries and reports events):
+    the launcher reads the Warning event and fails at once with admission's reason, instead of waiting
+    for activeDeadlineSeconds, and deletes the job."""
+    api.namespace_labels[NS] = RESTRICTED
+    api.script = [("Created", "PyTorchJobCreated", "")]
+    job = build_pytorchjob("sft", ["torchrun"], _dist(), {})
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        replica["template"]["spec"]["securityContext"] = {"runAsUser": 0}
+    with pytest.raises(client.JobFailed) as failed:
+        client.run_to_completion(job, NS, poll_s=0.05, timeout_s=60, api_client=kube)
+    assert not isinstance(failed.value, client.JobTimeout)
+    assert failed.value.reason == "FailedCreatePod"
+    assert 'violates PodSecurity "restricted:latest"' in failed.value.message and "runAsUser=0" in failed.value.message
+    assert ("pytorchjobs", NS, job["metadata"]["name"]) not in api.objects
+
+
+def test_the_launcher_fails_fast_on_a_trainjob_whose_job_pods_are_refused(api: StandInAPI, kube: ApiClient) -> None:
+    """For a TrainJob the refusal is an event on the JobSet's batch Job (``<name>-node-0``)."""
+    api.namespace_labels[NS] = RESTRICTED
+    api.script = [("Created", "TrainJobCreated", "")]
+    job = build_trainjob("sft", ["torchrun"], DistributedConfig(launcher="trainjob", cluster={"namespace": NS}), {})
+    patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    patch["template"]["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": False}
+    with pytest.raises(client.JobFailed, match="runAsNonRoot != true") as failed:
+        client.run_to_completion(job, NS, poll_s=0.05, timeout_s=60, api_client=kube)
+    assert failed.value.reason == "FailedCreate" and not isinstance(failed.value, client.JobTimeout)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,12 @@ def test_pods_see_exactly_their_spec(kube: tuple[StandInAPI, ApiClient], launche
     job = build("probe", ["python", "-c", PROBE % ROOT], dist, {})
     summary = client.run_to_completion(job, NS, poll_s=0.1, timeout_s=60, api_client=api_client)
     assert summary["state"] in ("Succeeded", "Complete")
+    # A PyTorchJob succeeds with its master; the worker may still be printing: wait for it to end.
+    ends = time.monotonic() + 60
+    while any(p.phase == "Running" for p in api.pods.values()) and time.monotonic() < ends:
+        time.sleep(0.05)
     reports = _reports(api, job["metadata"]["name"])
-    assert len(reports) == 2
+    assert len(reports) == 2, [(p.name, p.phase) for p in api.pods.values()]
     assert sorted(r["env"]["PET_NODE_RANK"] for r in reports) == ["0", "1"]
     for report in reports:
         assert report["uid"] == 1000 and report["cwd"] == "/home/r1ov"  # the image's USER and WORKDIR

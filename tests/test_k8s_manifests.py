@@ -181,7 +181,7 @@ def test_pytorchjob_run_policy_and_cluster_knobs() -> None:
     assert pod["containers"][0]["image"] == "registry.example/r1ov-train:1.2.3"
     assert pod["containers"][0]["resources"] == {
         "requests": {"cpu": "16", "memory": "256Gi"},
-        "limits": {bundle.GPU_RESOURCE: "4"},
+        "limits": {"memory": "256Gi", bundle.GPU_RESOURCE: "4"},  # memory limit = request: guaranteed, quota-ready
     }
     assert pod["volumes"] == [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}},
@@ -245,7 +245,7 @@ def test_trainjob_matches_crd_and_layout(nnodes: int) -> None:
     assert trainer["numProcPerNode"] == 8
     assert trainer["command"] == COMMAND
     assert trainer["image"] == bundle.image("train")
-    assert trainer["resourcesPerNode"]["limits"] == {bundle.GPU_RESOURCE: "8"}
+    assert trainer["resourcesPerNode"]["limits"] == {"memory": "512Gi", bundle.GPU_RESOURCE: "8"}
     assert {"name": "R1OV_STAGE", "value": "sft"} in trainer["env"]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "HF_TOKEN"}}} in trainer["env"]
     # The Trainer webhook's rules, which the schema does not carry.
@@ -387,7 +387,7 @@ def test_rollout_server_layout() -> None:
         "trl", "vllm-serve", "--model", "/models/sft", "--tensor-parallel-size", "2", "--data-parallel-size", "2",
         "--host", "0.0.0.0", "--port", "8000", "--max-model-len", "4096",
     ]  # fmt: skip
-    assert container["resources"]["limits"] == {bundle.GPU_RESOURCE: "4"}  # T * D
+    assert container["resources"]["limits"] == {"memory": "64Gi", bundle.GPU_RESOURCE: "4"}  # T * D
     port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert port_names == {"http": 8000, "weight-sync": 51216}
     for probe in ("startupProbe", "readinessProbe"):
@@ -498,7 +498,7 @@ def test_multi_node_knobs_reach_every_training_pod(launcher: str, nnodes: int) -
         assert {"name": "datasets", "mountPath": "/datasets", "readOnly": True} in mounts
         assert {"name": "work", "mountPath": "/workspace"} in mounts
     for limits in (r["limits"] for r in resources):
-        assert limits == {"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "4", "rdma/ib": "1"}
+        assert limits == {"memory": "512Gi", "nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "4", "rdma/ib": "1"}
     if launcher == "pytorchjob":
         for template in templates:
             wrapper = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template}

@@ -18,6 +18,10 @@ reservation depends on max pods per node and is smaller.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,8 +169,20 @@ def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
 # --------------------------------------------------------------------------- workloads
 
 
-def pipeline_workloads() -> list[Workload]:
-    spec, platform = yaml.safe_load_all((ROOT / "pipelines/r1ov.yaml").read_text())
+# The memory the README's launcher=local variant submits (train_task_memory=...).
+README_LOCAL_MEMORY_GIB = float(
+    parse_quantity(re.search(r"train_task_memory=(\S+)", (ROOT / "README.md").read_text()).group(1)) / GIB
+)
+
+
+def _resolved(value: str, defaults: dict[str, Any]) -> str:
+    """A resource that names a pipeline parameter (``{{$.inputs.parameters['pipelinechannel--X']}}``) -> its default."""
+    match = re.fullmatch(r"\{\{\$\.inputs\.parameters\['pipelinechannel--(\w+)'\]\}\}", value)
+    return str(defaults[match.group(1)]) if match else value
+
+
+def pipeline_workloads(package: Path = ROOT / "pipelines/r1ov.yaml") -> list[Workload]:
+    spec, platform = yaml.safe_load_all(package.read_text())
     defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     out = []
@@ -191,15 +207,15 @@ def pipeline_workloads() -> list[Workload]:
                 tolerations.append(toleration)
         count = resources.get("accelerator", {}).get("resourceCount", "0")
         gpus = int(defaults["train_task_gpus"]) if "train_task_gpus" in str(count) else int(count)
-        cpu = float(parse_quantity(resources["resourceCpuRequest"]))
-        memory = float(parse_quantity(resources["resourceMemoryRequest"])) / GIB
+        cpu = float(parse_quantity(_resolved(resources["resourceCpuRequest"], defaults)))
+        memory = float(parse_quantity(_resolved(resources["resourceMemoryRequest"], defaults))) / GIB
         metadata = {"annotations": config.get("podMetadata", {})}
         out.append(Workload(f"pipeline/{name}", selector, tolerations, cpu, memory, gpus, metadata))
         if gpus == 0 and "train_task_gpus" in str(count):
             # The README's launcher=local variant: the task pod is one 8-GPU train node.
             out.append(Workload(
                 f"pipeline/{name} (launcher=local)", bundle.pool_selector("train"), [dict(bundle.GPU_TAINT)],
-                out[-1].cpu, out[-1].memory_gib, 8,
+                out[-1].cpu, README_LOCAL_MEMORY_GIB, 8,
             ))  # fmt: skip
     return out
 
@@ -329,3 +345,74 @@ def test_the_shape_check_can_fail() -> None:
     assert "g2-standard-16" not in _fits(old_default, serve)  # its 64 GB cannot hold a 64 Gi request
     too_big = Workload("4 GPUs", bundle.pool_selector("serve"), [dict(bundle.GPU_TAINT)], 8, 40, 4)
     assert not _fits(too_big, serve)
+
+
+# --------------------------------------------------------------------------- one pool prefix, end to end
+
+PROD_PREFIX = "r1ov-prod"  # charts/r1ov-gpu-nodepools/ci/aws-pinned-values.yaml uses it
+
+
+def _prefixed_pools(provider: str, prefix: str) -> dict[str, Pool]:
+    values = yaml.safe_load((CHARTS / f"r1ov-gpu-nodepools/ci/{provider}-values.yaml").read_text())
+    values["namePrefix"] = prefix
+    original = _render
+    try:
+        globals()["_render"] = lambda chart, _values: original(chart, values)
+        return pools(provider)
+    finally:
+        globals()["_render"] = original
+
+
+def _compiled_with_prefix(prefix: str, dest: Path) -> Path:
+    """``R1OV_POOL_PREFIX=<prefix> r1ov compile`` into ``dest``: the pipeline as a site with that prefix builds it."""
+    code = "import sys; from r1ov.pipeline.compile import compile_all; compile_all(sys.argv[1], sys.argv[2])"
+    env = {**os.environ, "R1OV_POOL_PREFIX": prefix}
+    subprocess.run([sys.executable, "-c", code, str(ROOT), str(dest)], check=True, env=env, timeout=300)
+    return dest / "pipelines" / "r1ov.yaml"
+
+
+def _lands(workload: Workload, available: dict[str, Pool]) -> bool:
+    matching = [p for p in available.values() if workload.selector.items() <= p.labels.items()]
+    return bool(matching) and all(
+        all(tolerates(workload.tolerations, t) for t in p.taints) and _fits(workload, p) for p in matching
+    )
+
+
+@pytest.fixture(scope="module")
+def prod_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _compiled_with_prefix(PROD_PREFIX, tmp_path_factory.mktemp("compiled"))
+
+
+@pytest.mark.parametrize("provider", ["aws", "gke"])
+def test_a_non_default_pool_prefix_schedules_every_pod(
+    provider: str, prod_pipeline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One value, namePrefix r1ov-prod: the node-pool chart's pools, the platform chart's settings (read by
+    the launchers in pipeline pods), the pipeline compiled with it, and every task, job and rollout pod
+    lands on those pools. With the default prefix compiled in, the same pools take none of the tasks."""
+    from r1ov.k8s import bundle as bundle_module
+
+    available = _prefixed_pools(provider, PROD_PREFIX)
+    assert all(name.startswith(f"{PROD_PREFIX}-") for name in available)
+    settings = next(
+        o for o in _render("r1ov-platform", {"mlflow": {"backend": "sqlite"}, "settings": {"poolPrefix": PROD_PREFIX}})
+        if o["kind"] == "ConfigMap" and "R1OV_POOL_PREFIX" in o.get("data", {})
+    )  # fmt: skip
+    # The launchers run in pipeline pods whose env carries the settings ConfigMap's keys.
+    monkeypatch.setattr(bundle_module, "POOL_PREFIX", settings["data"]["R1OV_POOL_PREFIX"])
+    tasks = pipeline_workloads(prod_pipeline)
+    inference = yaml.safe_load((CHARTS / "r1ov-inference/ci/minimal-values.yaml").read_text())
+    serving = [
+        w
+        for obj in _render("r1ov-inference", {**inference, "poolPrefix": PROD_PREFIX})
+        if obj["kind"] == "Deployment"
+        for w in _pod_workloads("chart/r1ov-inference", [obj["spec"]["template"]["spec"]])
+    ]
+    workloads = [w for w in tasks + job_workloads() + serving if w.selector or w.gpus]
+    expected = {"pipeline/exec-shard-source", "job/PyTorchJob", "job/rollout StatefulSet", "chart/r1ov-inference"}
+    assert {w.name for w in workloads} >= expected
+    stranded = [w.name for w in workloads if not _lands(w, available)]
+    assert not stranded, f"left Pending with namePrefix {PROD_PREFIX}: {stranded}"
+
+    default_tasks = [w for w in pipeline_workloads() if w.selector and "local" not in w.name]
+    assert default_tasks and not any(_lands(w, available) for w in default_tasks)

@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "r1ov-platform"
 NS = "r1ov"
 RUN = "run-1234"
+# The endpoint the chart's Role may roll by default (rbac.endpointDeployments: the README's release).
+ENDPOINT = yaml.safe_load((CHART / "values.yaml").read_text())["rbac"]["endpointDeployments"][0]
 
 Call = tuple[str, str, str]
 
@@ -123,19 +125,19 @@ def exercise(api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch) 
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "serve", "namespace": NS},
+        "metadata": {"name": ENDPOINT, "namespace": NS},
         "spec": {"replicas": 1, "template": {"metadata": {}}},
     }
-    api.objects[("deployments", NS, "serve")] = {**deployment, "metadata": {**deployment["metadata"], "generation": 1}}
-    roll_to_version(EndpointConfig(deployment="serve", namespace=NS), "7", api_client=kube)
+    api.objects[("deployments", NS, ENDPOINT)] = {**deployment, "metadata": {**deployment["metadata"], "generation": 1}}
+    roll_to_version(EndpointConfig(deployment=ENDPOINT, namespace=NS), "7", api_client=kube)
     # The same roll when the inference chart renders a KServe InferenceService instead.
-    api.objects[("inferenceservices", NS, "serve")] = {
+    api.objects[("inferenceservices", NS, ENDPOINT)] = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": "serve", "namespace": NS, "generation": 1},
+        "metadata": {"name": ENDPOINT, "namespace": NS, "generation": 1},
         "spec": {"predictor": {"model": {"storageUri": "models:/m@champion"}}},
     }
-    roll_to_version(EndpointConfig(deployment="serve", namespace=NS, kind="InferenceService"), "7", api_client=kube)
+    roll_to_version(EndpointConfig(deployment=ENDPOINT, namespace=NS, kind="InferenceService"), "7", api_client=kube)
 
 
 def _recorded(monkeypatch: pytest.MonkeyPatch, rules: list[dict[str, Any]] | None) -> StandInAPI:
@@ -170,3 +172,19 @@ def test_the_role_never_reads_secrets_or_runs_pods() -> None:
     role = granted(pipeline_role())
     assert not {(g, r, v) for g, r, v in role if r in ("secrets", "pods") and v in ("get", "create", "delete")}
     assert ("", "pods/exec", "create") not in role
+
+
+def test_the_role_rolls_only_the_named_endpoint_never_the_mlflow_server() -> None:
+    """Promotion patches the endpoint by name: a Role that could patch any Deployment could strip the
+    MLflow server's --app-name basic-auth."""
+    from r1ov.testing.kube_api import allows, request_info
+
+    rules = pipeline_role()
+    for resource in (
+        "apps/v1/namespaces/r1ov/deployments",
+        "serving.kserve.io/v1beta1/namespaces/r1ov/inferenceservices",
+    ):
+        assert allows(rules, request_info("PATCH", f"/apis/{resource}/{ENDPOINT}", {}))
+        assert not allows(rules, request_info("PATCH", f"/apis/{resource}/mlflow", {}))
+    unnamed = pipeline_role({"mlflow": {"backend": "sqlite"}, "rbac": {"endpointDeployments": []}})
+    assert not any("deployments" in r["resources"] or "inferenceservices" in r["resources"] for r in unnamed)

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -161,6 +162,18 @@ def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--alias", default="champion", help="alias to roll back")
 
 
+def _doctor(args: argparse.Namespace) -> dict[str, Any]:
+    from r1ov.k8s import doctor
+    from r1ov.k8s.client import load_api_client
+
+    target = doctor.Target(
+        namespace=args.namespace, service_account=args.service_account, kfp_endpoint=args.kfp_endpoint,
+        mlflow_uri=args.mlflow_uri, endpoint=args.endpoint,
+    )  # fmt: skip
+    checks = doctor.run(target, api_client=load_api_client(args.kubeconfig, args.context))
+    return {"table": doctor.table(checks), "ok": all(c.ok for c in checks)}
+
+
 def _registry(args: argparse.Namespace) -> Any:
     from r1ov.registry import models as registry
     from r1ov.registry import promotion
@@ -272,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("-n", "--namespace", default=None, help="profile namespace (multi-user Kubeflow)")
     submit.add_argument("--service-account", default=SERVICE_ACCOUNT, help="service account the run's pods use")
     submit.add_argument("arguments", nargs="*", metavar="KEY=VALUE", help="pipeline arguments, as for kfp run create")
+
+    doctor = sub.add_parser("doctor", help="check the current kube context before the first submit (a table of fixes)")
+    doctor.add_argument("-n", "--namespace", default="r1ov", help="namespace of the platform chart and the runs")
+    doctor.add_argument("--service-account", default=SERVICE_ACCOUNT, help="service account the runs use")
+    doctor.add_argument("--kfp-endpoint", default=os.environ.get("KF_PIPELINES_ENDPOINT"), help="KFP API endpoint")
+    doctor.add_argument("--mlflow-uri", default=None, help="MLflow URL (default: the settings ConfigMap's)")
+    doctor.add_argument(
+        "--endpoint", default="r1ov-serve-r1ov-inference", help="the inference Deployment promotion rolls"
+    )
+    doctor.add_argument("--kubeconfig", default=None, help="kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    doctor.add_argument("--context", default=None, help="kube context (default: the current one)")
     return parser
 
 
@@ -321,6 +345,8 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         return compile_all(args.root)
     elif getattr(args, "eval_tool", None):
         return _eval_tool(args)
+    elif args.command == "doctor":
+        return _doctor(args)
     elif args.command == "submit":
         from r1ov.pipeline.submit import Submission, parse_arguments, submit
 
@@ -391,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"r1ov {args.command}: {message}", file=sys.stderr)
         return 1
+    if args.command == "doctor":  # a table for a person, and a status a script can test
+        print(result["table"])
+        return 0 if result["ok"] else 1
     if args.dry_run and "objects" in result:
         # What `kubectl apply -f -` takes: the objects a launch would create, one YAML document each.
         print(yaml.safe_dump_all(result["objects"], sort_keys=False), end="")

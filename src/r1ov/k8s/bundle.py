@@ -37,7 +37,13 @@ def image(kind: str, registry: str = REGISTRY, tag: str = TAG) -> str:
 # that select it (cloud.google.com/compute-class).
 POOL_LABEL = "r1ov.io/pool"
 COMPUTE_CLASS_LABEL = "cloud.google.com/compute-class"
-POOL_PREFIX = "r1ov"  # the node-pool chart's namePrefix: pool train -> NodePool/ComputeClass r1ov-train
+# The node-pool chart's namePrefix: pool train -> NodePool/ComputeClass <prefix>-train. One value for
+# every place that names a pool: the platform chart publishes it (settings.poolPrefix ->
+# R1OV_POOL_PREFIX in the settings ConfigMap), so the launchers in pipeline pods place their jobs and
+# rollout servers with it, and `R1OV_POOL_PREFIX=<prefix> r1ov compile` puts it into the compiled
+# pipeline's task selectors (KFP's node selectors are literals in the compiled package).
+DEFAULT_POOL_PREFIX = "r1ov"
+POOL_PREFIX = os.environ.get("R1OV_POOL_PREFIX") or DEFAULT_POOL_PREFIX
 GPU_POOLS = ("train", "rollout", "serve")
 CPU_POOL = "cpu"  # launchers, data stages, registry: never on a GPU node
 POOLS = (*GPU_POOLS, CPU_POOL)
@@ -45,11 +51,12 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def pool_selector(pool: str, prefix: str = POOL_PREFIX) -> dict[str, str]:
-    """The nodeSelector that puts a pod on ``pool`` on either provider."""
+def pool_selector(pool: str, prefix: str | None = None) -> dict[str, str]:
+    """The nodeSelector that puts a pod on ``pool`` on either provider (``prefix``: :data:`POOL_PREFIX`)."""
     if pool not in POOLS:
         raise KeyError(f"unknown pool {pool!r}; expected one of {list(POOLS)}")
-    return {COMPUTE_CLASS_LABEL: f"{prefix}-{pool}", POOL_LABEL: pool}  # sorted: compiled YAML stays stable
+    # Keys sorted: the compiled YAML stays stable.
+    return {COMPUTE_CLASS_LABEL: f"{prefix or POOL_PREFIX}-{pool}", POOL_LABEL: pool}
 
 
 def pool_tolerations(pool: str) -> list[dict[str, str]]:

@@ -92,10 +92,59 @@ def _true_conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in conditions if str(c.get("status")) == "True"]
 
 
+# Warning events of a controller whose pod the API server refused (admission: Pod Security, quota,
+# service account). The operators never mark the job Failed for it; they retry and record these:
+# the training operator FailedCreatePod on the PyTorchJob (pkg/controller.v1/control/pod_control.go),
+# the Job controller FailedCreate on a TrainJob's batch Jobs (kubernetes pkg/controller/controller_utils.go),
+# the StatefulSet controller FailedCreate on the StatefulSet (pkg/controller/statefulset/stateful_pod_control.go).
+_REFUSED_REASONS = ("FailedCreatePod", "FailedCreate")
+# A refusal that can clear by itself (other pods finishing): reported, waited out.
+_TRANSIENT_REFUSALS = ("exceeded quota",)
+
+
+def creation_refusal(core: CoreV1Api, namespace: str, owner: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of a Warning event saying the pods of ``owner`` (a job or StatefulSet, as read
+    from the API) were refused at creation, else None. A TrainJob's pods belong to the batch Jobs
+    JobSet creates for it (``<name>-<replicated job>-<index>``). Never raises: it only adds to a wait."""
+    kind, meta = owner.get("kind"), owner.get("metadata") or {}
+    name, uid, created = meta.get("name", ""), meta.get("uid"), str(meta.get("creationTimestamp") or "")
+    try:
+        events = core.list_namespaced_event(namespace, field_selector="type=Warning")
+    except (ApiException, urllib3.exceptions.HTTPError) as exc:
+        log.debug("events of %s/%s not readable: %s", namespace, name, exc)
+        return None
+    for event in events.items:
+        involved = event.involved_object
+        if event.reason not in _REFUSED_REASONS or involved is None:
+            continue
+        own = involved.kind == kind and involved.name == name and (not uid or not involved.uid or involved.uid == uid)
+        # A child Job: only events of this job's life (a same-named earlier job's events may linger).
+        stamp = event.last_timestamp or event.event_time
+        seen = stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp is not None else ""
+        child = (
+            kind == "TrainJob" and involved.kind == "Job" and involved.name.startswith(f"{name}-") and seen >= created
+        )
+        if not (own or child):
+            continue
+        message = event.message or ""
+        if any(text in message for text in _TRANSIENT_REFUSALS):
+            log.warning("%s %s/%s waits: %s", kind, namespace, name, message)
+            continue
+        return event.reason, message
+    return None
+
+
 def _wait_for_end(
-    custom: CustomObjectsApi, job: kinds.JobKind, namespace: str, name: str, poll_s: float, timeout_s: float | None
+    custom: CustomObjectsApi,
+    job: kinds.JobKind,
+    namespace: str,
+    name: str,
+    poll_s: float,
+    timeout_s: float | None,
+    core: CoreV1Api | None = None,
 ) -> dict[str, Any]:
-    """Poll until the success condition (returned) or the failure condition (raised)."""
+    """Poll until the success condition (returned) or the failure condition (raised); with ``core``, a
+    Warning event saying the job's pods were refused at creation also fails it (raised)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     errors, state = 0, "Pending"
     while True:
@@ -120,6 +169,8 @@ def _wait_for_end(
             if conditions and conditions[-1].get("type") != state:
                 state = conditions[-1]["type"]
                 log.info("%s %s/%s: %s", job.plural[:-1], namespace, name, state)
+            if core is not None and (refused := creation_refusal(core, namespace, obj)) is not None:
+                raise JobFailed(*refused)
         if deadline is not None and time.monotonic() >= deadline:
             raise JobTimeout("Timeout", f"{name} did not finish within {timeout_s:g} s (last state: {state})")
         remaining = poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
@@ -217,7 +268,7 @@ def run_to_completion(
                     CoreV1Api(api_client), namespace, job.log_selector(name), job.log_container, poll_s=poll_s
                 )
                 follower.start()
-            condition = _wait_for_end(custom, job, namespace, name, poll_s, timeout_s)
+            condition = _wait_for_end(custom, job, namespace, name, poll_s, timeout_s, CoreV1Api(api_client))
         except JobFailed as exc:
             if created and not isinstance(exc, JobTimeout) and follower is not None:
                 follower.stop(_LOG_DRAIN_S)  # the failing pod's last lines say why
@@ -324,7 +375,10 @@ def wait_ready(
     poll_s: float = 10.0,
     api_client: ApiClient | None = None,
 ) -> dict[str, Any]:
-    """Wait until a Deployment or StatefulSet has all replicas updated and ready; returns its status."""
+    """Wait until a Deployment or StatefulSet has all replicas updated and ready; returns its status.
+
+    Raises RuntimeError at once when its pods are refused at creation (a FailedCreate event), and
+    TimeoutError after ``timeout_s``."""
     if obj.get("kind") not in ("Deployment", "StatefulSet"):
         raise ValueError(f"wait_ready handles Deployment and StatefulSet, not {obj.get('kind')!r}")
     namespace = namespace or (obj.get("metadata") or {}).get("namespace")
@@ -341,6 +395,10 @@ def wait_ready(
                 if _is_ready(current):
                     log.info("%s %s/%s is ready", obj["kind"], namespace, obj["metadata"]["name"])
                     return current.get("status") or {}
+                if (refused := creation_refusal(CoreV1Api(api_client), namespace, current)) is not None:
+                    raise RuntimeError(
+                        f"{obj['kind']} {namespace}/{obj['metadata']['name']}: {refused[0]}: {refused[1]}"
+                    )
             except (ApiException, urllib3.exceptions.HTTPError) as exc:
                 if not (_transient(exc) or (isinstance(exc, ApiException) and exc.status == 404)):
                     raise

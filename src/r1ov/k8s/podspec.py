@@ -8,6 +8,7 @@ names that look like credentials.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from typing import Any
@@ -133,13 +134,38 @@ def gpu_placement(pool: str) -> dict[str, Any]:
 
 def resources(gpus: int, cpu: str, memory: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
     """GPUs (and other devices: EFA, RDMA) as limits (the request follows for extended resources),
-    CPU and memory as requests."""
-    out: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
-    limits = {bundle.GPU_RESOURCE: str(gpus)} if gpus else {}
+    CPU and memory as requests, and memory as a limit too: a namespace's ResourceQuota on
+    ``limits.memory`` refuses a pod without one, and a limit equal to the request keeps the pod's
+    memory guaranteed. CPU gets no limit on purpose (a CPU limit throttles data loaders and NCCL)."""
+    limits = {"memory": memory, **({bundle.GPU_RESOURCE: str(gpus)} if gpus else {})}
     limits.update({name: str(value) for name, value in (extra or {}).items()})
-    if limits:
-        out["limits"] = limits
-    return out
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": limits}
+
+
+# Pod Security "restricted" (k8s.io/pod-security-admission policy/check_runAsNonRoot.go,
+# check_seccompProfile_restricted.go, check_allowPrivilegeEscalation.go, check_capabilities_restricted.go):
+# every pod the bundle creates runs as the images' non-root user 1000 (images/Dockerfile.*), with the
+# runtime's default seccomp profile, no privilege escalation and no capabilities. fsGroup makes the
+# pod's volumes writable for that user.
+IMAGE_UID = 1000
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": IMAGE_UID,
+    "runAsGroup": IMAGE_UID,
+    "fsGroup": IMAGE_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def pod_security() -> dict[str, Any]:
+    """A fresh copy of :data:`POD_SECURITY` for a pod spec (manifests are mutated by callers)."""
+    return copy.deepcopy(POD_SECURITY)
+
+
+def container_security() -> dict[str, Any]:
+    """A fresh copy of :data:`CONTAINER_SECURITY` for a container."""
+    return copy.deepcopy(CONTAINER_SECURITY)
 
 
 # Pods of a training job: no Istio sidecar (it breaks the rendezvous of PyTorchJob pods in Kubeflow

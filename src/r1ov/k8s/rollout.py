@@ -34,15 +34,6 @@ GROUP_PORT_NAME = "weight-sync"
 # The controller-revision-hash label is "<statefulset>-<10 chars>" and must fit in 63.
 _STATEFULSET_NAME_MAX = 52
 _PROBE_PERIOD_S = 10
-# The vLLM image runs as uid 1000 (images/Dockerfile.vllm); nothing in the server needs more.
-POD_SECURITY = {
-    "runAsNonRoot": True,
-    "runAsUser": 1000,
-    "runAsGroup": 1000,
-    "fsGroup": 1000,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 # Dedicated GPUs: vLLM's own default (0.3 is the value for sharing a GPU with the trainer).
 SERVER_GPU_MEMORY_UTILIZATION = 0.9
 
@@ -149,7 +140,7 @@ def build_rollout_server(
         },
         "readinessProbe": {**probe_target, "timeoutSeconds": 5, "failureThreshold": 3},
         "volumeMounts": [podspec.shm_mount()],
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": podspec.container_security(),
     }
     if env or env_refs:
         container["env"] = podspec.env_list(env or {}) + list(env_refs or [])
@@ -159,7 +150,7 @@ def build_rollout_server(
         **podspec.gpu_placement(pool),
         "containers": [container],
         "volumes": [podspec.shm_volume(shm_size)],
-        "securityContext": POD_SECURITY,
+        "securityContext": podspec.pod_security(),
     }
     if service_account:
         pod_spec["serviceAccountName"] = service_account

@@ -114,6 +114,7 @@ def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env
         "env": pod_env(dist, env),
         "resources": _resources(dist),
         "volumeMounts": mounts,
+        "securityContext": podspec.container_security(),
     }
     if cluster.secret_env:
         container["envFrom"] = podspec.secret_env_from(cluster.secret_env)
@@ -123,6 +124,7 @@ def build_pytorchjob(name: str, command: list[str], dist: DistributedConfig, env
         "volumes": volumes,
         # the SIGTERM checkpoint (save + upload) must finish before Kubernetes kills the pod
         "terminationGracePeriodSeconds": termination_grace_s(dist),
+        "securityContext": podspec.pod_security(),
     }
     if cluster.service_account:
         pod_spec["serviceAccountName"] = cluster.service_account
@@ -178,7 +180,10 @@ def build_trainjob(name: str, command: list[str], dist: DistributedConfig, env: 
         "volumes": volumes,
         "terminationGracePeriodSeconds": termination_grace_s(dist),
         # The webhook refuses env on the node container here; env goes in spec.trainer.
-        "containers": [{"name": TRAINJOB_NODE, "volumeMounts": mounts}],
+        "containers": [
+            {"name": TRAINJOB_NODE, "volumeMounts": mounts, "securityContext": podspec.container_security()}
+        ],
+        "securityContext": podspec.pod_security(),
     }
     if cluster.service_account:
         pod_patch["serviceAccountName"] = cluster.service_account

@@ -15,7 +15,9 @@ It authorizes like the API server's RBAC authorizer: each request is turned into
 (API group, resource[/subresource], verb) the way the server's request-info parser does it
 (GET on a name is ``get``, on a collection ``list`` or, with ``watch=true``, ``watch``; POST
 ``create``; PUT ``update``; PATCH, server-side apply included, ``patch``; DELETE ``delete`` or
-``deletecollection``), and a request no rule grants gets the server's 403 ``Forbidden`` Status.
+``deletecollection``), and a request no rule grants gets the server's 403 ``Forbidden`` Status. A
+server-side apply that would create a missing object is also authorized as ``create``, as the API
+server's patch handler does (see :meth:`StandInAPI._create_on_apply`).
 Rules come from a Role, e.g. the one ``charts/r1ov-platform`` renders for the pipeline's service
 account (:func:`role_rules_from_chart`). Every request is recorded (:meth:`StandInAPI.calls`),
 so a test can compare what the code needs with what the Role grants.
@@ -26,7 +28,8 @@ operator or JobSet puts on it, with ``log_lines`` as its log. A kubelet (see
 ``r1ov.testing.kubelet``) can take that role instead and run the pods as local processes.
 
 Not modelled: authentication (every request acts as ``user``, except one bearing ``admin_token``),
-admission webhooks, field ownership and conflicts of server-side apply (the applied object replaces the previous one),
+admission webhooks, ``managedFields`` in the objects it returns (ownership is kept beside them, see
+:mod:`r1ov.testing.field_manager` for the merge and conflicts of server-side apply),
 resourceVersion/optimistic concurrency, watches as streams, owner references and garbage
 collection beyond what :attr:`StandInAPI.kubelet` does, ClusterRoles, and cluster-scoped objects.
 """
@@ -48,6 +51,8 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
+from r1ov.testing import admission, field_manager
+
 # The stand-in's own table of what it serves (independent of r1ov.k8s.kinds on purpose).
 RESOURCES: dict[tuple[str, str, str], str] = {
     ("kubeflow.org", "v1", "pytorchjobs"): "PyTorchJob",
@@ -59,6 +64,8 @@ RESOURCES: dict[tuple[str, str, str], str] = {
     ("", "v1", "secrets"): "Secret",
     ("", "v1", "serviceaccounts"): "ServiceAccount",
     ("", "v1", "events"): "Event",
+    ("", "v1", "limitranges"): "LimitRange",
+    ("", "v1", "resourcequotas"): "ResourceQuota",
     ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
     ("serving.kserve.io", "v1beta1", "inferenceservices"): "InferenceService",
 }
@@ -126,6 +133,8 @@ _PATH = re.compile(
     r"/namespaces/(?P<namespace>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
 )
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+_DISCOVERY = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))$")
+_SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 def request_info(method: str, path: str, query: dict[str, list[str]]) -> RequestInfo | None:
@@ -223,6 +232,22 @@ def forbidden(info: RequestInfo, user: str) -> dict[str, Any]:
     )
 
 
+def forbidden_create_on_update(info: RequestInfo, user: str) -> dict[str, Any]:
+    """The 403 of an apply that would create an object the user may not create.
+
+    handlers/update.go withAuthorization: ``errors.NewForbidden(group resource, name, reason)``, whose
+    message is ``<resource>.<group> "<name>" is forbidden: <reason>``.
+    """
+    qualified = f"{info.resource}.{info.group}" if info.group else info.resource
+    return status(
+        403,
+        "Forbidden",
+        f'{qualified} "{info.name}" is forbidden: User "{user}" cannot create resource "{info.resource}" '
+        f'in API group "{info.group}" in the namespace "{info.namespace}"',
+        {"name": info.name, "group": info.group, "kind": info.resource},
+    )
+
+
 # --------------------------------------------------------------------------- the API server
 
 
@@ -294,7 +319,14 @@ class StandInAPI:
         self.rules = rules
         self.user = user
         self.admin_token = admin_token  # a bearer token with every right, for a test's own setup (not recorded)
+        # API groups/versions served (a CRD not installed: remove its group); discovery lists these.
+        self.installed: set[tuple[str, str]] = {(group, version) for group, version, _ in RESOURCES}
+        # Cluster-scoped collections a test puts in place, by path: "/api/v1/nodes",
+        # "/apis/karpenter.sh/v1/nodepools", "/apis/cloud.google.com/v1/computeclasses".
+        self.cluster_objects: dict[str, list[dict[str, Any]]] = {}
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
+        # (plural, namespace, name) -> field manager -> the field paths it owns (see field_manager)
+        self.managed: dict[tuple[str, str, str], dict[str, set[field_manager.Path]]] = {}
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.attempts: list[tuple[RequestInfo, bool]] = []  # every resource request and whether it was allowed
         self.script: list[tuple[str, str, str]] = []  # (condition type, reason, message) per job GET
@@ -306,6 +338,11 @@ class StandInAPI:
         self.ready_after_gets = 2  # workloads report one more ready replica per GET after this many
         self.workload_gets: dict[str, int] = {}
         self.kubelet: Kubelet | None = None
+        # Labels of each namespace (e.g. pod-security.kubernetes.io/enforce: restricted); namespaces are
+        # not objects here, a test sets their labels.
+        self.namespace_labels: dict[str, dict[str, str]] = {}
+        self.quota_used: dict[str, dict[str, Any]] = {}  # namespace -> ResourceQuota usage of admitted pods
+        self.refused: set[tuple[str, str]] = set()  # (kind, name) of workloads whose pods admission refused
         self.url = ""
 
     # ------------------------------------------------------------- what was asked
@@ -321,7 +358,10 @@ class StandInAPI:
 
     # ------------------------------------------------------------- the scripted "operator"
 
-    def _job_status(self, name: str) -> dict[str, Any]:
+    def _job_status(self, kind: str, name: str) -> dict[str, Any]:
+        if (kind, name) in self.refused:  # no pod exists: the operator only reports events
+            return {"conditions": [{"type": "Created", "status": "True", "reason": f"{kind}Created",
+                                    "message": f"{kind} {name} is created.", "lastTransitionTime": now()}]}  # fmt: skip
         step = min(self.steps.get(name, 0), len(self.script) - 1)
         self.steps[name] = self.steps.get(name, 0) + 1
         conditions = []
@@ -350,26 +390,173 @@ class StandInAPI:
         key = obj["metadata"]["name"]
         self.workload_gets[key] = self.workload_gets.get(key, 0) + 1
         want = obj["spec"].get("replicas", 1)
-        ready = 0 if self.ready_after_gets < 0 else max(0, min(want, self.workload_gets[key] - self.ready_after_gets))
+        ready = (
+            0
+            if self.ready_after_gets < 0 or (obj["kind"], key) in self.refused
+            else max(0, min(want, self.workload_gets[key] - self.ready_after_gets))
+        )
         return {"observedGeneration": obj["metadata"]["generation"], "replicas": want, "readyReplicas": ready,
                 "updatedReplicas": ready, "availableReplicas": ready}  # fmt: skip
 
+    # ------------------------------------------------------------- pods a controller creates
+
+    def admit_pods(
+        self, kind: str, obj: dict[str, Any], pods: list[tuple[str, dict[str, Any]]], *, accounts: bool = True
+    ) -> bool:
+        """Run admission (r1ov.testing.admission) on the pods a controller creates for ``obj``; on the first
+        refusal no pod is created, the controller's Warning event is recorded and False returned.
+        ``accounts=False`` skips the ServiceAccount check (the scripted operator's callers store none)."""
+        namespace = obj["metadata"]["namespace"]
+        labels = self.namespace_labels.get(namespace, {})
+        used = self.quota_used.setdefault(namespace, {})
+        for pod_name, spec in pods:
+            _, refused = admission.admit(labels, self.objects, namespace, pod_name, spec, used, accounts=accounts)
+            if refused is not None:
+                self.refuse(kind, obj, pod_name, refused)
+                return False
+        return True
+
+    def refuse(self, kind: str, obj: dict[str, Any], pod_name: str, message: str) -> None:
+        """The event a controller records when the API server refuses its pod; the object gets no Failed
+        condition (the controllers retry), only this event.
+
+        - PyTorchJob: the training operator's pod control (kubeflow/training-operator,
+          pkg/controller.v1/control/pod_control.go createPods): ``FailedCreatePod``, ``Error creating: ...``
+          on the PyTorchJob;
+        - TrainJob: JobSet creates a batch Job per replicated job, whose controller records ``FailedCreate``
+          ``Error creating: ...`` on that Job (kubernetes pkg/controller/controller_utils.go
+          RealPodControl.CreatePods), named ``<trainjob>-node-0``;
+        - StatefulSet: ``FailedCreate``, ``create Pod <pod> in StatefulSet <name> failed error: ...``
+          (pkg/controller/statefulset/stateful_pod_control.go recordPodEvent).
+        """
+        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        self.refused.add((kind, name))
+        if kind == "PyTorchJob":
+            involved = {"apiVersion": obj["apiVersion"], "kind": kind, "name": name, "uid": obj["metadata"]["uid"]}
+            reason, text, component = "FailedCreatePod", f"Error creating: {message}", "pytorchjob-controller"
+        elif kind == "TrainJob":
+            involved = {"apiVersion": "batch/v1", "kind": "Job", "name": f"{name}-node-0", "uid": str(uuid.uuid4())}
+            reason, text, component = "FailedCreate", f"Error creating: {message}", "job-controller"
+        else:
+            involved = {"apiVersion": obj["apiVersion"], "kind": kind, "name": name, "uid": obj["metadata"]["uid"]}
+            reason = "FailedCreate"
+            text = f"create Pod {pod_name} in {kind} {name} failed error: {message}"
+            component = "statefulset-controller"
+        event_name = f"{involved['name']}.{uuid.uuid4().hex[:16]}"
+        self.objects[("events", namespace, event_name)] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": event_name, "namespace": namespace, "uid": str(uuid.uuid4())},
+            "involvedObject": {**involved, "namespace": namespace},
+            "reason": reason,
+            "message": text,
+            "type": "Warning",
+            "count": 1,
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+            "source": {"component": component},
+        }
+
     # ------------------------------------------------------------- REST
+
+    def _discovery(self, group: str, version: str) -> tuple[int, Any]:
+        """``GET /apis/<group>/<version>`` (or ``/api/v1``): the APIResourceList of a served group version
+        (staging/src/k8s.io/apiserver/pkg/endpoints/discovery/version.go, APIVersionHandler). Discovery is
+        open to every authenticated user (the system:discovery ClusterRole), so it is not authorized here."""
+        if (group, version) not in self.installed:
+            return 404, status(
+                404, "NotFound", f"the server could not find the requested resource /apis/{group}/{version}"
+            )
+        resources = [
+            {"name": plural, "singularName": "", "namespaced": True, "kind": kind,
+             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}
+            for (g, v, plural), kind in RESOURCES.items()
+            if (g, v) == (group, version)
+        ]  # fmt: skip
+        group_version = f"{group}/{version}" if group else version
+        return 200, {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        }
+
+    def _self_subject_access_review(self, headers: Any, body: bytes) -> tuple[int, Any]:
+        """``kubectl auth can-i``: may the requester (or, with ``Impersonate-User``, whom it impersonates) do this?
+
+        kubernetes pkg/registry/authorization/selfsubjectaccessreview/rest.go (REST.Create): the spec's
+        resourceAttributes become authorizer attributes for the requesting user
+        (pkg/registry/authorization/util/helpers.go ResourceAttributesFrom) and the decision is returned
+        in status.allowed; creating the review needs no grant (system:basic-user). Impersonation
+        (staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go) is allowed to the admin
+        token only; the Role's rules apply to :attr:`user`, anyone else impersonated is granted nothing.
+        """
+        review = json.loads(body)
+        admin = headers.get("Authorization") == f"Bearer {self.admin_token}"
+        impersonated = headers.get("Impersonate-User")
+        if impersonated and not admin:
+            return 403, status(403, "Forbidden", f'users "{impersonated}" is forbidden: User "{self.user}" cannot '
+                               'impersonate resource "users" in API group "" at the cluster scope')  # fmt: skip
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        resource = attributes.get("resource", "") + (
+            f"/{attributes['subresource']}" if attributes.get("subresource") else ""
+        )
+        info = RequestInfo(
+            attributes.get("group", ""), attributes.get("version", ""), resource, attributes.get("verb", ""),
+            attributes.get("namespace", ""), attributes.get("name", ""),
+        )  # fmt: skip
+        subject = impersonated or (None if admin else self.user)
+        if subject is None:
+            allowed = True
+        elif subject == self.user:
+            allowed = self.rules is None or allows(self.rules, info)
+        else:
+            allowed = False
+        review["status"] = {"allowed": allowed}
+        if not allowed:
+            review["status"]["reason"] = ""
+        return 201, review
+
+    def _authorized(self, info: RequestInfo, headers: Any) -> bool:
+        """RBAC's decision for ``info``, recorded (a test's own admin token is neither checked nor recorded)."""
+        if headers.get("Authorization") == f"Bearer {self.admin_token}":
+            return True
+        allowed = self.rules is None or allows(self.rules, info)
+        self.attempts.append((info, allowed))
+        return allowed
+
+    @staticmethod
+    def _create_on_apply(info: RequestInfo) -> RequestInfo:
+        # kube-apiserver, staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go, PatchResource:
+        # the authorization filter has already allowed `patch`; for a server-side apply the handler
+        # may create the object (forceAllowCreate), and it builds createAuthorizerAttributes (verb
+        # `create`, same resource and name) that withAuthorization (handlers/update.go) checks before
+        # an object is created. A Role for apply therefore needs `create` and `patch`.
+        return RequestInfo(info.group, info.version, info.resource, "create", info.namespace, info.name)
 
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         url = urlparse(raw_path)
         query = parse_qs(url.query)
         with self.lock:
             self.requests.append((method, url.path, query))
+            if method == "GET" and (group_version := _DISCOVERY.match(url.path)):
+                return self._discovery(group_version["group"] or "", group_version["version"] or group_version["core"])
+            if method == "POST" and url.path == _SSAR_PATH:
+                return self._self_subject_access_review(headers, body)
+            if method == "GET" and url.path in self.cluster_objects:
+                # A cluster-scoped list (GET /apis/<group>/<version>/<plural>, no namespace): the test's
+                # admin only; RBAC here models Roles, which cannot grant cluster-scoped reads.
+                if headers.get("Authorization") != f"Bearer {self.admin_token}":
+                    return 403, status(403, "Forbidden", f"{url.path} is forbidden at the cluster scope")
+                items = [o for o in self.cluster_objects[url.path]
+                         if _selector(query).items() <= (o["metadata"].get("labels") or {}).items()]  # fmt: skip
+                return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
             info = request_info(method, url.path, query)
+            if info is not None and (info.group, info.version) not in self.installed and info.group:
+                return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
             if info is None:
                 return 404, status(404, "NotFound", f"the server could not find the requested resource {url.path}")
-            if headers.get("Authorization") != f"Bearer {self.admin_token}":
-                allowed = self.rules is None or allows(self.rules, info)
-                self.attempts.append((info, allowed))
-            else:
-                allowed = True
-            if not allowed:
+            if not self._authorized(info, headers):
                 return 403, forbidden(info, self.user)
             if info.group == "" and info.resource == "pods/log":
                 return self._log(info.name, query)
@@ -385,7 +572,7 @@ class StandInAPI:
             api_version = f"{info.group}/{info.version}" if info.group else info.version
             key = (info.resource, info.namespace, info.name)
             if info.verb == "create":
-                return self._create(kind, api_version, info.resource, info.namespace, headers, body)
+                return self._create(kind, api_version, info.resource, info.namespace, headers, query, body)
             if info.verb == "list":
                 return self._list(kind, api_version, info.resource, info.namespace, query)
             if not info.name:
@@ -396,14 +583,17 @@ class StandInAPI:
                 if key not in self.objects:
                     return 404, status(404, "NotFound", f'{info.resource} "{info.name}" not found')
                 obj = self.objects.pop(key)
+                self.managed.pop(key, None)
                 if self.kubelet is not None:
                     self.kubelet.deleted(self, kind, obj)
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
             if info.verb == "patch":
+                if key not in self.objects and not self._authorized(self._create_on_apply(info), headers):
+                    return 403, forbidden_create_on_update(info, self.user)
                 return self._apply(kind, api_version, key, headers, query, body)
             return 405, status(405, "MethodNotAllowed", method)
 
-    def _create(self, kind, api_version, plural, namespace, headers, body) -> tuple[int, Any]:
+    def _create(self, kind, api_version, plural, namespace, headers, query, body) -> tuple[int, Any]:
         if headers.get("Content-Type") != "application/json":
             return 415, status(415, "UnsupportedMediaType", str(headers.get("Content-Type")))
         obj = json.loads(body)
@@ -416,6 +606,10 @@ class StandInAPI:
         key = (plural, namespace, obj["metadata"]["name"])
         if key in self.objects:
             return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
+        # The creator owns every field it sent (fieldmanager.FieldManager.Update, operation Update); its
+        # name is the fieldManager parameter, else the client's user agent (managerOrUserAgent).
+        manager = (query.get("fieldManager") or [str(headers.get("User-Agent") or "unknown").split("/")[0]])[0]
+        field_manager.record_update(obj, self.managed.setdefault(key, {}), manager)
         self._store(kind, key, obj)
         return 201, obj
 
@@ -425,7 +619,11 @@ class StandInAPI:
         if self.kubelet is not None:
             self.kubelet.created(self, kind, obj)
         elif kind in MAIN_POD:
-            self._start_job(kind, key[2])
+            # Scripted mode models no ServiceAccounts (the kubelet mode does): admission without that check.
+            if self.admit_pods(kind, obj, planned_pods(kind, obj), accounts=False):
+                self._start_job(kind, key[2])
+        elif kind in WORKLOAD_KINDS:
+            self.admit_pods(kind, obj, planned_pods(kind, obj), accounts=False)
 
     def _get(self, kind: str, key: tuple[str, str, str]) -> tuple[int, Any]:
         if key not in self.objects:
@@ -435,7 +633,7 @@ class StandInAPI:
             if self.fail_job_gets > 0:
                 self.fail_job_gets -= 1
                 return 503, status(503, "ServiceUnavailable", "etcd leader changed")
-            obj["status"] = self.kubelet.job_status(self, obj) if self.kubelet else self._job_status(key[2])
+            obj["status"] = self.kubelet.job_status(self, obj) if self.kubelet else self._job_status(kind, key[2])
         elif kind in WORKLOAD_KINDS:
             obj["status"] = self.kubelet.workload_status(self, obj) if self.kubelet else self._workload_status(obj)
         return 200, obj
@@ -450,25 +648,36 @@ class StandInAPI:
         if obj.get("kind") != kind or obj.get("apiVersion") != api_version or obj["metadata"]["name"] != key[2]:
             return 400, status(400, "BadRequest", "object does not match the request path")
         previous = self.objects.get(key)
+        owners = self.managed.setdefault(key, {})
+        force = query.get("force", ["false"])[0] == "true"
+        try:
+            merged = field_manager.apply(previous, obj, owners, query["fieldManager"][0], force=force)
+        except field_manager.ApplyConflict as exc:
+            causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": path}
+                      for manager, paths in exc.conflicts.items() for path in paths]  # fmt: skip
+            return 409, status(409, "Conflict", str(exc), {"name": key[2], "kind": key[0], "causes": causes})
         if previous is None:
-            self._store(kind, key, obj)
-            return 201, obj
-        changed = any(previous.get(f) != obj.get(f) for f in ("spec", "data", "stringData"))
-        previous["metadata"]["generation"] += int(changed)
-        previous["metadata"]["labels"] = obj["metadata"].get("labels", {})
-        for f in ("spec", "data", "stringData"):
-            if f in obj:
-                previous[f] = obj[f]
-        return 200, previous
+            merged["metadata"].setdefault("name", key[2])
+            self._store(kind, key, merged)
+            return 201, merged
+        # The API server bumps metadata.generation when spec changes (each kind's PrepareForUpdate).
+        changed = any(previous.get(f) != merged.get(f) for f in ("spec", "data", "stringData"))
+        merged["metadata"]["generation"] = previous["metadata"].get("generation", 1) + int(changed)
+        if "status" in previous:
+            merged["status"] = previous["status"]
+        self.objects[key] = merged
+        return 200, merged
 
     def _list(self, kind, api_version, plural, namespace, query) -> tuple[int, Any]:
         wanted = _selector(query)
+        fields = _field_selector(query)
         items = [
             obj
             for (obj_plural, obj_namespace, _), obj in self.objects.items()
             if obj_plural == plural
             and obj_namespace == namespace
             and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+            and all(_field(obj, path) == value for path, value in fields.items())
         ]
         return 200, {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {}, "items": items}
 
@@ -497,8 +706,58 @@ class StandInAPI:
         return 200, text
 
 
+def trainjob_pod_spec(job: dict[str, Any]) -> dict[str, Any]:
+    """A TrainJob's node pod as Trainer v2 builds it: the runtime's ``node`` container with spec.trainer's
+    image, command, env and resourcesPerNode, and the pod spec of its ``runtimePatches`` merged over it
+    (the torch-distributed ClusterTrainingRuntime adds nothing else a check here reads)."""
+    trainer = job["spec"].get("trainer") or {}
+    pod: dict[str, Any] = {}
+    for patch in job["spec"].get("runtimePatches") or []:
+        for replicated in patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]:
+            if replicated["name"] == "node":
+                pod = {**pod, **(replicated["template"]["spec"]["template"].get("spec") or {})}
+    patched = next((c for c in pod.get("containers") or [] if c.get("name") == "node"), {})
+    container = {
+        "name": "node",
+        "image": trainer.get("image", ""),
+        "command": trainer.get("command") or [],
+        "env": trainer.get("env") or [],
+        "resources": trainer.get("resourcesPerNode") or {},
+        **{k: v for k, v in patched.items() if k not in ("name", "env")},
+    }
+    return {**pod, "containers": [container]}
+
+
+def planned_pods(kind: str, obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(pod name, pod spec) of every pod the controller of ``obj`` creates."""
+    name, spec = obj["metadata"]["name"], obj["spec"]
+    if kind == "PyTorchJob":
+        return [
+            (f"{name}-{rtype.lower()}-{i}", replica["template"]["spec"])
+            for rtype, replica in spec["pytorchReplicaSpecs"].items()
+            for i in range(replica.get("replicas", 1))
+        ]
+    if kind == "TrainJob":
+        pod = trainjob_pod_spec(obj)
+        return [(f"{name}-node-0-{i}-x7k2p", pod) for i in range(int(spec["trainer"].get("numNodes", 1)))]
+    return [(f"{name}-{i}", spec["template"]["spec"]) for i in range(spec.get("replicas", 1))]
+
+
 def _selector(query: dict[str, list[str]]) -> dict[str, str]:
     return dict(part.split("=", 1) for part in query.get("labelSelector", [""])[0].split(",") if part)
+
+
+def _field_selector(query: dict[str, list[str]]) -> dict[str, str]:
+    """``fieldSelector=a.b=v,c=w`` (equality only). Events select on involvedObject.*, reason, type,
+    source (pkg/registry/core/event/strategy.go ToSelectableFields); every object on metadata.name/namespace."""
+    return dict(part.split("=", 1) for part in query.get("fieldSelector", [""])[0].split(",") if part)
+
+
+def _field(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return "" if node is None else str(node)
 
 
 def _make_handler(api: StandInAPI) -> type[BaseHTTPRequestHandler]:

@@ -34,11 +34,11 @@ NCCL/EFA, container images (the image is this machine's Python environment plus 
 in-place pod restarts (``restartPolicy``/``backoffLimit``: a failed pod fails its job), init
 containers, probes other than readiness.
 
-Service accounts: as the ServiceAccount admission plugin does, a pod whose ``serviceAccountName``
-(``default`` when unset, which every namespace has) is not a ServiceAccount stored in the namespace
-is refused and not created. A job whose pods are refused is Failed with reason ``FailedCreate`` and
-admission's message (the real operators keep retrying and report ``FailedCreate`` events while the
-job waits; failing it lets a launcher report the reason at once); a StatefulSet gets no replica.
+Admission: every pod goes through the stand-in's admission (:mod:`r1ov.testing.admission`: LimitRange
+defaults, the ServiceAccount plugin, whose account ``default`` every namespace has, Pod Security at
+the namespace's enforce label, ResourceQuota). A refused pod is not created: as the real operators
+do, the job gets no Failed condition, only the controller's Warning event
+(:meth:`StandInAPI.refuse`), and a launcher reads the reason from there; a StatefulSet gets no replica.
 Not modelled: token projection and mounting, and workload identity itself (IRSA / GKE Workload
 Identity exchanging the account's token for cloud credentials through STS): pods here reach S3 with
 the Secret keys the pod spec maps, whatever the account's annotations say.
@@ -133,15 +133,16 @@ class LocalKubelet:
         if pods is not None:
             self.job_started[name] = time.monotonic()
             planned = pods(obj)
-            refused = next((r for p in planned if (r := _refused_account(api, namespace, p[0], p[3]))), None)
-            if refused is not None:  # admission refuses the pods: none is created
-                self.job_failure[name] = ("FailedCreate", f"{kind} {namespace}/{name}: {refused}")
+            # The pod as the API server receives it (a TrainJob's node container comes from spec.trainer).
+            specs = [(p[0], {**p[3], "containers": [p[2]]} if kind == "TrainJob" else p[3]) for p in planned]
+            if not api.admit_pods(kind, obj, specs):  # refused: no pod, only the operator's event
                 return
             for pod_name, labels, container, pod_spec, extra_env in planned:
                 self._start(api, namespace, (kind, name), pod_name, labels, container, pod_spec, extra_env)
         elif kind == "StatefulSet":
             template = obj["spec"]["template"]
-            if _refused_account(api, namespace, f"{name}-0", template["spec"]) is not None:
+            replicas = obj["spec"].get("replicas", 1)
+            if not api.admit_pods(kind, obj, [(f"{name}-{i}", template["spec"]) for i in range(replicas)]):
                 return  # no replica is created, so none becomes ready
             for i in range(obj["spec"].get("replicas", 1)):
                 container = template["spec"]["containers"][0]
@@ -470,17 +471,6 @@ def _image_paths() -> list[tuple[str, str]]:
             out.append((str(prefix), str(parent)))
             break
     return out
-
-
-def _refused_account(api: StandInAPI, namespace: str, pod_name: str, pod_spec: dict[str, Any]) -> str | None:
-    """The ServiceAccount admission plugin's refusal of a pod whose account does not exist, else None."""
-    account = pod_spec.get("serviceAccountName") or "default"  # "default" exists in every namespace
-    if account == "default" or ("serviceaccounts", namespace, account) in api.objects:
-        return None
-    return (
-        f'pods "{pod_name}" is forbidden: error looking up service account {namespace}/{account}: '
-        f'serviceaccount "{account}" not found'
-    )
 
 
 def _condition(ctype: str, reason: str, message: str) -> dict[str, Any]:
