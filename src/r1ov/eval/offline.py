@@ -21,8 +21,9 @@ from typing import Any
 
 from r1ov.config import BenchmarkSpec
 from r1ov.data.records import metadata
-from r1ov.eval import benchmarks, judge, paired
+from r1ov.eval import benchmarks, judge
 from r1ov.eval.score import score_row, summarize
+from r1ov.scoring import paired
 
 MISSING_POLICIES = ("error", "wrong", "skip")
 
