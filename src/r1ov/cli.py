@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from r1ov import config as cfg
+from r1ov import logsetup
 from r1ov.data.outcome import StageFailed
 from r1ov.stages import STAGES, TRAINING_STAGES, run_stage
 
@@ -293,17 +294,8 @@ def user_error(exc: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        # The command owns the process's logging: a handler left by an earlier caller (bound to a
-        # stream since closed, as in-process callers and tests leave them) is replaced, not kept.
-        force=True,
-    )
-    # One line per HTTP request from the teacher clients drowns the stage's own progress.
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The command owns the process's logging: a handler left by an earlier caller is replaced.
+    logsetup.configure(logging.DEBUG if args.verbose else logging.INFO, force=True)
     # stdout carries only the JSON summary: libraries that print (DeepSpeed logs to stdout) go to stderr.
     try:
         with contextlib.redirect_stdout(sys.stderr):

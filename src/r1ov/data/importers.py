@@ -17,7 +17,6 @@ Sources are local paths or ``s3://`` URIs (``r1ov.data.storage``).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import posixpath
@@ -138,12 +137,15 @@ def _parquet_rows(root: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
             folder = posixpath.basename(info.path)
             files += [(folder, f) for f in storage.list_files(storage.join(root, folder), ".parquet")]
     for folder, uri in files:
-        parquet = pq.ParquetFile(io.BytesIO(storage.read_bytes(uri)))
-        offset = 0
-        for batch in parquet.iter_batches(batch_size=256):
-            for i, row in enumerate(batch.to_pylist()):
-                yield folder, f"{uri}#{offset + i}", row
-            offset += batch.num_rows
+        # A native file, not a Python one: Arrow's threads never call back into Python
+        # (see r1ov.data.records.read_parquet).
+        fs, path = storage.filesystem(uri)
+        with fs.open_input_file(path) as handle:
+            offset = 0
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=256):
+                for i, row in enumerate(batch.to_pylist()):
+                    yield folder, f"{uri}#{offset + i}", row
+                offset += batch.num_rows
 
 
 def _jsonl_rows(uri: str) -> Iterator[tuple[str, str, dict[str, Any]]]:

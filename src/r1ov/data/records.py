@@ -204,10 +204,40 @@ def write_shard(dataset_uri: str, rows: Iterable[dict[str, Any]], index: int = 0
     return uri
 
 
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file, read in the calling thread from a native Arrow file.
+
+    Not ``pq.read_table(io.BytesIO(...))``: that runs Arrow's dataset scanner, whose I/O threads
+    call back into the Python file object (they take the GIL), and a scanner task still winding
+    down when the interpreter finalizes turns into ``terminate called without an active
+    exception`` (SIGABRT) after the work is done: apache/arrow#45017 (the backtrace: a pyarrow
+    thread's GIL request during finalization, pthread_exit, std::terminate), #36389 (Weston Pace:
+    "crashing on exit because the scanner is still running"), #39862. A native file and
+    ``ParquetFile.read`` (no scanner, no pre-buffering) leave no Arrow task behind and never hand
+    Arrow's threads a Python object.
+    """
+    fs, path = storage.filesystem(uri)
+    with fs.open_input_file(path) as handle:
+        return pq.ParquetFile(handle).read(columns=columns)
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """A shard as SCHEMA: columns in its order, a column the file lacks as nulls (older shards)."""
+    arrays = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, names=SCHEMA.names).cast(SCHEMA)
+
+
+def read_shard(uri: str) -> pa.Table:
+    """One shard of records as a table with the record schema."""
+    return _conform(read_parquet(uri))
+
+
 def read_table(dataset_uri: str, part: str = RECORDS) -> pa.Table:
     """All shards of one part as a table (empty table with the schema when there are none)."""
     shards = storage.list_files(storage.join(dataset_uri, part), ".parquet")
-    tables = [pq.read_table(io.BytesIO(storage.read_bytes(s)), schema=SCHEMA) for s in shards]
+    tables = [read_shard(s) for s in shards]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
@@ -218,7 +248,7 @@ def read_records(dataset_uri: str, part: str = RECORDS) -> list[dict[str, Any]]:
 def iter_shards(dataset_uri: str, part: str = RECORDS) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(index, rows) per shard, in order; stages that fan out keep the shard index."""
     for index, shard in enumerate(storage.list_files(storage.join(dataset_uri, part), ".parquet")):
-        yield index, pq.read_table(io.BytesIO(storage.read_bytes(shard)), schema=SCHEMA).to_pylist()
+        yield index, read_shard(shard).to_pylist()
 
 
 def write_dataset(

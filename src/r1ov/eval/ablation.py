@@ -16,10 +16,10 @@ import math
 import tempfile
 from typing import Any
 
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from r1ov.data.records import read_parquet
 from r1ov.eval.report import PREDICTIONS
 from r1ov.scoring.paired import compare
 from r1ov.scoring.verdicts import VERDICTS, read_verdicts
@@ -78,7 +78,7 @@ def collect(client: MlflowClient, children: list[Any], samples: int = 6) -> dict
                 verdicts[label] = read_verdicts(path)
             path = _download(client, run.info.run_id, f"eval/{PREDICTIONS}", f"{tmp}/{len(rows)}p")
             if path:
-                completions[label] = pq.read_table(path).to_pylist()[:samples]
+                completions[label] = read_parquet(path).to_pylist()[:samples]
     comparisons = {}
     for a, b in (("base", "sft"), ("sft", "sft+grpo"), ("base", "sft+grpo")):
         if a in verdicts and b in verdicts:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import yaml
 
 from r1ov import config as cfg
+from r1ov import logsetup
 from r1ov.data import inputs
 from r1ov.k8s.bundle import RUN_LABEL
 from r1ov.scoring import lengths
@@ -166,10 +167,7 @@ def run_task(
     ``track`` = (tracking URI, experiment, pipeline run id) gives a stage without its own
     tracking an MLflow run nested under the pipeline's.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One line per teacher request would drown the stage's own progress (and cost CPU at scale).
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logsetup.configure()
     config = stage_config(stage, fields, extra_config)
     _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
@@ -251,7 +249,7 @@ def end_tracking(run_id: str, final_state: str, tracking_uri: str, experiment: s
 
 def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
     """Delete what a run launched on the cluster and left behind (failed or cancelled runs)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure()
     if launcher == "local" or not run_id:
         log.info("cleanup: nothing launched on a cluster (launcher=%s)", launcher)
         return []
