@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -163,7 +166,7 @@ def test_s3_error_without_credentials_names_the_variables() -> None:
     assert line and "AWS_ACCESS_KEY_ID" in line and "R1OV_S3_ENDPOINT" in line and "ACCESS_DENIED" in line
 
 
-def test_nothing_lands_in_the_current_directory(
+def test_registry_without_a_store_says_which_store_and_creates_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cwd, home = tmp_path / "cwd", tmp_path / "home"
@@ -171,12 +174,82 @@ def test_nothing_lands_in_the_current_directory(
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert main(["registry", "list"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
-    code, err = run(["registry", "promote", "nope", "1"], capsys)
-    assert code == 1 and last_line(err) == "r1ov registry: no registered model named 'nope'"
-    assert os.listdir(cwd) == []
-    assert (home / ".cache" / "r1ov" / "mlflow.db").is_file()
+    default = home / ".cache" / "r1ov" / "mlflow.db"
+    for argv in (["registry", "list"], ["registry", "promote", "nope", "1"]):
+        code, err = run(argv, capsys)
+        assert code == 1
+        assert last_line(err).startswith(f"r1ov registry: no MLflow store at {default} (the default: no --tracking-uri")
+        assert "MLFLOW_TRACKING_URI" in last_line(err)
+    assert os.listdir(cwd) == [] and not home.exists()  # a read never creates the store
+
+
+def test_registry_names_the_store_it_searched_and_says_already_holds_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
+    client.create_registered_model("r1ov-demo")
+    version = client.create_model_version("r1ov-demo", source=(tmp_path / "model").as_uri())
+    client.set_registered_model_alias("r1ov-demo", "champion", version.version)
+
+    code, err = run(["registry", "--tracking-uri", store, "promote", "nope", "1"], capsys)
+    assert code == 1
+    assert (
+        last_line(err)
+        == f"r1ov registry: no registered model named 'nope' in the MLflow store {store} (--tracking-uri)"
+    )
+
+    # The README's `registry promote r1ov-demo 1` after the demo, where version 1 is the champion.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    code, err = run(["registry", "promote", "r1ov-demo", "1"], capsys)
+    assert code == 0
+    assert err.count("already holds") == 1
+    assert "r1ov-demo version 1 already holds champion: nothing changed" in err
+
+
+# What a newcomer types wrong in the first hour; each answer must come before the heavy imports.
+MISTAKES = {
+    "dry-run, missing recipe": ["sft", "--dry-run", "--config", "{tmp}/no-such.yaml"],
+    "missing recipe": ["grpo", "--config", "{tmp}/no-such.yaml"],
+    "missing input folder": ["filter", "--set", "input_uri={tmp}/nothing", "--set", "output_uri={tmp}/out"],
+    "missing training data": ["sft", "--set", "train_uri={tmp}/nothing", "--set", "model_name_or_path={tmp}"],
+    "registry without a store": ["registry", "promote", "r1ov-demo", "1"],
+    "registry list without a store": ["registry", "list"],
+    "tiny-model without --out": ["tiny-model"],
+    "tiny-model with a bad seed": ["tiny-model", "--out", "{tmp}/tiny", "--seed", "one"],
+    "unknown benchmark": ["eval", "--set", "model_name_or_path={tmp}", "--set", "output_dir={tmp}/eval",
+                          "--set", "benchmarks=[{{name: mathvistaa, uri: {tmp}}}]"],
+}  # fmt: skip
+# The budget, in bare interpreter starts: 2 s where `python -c pass` takes 20 ms. CPU time, not wall
+# time, on both sides, so a loaded machine (other jobs on the cores) slows neither measure.
+STARTS_PER_ANSWER = 100
+
+
+def _cpu_seconds(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """CPU time (user + system) the child process used, from the kernel's accounting of children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done
+
+
+def test_mistakes_are_answered_before_the_heavy_imports(tmp_path: Path) -> None:
+    env = {**_process_env(), "HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = min(_cpu_seconds([sys.executable, "-c", "pass"], env)[0] for _ in range(5))
+    budget = STARTS_PER_ANSWER * max(start, 0.005)  # a floor: timer granularity on a very fast start
+    slow = []
+    for name, argv in MISTAKES.items():
+        argv = [a.format(tmp=tmp_path) for a in argv]
+        seconds, done = _cpu_seconds([sys.executable, "-m", "r1ov.cli", *argv], env)
+        assert done.returncode in (1, 2), (name, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr, (name, done.stderr[-2000:])
+        if seconds > budget:
+            slow.append(f"{name}: {seconds:.2f} s CPU > {budget:.2f} s ({STARTS_PER_ANSWER} x {start:.3f} s start)")
+    assert not slow, slow
 
 
 def test_the_data_summary_run_keeps_its_artifacts_beside_the_store(

@@ -22,7 +22,9 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,6 +32,7 @@ import yaml
 from r1ov import config as cfg
 from r1ov import logsetup
 from r1ov.data.outcome import StageFailed
+from r1ov.errors import UserError
 from r1ov.stages import STAGES, TRAINING_STAGES, run_stage
 
 
@@ -142,11 +145,43 @@ def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--alias", default="champion", help="alias to roll back")
 
 
+def _registry_store(tracking_uri: str | None) -> tuple[cfg.TrackingConfig, str]:
+    """The store the registry commands read, and why that one. Every registry command reads (promote
+    and rollback move an alias among versions already there), so a missing SQLite file is an
+    answer, found before MLflow is imported, and never created by looking."""
+    if tracking_uri:
+        why = "--tracking-uri"
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        why = "$MLFLOW_TRACKING_URI"
+    else:
+        why = "the default: no --tracking-uri, MLFLOW_TRACKING_URI unset"
+    tracking = cfg.TrackingConfig(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
+    uri = tracking.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(
+            f"no MLflow store at {uri.removeprefix('sqlite:///')} ({why}); nothing is registered there. "
+            "Point --tracking-uri or MLFLOW_TRACKING_URI at the store your runs used "
+            "(r1ov demo: sqlite:///WORKDIR/mlflow.db)"
+        )
+    if not tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+        print(f"r1ov registry: reading the MLflow store {uri} ({why})", file=sys.stderr)
+    return tracking, f"{uri} ({why})"
+
+
 def _registry(args: argparse.Namespace) -> Any:
+    tracking, store = _registry_store(args.tracking_uri)
+    from r1ov.errors import RegistryError
+
+    try:
+        return _registry_action(args, tracking)
+    except RegistryError as exc:  # name the store searched: the usual cause is looking in the wrong one
+        raise RegistryError(f"{exc} in the MLflow store {store}") from exc
+
+
+def _registry_action(args: argparse.Namespace, tracking: cfg.TrackingConfig) -> Any:
     from r1ov.registry import models as registry
     from r1ov.registry import promotion
 
-    tracking = cfg.TrackingConfig(**({"tracking_uri": args.tracking_uri} if args.tracking_uri else {}))
     if args.action == "list":
         return registry.list_models(tracking, args.name)
     if args.action == "fetch":
@@ -154,6 +189,8 @@ def _registry(args: argparse.Namespace) -> Any:
         return {"model_dir": str(registry.fetch(name, alias, args.dir, tracking, version=version))}
     if args.action == "rollback":
         return promotion.rollback(args.name, tracking, args.alias)
+    # The command prints the decision below; the library's own log line would say it twice.
+    logging.getLogger(promotion.__name__).setLevel(logging.WARNING)
     decision = promotion.promote(
         cfg.build(
             cfg.PromoteConfig,
@@ -170,8 +207,12 @@ def _registry(args: argparse.Namespace) -> Any:
             name="promote",
         )
     )
-    verb = "promoted to" if decision["promoted"] else "NOT promoted to"
-    print(f"{args.name} version {args.version} {verb} {args.alias}: {'; '.join(decision['reasons'])}", file=sys.stderr)
+    if decision["champion_before"] == str(decision["version"]):
+        line = f"{args.name} version {args.version} already holds {args.alias}: nothing changed"
+    else:
+        verb = "promoted to" if decision["promoted"] else "NOT promoted to"
+        line = f"{args.name} version {args.version} {verb} {args.alias}: {'; '.join(decision['reasons'])}"
+    print(line, file=sys.stderr)
     return decision
 
 
@@ -277,10 +318,12 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     elif args.dry_run:
+        config_class, _ = STAGES[args.command]
+        # The recipe first: a mistake in it is answered before the launcher's imports (torch).
+        stage_config = cfg.load(config_class, args.config, args.overrides, name=args.command)
         from r1ov.train.launch import plan
 
-        config_class, _ = STAGES[args.command]
-        return plan(args.command, cfg.load(config_class, args.config, args.overrides, name=args.command))
+        return plan(args.command, stage_config)
     else:
         return run_stage(args.command, args.config, args.overrides)
 
@@ -307,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"r1ov {args.command}: failed: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        from r1ov.eval.offline import ScoreError
-
-        if isinstance(exc, ScoreError):
+        # Only `r1ov eval score|compare` raise ScoreError, and they import its module: looking it
+        # up instead of importing it keeps every other error's answer free of eval's imports.
+        offline = sys.modules.get("r1ov.eval.offline")
+        if offline is not None and isinstance(exc, offline.ScoreError):
             print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
             return 2
         message = user_error(exc)

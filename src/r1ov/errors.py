@@ -7,6 +7,8 @@ which are bugs (a traceback). ``-v`` always shows the traceback.
 
 from __future__ import annotations
 
+import sys
+
 
 class UserError(Exception):
     """Bad input the user can fix; the message is the whole story, in one line."""
@@ -17,11 +19,10 @@ class RegistryError(LookupError):
 
 
 def _mlflow(exc: BaseException) -> str | None:
-    try:
-        from mlflow.exceptions import MlflowException
-    except ImportError:  # pragma: no cover - mlflow is a dependency
-        return None
-    if not isinstance(exc, MlflowException):
+    # Looked up, not imported: an MLflow error comes only from a process that imported MLflow,
+    # and importing it here would cost every other error's answer seconds.
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is None or not isinstance(exc, exceptions.MlflowException):
         return None
     first = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()[0]
     if "max retries" in first.lower() or "connection" in first.lower():
