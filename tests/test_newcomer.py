@@ -373,3 +373,54 @@ def test_logging_writes_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPa
     logging.getLogger("r1ov.newcomer").warning("a record after the first stderr closed")
     assert "Logging error" not in second.getvalue()
     assert "a record after the first stderr closed" in second.getvalue()
+
+
+# --------------------------------------------------------------------------- Ctrl-C in training
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_sft_checkpoints_marks_the_run_killed_and_leaves_no_empty_folder(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`r1ov sft` at a terminal, Ctrl-C once training runs: the process gets SIGINT, as from a tty."""
+    import signal
+
+    import mlflow
+    import yaml
+    from test_train_sft import make_records, sft_config
+
+    from r1ov.data import records
+    from r1ov.train import checkpoints
+
+    data = str(tmp_path / "data")
+    records.write_dataset(data, make_records(8))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(store).search_experiments()  # the store exists, as a tracking server would
+    cfg = sft_config(
+        tiny_model_dir, data, tmp_path / "models" / "sft", max_steps=400, per_device_train_batch_size=1,
+        save_steps=0, track=True, tracking={"tracking_uri": store, "experiment": "newcomer"},
+    )  # fmt: skip
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_defaults=True))))
+    command = [sys.executable, "-m", "r1ov.cli", "sft", "--config", str(recipe)]
+    process = subprocess.Popen(command, env={**_process_env(), "PYTHONUNBUFFERED": "1"}, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # the step log says training is under way: no waiting on a clock
+        lines.append(line)
+        if "step 3/400" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    _, rest = process.communicate(timeout=300)
+    err = "".join(lines) + rest
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    (saved,) = checkpoints.complete_steps(checkpoints.store(cfg))
+    assert 3 <= saved < 400
+    (run,) = mlflow.MlflowClient(store).search_runs(
+        [mlflow.MlflowClient(store).get_experiment_by_name("newcomer").experiment_id]
+    )
+    assert run.info.status == "KILLED"
+    empty = [str(p) for p in (tmp_path / "models").rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert not empty and not (tmp_path / "models" / "sft").exists()

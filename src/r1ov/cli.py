@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is a request, not a crash: no traceback. Training stages save a checkpoint first.
+        print(f"r1ov {args.command}: interrupted", file=sys.stderr)
+        return 130
     except StageFailed as exc:
         print(f"r1ov {args.command}: failed: {exc}", file=sys.stderr)
         return 1

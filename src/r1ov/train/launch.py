@@ -70,9 +70,23 @@ def launch(stage: str, cfg: Any) -> dict[str, Any]:
 
 
 def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
-    dist = cfg.distributed
     output = Path(cfg.output_dir)
+    created = [p for p in (output, *output.parents) if not p.exists()]  # what a stop must not leave behind
     output.mkdir(parents=True, exist_ok=True)
+    try:
+        return _launch_local(stage, cfg, output)
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped (Ctrl-C, SIGTERM): no empty model folder suggests a model that is not there.
+        # Checkpoints live beside the output (checkpoints.local_dir) and stay.
+        (output / CONFIG_FILE).unlink(missing_ok=True)
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: something real is in it
+                folder.rmdir()
+        raise
+
+
+def _launch_local(stage: str, cfg: Any, output: Path) -> dict[str, Any]:
+    dist = cfg.distributed
     if dist.nnodes * dist.nproc_per_node == 1 and dist.deepspeed == "none":
         return worker.trainer(stage)(cfg)
 
