@@ -424,3 +424,52 @@ def test_ctrl_c_in_sft_checkpoints_marks_the_run_killed_and_leaves_no_empty_fold
     assert run.info.status == "KILLED"
     empty = [str(p) for p in (tmp_path / "models").rglob("*") if p.is_dir() and not any(p.iterdir())]
     assert not empty and not (tmp_path / "models" / "sft").exists()
+
+
+# --------------------------------------------------------------------------- help a person reads
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_says_what_each_command_does_in_lines_a_person_reads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from r1ov.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")  # a wide terminal: argparse wraps to it, our own text too
+    top = _help([], capsys)
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in commands:
+        row = next(line for line in top.splitlines() if line.strip().split(" ")[0] == name)
+        description = row.strip()[len(name) :].strip()
+        assert len(description.split()) >= 4 and description.lower() != name, row  # not `sft  sft`
+    for argv in ([], *([name] for name in commands), ["registry", "promote"], ["eval", "score"]):
+        long = [line for line in _help(argv, capsys).splitlines() if len(line) > 100]
+        assert not long, (argv, long[:3])
+    # the two ways to promote, and which is which
+    flat_top = " ".join(top.split())
+    assert "promote the pipeline's gate on the version it registered (by hand: `r1ov registry promote`)" in flat_top
+    registry = " ".join(_help(["registry"], capsys).split())
+    assert "same gate as the pipeline's `promote` stage" in registry
+
+
+def test_eval_help_lists_the_benchmarks_and_their_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    from r1ov.config import BenchmarkSpec, EvalConfig
+    from r1ov.eval.benchmarks import LOADERS
+
+    text = _help(["eval"], capsys)
+    flat = " ".join(text.split())
+    for name in LOADERS:  # every benchmark eval can read, by the name a recipe uses
+        assert f" {name}," in flat or f" {name} " in flat, name
+    named = BenchmarkSpec.model_fields["name"].description or ""
+    assert sorted(n.strip(" ,") for n in named.split(":", 1)[1].split("(")[0].split(",")) == sorted(LOADERS)
+    for field in BenchmarkSpec.model_fields:
+        assert f"benchmarks[].{field} " in text
+    # this machine has no GPU: the default backend is the one that runs here
+    assert EvalConfig.model_fields["backend"].get_default(call_default_factory=True) == "hf"
+    assert "backend                      Literal['hf', 'vllm', 'openai'] = 'hf'" in text

@@ -2,8 +2,8 @@
 
     r1ov synth --out data/train --n 64 --seed 0
     r1ov tiny-model --out models/tiny
-    r1ov <stage> --config recipe.yaml [--set key=value ...]     stage in: formalize distill
-                                                                filter sft grpo eval register promote
+    r1ov <stage> --config recipe.yaml [--set key=value ...]
+        stage: formalize distill filter sft grpo eval register promote
     r1ov eval score --benchmark NAME --data PATH --predictions FILE --out FILE
     r1ov eval compare A.json B.json
     r1ov import --format parquet|jsonl|hub --source URI --out URI
@@ -30,10 +30,22 @@ from typing import Any
 import yaml
 
 from r1ov import config as cfg
-from r1ov import logsetup
+from r1ov import errors
 from r1ov.data.outcome import StageFailed
 from r1ov.errors import UserError
 from r1ov.stages import STAGES, TRAINING_STAGES, run_stage
+
+# One line per stage for `r1ov --help`: what it does, in the paper's order.
+STAGE_HELP = {
+    "formalize": "images -> formal text by type (SPICE, PlantUML, HTML, CSV/JSON, boxes, OCR), parser-checked",
+    "distill": "role-played <think> reasoning chains from a teacher LLM over the formal text",
+    "filter": "keep chains that pass the rules (format, answer, length, repetition) and the judge",
+    "sft": "supervised fine-tuning of Qwen2.5-VL on the filtered chains (TRL, DeepSpeed)",
+    "grpo": "reinforcement learning with accuracy and format rewards (TRL GRPOTrainer)",
+    "eval": "generate and score on benchmarks (MathVista, MathVerse, MathVision, WeMath, ...)",
+    "register": "register a trained model in MLflow with its lineage and eval metrics (alias challenger)",
+    "promote": "the pipeline's gate on the version it registered (by hand: `r1ov registry promote`)",
+}
 
 
 def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +54,8 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
             continue
         parser = sub.add_parser(
             stage,
-            help=(config_class.__doc__ or stage).strip().splitlines()[0],
+            help=STAGE_HELP[stage],
+            description=(config_class.__doc__ or "").strip() or None,
             epilog=cfg.fields_help(config_class),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -122,11 +135,17 @@ def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
-    registry = sub.add_parser("registry", help="list, fetch, promote and roll back registered models")
+    registry = sub.add_parser(
+        "registry",
+        help="list, fetch, promote and roll back registered models by hand",
+        description="The model registry by hand. `registry promote` runs the same gate as the pipeline's "
+        "`promote` stage, on any registered version, from the command line (with --force and a --reason "
+        "when overriding it); the `promote` stage takes a recipe and runs inside a pipeline.",
+    )
     registry.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ~/.cache/r1ov)"
     )
-    actions = registry.add_subparsers(dest="action", required=True)
+    actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="models, versions, aliases and gate decisions")
     listing.add_argument("name", nargs="?", help="only this registered model")
     fetch = actions.add_parser("fetch", help="download models:/NAME@ALIAS (or /VERSION) into a directory")
@@ -222,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(dry_run=False)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write seeded synthetic records with ground truth")
     synth.add_argument("--out", required=True, help="dataset URI (local path or s3://)")
@@ -338,7 +357,7 @@ def user_error(exc: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The command owns the process's logging: a handler left by an earlier caller is replaced.
-    logsetup.configure(logging.DEBUG if args.verbose else logging.INFO, force=True)
+    errors.configure_logging(logging.DEBUG if args.verbose else logging.INFO, force=True)
     # stdout carries only the JSON summary: libraries that print (DeepSpeed logs to stdout) go to stderr.
     try:
         with contextlib.redirect_stdout(sys.stderr):

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import yaml
 
 from r1ov import config as cfg
-from r1ov import logsetup
+from r1ov import errors
 from r1ov.data import inputs
 from r1ov.k8s.bundle import RUN_LABEL
 from r1ov.scoring import lengths
@@ -167,7 +167,7 @@ def run_task(
     ``track`` = (tracking URI, experiment, pipeline run id) gives a stage without its own
     tracking an MLflow run nested under the pipeline's.
     """
-    logsetup.configure()
+    errors.configure_logging()
     config = stage_config(stage, fields, extra_config)
     _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
@@ -249,7 +249,7 @@ def end_tracking(run_id: str, final_state: str, tracking_uri: str, experiment: s
 
 def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
     """Delete what a run launched on the cluster and left behind (failed or cancelled runs)."""
-    logsetup.configure()
+    errors.configure_logging()
     if launcher == "local" or not run_id:
         log.info("cleanup: nothing launched on a cluster (launcher=%s)", launcher)
         return []
