@@ -473,3 +473,48 @@ def test_eval_help_lists_the_benchmarks_and_their_fields(capsys: pytest.CaptureF
     # this machine has no GPU: the default backend is the one that runs here
     assert EvalConfig.model_fields["backend"].get_default(call_default_factory=True) == "hf"
     assert "backend                      Literal['hf', 'vllm', 'openai'] = 'hf'" in text
+
+
+# --------------------------------------------------------------------------- the demo and the checkout
+
+
+def test_the_demo_terminal_ends_with_its_table_not_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The summary (hundreds of lines of JSON) goes to WORKDIR/summary.json; stdout gets it with --json."""
+    from r1ov.pipeline import demo
+
+    summary = {"workdir": str(tmp_path), "stages": {f"stage{i}": {"records": i} for i in range(300)}}
+    monkeypatch.setattr(demo, "run_demo", lambda workdir, fresh, verbose: summary)
+    assert main(["demo", "--workdir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["demo", "--workdir", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == summary
+
+
+def test_deepspeed_ops_are_built_once_per_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One cache outside any workdir, keyed by the torch and DeepSpeed versions the ops are built against:
+    the demo, every training run and the tests find the ops the first of them built."""
+    from importlib.metadata import version
+
+    from r1ov.train import extensions_dir
+    from r1ov.train.launch import worker_env
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    expected = tmp_path / "home" / ".cache" / "r1ov" / "torch_extensions"
+    expected = expected / f"torch{version('torch')}-deepspeed{version('deepspeed')}"
+    assert extensions_dir() == expected
+    assert worker_env(2)["TORCH_EXTENSIONS_DIR"] == str(expected)  # whatever the run's output folder
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
+    assert worker_env(2)["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "mine")  # a set cache is kept
+
+
+def test_the_stage_block_leaves_the_checkout_clean() -> None:
+    """What the README's stage-by-stage block writes at the repository root is ignored, and only there."""
+    written = ["data/train/manifest.json", "models/tiny/config.json", "eval/grpo/metrics.json", "mlflow.db"]
+    ignored = subprocess.run(["git", "check-ignore", *written], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == written
+    kept = subprocess.run(["git", "check-ignore", "src/r1ov/eval/score.py", "src/r1ov/data/records.py"], cwd=ROOT)
+    assert kept.returncode == 1  # none of them ignored

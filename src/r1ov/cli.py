@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole pipeline locally with kfp.local")
     demo.add_argument("--workdir", default="demo-run", help="where data, models, MLflow and reports go")
     demo.add_argument("--fresh", action="store_true", help="delete the workdir first")
+    demo.add_argument("--json", action="store_true", help="also print the summary (WORKDIR/summary.json) on stdout")
 
     _add_registry_parser(sub)
 
@@ -384,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"r1ov {args.command}: {message}", file=sys.stderr)
         return 1
+    if args.command == "demo" and not args.json:
+        return 0  # the terminal ends with the demo's table and where to look; the JSON is in summary.json
     if args.dry_run and "objects" in result:
         # What `kubectl apply -f -` takes: the objects a launch would create, one YAML document each.
         print(yaml.safe_dump_all(result["objects"], sort_keys=False), end="")

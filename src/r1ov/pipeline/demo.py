@@ -216,8 +216,10 @@ def run_demo(workdir: str | Path = "demo-run", fresh: bool = False, verbose: boo
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     root = repo_root(Path(__file__).parent)
-    # DeepSpeed JIT-builds ops once; keep them with the workdir so reruns reuse them.
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(workdir / "torch_extensions"))
+    # DeepSpeed JIT-builds ops once per machine (and torch/DeepSpeed versions), not once per workdir.
+    from r1ov.train import extensions_dir
+
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
 
     console.rule("[bold]r1ov demo: inputs")
     inputs = prepare_inputs(workdir)
