@@ -518,3 +518,30 @@ def test_the_stage_block_leaves_the_checkout_clean() -> None:
     assert ignored.stdout.split() == written
     kept = subprocess.run(["git", "check-ignore", "src/r1ov/eval/score.py", "src/r1ov/data/records.py"], cwd=ROOT)
     assert kept.returncode == 1  # none of them ignored
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def test_shard_runs_are_named_per_shard_and_a_retry_continues_its_run(tmp_path: Path) -> None:
+    """The runs page tells the shards apart, and a retried shard task (an evicted pod, an abort at
+    exit) continues its attempt's run instead of opening a second one."""
+    import mlflow
+
+    from r1ov.config import SynthConfig
+    from r1ov.pipeline.tasks import _stage_run
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    track = (store, "data", "run-7")
+    config = SynthConfig(output_uri=str(tmp_path / "x"))
+    with pytest.raises(RuntimeError), _stage_run("formalize", config, track, "shard-00000"):
+        raise RuntimeError("pod evicted")
+    for shard, records in (("shard-00000", 3), ("shard-00001", 4)):
+        with _stage_run("formalize", config, track, shard) as run:
+            run["summary"] = {"records": records}
+    client = mlflow.MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("data").experiment_id], "tags.`r1ov.stage` = 'formalize'")
+    assert sorted((r.info.run_name, r.info.status, r.data.metrics["records"]) for r in runs) == [
+        ("formalize-shard-00000-run-7", "FINISHED", 3.0),
+        ("formalize-shard-00001-run-7", "FINISHED", 4.0),
+    ]
