@@ -6,6 +6,7 @@ S3 server (tests/test_records.py's fixture), the teacher an unreachable port.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -545,3 +546,32 @@ def test_shard_runs_are_named_per_shard_and_a_retry_continues_its_run(tmp_path: 
         ("formalize-shard-00000-run-7", "FINISHED", 3.0),
         ("formalize-shard-00001-run-7", "FINISHED", 4.0),
     ]
+
+
+def test_the_report_shows_small_p_values_percent_and_a_smoothed_reward(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from r1ov.eval import ablation
+
+    rng = random.Random(0)
+    reward = [0.2 + 0.5 * step / 200 + rng.uniform(-0.3, 0.3) for step in range(200)]  # a rise under noise
+    data = {
+        "ablation": [{"model": "sft", "n": 96, "accuracy": 0.53125, "ci95": [0.43, 0.63], "format_rate": 0.9896}],
+        "comparisons": {"sft vs base": {"difference": 0.3125, "ci95": [0.21, 0.41], "p_value": 1.91e-06,
+                                        "only_b_correct": 31, "only_a_correct": 1}},
+        "sft_loss": {"first": 6.4, "last": 0.8, "steps": 3},
+        "grpo_reward": {"first": 0.3, "last": 0.6},
+        "curves": {"sft_loss": [6.4, 3.0, 0.8], "grpo_reward": reward},
+        "completions": {},
+    }  # fmt: skip
+    plotted: list[tuple[str, bool]] = []
+    real_plot = ablation._plot
+    monkeypatch.setattr(ablation, "_plot", lambda v, t, u, s=False: plotted.append((t, s)) or real_plot(v, t, u, s))
+    page = ablation.render_html(data)
+    assert "1.91e-06" in page and "0.0000" not in page  # what the terminal says, not a rounded zero
+    assert ">53.1<" in page and ">99.0<" in page and "+31.2" in page  # one unit: percent, as in eval's report
+    assert ("GRPO mean reward", True) in plotted and ("SFT training loss", False) in plotted
+    trend = ablation.smoothed(reward)
+    jitter = sum(abs(b - a) for a, b in itertools.pairwise(reward))
+    assert sum(abs(b - a) for a, b in itertools.pairwise(trend)) < jitter / 5
+    assert trend[-1] > trend[20] + 0.3  # the rise shows
