@@ -575,3 +575,64 @@ def test_the_report_shows_small_p_values_percent_and_a_smoothed_reward(monkeypat
     jitter = sum(abs(b - a) for a, b in itertools.pairwise(reward))
     assert sum(abs(b - a) for a, b in itertools.pairwise(trend)) < jitter / 5
     assert trend[-1] > trend[20] + 0.3  # the rise shows
+
+
+# --------------------------------------------------------------------------- the README's stage block
+
+
+def _stage_block() -> str:
+    """The bash block under "## Every stage on its own" in README.md, as a reader copies it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Every stage on its own", 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_the_readme_stage_block_learns_what_it_says(tmp_path: Path) -> None:
+    """The block as pasted, in a fresh folder beside a checkout (its recipe paths are the repo's): SFT
+    teaches the answer format, GRPO's loss moves, and the README's stated numbers hold."""
+    import signal
+    import socket
+
+    block = _stage_block()
+    with socket.socket() as sock:  # the block's teacher port, free on this machine (another run may hold 8000)
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    assert block.count("8000") == 2
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "pipelines").symlink_to(ROOT / "pipelines")
+    script = tmp_path / "block.sh"
+    script.write_text("set -euo pipefail\n" + block.replace("8000", port))
+    process = subprocess.Popen(
+        ["bash", str(script)], cwd=tmp_path, env=_process_env(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = process.communicate(timeout=3600)  # a bound for a hung block, not its expected time
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the teacher the block started in the background
+    assert process.returncode == 0, out[-4000:]
+    sft = json.loads((tmp_path / "eval" / "sft" / "metrics.json").read_text())["metrics"]
+    grpo_train = json.loads((tmp_path / "models" / "grpo" / "train_summary.json").read_text())
+    grpo = json.loads((tmp_path / "eval" / "grpo" / "metrics.json").read_text())["metrics"]
+    assert sft["overall/format_rate"] > 0.5  # README: SFT teaches the format
+    assert grpo_train["train_loss"] != 0.0  # README: GRPO earns rewards that differ, so it learns
+    assert grpo["overall/format_rate"] > 0.5
+    assert sft["overall/truncated_rate"] < 0.5 and grpo["overall/truncated_rate"] < 0.5  # the limits fit
+    assert "well-formed answers cannot fit" not in out  # the limits fit the chains SFT trained on
+
+
+def test_the_data_summary_run_nests_under_the_pipeline_run(tmp_path: Path) -> None:
+    """The README's "a nested run per stage" holds for the merged data summary too."""
+    import mlflow
+
+    from r1ov.config import TrackingConfig
+    from r1ov.registry.tracking import log_summary_to_mlflow, pipeline_parent_run
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = pipeline_parent_run(TrackingConfig(tracking_uri=store, experiment="r1ov"), "run-3")
+    run_id = log_summary_to_mlflow(
+        {"stages": {"filter": {"records": 3}}}, "# summary", tracking_uri=store, experiment="r1ov",
+        run_name="data-run-3", tags={"r1ov.pipeline_run_id": "run-3", "r1ov.stage": "data"},
+    )  # fmt: skip
+    assert mlflow.MlflowClient(store).get_run(run_id).data.tags["mlflow.parentRunId"] == parent
