@@ -191,6 +191,10 @@ def _registry(args: argparse.Namespace) -> Any:
     tracking, store = _registry_store(args.tracking_uri)
     from r1ov.errors import RegistryError
 
+    if args.action == "fetch":  # a malformed URI is the reader's typo, not a miss in the store
+        from r1ov.registry.models import parse_models_uri
+
+        parse_models_uri(args.model_uri)
     try:
         return _registry_action(args, tracking)
     except RegistryError as exc:  # name the store searched: the usual cause is looking in the wrong one
