@@ -6,6 +6,7 @@ S3 server (tests/test_records.py's fixture), the teacher an unreachable port.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -688,3 +689,34 @@ def test_a_registered_version_carries_a_few_key_tags_and_its_lineage_as_one_arti
                                 "metrics_uri": str(tmp_path / "metrics.json")}  # fmt: skip
     assert saved["metrics"] == metrics
     assert version_metric(version, "mathvista/geometry/accuracy", client) == 0.25
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_training_shows_a_step_bar_with_its_loss_on_a_terminal_only() -> None:
+    from types import SimpleNamespace
+
+    from r1ov.train.common import StepBar
+
+    def steps(bar: StepBar) -> None:
+        state = SimpleNamespace(is_world_process_zero=True, max_steps=4, global_step=0)
+        bar.on_train_begin(None, state, None)
+        for step in range(1, 5):
+            state.global_step = step
+            bar.on_step_end(None, state, None)
+            bar.on_log(None, state, None, logs={"loss": 1.0 / step, "reward": 0.25 * step, "epoch": 1.0})
+        bar.on_train_end(None, state, None)
+
+    terminal = _Terminal()
+    steps(StepBar("grpo", terminal))
+    shown = terminal.getvalue()
+    assert "grpo" in shown and "4/4" in shown and "loss=0.25" in shown and "reward=1" in shown
+    pipe = io.StringIO()  # a pod's log, `r1ov sft 2> file`: the step lines of the log instead
+    steps(StepBar("grpo", pipe))
+    assert pipe.getvalue() == ""
