@@ -210,6 +210,7 @@ def test_registry_names_the_store_it_searched_and_says_already_holds_once(
     assert code == 0
     assert err.count("already holds") == 1
     assert "r1ov-demo version 1 already holds champion: nothing changed" in err
+    assert "`r1ov-demo version 1 already holds champion: nothing changed`" in (ROOT / "README.md").read_text()
 
 
 # What a newcomer types wrong in the first hour; each answer must come before the heavy imports.
