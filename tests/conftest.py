@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from r1ov.train import extensions_dir
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: a test that tries fails
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# DeepSpeed JIT-builds its CPU ops once (about a minute); every test that trains reuses them.
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(__file__).resolve().parent.parent / ".torch_extensions"))
+# DeepSpeed JIT-builds its CPU ops once per machine (about a minute): the suite shares the cache
+# the demo and every run use (r1ov.train.extensions_dir, keyed by the torch and DeepSpeed versions).
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -90,18 +90,30 @@ def _reports(api: StandInAPI, job: str) -> list[dict[str, Any]]:
     return out
 
 
+def _wait_all_ended(api: StandInAPI, job: str, bound_s: float = 600.0) -> None:
+    """Until each of the job's pods has a terminal phase (its log is complete by then); ``bound_s``
+    only stops a test that would otherwise hang."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        with api.lock:
+            phases = [pod.phase for pod in api.pods.values() if pod.job == job]
+        if phases and all(phase in ("Succeeded", "Failed") for phase in phases):
+            return
+        assert time.monotonic() < deadline, f"pods of {job} still {phases}"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
 def test_pods_see_exactly_their_spec(kube: tuple[StandInAPI, ApiClient], launcher: str) -> None:
     api, api_client = kube
     dist = DistributedConfig(launcher=launcher, nnodes=2, cluster={"namespace": NS, "gpus_per_node": 0})
     build = build_pytorchjob if launcher == "pytorchjob" else build_trainjob
     job = build("probe", ["python", "-c", PROBE % ROOT], dist, {})
-    summary = client.run_to_completion(job, NS, poll_s=0.1, timeout_s=60, api_client=api_client)
+    summary = client.run_to_completion(job, NS, poll_s=0.1, timeout_s=600, api_client=api_client)
     assert summary["state"] in ("Succeeded", "Complete")
-    # A PyTorchJob succeeds with its master; the worker may still be printing: wait for it to end.
-    ends = time.monotonic() + 60
-    while any(p.phase == "Running" for p in api.pods.values()) and time.monotonic() < ends:
-        time.sleep(0.05)
+    # A PyTorchJob succeeds with its master, as the operator's default success policy says; the
+    # worker may still be running on a busy machine. The reports are read once every pod has ended.
+    _wait_all_ended(api, job["metadata"]["name"])
     reports = _reports(api, job["metadata"]["name"])
     assert len(reports) == 2, [(p.name, p.phase) for p in api.pods.values()]
     assert sorted(r["env"]["PET_NODE_RANK"] for r in reports) == ["0", "1"]

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
@@ -116,7 +117,11 @@ def test_register_logs_lineage_and_sets_alias(tmp_path: Path, tracking: Tracking
     assert result["source"].endswith("/model") and result["source"].startswith(str(tmp_path / "artifacts"))
     version = client.get_model_version_by_alias(model, "challenger")
     assert str(version.version) == "1" and version.run_id == result["run_id"]
-    assert version.tags["lineage.sft_data"] == "s3://bucket/filtered"
+    # the whole lineage is one JSON artifact; a few key facts are tags
+    lineage = mlflow.artifacts.load_dict(f"{client.get_run(result['run_id']).info.artifact_uri}/lineage.json")
+    assert lineage["lineage"]["sft_data"] == "s3://bucket/filtered" and "lineage.sft_data" not in version.tags
+    assert lineage["metrics"]["overall/accuracy"] == 0.42
+    assert version.tags["lineage.artifact"] == "lineage.json"
     assert version.tags["lineage.git_commit"] == "abc123"
     assert version.tags["lineage.parent_run_id"] == parent
     assert float(version.tags["metric.overall/accuracy"]) == 0.42
@@ -303,7 +308,13 @@ def test_registry_command(
     assert json.loads(capsys.readouterr().out)["promoted"] is True
 
     assert main([*uri, "promote", model, "9"]) == 1
-    assert capsys.readouterr().err.strip().endswith(f"r1ov registry: {model} has no version '9'")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"r1ov registry: {model} has no version '9' in the MLflow store {tracking.tracking_uri} (--tracking-uri)"
+        )
+    )  # the store searched is named: the usual cause is looking in the wrong one
     assert main([*uri, "promote", model, "1", "--force"]) == 2  # --force without --reason
     assert "force needs a reason" in capsys.readouterr().err
     assert main([*uri, "rollback", model]) == 1  # the first champion has nothing before it

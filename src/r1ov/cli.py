@@ -2,8 +2,8 @@
 
     r1ov synth --out data/train --n 64 --seed 0
     r1ov tiny-model --out models/tiny
-    r1ov <stage> --config recipe.yaml [--set key=value ...]     stage in: formalize distill
-                                                                filter sft grpo eval register promote
+    r1ov <stage> --config recipe.yaml [--set key=value ...]
+        stage: formalize distill filter sft grpo eval register promote
     r1ov eval score --benchmark NAME --data PATH --predictions FILE --out FILE
     r1ov eval compare A.json B.json
     r1ov import --format parquet|jsonl|hub --source URI --out URI
@@ -24,13 +24,28 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from r1ov import config as cfg
+from r1ov import errors
 from r1ov.data.outcome import StageFailed
+from r1ov.errors import UserError
 from r1ov.stages import STAGES, TRAINING_STAGES, run_stage
+
+# One line per stage for `r1ov --help`: what it does, in the paper's order.
+STAGE_HELP = {
+    "formalize": "images -> formal text by type (SPICE, PlantUML, HTML, CSV/JSON, boxes, OCR), parser-checked",
+    "distill": "role-played <think> reasoning chains from a teacher LLM over the formal text",
+    "filter": "keep chains that pass the rules (format, answer, length, repetition) and the judge",
+    "sft": "supervised fine-tuning of Qwen2.5-VL on the filtered chains (TRL, DeepSpeed)",
+    "grpo": "reinforcement learning with accuracy and format rewards (TRL GRPOTrainer)",
+    "eval": "generate and score on benchmarks (MathVista, MathVerse, MathVision, WeMath, ...)",
+    "register": "register a trained model in MLflow with its lineage and eval metrics (alias challenger)",
+    "promote": "the pipeline's gate on the version it registered (by hand: `r1ov registry promote`)",
+}
 
 
 def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +54,8 @@ def _add_stage_parsers(sub: argparse._SubParsersAction) -> None:
             continue
         parser = sub.add_parser(
             stage,
-            help=(config_class.__doc__ or stage).strip().splitlines()[0],
+            help=STAGE_HELP[stage],
+            description=(config_class.__doc__ or "").strip() or None,
             epilog=cfg.fields_help(config_class),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -139,11 +155,17 @@ def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
-    registry = sub.add_parser("registry", help="list, fetch, promote and roll back registered models")
+    registry = sub.add_parser(
+        "registry",
+        help="list, fetch, promote and roll back registered models by hand",
+        description="The model registry by hand. `registry promote` runs the same gate as the pipeline's "
+        "`promote` stage, on any registered version, from the command line (with --force and a --reason "
+        "when overriding it); the `promote` stage takes a recipe and runs inside a pipeline.",
+    )
     registry.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ~/.cache/r1ov)"
     )
-    actions = registry.add_subparsers(dest="action", required=True)
+    actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="models, versions, aliases and gate decisions")
     listing.add_argument("name", nargs="?", help="only this registered model")
     fetch = actions.add_parser("fetch", help="download models:/NAME@ALIAS (or /VERSION) into a directory")
@@ -174,11 +196,47 @@ def _doctor(args: argparse.Namespace) -> dict[str, Any]:
     return {"table": doctor.table(checks), "ok": all(c.ok for c in checks)}
 
 
+def _registry_store(tracking_uri: str | None) -> tuple[cfg.TrackingConfig, str]:
+    """The store the registry commands read, and why that one. Every registry command reads (promote
+    and rollback move an alias among versions already there), so a missing SQLite file is an
+    answer, found before MLflow is imported, and never created by looking."""
+    if tracking_uri:
+        why = "--tracking-uri"
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        why = "$MLFLOW_TRACKING_URI"
+    else:
+        why = "the default: no --tracking-uri, MLFLOW_TRACKING_URI unset"
+    tracking = cfg.TrackingConfig(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
+    uri = tracking.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(
+            f"no MLflow store at {uri.removeprefix('sqlite:///')} ({why}); nothing is registered there. "
+            "Point --tracking-uri or MLFLOW_TRACKING_URI at the store your runs used "
+            "(r1ov demo: sqlite:///WORKDIR/mlflow.db)"
+        )
+    if not tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+        print(f"r1ov registry: reading the MLflow store {uri} ({why})", file=sys.stderr)
+    return tracking, f"{uri} ({why})"
+
+
 def _registry(args: argparse.Namespace) -> Any:
+    tracking, store = _registry_store(args.tracking_uri)
+    from r1ov.errors import RegistryError
+
+    if args.action == "fetch":  # a malformed URI is the reader's typo, not a miss in the store
+        from r1ov.registry.models import parse_models_uri
+
+        parse_models_uri(args.model_uri)
+    try:
+        return _registry_action(args, tracking)
+    except RegistryError as exc:  # name the store searched: the usual cause is looking in the wrong one
+        raise RegistryError(f"{exc} in the MLflow store {store}") from exc
+
+
+def _registry_action(args: argparse.Namespace, tracking: cfg.TrackingConfig) -> Any:
     from r1ov.registry import models as registry
     from r1ov.registry import promotion
 
-    tracking = cfg.TrackingConfig(**({"tracking_uri": args.tracking_uri} if args.tracking_uri else {}))
     if args.action == "list":
         return registry.list_models(tracking, args.name)
     if args.action == "fetch":
@@ -186,6 +244,8 @@ def _registry(args: argparse.Namespace) -> Any:
         return {"model_dir": str(registry.fetch(name, alias, args.dir, tracking, version=version))}
     if args.action == "rollback":
         return promotion.rollback(args.name, tracking, args.alias)
+    # The command prints the decision below; the library's own log line would say it twice.
+    logging.getLogger(promotion.__name__).setLevel(logging.WARNING)
     decision = promotion.promote(
         cfg.build(
             cfg.PromoteConfig,
@@ -202,8 +262,12 @@ def _registry(args: argparse.Namespace) -> Any:
             name="promote",
         )
     )
-    verb = "promoted to" if decision["promoted"] else "NOT promoted to"
-    print(f"{args.name} version {args.version} {verb} {args.alias}: {'; '.join(decision['reasons'])}", file=sys.stderr)
+    if decision["champion_before"] == str(decision["version"]):
+        line = f"{args.name} version {args.version} already holds {args.alias}: nothing changed"
+    else:
+        verb = "promoted to" if decision["promoted"] else "NOT promoted to"
+        line = f"{args.name} version {args.version} {verb} {args.alias}: {'; '.join(decision['reasons'])}"
+    print(line, file=sys.stderr)
     return decision
 
 
@@ -213,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(dry_run=False)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write seeded synthetic records with ground truth")
     synth.add_argument("--out", required=True, help="dataset URI (local path or s3://)")
@@ -269,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole pipeline locally with kfp.local")
     demo.add_argument("--workdir", default="demo-run", help="where data, models, MLflow and reports go")
     demo.add_argument("--fresh", action="store_true", help="delete the workdir first")
+    demo.add_argument("--json", action="store_true", help="also print the summary (WORKDIR/summary.json) on stdout")
 
     _add_registry_parser(sub)
 
@@ -368,10 +433,12 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         stage_config = cfg.load(config_class, args.config, args.overrides, name=args.command)
         return memory.plan(args.command, stage_config, args.gpu_gib)
     elif args.dry_run:
+        config_class, _ = STAGES[args.command]
+        # The recipe first: a mistake in it is answered before the launcher's imports (torch).
+        stage_config = cfg.load(config_class, args.config, args.overrides, name=args.command)
         from r1ov.train.launch import plan
 
-        config_class, _ = STAGES[args.command]
-        return plan(args.command, cfg.load(config_class, args.config, args.overrides, name=args.command))
+        return plan(args.command, stage_config)
     else:
         return run_stage(args.command, args.config, args.overrides)
 
@@ -385,17 +452,8 @@ def user_error(exc: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        # The command owns the process's logging: a handler left by an earlier caller (bound to a
-        # stream since closed, as in-process callers and tests leave them) is replaced, not kept.
-        force=True,
-    )
-    # One line per HTTP request from the teacher clients drowns the stage's own progress.
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The command owns the process's logging: a handler left by an earlier caller is replaced.
+    errors.configure_logging(logging.DEBUG if args.verbose else logging.INFO, force=True)
     # stdout carries only the JSON summary: libraries that print (DeepSpeed logs to stdout) go to stderr.
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -403,13 +461,18 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         print(f"r1ov {args.command}: invalid config\n{exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is a request, not a crash: no traceback. Training stages save a checkpoint first.
+        print(f"r1ov {args.command}: interrupted", file=sys.stderr)
+        return 130
     except StageFailed as exc:
         print(f"r1ov {args.command}: failed: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        from r1ov.eval.offline import ScoreError
-
-        if isinstance(exc, ScoreError):
+        # Only `r1ov eval score|compare` raise ScoreError, and they import its module: looking it
+        # up instead of importing it keeps every other error's answer free of eval's imports.
+        offline = sys.modules.get("r1ov.eval.offline")
+        if offline is not None and isinstance(exc, offline.ScoreError):
             print(f"r1ov eval {args.eval_tool}: {exc}", file=sys.stderr)
             return 2
         message = user_error(exc)
@@ -420,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":  # a table for a person, and a status a script can test
         print(result["table"])
         return 0 if result["ok"] else 1
+    if args.command == "demo" and not args.json:
+        return 0  # the terminal ends with the demo's table and where to look; the JSON is in summary.json
     if args.dry_run and "objects" in result:
         # What `kubectl apply -f -` takes: the objects a launch would create, one YAML document each.
         print(yaml.safe_dump_all(result["objects"], sort_keys=False), end="")

@@ -8,7 +8,10 @@ Defaults follow the R1-Onevision paper where it names a value; the demo recipe s
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import textwrap
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -54,6 +57,13 @@ class TeacherConfig(Strict):
     max_requests: int | None = Field(None, ge=1, description="budget: refuse to send more requests than this")
     usd_per_million_prompt_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
     usd_per_million_completion_tokens: float | None = Field(None, ge=0, description="price, for the cost estimate")
+
+
+def _default_eval_backend() -> str:
+    """vllm where it can run (an NVIDIA device and vLLM installed), else transformers. Looked up
+    without importing torch or vllm, so loading a config stays fast."""
+    gpu = os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+    return "vllm" if gpu and importlib.util.find_spec("vllm") is not None else "hf"
 
 
 def _default_tracking_uri() -> str:
@@ -470,7 +480,9 @@ class GRPOConfig(ModelIOConfig):
 
 class BenchmarkSpec(Strict):
     name: str = Field(
-        ..., description="benchmark name (mathvision, mathverse, mathvista, wemath, r1ov-bench, synthetic)"
+        ...,
+        description="benchmark name: mathvision, mathverse, mathvista, wemath, r1ov-bench, clevr, synthetic, "
+        "records (r1ov.eval.benchmarks.LOADERS)",
     )
     uri: str = Field(..., description="dataset URI in the record schema, or the benchmark's own file")
     limit: int | None = Field(None, ge=1, description="score only the first N items")
@@ -491,7 +503,10 @@ class EvalConfig(Strict):
     model_name_or_path: str = Field(..., description="checkpoint to evaluate (or served model name)")
     benchmarks: list[BenchmarkSpec] = Field(..., min_length=1, description="what to evaluate on")
     output_dir: str = Field(..., description="predictions, metrics.json and report.html")
-    backend: Literal["hf", "vllm", "openai"] = Field("vllm", description="generation backend")
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        default_factory=lambda: _default_eval_backend(),
+        description="generation backend; default: vllm where a GPU and vLLM are present, else hf",
+    )
     base_url: str | None = Field(None, description="endpoint for the openai backend")
     api_key_env: str = Field("OPENAI_API_KEY", description="API key variable for the openai backend")
     max_new_tokens: int = Field(REASONING_TOKENS, ge=1, description="completion limit")
@@ -579,7 +594,7 @@ C = TypeVar("C", bound=BaseModel)
 
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation).replace("typing.", "")
+    text = text or str(annotation).replace("typing.", "").replace(f"{__name__}.", "")
     return text.replace("NoneType", "None")
 
 
@@ -604,15 +619,40 @@ def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, s
     return rows
 
 
+HELP_WIDTH = 100  # help text lines, wrapped: a terminal, a pager and a code review all read them
+
+
+def _items_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside ``list[Model]`` or ``Model | None`` (fields worth listing in the help)."""
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        inner = _items_model(arg)
+        if inner is not None:
+            return inner
+    return None
+
+
 def fields_help(cls: type[BaseModel]) -> str:
-    """The config fields as a help text block (``r1ov <stage> --help``)."""
-    rows = describe_fields(cls)
-    width = max(len(name) for name, *_ in rows)
+    """The config fields as a help text block (``r1ov <stage> --help``), wrapped to HELP_WIDTH.
+    A list of configs or an optional config (benchmarks, judge, tracking) lists its own fields."""
+    rows = []
+    for row in describe_fields(cls):
+        rows.append(row)
+        inner = _items_model(cls.model_fields[row[0]].annotation) if row[0] in cls.model_fields else None
+        if inner is not None:
+            is_list = typing.get_origin(cls.model_fields[row[0]].annotation) is list
+            rows += describe_fields(inner, f"{row[0]}[]." if is_list else f"{row[0]}.")
+    width = min(max(len(name) for name, *_ in rows), 36)
     lines = ["config fields (set in a --config recipe or with --set NAME=VALUE):"]
     for name, kind, default, description in rows:
-        lines.append(f"  {name:<{width}}  {kind} = {default}")
+        head = f"  {name:<{width}}  {kind} = {default}"
+        lines += textwrap.wrap(head, HELP_WIDTH, subsequent_indent=" " * (width + 8), break_on_hyphens=False)
         if description:
-            lines.append(f"  {'':<{width}}    {description}")
+            indent = " " * (width + 6)
+            lines += textwrap.wrap(
+                description, HELP_WIDTH, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+            )
     return "\n".join(lines)
 
 

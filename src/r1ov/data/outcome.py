@@ -7,7 +7,6 @@ why in a form a person can read at a glance.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 
@@ -17,13 +16,11 @@ class StageFailed(RuntimeError):
 
 def reason_examples(dataset_uri: str, limit: int = 1) -> dict[str, list[str]]:
     """Up to ``limit`` full reasons per reason kind, read from the rejected part."""
-    import pyarrow.parquet as pq  # here, not at the top: the CLI imports this module to start
-
     from r1ov.data import records, storage
 
     examples: dict[str, list[str]] = {}
     for shard in storage.list_files(storage.join(dataset_uri, records.REJECTED), ".parquet"):
-        column = pq.read_table(io.BytesIO(storage.read_bytes(shard)), columns=["reject_reason"]).column(0)
+        column = records.read_parquet(shard, columns=["reject_reason"]).column(0)
         for reason in column.to_pylist():
             kind = (reason or "").split(":", 1)[0]
             if len(examples.setdefault(kind, [])) < limit:

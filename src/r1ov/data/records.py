@@ -253,7 +253,7 @@ def _salvaged(shard: str, data: bytes) -> list[dict[str, Any]]:
     """Rows of a shard the schema refuses (text that is not UTF-8, a column of the wrong type):
     read without the schema, value by value; each row that does not fit carries its reason."""
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.ParquetFile(pa.BufferReader(data)).read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         return [unreadable_file_row(shard, exc)]
     rows = []
@@ -296,9 +296,45 @@ def read_rows(shard: str) -> list[dict[str, Any]]:
     back marked (see :func:`problem`) instead of failing the whole shard."""
     data = storage.read_bytes(shard)
     try:
-        return pq.read_table(io.BytesIO(data), schema=SCHEMA).to_pylist()
+        return _fitted_table(data).to_pylist()
     except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
         return _salvaged(shard, data)
+
+
+def _fitted_table(data: bytes) -> pa.Table:
+    """A shard's bytes as a table with the record schema, or an error when a value does not fit.
+
+    Read from a native buffer (``pa.BufferReader``), never a Python file object: see
+    :func:`read_parquet` for the exit-time abort a Python file handed to Arrow's threads causes.
+    """
+    table = _conform(pq.ParquetFile(pa.BufferReader(data)).read())
+    table.validate(full=True)  # text that is not UTF-8 reads fine, then fails on first use
+    return table
+
+
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file, read in the calling thread from a native Arrow file.
+
+    Not ``pq.read_table(io.BytesIO(...))``: that runs Arrow's dataset scanner, whose I/O threads
+    call back into the Python file object (they take the GIL), and a scanner task still winding
+    down when the interpreter finalizes turns into ``terminate called without an active
+    exception`` (SIGABRT) after the work is done: apache/arrow#45017 (the backtrace: a pyarrow
+    thread's GIL request during finalization, pthread_exit, std::terminate), #36389 (Weston Pace:
+    "crashing on exit because the scanner is still running"), #39862. A native file and
+    ``ParquetFile.read`` (no scanner, no pre-buffering) leave no Arrow task behind and never hand
+    Arrow's threads a Python object.
+    """
+    fs, path = storage.filesystem(uri)
+    with fs.open_input_file(path) as handle:
+        return pq.ParquetFile(handle).read(columns=columns)
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """A shard as SCHEMA: columns in its order, a column the file lacks as nulls (older shards)."""
+    arrays = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, names=SCHEMA.names).cast(SCHEMA)
 
 
 def read_table(dataset_uri: str, part: str = RECORDS) -> pa.Table:
@@ -308,9 +344,7 @@ def read_table(dataset_uri: str, part: str = RECORDS) -> pa.Table:
     for shard in shards:
         data = storage.read_bytes(shard)
         try:
-            table = pq.read_table(io.BytesIO(data), schema=SCHEMA)
-            table.validate(full=True)  # text that is not UTF-8 reads fine, then fails on first use
-            tables.append(table)
+            tables.append(_fitted_table(data))
         except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
             tables.append(to_table(_salvaged(shard, data)))
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()

@@ -16,12 +16,12 @@ import math
 import tempfile
 from typing import Any
 
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from r1ov.data.records import read_parquet
 from r1ov.eval.report import PREDICTIONS
-from r1ov.scoring.paired import compare
+from r1ov.scoring.paired import compare, format_p, format_percent
 from r1ov.scoring.verdicts import VERDICTS, read_verdicts
 
 LABELS = ("base", "sft", "sft+grpo")  # the paper's rows: Base, +SFT, +SFT+RL
@@ -78,7 +78,7 @@ def collect(client: MlflowClient, children: list[Any], samples: int = 6) -> dict
                 verdicts[label] = read_verdicts(path)
             path = _download(client, run.info.run_id, f"eval/{PREDICTIONS}", f"{tmp}/{len(rows)}p")
             if path:
-                completions[label] = pq.read_table(path).to_pylist()[:samples]
+                completions[label] = read_parquet(path).to_pylist()[:samples]
     comparisons = {}
     for a, b in (("base", "sft"), ("sft", "sft+grpo"), ("base", "sft+grpo")):
         if a in verdicts and b in verdicts:
@@ -100,10 +100,26 @@ def collect(client: MlflowClient, children: list[Any], samples: int = 6) -> dict
     }
 
 
-def _plot(values: list[float], title: str, ylabel: str) -> str:
+def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with TensorBoard's debiasing (its scalar dashboard's smoothing):
+    a per-step GRPO reward is a handful of sampled groups, noise that hides the trend."""
+    out, average = [], 0.0
+    for step, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**step))
+    return out
+
+
+def _plot(values: list[float], title: str, ylabel: str, smooth: bool = False) -> str:
     figure = Figure(figsize=(5, 2.8), dpi=100)
     axes = figure.add_subplot()
-    axes.plot(range(1, len(values) + 1), values, color="#4c72b0")
+    steps = range(1, len(values) + 1)
+    if smooth:  # the raw points faint, the trend on top
+        axes.plot(steps, values, color="#4c72b0", alpha=0.25, linewidth=0.8, label="per step")
+        axes.plot(steps, smoothed(values), color="#4c72b0", linewidth=2, label="smoothed (EMA 0.9)")
+        axes.legend(loc="best", fontsize="small")
+    else:
+        axes.plot(steps, values, color="#4c72b0")
     axes.set_title(title)
     axes.set_xlabel("logged step")
     axes.set_ylabel(ylabel)
@@ -119,23 +135,25 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def render_html(data: dict[str, Any], title: str = "r1ov: base, +SFT, +SFT+RL") -> str:
     """One page: the ablation table, comparisons, curves, completions (no files beside it)."""
+    pct = format_percent
     rows = "\n".join(
         f"<tr><td>{html.escape(r['model'])}</td><td class=num>{r['n']}</td>"
-        f"<td class=num>{_fmt(r['accuracy'])}</td><td class=num>[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]</td>"
-        f"<td class=num>{_fmt(r['format_rate'])}</td></tr>"
+        f"<td class=num>{pct(r['accuracy'])}</td><td class=num>[{pct(r['ci95'][0])}, {pct(r['ci95'][1])}]</td>"
+        f"<td class=num>{pct(r['format_rate'])}</td></tr>"
         for r in data["ablation"]
     )
     comparisons = "\n".join(
-        f"<tr><td>{html.escape(name)}</td><td class=num>{_fmt(c['difference'])}</td>"
-        f"<td class=num>[{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]</td><td class=num>{_fmt(c['p_value'], 4)}</td>"
+        f"<tr><td>{html.escape(name)}</td><td class=num>{pct(c['difference'], signed=True)}</td>"
+        f"<td class=num>[{pct(c['ci95'][0], signed=True)}, {pct(c['ci95'][1], signed=True)}]</td>"
+        f"<td class=num>{format_p(c['p_value'])}</td>"
         f"<td class=num>{c['only_b_correct']} / {c['only_a_correct']}</td></tr>"
         for name, c in data["comparisons"].items()
     )
     curves = "".join(
-        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_plot(values, alt, unit)}">'
-        for alt, unit, values in (
-            ("SFT training loss", "loss", data["curves"]["sft_loss"]),
-            ("GRPO mean reward", "reward", data["curves"]["grpo_reward"]),
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_plot(values, alt, unit, smooth)}">'
+        for alt, unit, values, smooth in (
+            ("SFT training loss", "loss", data["curves"]["sft_loss"], False),
+            ("GRPO mean reward", "reward", data["curves"]["grpo_reward"], True),
         )
         if values
     )
@@ -161,10 +179,10 @@ pre {{ white-space: pre-wrap; font-size: .8rem; }} img {{ max-width: 48%; }}
 <h1>{html.escape(title)}</h1>
 <h2>Ablation (same held-out items)</h2>
 <table id="ablation"><thead>
-<tr><th>model</th><th>n</th><th>accuracy</th><th>95% interval</th><th>format rate</th></tr></thead>
+<tr><th>model</th><th>n</th><th>accuracy (%)</th><th>95% interval</th><th>format rate (%)</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <h2>Paired comparisons</h2>
-<table id="comparisons"><thead><tr><th>comparison</th><th>accuracy difference</th>
+<table id="comparisons"><thead><tr><th>comparison</th><th>accuracy difference (points)</th>
 <th>95% interval (paired bootstrap)</th><th>McNemar p</th><th>items won / lost</th></tr></thead>
 <tbody>{comparisons}</tbody></table>
 <h2>Training curves</h2>

@@ -122,17 +122,22 @@ class HFBackend:
         return results
 
     def generate(self, prompts: list[Prompt]) -> list[Generation]:
+        from tqdm.auto import tqdm
+
         results: list[Generation] = []
-        for batch in _chunks(prompts, self.cfg.batch_size):
-            try:
-                results += self._batch(batch)
-            except Exception as exc:  # one bad item must not sink its batch: retry the items alone
-                log.warning("hf batch of %d failed (%s); retrying one by one", len(batch), exc)
-                for prompt in batch:
-                    try:
-                        results += self._batch([prompt])
-                    except Exception as item_exc:
-                        results.append(_failed(item_exc))
+        # Items done, with rate and ETA, on a terminal; disable=None keeps logs (no TTY) free of bars.
+        with tqdm(total=len(prompts), desc="generate", unit="item", disable=None) as progress:
+            for batch in _chunks(prompts, self.cfg.batch_size):
+                try:
+                    results += self._batch(batch)
+                except Exception as exc:  # one bad item must not sink its batch: retry the items alone
+                    log.warning("hf batch of %d failed (%s); retrying one by one", len(batch), exc)
+                    for prompt in batch:
+                        try:
+                            results += self._batch([prompt])
+                        except Exception as item_exc:
+                            results.append(_failed(item_exc))
+                progress.update(len(batch))
         return results
 
 

@@ -216,8 +216,10 @@ def run_demo(workdir: str | Path = "demo-run", fresh: bool = False, verbose: boo
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     root = repo_root(Path(__file__).parent)
-    # DeepSpeed JIT-builds ops once; keep them with the workdir so reruns reuse them.
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(workdir / "torch_extensions"))
+    # DeepSpeed JIT-builds ops once per machine (and torch/DeepSpeed versions), not once per workdir.
+    from r1ov.train import extensions_dir
+
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
 
     console.rule("[bold]r1ov demo: inputs")
     inputs = prepare_inputs(workdir)
@@ -318,13 +320,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from r1ov.scoring.paired import format_p
+    from r1ov.scoring.paired import format_percent as pct
+
     ablation = Table(title="base -> SFT -> SFT+GRPO on the same held-out items")
-    for column in ("model", "accuracy", "95% interval", "format rate", "n"):
+    for column in ("model", "accuracy (%)", "95% interval", "format rate (%)", "n"):
         ablation.add_column(column, justify="left" if column == "model" else "right")
     for row in summary["ablation"]:
         low, high = row["ci95"]
         ablation.add_row(
-            row["model"], _fmt(row["accuracy"]), f"[{_fmt(low)}, {_fmt(high)}]", _fmt(row["format_rate"]), str(row["n"])
+            row["model"], pct(row["accuracy"]), f"[{pct(low)}, {pct(high)}]", pct(row["format_rate"]), str(row["n"])
         )
     console.print(ablation)
     table = Table(title="r1ov demo: done", show_header=False)
@@ -338,13 +343,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row(
         "GRPO reward",
         f"{_fmt(reward['first'])} (first quarter) -> {_fmt(reward['last'])} (last quarter) over {reward['steps']} "
-        f"steps; {_fmt(spread)} of prompt groups had an advantage (completions scored differently)",
+        f"steps; {pct(spread)}% of prompt groups had an advantage (completions scored differently)",
     )
     for name, c in summary["comparisons"].items():
         table.add_row(
             name,
-            f"{c['difference']:+.3f} accuracy, 95% CI [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], "
-            f"McNemar p {c['p_value']:.3g}",
+            f"{pct(c['difference'], signed=True)} points of accuracy, 95% CI "
+            f"[{pct(c['ci95'][0], signed=True)}, {pct(c['ci95'][1], signed=True)}], McNemar p {format_p(c['p_value'])}",
         )
     decision = "promoted" if summary["gate"].get("promoted") else "not promoted"
     table.add_row("promotion", f"{decision}: {'; '.join(summary['gate'].get('reasons') or []) or 'no decision'}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import posixpath
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import yaml
 
 from r1ov import config as cfg
+from r1ov import errors
 from r1ov.data import inputs
 from r1ov.k8s.bundle import RUN_LABEL
 from r1ov.scoring import lengths
@@ -24,6 +26,7 @@ from r1ov.stages import STAGES, resolve
 log = logging.getLogger(__name__)
 
 PIPELINE_RUN_TAG = "r1ov.pipeline_run_id"
+SHARD_TAG = "r1ov.shard"  # the fan-out shard a data stage's run covers
 
 
 class MetricsArtifact(Protocol):
@@ -113,8 +116,15 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> Iterator[dict[str, Any]]:
-    """An MLflow child run for a stage that does not track itself (the data stages): settings and counts."""
+def _stage_run(
+    stage: str, config: Any, track: tuple[str, str, str] | None, shard: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """An MLflow child run for a stage that does not track itself (the data stages): settings and counts.
+
+    One run per (pipeline run, stage, shard), named after all three so the shards' runs tell apart
+    in the runs page. A retried task (KFP's set_retry, a pod restarted) takes its attempt's run
+    back instead of opening a second one: the attempts are one stage's story.
+    """
     holder: dict[str, Any] = {}
     if not track or not track[0] or getattr(config, "tracking", None) is not None:
         yield holder
@@ -124,16 +134,24 @@ def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> I
     from r1ov.registry import tracking as registry
 
     tracking_uri, experiment, pipeline_run_id = track
+    name = "-".join(part for part in (stage, shard, pipeline_run_id) if part)
+    tags = {"r1ov.stage": stage, **({SHARD_TAG: shard} if shard else {})}
     tracking = cfg.TrackingConfig(
         tracking_uri=tracking_uri,
         experiment=experiment,
-        run_name=f"{stage}-{pipeline_run_id}" if pipeline_run_id else stage,
+        run_name=name,
         tags={PIPELINE_RUN_TAG: pipeline_run_id} if pipeline_run_id else {},
     )
-    if pipeline_run_id:
-        tracking.parent_run_id = registry.pipeline_parent_run(tracking, pipeline_run_id)
     client = registry.client_for(tracking)
-    run_id = registry.start_run(client, tracking, stage, {"r1ov.stage": stage})
+    earlier = _earlier_attempt(client, tracking, pipeline_run_id, tags) if pipeline_run_id else None
+    if earlier is not None:
+        run_id = earlier
+        client.update_run(run_id, status="RUNNING")
+        log.info("%s: a retry; MLflow run %s continues", name, run_id)
+    else:
+        if pipeline_run_id:
+            tracking.parent_run_id = registry.pipeline_parent_run(tracking, pipeline_run_id)
+        run_id = registry.start_run(client, tracking, stage, tags)
     try:
         yield holder
     except BaseException:
@@ -145,6 +163,20 @@ def _stage_run(stage: str, config: Any, track: tuple[str, str, str] | None) -> I
     client.log_batch(run_id, params=params)
     registry.log_metrics(client, run_id, {k: float(v) for k, v in numbers.items()})
     client.set_terminated(run_id)
+
+
+def _earlier_attempt(
+    client: Any, tracking: cfg.TrackingConfig, pipeline_run_id: str, tags: dict[str, str]
+) -> str | None:
+    """The run an earlier attempt of this task opened (same pipeline run, stage and shard), if any."""
+    from r1ov.registry.tracking import experiment_id
+
+    wanted = {PIPELINE_RUN_TAG: pipeline_run_id, **tags}
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in wanted.items())
+    runs = client.search_runs([experiment_id(client, tracking)], query, max_results=10)
+    if SHARD_TAG not in tags:  # an unsharded task: not a shard's run that happens to match
+        runs = [run for run in runs if SHARD_TAG not in run.data.tags]
+    return min(runs, key=lambda r: r.info.start_time).info.run_id if runs else None
 
 
 def _close_pipeline_run(config: Any) -> None:
@@ -160,22 +192,20 @@ def run_task(
     fields: dict[str, Any],
     extra_config: dict[str, Any] | str | None = None,
     track: tuple[str, str, str] | None = None,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """Build ``stage``'s config from component inputs, check its inputs, run it, check its output.
 
     ``track`` = (tracking URI, experiment, pipeline run id) gives a stage without its own
     tracking an MLflow run nested under the pipeline's.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One line per teacher request would drown the stage's own progress (and cost CPU at scale).
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    errors.configure_logging()
     config = stage_config(stage, fields, extra_config)
     _nest_under_pipeline_run(config)
     log.info("running %s with %s", stage, config.model_dump_json(exclude_none=True))
     inputs.check(stage, config)
     lengths.preflight(stage, config)
-    with _stage_run(stage, config, track) as run:
+    with _stage_run(stage, config, track, shard) as run:
         summary = resolve(STAGES[stage][1])(config)
         run["summary"] = summary
     inputs.check_output(stage, config, summary)
@@ -251,7 +281,7 @@ def end_tracking(run_id: str, final_state: str, tracking_uri: str, experiment: s
 
 def cleanup_run(run_id: str, launcher: str, namespace: str) -> list[str]:
     """Delete what a run launched on the cluster and left behind (failed or cancelled runs)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    errors.configure_logging()
     if launcher == "local" or not run_id:
         log.info("cleanup: nothing launched on a cluster (launcher=%s)", launcher)
         return []
@@ -282,7 +312,8 @@ def run_shard_stage(
     asks_teacher = stage != "filter" or fields.get("judge.base_url") or extra.get("judge")
     named = fields.get(f"{key}.cache_uri") or (extra.get(key) or {}).get("cache_uri")
     defaults = {f"{key}.cache_uri": shared_cache_uri(shard_uri)} if asks_teacher and not named else {}
-    return run_task(stage, {**defaults, "input_uri": input_uri, "output_uri": output_uri, **fields}, extra, track=track)
+    fields = {**defaults, "input_uri": input_uri, "output_uri": output_uri, **fields}
+    return run_task(stage, fields, extra, track=track, shard=posixpath.basename(shard_uri.rstrip("/")))
 
 
 def teacher_fields(stage: str, base_url: str, model: str, max_concurrency: int) -> dict[str, Any]:

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 VERDICTS_ARTIFACT = "eval/verdicts.jsonl"  # on a register run: the per-item verdicts the gate compares
 METRIC_TAG_PREFIX = "metric."
+LINEAGE_ARTIFACT = "lineage.json"  # on the version's run: every lineage fact and metric
+# The lineage facts that are also tags on the version: what someone auditing a version asks first.
+KEY_LINEAGE = ("pipeline_run_id", "git_commit", "base_model", "sft_run_id", "grpo_run_id", "parent_run_id")
 
 
 def _git_commit(configured: str | None) -> str | None:
@@ -134,22 +137,27 @@ def register(cfg: RegisterConfig) -> dict[str, Any]:
     """Log ``cfg.model_dir`` as a run's artifacts, register it as a new version, set ``cfg.alias``."""
     client = client_for(cfg.tracking)
     commit = _git_commit(cfg.git_commit)
-    lineage = {f"lineage.{k}": v for k, v in sorted(cfg.lineage.items())}
-    lineage["lineage.model_dir"] = cfg.model_dir
+    lineage = dict(sorted(cfg.lineage.items()))
+    lineage["model_dir"] = cfg.model_dir
     if commit:
-        lineage["lineage.git_commit"] = commit
+        lineage["git_commit"] = commit
     if cfg.metrics_uri:
-        lineage["lineage.metrics_uri"] = cfg.metrics_uri
+        lineage["metrics_uri"] = cfg.metrics_uri
     if cfg.tracking.parent_run_id:
-        lineage["lineage.parent_run_id"] = cfg.tracking.parent_run_id
+        lineage["parent_run_id"] = cfg.tracking.parent_run_id
+    # The whole lineage is one JSON artifact; a few key facts are tags, short enough for the UI's
+    # version page (dozens of long tags there are truncated and unreadable).
+    key_tags = {f"lineage.{k}": str(lineage[k]) for k in KEY_LINEAGE if lineage.get(k)}
+    key_tags["lineage.artifact"] = LINEAGE_ARTIFACT
     verdicts_uri = _verdicts_uri(cfg)
-    run_id = start_run(client, cfg.tracking, f"register-{cfg.model_name}", {**lineage, "r1ov.stage": "register"})
+    run_id = start_run(client, cfg.tracking, f"register-{cfg.model_name}", {**key_tags, "r1ov.stage": "register"})
     try:
         _log_model_dir(client, run_id, cfg.model_dir)
         metrics = read_metrics(cfg.metrics_uri) if cfg.metrics_uri else {}
         log_metrics(client, run_id, metrics)
         if verdicts_uri:
-            lineage.update(_log_verdicts(client, run_id, verdicts_uri))
+            key_tags.update(_log_verdicts(client, run_id, verdicts_uri))
+        client.log_dict(run_id, {"lineage": lineage, "metrics": metrics}, LINEAGE_ARTIFACT)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -157,7 +165,9 @@ def register(cfg: RegisterConfig) -> dict[str, Any]:
 
     _ensure_registered_model(client, cfg.model_name)
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
-    version_tags = {**lineage, **{f"{METRIC_TAG_PREFIX}{metric_key(k)}": repr(v) for k, v in metrics.items()}}
+    # Headline metrics as tags (the gate and `registry list` read them); every metric is on the run.
+    headline = {k: v for k, v in metrics.items() if k.startswith("overall/")}
+    version_tags = {**key_tags, **{f"{METRIC_TAG_PREFIX}{metric_key(k)}": repr(v) for k, v in headline.items()}}
     version = client.create_model_version(
         cfg.model_name, source=source, run_id=run_id, tags=version_tags, description=cfg.description
     )

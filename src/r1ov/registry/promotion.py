@@ -46,8 +46,11 @@ def _by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
         return None
 
 
-def version_metric(version: Any, metric: str) -> float | None:
+def version_metric(version: Any, metric: str, client: MlflowClient | None = None) -> float | None:
+    """``metric`` of a version: its tag (headline metrics), else the metric logged on its run."""
     tag = (version.tags or {}).get(f"{METRIC_TAG_PREFIX}{metric_key(metric)}")
+    if tag is None and client is not None and version.run_id:
+        return client.get_run(version.run_id).data.metrics.get(metric_key(metric))
     try:
         return None if tag is None else float(tag)
     except ValueError:
@@ -107,14 +110,15 @@ def _baseline(cfg: PromoteConfig) -> dict[str, bool] | None:
 def decide(client: MlflowClient, cfg: PromoteConfig, candidate: Any, champion: Any | None) -> dict[str, Any]:
     """The gate's decision on ``candidate`` (no side effects)."""
     label = f"version {candidate.version}"
-    value = version_metric(candidate, cfg.metric)
+    # First: re-promoting the holder moves nothing, whatever its metrics say.
+    if champion is not None and str(champion.version) == str(candidate.version):
+        return {"passed": False, "reasons": [f"{label} already holds {cfg.target_alias!r}"]}
+    value = version_metric(candidate, cfg.metric, client)
     if value is None or math.isnan(value):
         return {"passed": False, "reasons": [f"{label} has no {cfg.metric}; never promoted without it"]}
     if value < cfg.min_value:
         reason = f"{label}: {cfg.metric} = {value:.4f} is below the floor {cfg.min_value:.4f}"
         return {"passed": False, "reasons": [reason]}
-    if champion is not None and str(champion.version) == str(candidate.version):
-        return {"passed": False, "reasons": [f"{label} already holds {cfg.target_alias!r}"]}
     verdicts = version_verdicts(client, candidate)
     if verdicts is None:
         return {"passed": False, "reasons": [f"{label} has no per-item verdicts to compare; register them with it"]}

@@ -164,6 +164,9 @@ def log_summary_to_mlflow(
     # (MLflow's own default is ./mlruns in whatever directory the task runs in).
     tracking = TrackingConfig(tracking_uri=tracking_uri, experiment=experiment)
     client = client_for(tracking)
+    pipeline_run_id = tags.get("r1ov.pipeline_run_id")
+    if pipeline_run_id:  # nested under the pipeline's run, beside the stage runs it sums up
+        tags = {**tags, PARENT_RUN_TAG: pipeline_parent_run(tracking, pipeline_run_id)}
     run = client.create_run(experiment_id(client, tracking), run_name=run_name, tags=tags)
     for name, value in _flatten(manifest).items():
         # MLflow metric names allow letters, digits, _ - . / and spaces: reasons are free text.

@@ -99,3 +99,18 @@ def compare(
         only_in_a=len(set(verdicts_a) - set(verdicts_b)),
         only_in_b=len(set(verdicts_b) - set(verdicts_a)),
     )
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as people read it: scientific notation below 0.001 (1.91e-06, never 0.0000)."""
+    if not isinstance(p, int | float) or p != p:
+        return "n/a"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def format_percent(fraction: float | None, signed: bool = False) -> str:
+    """A share as percent with one decimal, the unit of every human-facing report (the paper's
+    tables); metrics and JSON keep fractions."""
+    if not isinstance(fraction, int | float) or fraction != fraction:
+        return "n/a"
+    return f"{100 * fraction:+.1f}" if signed else f"{100 * fraction:.1f}"

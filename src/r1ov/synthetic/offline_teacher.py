@@ -293,9 +293,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", type=float, default=0.0, help="share of requests that fail (429/500/hang/...)")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault sequence")
     parser.add_argument("--hang", type=float, default=30.0, help="seconds a hanging fault holds the request")
+    parser.add_argument(
+        "--max-observations", type=int, default=None, help="observations per reasoning chain (0: short chains)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    oracle = load_oracle(args.data, args.noise, args.formalize_noise, args.seed)
+    oracle = load_oracle(args.data, args.noise, args.formalize_noise, args.seed, args.max_observations)
     app = create_app(
         oracle,
         model=args.model,

@@ -11,3 +11,25 @@ deepspeed/         ZeRO-2 and ZeRO-3 configs ("auto" values filled in by transfo
 May import ``r1ov.k8s`` (launching jobs), ``r1ov.registry`` (tracking), ``r1ov.stages`` (the
 worker runs a stage by name), ``r1ov.data``, ``r1ov.scoring``, ``r1ov.config``, ``r1ov.errors``.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def extensions_dir() -> Path:
+    """Where DeepSpeed's JIT-built ops (cpu_adam: two compiler runs, about a minute) are kept: one
+    cache per user and machine, keyed by the torch and DeepSpeed versions the ops were built
+    against, so every run, demo and test on the machine builds them once. Versions come from the
+    installed metadata, not an import of torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "none"
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "r1ov" / "torch_extensions" / f"torch{installed('torch')}-deepspeed{installed('deepspeed')}"

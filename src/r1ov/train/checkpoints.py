@@ -1,5 +1,5 @@
-"""Durable checkpoints: every ``save_steps``, every ``save_every_minutes`` and on SIGTERM, kept in
-``checkpoint_uri``, resumed from exactly (weights, optimizer, scheduler, RNG, data order).
+"""Durable checkpoints: every ``save_steps``, every ``save_every_minutes`` and on SIGTERM or
+Ctrl-C, kept in ``checkpoint_uri``, resumed from exactly (weights, optimizer, scheduler, RNG, data order).
 
 Layout under ``<checkpoint_uri>/checkpoints/`` (or, without a checkpoint_uri, the local checkpoint
 directory itself)::
@@ -12,11 +12,11 @@ resumed from; the last ``save_total_limit`` complete ones are kept. Each node's 
 uploads what that node wrote (ZeRO shards and RNG states are per rank) and, on resume, downloads
 the whole checkpoint, so the nodes need no shared filesystem.
 
-SIGTERM (pod deletion, preemption, a cancelled run) is turned into "save now and stop" at the next
-step boundary, agreed by all ranks, so the last complete step survives; the process then exits
-with 143 instead of saving a final model. The last step itself is saved once, as the final model
-(``common.finish``), not also as a checkpoint: a failure after training ends resumes from the last
-periodic checkpoint.
+SIGTERM (pod deletion, preemption, a cancelled run) and SIGINT (Ctrl-C) are turned into "save now
+and stop" at the next step boundary, agreed by all ranks, so the last complete step survives; the
+process then exits with 143 (SIGTERM) or 130 (SIGINT) instead of saving a final model. The last
+step itself is saved once, as the final model (``common.finish``), not also as a checkpoint: a
+failure after training ends resumes from the last periodic checkpoint.
 """
 
 from __future__ import annotations
@@ -221,7 +221,9 @@ class DurableCheckpoints(TrainerCallback):
 class SaveTriggers(TrainerCallback):
     """When to save besides every ``save_steps``, decided at each step boundary by all ranks together.
 
-    - SIGTERM (pod deletion, preemption, a cancelled run): save this step and stop.
+    - SIGTERM (pod deletion, preemption, a cancelled run) or SIGINT (Ctrl-C): save this step and
+      stop. A second Ctrl-C stops at once, without the checkpoint. The previous handlers come back
+      with :meth:`restore` (a command run in-process keeps its own).
     - The clock: save when ``every_s`` seconds passed since the last save, so a preemption loses at
       most that much work however slow the steps are.
     - The last step: no checkpoint, since ``common.finish`` writes the final model (saving both would
@@ -231,14 +233,36 @@ class SaveTriggers(TrainerCallback):
     rank save, so no rank waits alone in a collective save.
     """
 
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
     def __init__(self, every_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.requested = threading.Event()
+        self.signum: int | None = None
         self.stopped = False
         self.every_s = every_s
         self.clock = clock
         self.last_save = clock()
+        self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: self.requested.set())
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and self.requested.is_set():
+            raise KeyboardInterrupt  # asked twice: the user does not want to wait for the save
+        self.signum = self.signum or signum
+        self.requested.set()
+        if signum == signal.SIGINT:
+            logger.warning("Ctrl-C: saving a checkpoint at the end of this step (Ctrl-C again stops at once)")
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for death by the signal (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + (self.signum or signal.SIGTERM)
 
     def _agreed(self) -> tuple[bool, bool]:
         """(stop, save now) as the whole world sees it."""
@@ -255,7 +279,7 @@ class SaveTriggers(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         stop, due = self._agreed()
         if stop:
-            logger.warning("SIGTERM: saving step %d and stopping", state.global_step)
+            logger.warning("%s: saving step %d and stopping", _name(self.signum), state.global_step)
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
@@ -269,6 +293,10 @@ class SaveTriggers(TrainerCallback):
         self.last_save = self.clock()
 
 
+def _name(signum: int | None) -> str:
+    return signal.Signals(signum).name if signum else "a peer's signal"
+
+
 def _device() -> torch.device:
     if torch.distributed.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -278,17 +306,23 @@ def _device() -> torch.device:
 def train(trainer: Any, cfg: Any) -> tuple[Any, int]:
     """``trainer.train()`` with durable checkpoints, resumed from the latest complete one.
 
-    Returns the train result and the step it resumed from (0 for a fresh start). After SIGTERM
-    the checkpoint is saved, the world closed and the process exits with 143.
+    Returns the train result and the step it resumed from (0 for a fresh start). After SIGTERM or
+    Ctrl-C the checkpoint is saved, the world closed and the process exits with 143 or 130.
     """
     trainer.add_callback(DurableCheckpoints(cfg, keep=cfg.save_total_limit))
     stop = SaveTriggers(every_s=cfg.save_every_minutes * 60)
     trainer.add_callback(stop)
-    resume = resume_point(cfg)
-    result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        resume = resume_point(cfg)
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        stop.restore()
     if stop.stopped:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-        logger.warning("stopped at step %d on SIGTERM; a re-run resumes from there", trainer.state.global_step)
-        raise SystemExit(INTERRUPTED_EXIT)
+        logger.warning(
+            "stopped at step %d on %s; the checkpoint is in %s and the same command resumes from it",
+            trainer.state.global_step, _name(stop.signum), store(cfg),
+        )  # fmt: skip
+        raise SystemExit(stop.exit_code)
     return result, int(_CHECKPOINT.match(Path(resume).name).group(1)) if resume else 0

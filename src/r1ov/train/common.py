@@ -176,19 +176,66 @@ def build_arguments(config_class: type, fields: dict[str, Any]) -> Any:
 
 
 class LogCallback(TrainerCallback):
-    """Trainer logs to ``logging`` (main process only) instead of transformers' stdout printer."""
+    """Trainer logs to ``logging`` (main process only) instead of transformers' stdout printer.
+    Below a progress bar (a terminal) the per-step lines are debug: the bar shows the numbers."""
+
+    def __init__(self, level: int = logging.INFO) -> None:
+        self.level = level
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and logs:
             shown = {k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}
-            logger.info("step %d/%d %s", state.global_step, state.max_steps, shown)
+            logger.log(self.level, "step %d/%d %s", state.global_step, state.max_steps, shown)
 
 
-def use_log_callback(trainer: Any) -> None:
-    """Swap transformers' stdout printer for :class:`LogCallback`."""
+# What the step bar shows beside the count, when the trainer logs it.
+BAR_FIELDS = ("loss", "reward")
+
+
+class StepBar(TrainerCallback):
+    """A tqdm bar of optimizer steps with the latest loss (and GRPO's reward), on a terminal only:
+    a pod's log or a pipe gets the step lines of :class:`LogCallback` instead."""
+
+    def __init__(self, desc: str, stream: Any = None) -> None:
+        import sys
+
+        self.desc = desc
+        self.stream = stream or sys.stderr
+        self.bar: Any = None
+
+    @property
+    def active(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero and self.active:
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step", file=self.stream
+            )
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.bar is not None and logs:
+            self.bar.set_postfix({k: f"{logs[k]:.4g}" for k in BAR_FIELDS if isinstance(logs.get(k), int | float)})
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def use_log_callback(trainer: Any, desc: str = "train") -> None:
+    """Swap transformers' stdout printer for :class:`LogCallback` (and a :class:`StepBar` on a terminal)."""
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LogCallback())
+    bar = StepBar(desc)
+    trainer.add_callback(LogCallback(logging.DEBUG if bar.active else logging.INFO))
+    trainer.add_callback(bar)
     trainer.add_callback(tracking.ThroughputCallback())
 
 

@@ -164,7 +164,7 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
             train_dataset=common.to_dataset(examples.rows),
             processing_class=processor,
         )
-        common.use_log_callback(trainer)
+        common.use_log_callback(trainer, "grpo")
         result, resumed_from = checkpoints.train(trainer, cfg)
         history = trainer.state.log_history
         summary = common.summarize(

@@ -33,7 +33,7 @@ from typing import Any
 from r1ov.config import ConfigError
 from r1ov.data import storage
 from r1ov.k8s.shutdown import sigterm_exits
-from r1ov.train import common, worker
+from r1ov.train import common, extensions_dir, worker
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,23 @@ def launch(stage: str, cfg: Any) -> dict[str, Any]:
 
 
 def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
-    dist = cfg.distributed
     output = Path(cfg.output_dir)
+    created = [p for p in (output, *output.parents) if not p.exists()]  # what a stop must not leave behind
     output.mkdir(parents=True, exist_ok=True)
+    try:
+        return _launch_local(stage, cfg, output)
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped (Ctrl-C, SIGTERM): no empty model folder suggests a model that is not there.
+        # Checkpoints live beside the output (checkpoints.local_dir) and stay.
+        (output / CONFIG_FILE).unlink(missing_ok=True)
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: something real is in it
+                folder.rmdir()
+        raise
+
+
+def _launch_local(stage: str, cfg: Any, output: Path) -> dict[str, Any]:
+    dist = cfg.distributed
     if dist.nnodes * dist.nproc_per_node == 1 and dist.deepspeed == "none":
         return worker.trainer(stage)(cfg)
 
@@ -81,7 +95,7 @@ def launch_local(stage: str, cfg: Any) -> dict[str, Any]:
     storage.delete(str(output / common.SUMMARY_FILE))  # never report a previous run's summary
     port = free_port(dist.rdzv_port)
     run_id = f"r1ov-{stage}-{uuid.uuid4().hex[:8]}"
-    env = worker_env(dist.nnodes * dist.nproc_per_node, output.resolve().parent / ".torch_extensions")
+    env = worker_env(dist.nnodes * dist.nproc_per_node)
     nodes = [
         Node(rank, torchrun_command(stage, str(config_path), dist.nnodes, rank, dist.nproc_per_node, port, run_id), env)
         for rank in range(dist.nnodes)
@@ -115,12 +129,12 @@ def torchrun_command(
     ]
 
 
-def worker_env(processes: int, extensions_dir: Path) -> dict[str, str]:
+def worker_env(processes: int) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are written
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # progress bars make noise in a streamed log
-    # DeepSpeed JIT-builds its ops on first use; keep that cache beside the run (unless one is set).
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir))
+    # DeepSpeed JIT-builds its ops on first use; one cache per machine (unless one is set).
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     # Share the cores instead of every process assuming it owns all of them.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     return env

@@ -67,7 +67,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
         trainer = checkpoints.resumable(SFTTrainer)(
             model=model, args=args, train_dataset=common.to_dataset(examples.rows), processing_class=processor
         )
-        common.use_log_callback(trainer)
+        common.use_log_callback(trainer, "sft")
         result, resumed_from = checkpoints.train(trainer, cfg)
         summary = common.summarize(
             "sft", cfg, trainer, result, examples, runtime, started, run_id, resumed_from_step=resumed_from,

@@ -46,28 +46,42 @@ def log_metrics(metrics: Mapping[str, float]) -> None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
 
 
-def end_run(failed: bool = False) -> None:
-    """Close the active run (no-op when none is open)."""
+def end_run(status: str = "FINISHED") -> None:
+    """Close the active run with an MLflow run status (no-op when none is open)."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
     # The callback logs asynchronously; flush so no metric lands after the run is closed.
     mlflow.flush_async_logging()
-    mlflow.end_run(status="FAILED" if failed else "FINISHED")
+    mlflow.end_run(status=status)
+
+
+# Exit codes of a run stopped by a signal (128 + SIGINT, 128 + SIGTERM): stopped, not broken.
+INTERRUPTED_CODES = (130, 143)
+
+
+def ending_status(exc: BaseException) -> str:
+    """KILLED for a run someone stopped (Ctrl-C, SIGTERM: MLflow's status for a run ended by a
+    user), FAILED for one that broke."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED"
+    if isinstance(exc, SystemExit) and exc.code in INTERRUPTED_CODES:
+        return "KILLED"
+    return "FAILED"
 
 
 @contextmanager
 def stage_run(cfg: TrackingConfig, enabled: bool, stage: str, tags: Mapping[str, str]) -> Iterator[str | None]:
-    """A run around a training stage when ``enabled``; marked FAILED if the body raises."""
+    """A run around a training stage when ``enabled``; KILLED if stopped, FAILED if the body raises."""
     if not enabled:
         yield None
         return
     run_id = start_run(cfg, stage, {"r1ov.stage": stage, **tags})
     try:
         yield run_id
-    except BaseException:
-        end_run(failed=True)
+    except BaseException as exc:
+        end_run(ending_status(exc))
         raise
     end_run()
 

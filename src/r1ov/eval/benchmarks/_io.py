@@ -19,10 +19,8 @@ import posixpath
 import re
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from r1ov.data import storage
-from r1ov.data.records import new_record, reject
+from r1ov.data.records import new_record, read_parquet, reject
 
 SUFFIXES = (".parquet", ".tsv", ".jsonl", ".json")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
@@ -53,9 +51,9 @@ def read_rows(uri: str) -> list[dict[str, Any]]:
         if not files:
             raise FileNotFoundError(f"{uri}: no {'/'.join(SUFFIXES)} file found")
         return [row for f in files for row in read_rows(f)]
-    data = storage.read_bytes(uri)
     if uri.endswith(".parquet"):
-        return pq.read_table(io.BytesIO(data)).to_pylist()
+        return read_parquet(uri).to_pylist()  # native file, in this thread (see read_parquet)
+    data = storage.read_bytes(uri)
     if uri.endswith(".tsv"):
         return _read_tsv(data.decode("utf-8"))
     if uri.endswith(".jsonl"):
