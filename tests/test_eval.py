@@ -26,7 +26,7 @@ from PIL import Image
 from r1ov.config import BenchmarkSpec, EvalConfig, TrackingConfig
 from r1ov.data.records import new_record, write_dataset
 from r1ov.eval import benchmarks, run
-from r1ov.eval.extract import RULES_VERSION, extract, last_boxed
+from r1ov.eval.extract import RULES, RULES_VERSION, extract, last_boxed
 from r1ov.eval.score import bootstrap_interval, score_row, summarize
 from r1ov.scoring.reasoning import INSTRUCTION, compose
 
@@ -554,7 +554,9 @@ def test_eval_run_openai_end_to_end(tmp_path: Path, stand_in: ChatStandIn, monke
     assert "no_answer" in (out / "rejected.jsonl").read_text()
     # per-item verdicts (what paired comparisons and the promotion gate read), one per scored item
     verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
-    assert len(verdicts) == len(predictions) and set(verdicts[0]) == {"benchmark", "id", "correct"}
+    assert len(verdicts) == len(predictions)
+    assert set(verdicts[0]) == {"benchmark", "id", "correct", "rule", "extracted"}  # the rule that read each answer
+    assert all(v["rule"] in {*RULES, "hedge", "none", "empty_answer", "failed"} for v in verdicts)
     assert sum(v["correct"] for v in verdicts) == 4
     html = (out / "report.html").read_text()
     assert '<table id="metrics">' in html and "<td>r1ov-bench</td>" in html

@@ -1,6 +1,7 @@
 """Per-item verdicts: the file every paired comparison of two models reads.
 
-One JSON line per scored item, ``{"benchmark", "id", "correct"}``, without the completions.
+One JSON line per scored item, ``{"benchmark", "id", "correct", "rule", "extracted"}`` (the
+extraction rule that read the answer, and the answer it read), without the completions.
 Eval writes it beside ``metrics.json``; the register step logs it with the model version; the
 promotion gate and the ablation table read it back (:mod:`r1ov.scoring.paired`).
 """
@@ -16,7 +17,18 @@ VERDICTS = "verdicts.jsonl"
 
 
 def verdicts_jsonl(rows: list[dict[str, Any]]) -> bytes:
-    lines = (json.dumps({"benchmark": r["benchmark"], "id": r["id"], "correct": bool(r["correct"])}) for r in rows)
+    lines = (
+        json.dumps(
+            {
+                "benchmark": r["benchmark"],
+                "id": r["id"],
+                "correct": bool(r["correct"]),
+                "rule": r.get("rule"),
+                "extracted": r.get("extracted"),
+            }
+        )
+        for r in rows
+    )
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
