@@ -141,7 +141,7 @@ def _png(image: Image.Image, **save) -> bytes:
 
 
 def test_modes_convert_to_what_a_viewer_shows() -> None:
-    grey16 = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))
+    grey16 = Image.fromarray(np.full((8, 8), 32896, dtype=np.uint16))  # 8 px: the smallest side sent
     assert grey16.mode.startswith("I;16")
     decoded = imaging.decode(_png(grey16))
     assert decoded.mode.startswith("I") and decoded.image.getpixel((0, 0)) == (128, 128, 128)
