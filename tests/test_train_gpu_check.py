@@ -63,3 +63,28 @@ def test_training_logs_gpu_memory_and_mfu_where_a_gpu_is(tmp_path: Path, monkeyp
     assert metrics["tokens_per_second"] == pytest.approx(4e6)
     assert metrics["gpu_max_memory_gib"] == pytest.approx(3.0)
     assert metrics["mfu"] == pytest.approx(6 * 1_001_000 * 4e6 / (989e12 * 8))
+
+
+def test_mfu_counts_parameters_that_zero3_partitioned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ZeRO-3 every rank's parameters report numel() == 0; MFU must use their full size."""
+    import socket
+
+    import deepspeed
+    import torch
+
+    from r1ov.train import tracking
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0",
+                       "WORLD_SIZE": "1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    deepspeed.init_distributed(dist_backend="gloo")
+    try:
+        with deepspeed.zero.Init(config_dict_or_path={"zero_optimization": {"stage": 3}, "train_batch_size": 1}):
+            model = torch.nn.Linear(1000, 1000)
+        assert sum(p.numel() for p in model.parameters()) == 0  # what the count used to see
+        assert tracking.parameter_count(model) == 1_001_000
+    finally:
+        torch.distributed.destroy_process_group()

@@ -119,3 +119,17 @@ def test_the_cli_plans_and_refuses(qwen7b_dir: Path, tmp_path: Path, capsys: pyt
     eight = ["--set", "distributed.nproc_per_node=8", "--set", "per_device_train_batch_size=2"]
     assert main([*base, *eight, "--set", "num_generations=2"]) == 0
     assert json.loads(capsys.readouterr().out)["fits"] is True
+
+
+def test_a_cluster_launch_refuses_a_plan_that_cannot_fit_before_requesting_gpus(qwen7b_dir: Path, tmp_path: Path):
+    from r1ov.train import launch
+
+    cfg = grpo_config(
+        qwen7b_dir, "unused", tmp_path / "out", per_device_train_batch_size=8, max_completion_length=4096,
+        generation="hf", checkpoint_uri=str(tmp_path / "bucket"),
+        distributed={"launcher": "pytorchjob", "nproc_per_node": 8, "deepspeed": "zero3",
+                     "cluster": {"gpu_memory_gib": 80}},
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"grpo: the plan needs .* on 80 GiB GPUs"):
+        launch.launch("grpo", cfg)
+    assert not (tmp_path / "bucket").exists()  # no config written, no job submitted

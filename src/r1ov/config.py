@@ -113,6 +113,12 @@ class ClusterJobConfig(Strict):
         description="pod restarts before the job fails; each restart resumes from the latest complete checkpoint "
         "(0: a failed or preempted pod fails the job)",
     )
+    gpu_memory_gib: float | None = Field(
+        80.0,
+        gt=0,
+        description="memory of one GPU of the pool (80: H100/A100-80G, 141: H200): the launcher refuses, before any "
+        "GPU is requested, a plan whose estimate (r1ov sft|grpo --plan) does not fit; none: no check",
+    )
     stop_grace_s: int = Field(
         900,
         ge=30,

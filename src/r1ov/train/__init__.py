@@ -1,10 +1,12 @@
 """Training stages: SFT and GRPO on Qwen2.5-VL with TRL, DeepSpeed and torchrun.
 
 sft.py / grpo.py   the stages: ``run(cfg)`` launches, ``train(cfg)`` trains in this process
-rewards.py         GRPO reward registry (accuracy, format)
+rewards.py         GRPO rewards: accuracy, format, or a user's ``module:function``
 common.py          setup both trainers share: runtime, model, data, saving
 tracking.py        the MLflow run around a training stage
-launch.py          local torchrun, Kubeflow PyTorchJob or TrainJob
+launch.py          local torchrun, Kubeflow PyTorchJob or TrainJob (after the memory preflight)
+memory.py          per-GPU memory plan (``--plan``): ZeRO states, activations, vLLM
+checkpoints.py     durable checkpoints, exact resume, SIGTERM and time-based saves
 worker.py          what torchrun runs on every node
 deepspeed/         ZeRO-2 and ZeRO-3 configs ("auto" values filled in by transformers)
 

@@ -63,7 +63,20 @@ def launch(stage: str, cfg: Any) -> dict[str, Any]:
     worker.trainer(stage)  # unknown stages fail here, before anything starts
     if cfg.distributed.launcher == "local":
         return launch_local(stage, cfg)
+    preflight(stage, cfg)
     return launch_cluster(stage, cfg)
+
+
+def preflight(stage: str, cfg: Any) -> None:
+    """Before a cluster job requests any GPU: refuse a plan whose per-GPU memory estimate
+    (r1ov.train.memory, ``--plan``) exceeds the pool's GPUs, naming the settings to change."""
+    gib = cfg.distributed.cluster.gpu_memory_gib
+    if gib is None:
+        return
+    from r1ov.train import memory
+
+    summary = memory.plan(stage, cfg, gib)  # ConfigError when it cannot fit
+    logger.info("%s: memory plan %.1f GiB per GPU of %g GiB", stage, summary["total_gib"], gib)
 
 
 # --------------------------------------------------------------------------- local

@@ -71,7 +71,18 @@ def model_shape(model_name_or_path: str) -> Shape:
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    config = AutoConfig.from_pretrained(model_name_or_path)
+    if "://" in model_name_or_path:  # s3:// etc.: transformers cannot read it; the config alone is copied
+        import tempfile
+        from pathlib import Path
+
+        from r1ov.data import storage
+
+        with tempfile.TemporaryDirectory() as local:
+            text = storage.read_text(storage.join(model_name_or_path, "config.json"))
+            (Path(local) / "config.json").write_text(text)
+            config = AutoConfig.from_pretrained(local)
+    else:
+        config = AutoConfig.from_pretrained(model_name_or_path)
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
     text, vision = config.text_config, config.vision_config

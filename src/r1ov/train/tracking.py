@@ -136,10 +136,17 @@ class ThroughputCallback(TrainerCallback):
             metrics["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             peak = peak_tflops()
             if peak and model is not None:
-                params = sum(p.numel() for p in model.parameters())
+                params = parameter_count(model)
                 gpus = max(1, args.world_size)
                 metrics["mfu"] = 6 * params * rate / (peak * 1e12 * gpus)
         mlflow.log_metrics(metrics, step=state.global_step)
+
+
+def parameter_count(model: Any) -> int:
+    """Parameters of ``model``, whole even where ZeRO-3 partitioned them: a partitioned parameter's
+    ``numel()`` is 0 on every rank and its size is ``ds_numel`` (the rule of transformers'
+    trainer_pt_utils.get_model_param_count, without its dependence on the global DeepSpeed config)."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
 
 
 def report_to(enabled: bool) -> list[str]:
