@@ -7,6 +7,7 @@
 - :mod:`r1ov.k8s.kinds`: REST coordinates and terminal conditions per kind.
 - :mod:`r1ov.k8s.bundle`: the one home of image names, the tag and the GPU pool vocabulary.
 - :mod:`r1ov.k8s.shutdown`: SIGTERM as an exception, so a stopped pod cleans up.
+- :mod:`r1ov.k8s.doctor`: ``r1ov doctor``, the checks of a namespace before the first submit.
 
 Builders are pure functions (no cluster needed, tested against the upstream CRD schemas);
 only :mod:`r1ov.k8s.client` talks to an API server. May import ``r1ov.config`` and

@@ -4,6 +4,7 @@
 - :mod:`models`: registering a checkpoint with its lineage, look-ups, ``models:/`` downloads.
 - :mod:`promotion`: the evidence gate that moves ``champion`` (and rolls the endpoint).
 - :mod:`serving`: the inference endpoint's view of a registered model.
+- :mod:`users`: the pipeline's and the endpoint's MLflow users (the platform chart's Job).
 
 May import: ``r1ov.k8s`` (to roll the endpoint), ``r1ov.scoring`` (verdicts, paired
 statistics), ``r1ov.data``, ``r1ov.config``, ``r1ov.errors``. Never a stage: eval and
