@@ -721,3 +721,21 @@ def test_training_shows_a_step_bar_with_its_loss_on_a_terminal_only() -> None:
     pipe = io.StringIO()  # a pod's log, `r1ov sft 2> file`: the step lines of the log instead
     steps(StepBar("grpo", pipe))
     assert pipe.getvalue() == ""
+
+
+def test_deepspeed_does_not_warn_about_the_cpu_in_every_process() -> None:
+    """Where no NVIDIA driver exists, DeepSpeed is told the accelerator, so the launcher and each
+    node no longer print "Setting accelerator to CPU" (three times in the demo)."""
+    from r1ov.train import nvidia_present
+
+    if nvidia_present():
+        pytest.skip("a GPU machine: DeepSpeed detects CUDA and has nothing to warn about")
+    code = "import deepspeed"
+    env = {k: v for k, v in _process_env().items() if k != "DS_ACCELERATOR"}  # as a fresh shell has it
+    bare = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    ours = subprocess.run([sys.executable, "-c", f"import r1ov.train; {code}"], env=env, capture_output=True, text=True)
+    assert "Setting accelerator to CPU" in bare.stdout + bare.stderr  # the warning this removes
+    assert "Setting accelerator to CPU" not in ours.stdout + ours.stderr
+    from r1ov.train.launch import worker_env
+
+    assert worker_env(2)["DS_ACCELERATOR"] == "cpu"  # the nodes inherit it
