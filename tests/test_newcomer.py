@@ -739,3 +739,42 @@ def test_deepspeed_does_not_warn_about_the_cpu_in_every_process() -> None:
     from r1ov.train.launch import worker_env
 
     assert worker_env(2)["DS_ACCELERATOR"] == "cpu"  # the nodes inherit it
+
+
+def test_import_shows_a_bar_on_a_terminal_and_none_in_a_log(tmp_path: Path) -> None:
+    """The same command, stderr on a pseudo-terminal, then on a pipe (a pod's log, `2> file`)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "images" / "a.png")
+    row = {"image": "images/a.png", "question": "How many?", "answer": "4", "image_type": "chart"}
+    (tmp_path / "data.jsonl").write_text(json.dumps(row) + "\n")
+    command = [sys.executable, "-m", "r1ov.cli", "import", "--format", "jsonl", "--source", str(tmp_path)]
+
+    leader, follower = pty.openpty()
+    # A terminal of 30 rows x 100 columns: a pty starts at 0 x 0, where tqdm draws a bar of no width.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    with subprocess.Popen([*command, "--out", str(tmp_path / "a")], env=_process_env(), stdout=subprocess.DEVNULL,
+                          stderr=follower) as process:  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"import: " in shown and b"row/s]" in shown, shown[-500:]  # tqdm's bar: count and rate
+    logged = subprocess.run(
+        [*command, "--out", str(tmp_path / "b")], env=_process_env(), capture_output=True, text=True
+    )
+    assert logged.returncode == 0 and "row/s]" not in logged.stderr and "\r" not in logged.stderr

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from r1ov.config import ConfigError
 from r1ov.data import records, storage
@@ -210,7 +211,8 @@ def import_dataset(
     skipped: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     read = duplicates = 0
-    for folder, location, row in rows:
+    # Rows read, with rate, on a terminal (disable=None: quiet in logs); the total is unknown up front.
+    for folder, location, row in tqdm(rows, desc="import", unit="row", total=limit, disable=None):
         if limit is not None and read >= limit:
             break
         read += 1
