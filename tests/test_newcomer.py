@@ -778,3 +778,18 @@ def test_import_shows_a_bar_on_a_terminal_and_none_in_a_log(tmp_path: Path) -> N
         [*command, "--out", str(tmp_path / "b")], env=_process_env(), capture_output=True, text=True
     )
     assert logged.returncode == 0 and "row/s]" not in logged.stderr and "\r" not in logged.stderr
+
+
+def test_the_readme_recipe_paths_work_outside_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from r1ov.config import SFTConfig, load
+
+    monkeypatch.chdir(tmp_path)
+    shipped = load(SFTConfig, "pipelines/recipes/sft-qwen2.5-vl-7b.yaml", name="sft")
+    assert shipped == load(SFTConfig, ROOT / "pipelines" / "recipes" / "sft-qwen2.5-vl-7b.yaml", name="sft")
+    (tmp_path / "pipelines" / "recipes").mkdir(parents=True)  # a recipe of one's own there wins
+    (tmp_path / "pipelines" / "recipes" / "sft-qwen2.5-vl-7b.yaml").write_text(
+        "model_name_or_path: mine\ntrain_uri: data/x\noutput_dir: models/x\n"
+    )
+    assert load(SFTConfig, "pipelines/recipes/sft-qwen2.5-vl-7b.yaml", name="sft").model_name_or_path == "mine"
