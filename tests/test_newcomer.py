@@ -307,6 +307,7 @@ def _process_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 100 short processes: minutes on a quiet machine, a bound on a busy one
 def test_every_stage_process_exits_cleanly_every_time(tmp_path: Path) -> None:
     """Each data entry point, run as its own process again and again: exit code 0 every time, and
     never ``terminate called without an active exception`` (a native thread left running at exit)."""
@@ -590,6 +591,7 @@ def _stage_block() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a few minutes on a quiet machine; 22 on 2 busy cores (a bound, not a speed)
 def test_the_readme_stage_block_learns_what_it_says(tmp_path: Path) -> None:
     """The block as pasted, in a fresh folder beside a checkout (its recipe paths are the repo's): SFT
     teaches the answer format, GRPO's loss moves, and the README's stated numbers hold."""
