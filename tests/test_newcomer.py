@@ -795,3 +795,26 @@ def test_the_readme_recipe_paths_work_outside_the_repository_root(
         "model_name_or_path: mine\ntrain_uri: data/x\noutput_dir: models/x\n"
     )
     assert load(SFTConfig, "pipelines/recipes/sft-qwen2.5-vl-7b.yaml", name="sft").model_name_or_path == "mine"
+
+
+def test_a_stopped_multi_node_run_is_killed_not_failed_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C on a multi-node `r1ov sft`: the launcher gets KeyboardInterrupt, its nodes SIGTERM
+    (they checkpoint and exit 143); the worker's run ends KILLED, the launcher leaves no model folder."""
+    from r1ov.train import launch
+    from r1ov.train.tracking import ending_status
+
+    assert ending_status(SystemExit(143)) == "KILLED" and ending_status(SystemExit(130)) == "KILLED"
+    assert ending_status(KeyboardInterrupt()) == "KILLED"
+    assert ending_status(RuntimeError("nan loss")) == "FAILED" and ending_status(SystemExit(1)) == "FAILED"
+
+    def interrupted(stage: str, cfg: object, output: Path) -> dict:
+        (output / launch.CONFIG_FILE).write_text("{}")  # what a multi-node launch writes first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "_launch_local", interrupted)
+    cfg = type("Cfg", (), {"output_dir": str(tmp_path / "models" / "sft")})()
+    with pytest.raises(KeyboardInterrupt):
+        launch.launch_local("sft", cfg)
+    assert not (tmp_path / "models").exists()
