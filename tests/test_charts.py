@@ -16,12 +16,14 @@ against a local stand-in of the OpenAI ``/v1/models`` endpoint that checks the b
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import http.server
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -808,6 +810,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the server and the workers it spawns stop together
     )
     try:
         deadline = time.monotonic() + 600  # a bound for a server that never starts, not a start time
@@ -825,8 +828,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 patch.setenv(name, value)
             yield port
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop_group(server)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it has not gone after a while: a busy
+    machine may take longer than any fixed grace to wind down a server, and that is no failure."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=60)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # Only a bound for a hung server, never a speed expectation: on a loaded machine the first requests

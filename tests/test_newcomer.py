@@ -307,6 +307,7 @@ def _process_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 100 short processes: minutes on a quiet machine, a bound on a busy one
 def test_every_stage_process_exits_cleanly_every_time(tmp_path: Path) -> None:
     """Each data entry point, run as its own process again and again: exit code 0 every time, and
     never ``terminate called without an active exception`` (a native thread left running at exit)."""
@@ -590,6 +591,7 @@ def _stage_block() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a few minutes on a quiet machine; 22 on 2 busy cores (a bound, not a speed)
 def test_the_readme_stage_block_learns_what_it_says(tmp_path: Path) -> None:
     """The block as pasted, in a fresh folder beside a checkout (its recipe paths are the repo's): SFT
     teaches the answer format, GRPO's loss moves, and the README's stated numbers hold."""
@@ -721,3 +723,98 @@ def test_training_shows_a_step_bar_with_its_loss_on_a_terminal_only() -> None:
     pipe = io.StringIO()  # a pod's log, `r1ov sft 2> file`: the step lines of the log instead
     steps(StepBar("grpo", pipe))
     assert pipe.getvalue() == ""
+
+
+def test_deepspeed_does_not_warn_about_the_cpu_in_every_process() -> None:
+    """Where no NVIDIA driver exists, DeepSpeed is told the accelerator, so the launcher and each
+    node no longer print "Setting accelerator to CPU" (three times in the demo)."""
+    from r1ov.train import nvidia_present
+
+    if nvidia_present():
+        pytest.skip("a GPU machine: DeepSpeed detects CUDA and has nothing to warn about")
+    code = "import deepspeed"
+    env = {k: v for k, v in _process_env().items() if k != "DS_ACCELERATOR"}  # as a fresh shell has it
+    bare = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    ours = subprocess.run([sys.executable, "-c", f"import r1ov.train; {code}"], env=env, capture_output=True, text=True)
+    assert "Setting accelerator to CPU" in bare.stdout + bare.stderr  # the warning this removes
+    assert "Setting accelerator to CPU" not in ours.stdout + ours.stderr
+    from r1ov.train.launch import worker_env
+
+    assert worker_env(2)["DS_ACCELERATOR"] == "cpu"  # the nodes inherit it
+
+
+def test_import_shows_a_bar_on_a_terminal_and_none_in_a_log(tmp_path: Path) -> None:
+    """The same command, stderr on a pseudo-terminal, then on a pipe (a pod's log, `2> file`)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "images" / "a.png")
+    row = {"image": "images/a.png", "question": "How many?", "answer": "4", "image_type": "chart"}
+    (tmp_path / "data.jsonl").write_text(json.dumps(row) + "\n")
+    command = [sys.executable, "-m", "r1ov.cli", "import", "--format", "jsonl", "--source", str(tmp_path)]
+
+    leader, follower = pty.openpty()
+    # A terminal of 30 rows x 100 columns: a pty starts at 0 x 0, where tqdm draws a bar of no width.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    with subprocess.Popen([*command, "--out", str(tmp_path / "a")], env=_process_env(), stdout=subprocess.DEVNULL,
+                          stderr=follower) as process:  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"import: " in shown and b"row/s]" in shown, shown[-500:]  # tqdm's bar: count and rate
+    logged = subprocess.run(
+        [*command, "--out", str(tmp_path / "b")], env=_process_env(), capture_output=True, text=True
+    )
+    assert logged.returncode == 0 and "row/s]" not in logged.stderr and "\r" not in logged.stderr
+
+
+def test_the_readme_recipe_paths_work_outside_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from r1ov.config import SFTConfig, load
+
+    monkeypatch.chdir(tmp_path)
+    shipped = load(SFTConfig, "pipelines/recipes/sft-qwen2.5-vl-7b.yaml", name="sft")
+    assert shipped == load(SFTConfig, ROOT / "pipelines" / "recipes" / "sft-qwen2.5-vl-7b.yaml", name="sft")
+    (tmp_path / "pipelines" / "recipes").mkdir(parents=True)  # a recipe of one's own there wins
+    (tmp_path / "pipelines" / "recipes" / "sft-qwen2.5-vl-7b.yaml").write_text(
+        "model_name_or_path: mine\ntrain_uri: data/x\noutput_dir: models/x\n"
+    )
+    assert load(SFTConfig, "pipelines/recipes/sft-qwen2.5-vl-7b.yaml", name="sft").model_name_or_path == "mine"
+
+
+def test_a_stopped_multi_node_run_is_killed_not_failed_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C on a multi-node `r1ov sft`: the launcher gets KeyboardInterrupt, its nodes SIGTERM
+    (they checkpoint and exit 143); the worker's run ends KILLED, the launcher leaves no model folder."""
+    from r1ov.train import launch
+    from r1ov.train.tracking import ending_status
+
+    assert ending_status(SystemExit(143)) == "KILLED" and ending_status(SystemExit(130)) == "KILLED"
+    assert ending_status(KeyboardInterrupt()) == "KILLED"
+    assert ending_status(RuntimeError("nan loss")) == "FAILED" and ending_status(SystemExit(1)) == "FAILED"
+
+    def interrupted(stage: str, cfg: object, output: Path) -> dict:
+        (output / launch.CONFIG_FILE).write_text("{}")  # what a multi-node launch writes first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "_launch_local", interrupted)
+    cfg = type("Cfg", (), {"output_dir": str(tmp_path / "models" / "sft")})()
+    with pytest.raises(KeyboardInterrupt):
+        launch.launch_local("sft", cfg)
+    assert not (tmp_path / "models").exists()

@@ -691,9 +691,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+# The checkout this package runs from (an editable install), whose pipelines/recipes/ the README
+# names by relative path; None for an installed wheel.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _shipped_recipe(uri: str | Path) -> Path | None:
+    """``pipelines/recipes/X.yaml`` typed outside the repository root: the checkout's own file."""
+    relative = Path(str(uri))
+    if storage.is_remote(str(uri)) or relative.is_absolute() or relative.exists():
+        return None
+    candidate = _CHECKOUT / relative
+    return candidate if relative.parts[:2] == ("pipelines", "recipes") and candidate.is_file() else None
+
+
 def read_recipe(uri: str | Path | None) -> dict[str, Any]:
     if uri is None:
         return {}
+    uri = _shipped_recipe(uri) or uri
     if not storage.is_remote(str(uri)) and Path(str(uri)).is_dir():
         raise ConfigError(
             f"config file {uri} is a directory; pass a YAML recipe file (e.g. pipelines/recipes/demo.yaml)"

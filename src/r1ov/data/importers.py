@@ -58,6 +58,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from r1ov.config import ConfigError
 from r1ov.data import imaging, records, storage
@@ -491,7 +492,8 @@ def import_dataset(
     examples: dict[str, list[str]] = {}
     per_source: dict[str, Counter[str]] = {}
     read = duplicates = 0
-    for item in rows:
+    # Rows read, with rate, on a terminal (disable=None: quiet in logs); the total is unknown up front.
+    for item in tqdm(rows, desc="import", unit="row", total=limit, disable=None):
         if limit is not None and read >= limit:
             break
         read += 1

@@ -35,3 +35,16 @@ def extensions_dir() -> Path:
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "r1ov" / "torch_extensions" / f"torch{installed('torch')}-deepspeed{installed('deepspeed')}"
+
+
+def nvidia_present() -> bool:
+    """An NVIDIA driver on this machine (its device node or /proc entry), without importing torch."""
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
+# DeepSpeed picks its accelerator at import and, finding no GPU, warns "Setting accelerator to CPU"
+# in every process that imports it (the launcher and each node: three times in the demo).
+# Where no NVIDIA driver exists the answer is known: say it (deepspeed/accelerator/real_accelerator.py
+# reads DS_ACCELERATOR before detecting), for this process and the nodes it starts.
+if not nvidia_present():
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
