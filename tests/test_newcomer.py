@@ -607,14 +607,16 @@ def test_the_readme_stage_block_learns_what_it_says(tmp_path: Path) -> None:
     (tmp_path / "pipelines").symlink_to(ROOT / "pipelines")
     script = tmp_path / "block.sh"
     script.write_text("set -euo pipefail\n" + block.replace("8000", port))
-    process = subprocess.Popen(
-        ["bash", str(script)], cwd=tmp_path, env=_process_env(), start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        out, _ = process.communicate(timeout=3600)  # a bound for a hung block, not its expected time
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the teacher the block started in the background
+    # Output to a file, not a pipe: the teacher the block leaves running would hold a pipe open.
+    log = tmp_path / "block.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=_process_env(), start_new_session=True,
+                                   stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            process.wait(timeout=3500)  # a bound for a hung block, not its expected time
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)  # the teacher the block started in the background
+    out = log.read_text()
     assert process.returncode == 0, out[-4000:]
     sft = json.loads((tmp_path / "eval" / "sft" / "metrics.json").read_text())["metrics"]
     grpo_train = json.loads((tmp_path / "models" / "grpo" / "train_summary.json").read_text())
