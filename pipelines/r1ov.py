@@ -357,6 +357,7 @@ def r1ov_pipeline(
             mlflow_experiment=mlflow_experiment,
             namespace=namespace,
             task_gpus=train_task_gpus,
+            task_memory=train_task_memory,
             extra_config=sft_extra_config,
         ).set_display_name("SFT")
         _as_training_launcher(
@@ -388,6 +389,7 @@ def r1ov_pipeline(
             mlflow_experiment=mlflow_experiment,
             namespace=namespace,
             task_gpus=train_task_gpus,
+            task_memory=train_task_memory,
             extra_config=grpo_extra_config,
         ).set_display_name("GRPO")
         _as_training_launcher(

@@ -32,6 +32,7 @@ def grpo(
     mlflow_experiment: str = "r1ov",
     namespace: str = "r1ov",
     task_gpus: int = 0,
+    task_memory: str = "4Gi",
     extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """GRPO on CLEVR with accuracy and format rewards, rollouts from vLLM servers.
@@ -63,6 +64,9 @@ def grpo(
         mlflow_experiment: MLflow experiment name.
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
+        task_memory: this task pod's memory request and limit, as the pipeline sets them. Taken as an
+            input so KFP's compiler hands the run parameter to the exit handler's sub-DAG, where the
+            pod's resource placeholder reads it (a parameter used only as a resource is not passed down).
         extra_config: Mapping of further GRPOConfig fields.
 
     Returns:

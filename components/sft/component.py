@@ -29,6 +29,7 @@ def sft(
     mlflow_experiment: str = "r1ov",
     namespace: str = "r1ov",
     task_gpus: int = 0,
+    task_memory: str = "4Gi",
     extra_config: dict = {},  # noqa: B006 - KFP serializes the default; never mutated
 ):
     """Supervised fine-tuning of Qwen2.5-VL on the filtered reasoning data (TRL + DeepSpeed ZeRO).
@@ -57,6 +58,9 @@ def sft(
         mlflow_experiment: MLflow experiment name.
         namespace: Namespace of the training job (and rollout servers); the run's own in a Kubeflow profile.
         task_gpus: GPUs this task's own pod holds (launcher=local on one GPU node; 0 otherwise).
+        task_memory: this task pod's memory request and limit, as the pipeline sets them. Taken as an
+            input so KFP's compiler hands the run parameter to the exit handler's sub-DAG, where the
+            pod's resource placeholder reads it (a parameter used only as a resource is not passed down).
         extra_config: Mapping of further SFTConfig fields.
 
     Returns:

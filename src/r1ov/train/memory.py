@@ -71,18 +71,29 @@ def model_shape(model_name_or_path: str) -> Shape:
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    if "://" in model_name_or_path:  # s3:// etc.: transformers cannot read it; the config alone is copied
-        import tempfile
-        from pathlib import Path
+    from r1ov.config import ConfigError
 
-        from r1ov.data import storage
+    # The plan needs only the architecture; without a readable config.json there is nothing to
+    # plan, which is the user's to fix (a path, credentials), not a traceback.
+    try:
+        if "://" in model_name_or_path:  # s3:// etc.: transformers cannot read it; the config alone is copied
+            import tempfile
+            from pathlib import Path
 
-        with tempfile.TemporaryDirectory() as local:
-            text = storage.read_text(storage.join(model_name_or_path, "config.json"))
-            (Path(local) / "config.json").write_text(text)
-            config = AutoConfig.from_pretrained(local)
-    else:
-        config = AutoConfig.from_pretrained(model_name_or_path)
+            from r1ov.data import storage
+
+            with tempfile.TemporaryDirectory() as local:
+                text = storage.read_text(storage.join(model_name_or_path, "config.json"))
+                (Path(local) / "config.json").write_text(text)
+                config = AutoConfig.from_pretrained(local)
+        else:
+            config = AutoConfig.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"model_name_or_path: cannot read {model_name_or_path}/config.json for the plan ({first[:200]}); "
+            "point it at a checkpoint folder or URI holding the model's config.json"
+        ) from exc
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
     text, vision = config.text_config, config.vision_config
