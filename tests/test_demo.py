@@ -9,6 +9,7 @@ accuracy, and a registry that promotes the model only because it is better.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,8 @@ def check_story(summary: dict) -> None:
     # one MLflow story: a pipeline run with a nested run per tracked stage
     parent = client.get_run(summary["mlflow_pipeline_run"])
     assert parent.data.tags["r1ov.stage"] == "pipeline"
-    stages = {name.rsplit("-", 1)[0] for name in summary["mlflow_stage_runs"]}
+    # "<stage>-<run>", or "<stage>-shard-NNNNN-<run>" for a data stage's shard
+    stages = {re.sub(r"-shard-\d+$", "", name.rsplit("-", 1)[0]) for name in summary["mlflow_stage_runs"]}
     assert {"formalize", "distill", "filter", "sft", "grpo", "eval-base", "eval-sft", "eval-sft+grpo", "register",
             "promote"} <= stages  # fmt: skip
     sft_run = client.get_run(version.tags["lineage.sft_run_id"])
