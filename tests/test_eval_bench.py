@@ -30,13 +30,18 @@ def test_bench_result_has_the_documented_shape() -> None:
     names = [r.name.split(" (")[0] for r in results]
     assert names == [
         "eval score items/s",
+        "eval score items/s",
+        "eval score items/s, real-style responses",
         "eval score items/s, real-style responses",
         "verdicts identical at load 4 and load 0",
     ]
-    assert results[2].value == 1.0
-    for result in results[:2]:
-        assert result.unit == "items/s" and result.value > 0 and result.baseline > 0
-        assert result.ratio == round(result.value / result.baseline, 3)
+    # wall-clock rates against their own goals, then the same rates against math-verify
+    assert [r.goal for r in results] == [1000, 3, 2000, 3, 1.0]
+    assert results[4].value == 1.0 and results[4].met()
+    for absolute, compared in (results[0:2], results[2:4]):
+        assert absolute.baseline is None and absolute.unit == "items/s" and absolute.value > 0
+        assert compared.value == absolute.value and compared.baseline > 0
+        assert compared.ratio == round(compared.value / compared.baseline, 3)
 
 
 def test_real_style_responses_need_every_extraction_rule_and_mix_right_and_wrong(tmp_path: Path) -> None:

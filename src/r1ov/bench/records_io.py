@@ -45,13 +45,16 @@ def run() -> list[Result]:
             ROWS / parquet,
             ROWS / jsonl,
             "rows/s",
-            "ratio >= 1: shards no slower than JSON lines",
+            1,
+            "shards no slower than JSON lines",
         ),
         Result.compare(
             "bytes on disk (parquet shards)",
             parquet_bytes,
             jsonl_bytes,
             "bytes",
-            "ratio < 1: smaller than JSON lines with base64 images",
+            1,
+            "smaller than JSON lines with base64 images",
+            lower_is_better=True,
         ),
     ]

@@ -12,25 +12,80 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Result:
+    """One row of a benchmark.
+
+    ``goal`` is the number ``ratio`` must reach, or ``value`` where there is no baseline
+    (``baseline`` and ``ratio`` are then ``None``); ``None`` marks a row kept for context (the
+    machine's load, a cost broken out). "Reach" means at least, or at most where
+    ``lower_is_better`` (memory, bytes, a slowdown); the name then says so, so the JSON reads
+    right on its own. ``note`` is the goal's reason, shown in the ``.md`` only.
+    """
+
     name: str
     value: float
     unit: str
-    baseline: float
-    ratio: float
-    goal: str
+    baseline: float | None
+    ratio: float | None
+    goal: float | None
+    lower_is_better: bool = False
+    note: str = ""
 
     @classmethod
-    def compare(cls, name: str, value: float, baseline: float, unit: str, goal: str) -> Result:
-        return cls(
-            name, round(value, 4), unit, round(baseline, 4), round(value / baseline, 3) if baseline else 0.0, goal
-        )
+    def compare(
+        cls,
+        name: str,
+        value: float,
+        baseline: float,
+        unit: str,
+        goal: float | None,
+        note: str = "",
+        lower_is_better: bool = False,
+    ) -> Result:
+        """A value against a baseline measured in the same run."""
+        ratio = round(value / baseline, 3) if baseline else 0.0
+        return cls(name, round(value, 4), unit, round(baseline, 4), ratio, goal, lower_is_better, note)
+
+    @classmethod
+    def absolute(
+        cls, name: str, value: float, unit: str, goal: float | None, note: str = "", lower_is_better: bool = False
+    ) -> Result:
+        """A value with no baseline (a budget, a share): the goal applies to the value itself."""
+        return cls(name, round(value, 4), unit, None, None, goal, lower_is_better, note)
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} (lower is better)" if self.lower_is_better else self.name
+
+    def met(self) -> bool | None:
+        """Whether the goal is reached (``None``: the row has no goal)."""
+        if self.goal is None:
+            return None
+        measured = self.value if self.ratio is None else self.ratio
+        return measured <= self.goal if self.lower_is_better else measured >= self.goal
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.title,
+            "value": self.value,
+            "unit": self.unit,
+            "baseline": self.baseline,
+            "ratio": self.ratio,
+            "goal": self.goal,
+        }
+
+    def goal_text(self) -> str:
+        if self.goal is None:
+            return f"none ({self.note})" if self.note else "none"
+        measured = "value" if self.ratio is None else "ratio"
+        text = f"{measured} {'<=' if self.lower_is_better else '>='} {self.goal:g}"
+        return f"{text}: {self.note}" if self.note else text
 
 
 def machine() -> str:
@@ -54,7 +109,7 @@ def write(name: str, results: list[Result], out_dir: str | Path = "docs/benchmar
     document = {
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
-        "results": [asdict(r) for r in results],
+        "results": [r.as_json() for r in results],
     }
     (out / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
     lines = [
@@ -62,11 +117,22 @@ def write(name: str, results: list[Result], out_dir: str | Path = "docs/benchmar
         "",
         f"Machine: {document['machine']}. Date: {document['date']}.",
         "",
-        "| name | value | unit | baseline | ratio | goal |",
-        "|---|---:|---|---:|---:|---|",
-        *(f"| {r.name} | {r.value} | {r.unit} | {r.baseline} | {r.ratio} | {r.goal} |" for r in results),
+        "| name | value | unit | baseline | ratio | goal | met |",
+        "|---|---:|---|---:|---:|---|---|",
+        *(
+            f"| {r.title} | {r.value} | {r.unit} | {_cell(r.baseline)} | {_cell(r.ratio)} | {r.goal_text()} | "
+            f"{_MET[r.met()]} |"
+            for r in results
+        ),
     ]
     if notes:
         lines += ["", notes.strip()]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     return out / f"{name}.json"
+
+
+_MET = {True: "yes", False: "**no**", None: "-"}
+
+
+def _cell(number: float | None) -> str:
+    return "-" if number is None else str(number)
