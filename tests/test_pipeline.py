@@ -23,6 +23,18 @@ def test_committed_yaml_is_fresh(tmp_path: Path) -> None:
     assert not stale, f"stale compiled YAML (run `make compile` and commit): {stale}"
 
 
+def test_recompiling_unchanged_sources_rewrites_nothing(tmp_path: Path) -> None:
+    compile_all(ROOT, dest=tmp_path)
+    target = tmp_path / "pipelines" / "r1ov.yaml"
+    # KFP's comment header prints mapping defaults in protobuf map order; a header that moved
+    # alone is not a change, so the file (and a user's checkout) stays as it was.
+    target.write_text("# header in another order\n" + target.read_text())
+    before = target.read_text()
+    result = compile_all(ROOT, dest=tmp_path)
+    assert result["written"] == [] and "pipelines/r1ov.yaml" in result["unchanged"]
+    assert target.read_text() == before
+
+
 def test_every_component_has_a_compiled_yaml() -> None:
     sources = sorted(p.with_name("component.yaml") for p in ROOT.glob("components/*/component.py"))
     assert sources == COMPONENT_YAMLS

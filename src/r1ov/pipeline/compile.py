@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from kfp import compiler
@@ -18,7 +20,7 @@ PIPELINE_MODULE = "pipelines.r1ov"
 PIPELINE_FUNCTION = "r1ov_pipeline"
 # Lines that change with the SDK release, not with our sources: the version, and the comment header,
 # a summary of the spec below it whose mapping defaults print in protobuf map order (hash-seeded).
-VOLATILE = re.compile(r"^(\s*sdkVersion:.*|#.*)$", re.MULTILINE)
+VOLATILE = re.compile(r"^(?:[ \t]*sdkVersion:.*|#.*)(?:\n|\Z)", re.MULTILINE)
 
 
 def repo_root(start: str | Path = ".") -> Path:
@@ -57,10 +59,21 @@ def compile_all(root: str | Path = ".", dest: str | Path | None = None) -> dict[
         for source, component in components(root).items()
     }
     targets[Path("pipelines", "r1ov.yaml")] = getattr(_import(root, PIPELINE_MODULE), PIPELINE_FUNCTION)
+    written, unchanged = [], []
     for relative, component in targets.items():
-        (out / relative).parent.mkdir(parents=True, exist_ok=True)
-        compiler.Compiler().compile(component, str(out / relative))
-    return {"written": [str(p) for p in targets]}
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            fresh = Path(scratch, relative.name)
+            compiler.Compiler().compile(component, str(fresh))
+            # A recompile that differs only in volatile lines leaves the file as it is, so
+            # `r1ov compile` on unchanged sources leaves a clean checkout.
+            if target.is_file() and stable_text(target) == stable_text(fresh):
+                unchanged.append(str(relative))
+                continue
+            shutil.copyfile(fresh, target)
+            written.append(str(relative))
+    return {"written": written, "unchanged": unchanged}
 
 
 def stable_text(path: str | Path) -> str:
