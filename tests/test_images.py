@@ -373,9 +373,12 @@ def test_vllm_image_pins_vllm_and_holds_its_stack() -> None:
     images = from_images(DOCKERFILES["vllm"])
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", images[0][0])
     run = " ".join(s.args for s in instructions(DOCKERFILES["vllm"]) if s.cmd == "RUN")
-    assert "--constraint /tmp/keep.txt" in run and "--no-deps ." in run
-    for package in ("vllm", "torch", "transformers"):
-        assert package in run
+    assert "--constraint /tmp/keep.txt vllm" in run and "--no-deps ." in run
+    assert "--requirement stack-vllm.txt" in run
+    keep = re.search(r"grep -iE '\^\(([^)]*)\)==", run).group(1).split("|")
+    assert {"vllm", "torch", "triton"} <= set(keep)
+    # the trainer stack comes from stack-vllm.txt, never from what the base image happened to hold
+    assert not {"transformers", "tokenizers", "huggingface_hub"} & set(keep)
 
 
 # --------------------------------------------------------------------------- build context
@@ -541,7 +544,7 @@ def image_requirements() -> dict[str, list[str]]:
         "train": ["--constraint", "constraints.txt", "."],
         "data": ["--constraint", "constraints.txt", ".", "--requirement", server, "--requirement", data],
         # r1ov itself goes in with --no-deps there: its imports are checked below instead.
-        "vllm": [f"vllm=={_vllm_version()}", "--requirement", vllm],
+        "vllm": [f"vllm=={_vllm_version()}", "--requirement", vllm, "--requirement", "images/stack-vllm.txt"],
     }
 
 

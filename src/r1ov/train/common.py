@@ -148,7 +148,8 @@ def join_deepspeed(args: Any, runtime: Runtime) -> None:
 
 
 # Fields renamed between the transformers releases our images hold: the newer name -> the older one
-# (transformers 5.17, pinned by the vLLM image, has gradient_checkpointing but no activation_checkpointing).
+# (transformers 5.17, the vLLM image's in images/stack-vllm.txt, has gradient_checkpointing but no
+# activation_checkpointing; tests/test_trainer_stack.py builds every stage against it).
 RENAMED_FIELDS = {"activation_checkpointing": "gradient_checkpointing"}
 
 

@@ -47,6 +47,16 @@ def generation_arguments(cfg: GRPOConfig) -> dict[str, Any]:
     }
 
 
+def trl_fields(cfg: GRPOConfig, runtime: common.Runtime) -> dict[str, Any]:
+    """TRL GRPOConfig fields for this stage, as every worker passes them (before build_arguments)."""
+    return {
+        **cfg.trl,  # checked by check(): known to this TRL, none of the fields below
+        **common.trainer_arguments(cfg, runtime, track=cfg.track),
+        **generation_arguments(cfg),
+        **algorithm_arguments(cfg),
+    }
+
+
 def algorithm_arguments(cfg: GRPOConfig) -> dict[str, Any]:
     """GRPOConfig fields of the algorithm itself: groups, KL, rollout sampling, reward mix, loss."""
     return {
@@ -124,15 +134,7 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     runtime = common.detect_runtime(cfg.distributed)
 
     # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
-    args = common.build_arguments(
-        TRLGRPOConfig,
-        {
-            **cfg.trl,  # checked by check(): known to this TRL, none of the fields below
-            **common.trainer_arguments(cfg, runtime, track=cfg.track),
-            **generation_arguments(cfg),
-            **algorithm_arguments(cfg),
-        },
-    )
+    args = common.build_arguments(TRLGRPOConfig, trl_fields(cfg, runtime))
     common.join_deepspeed(args, runtime)
     model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16, freeze_vision=cfg.freeze_vision)
     # TRL left-pads prompt ids but takes the per-token image mask (mm_token_type_ids) from the

@@ -23,6 +23,17 @@ from r1ov.train import checkpoints, common, tracking
 logger = logging.getLogger(__name__)
 
 
+def trl_fields(cfg: SFTConfig, runtime: common.Runtime) -> dict[str, Any]:
+    """TRL SFTConfig fields for this stage, as every worker passes them (before build_arguments)."""
+    return {
+        **common.trainer_arguments(cfg, runtime, track=cfg.track),
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "warmup_steps": cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+        "max_length": cfg.max_length,
+        "assistant_only_loss": cfg.assistant_only_loss,
+    }
+
+
 def _row(record: dict[str, Any], image: Image.Image) -> dict[str, Any]:
     return {"messages": common.sft_messages(record), "images": [common.image_cell(record)]}
 
@@ -36,16 +47,7 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     runtime = common.detect_runtime(cfg.distributed)
 
     # 1. trainer settings first: under ZeRO-3 they make from_pretrained load partitioned weights
-    args = common.build_arguments(
-        TRLSFTConfig,
-        {
-            **common.trainer_arguments(cfg, runtime, track=cfg.track),
-            "lr_scheduler_type": cfg.lr_scheduler_type,
-            "warmup_steps": cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
-            "max_length": cfg.max_length,
-            "assistant_only_loss": cfg.assistant_only_loss,
-        },
-    )
+    args = common.build_arguments(TRLSFTConfig, trl_fields(cfg, runtime))
     common.join_deepspeed(args, runtime)
 
     # 2. model, processor, and the records with reasoning, each with its decoded image
