@@ -266,8 +266,8 @@ class DurableCheckpoints(TrainerCallback):
             return
         started = time.monotonic()
         waited = False
-        while _any_rank(self.uploader is not None and self.uploader.full()):
-            if not waited:
+        while _any_rank(full := self.uploader is not None and self.uploader.full()):
+            if not waited and (full or state.is_world_process_zero):  # said by the nodes it concerns
                 logger.warning(
                     "step %d: %d checkpoint(s) still uploading to %s (max_staged_checkpoints=%d); "
                     "the save waits for one to finish rather than fill the disk",
@@ -275,7 +275,7 @@ class DurableCheckpoints(TrainerCallback):
                 )  # fmt: skip
                 waited = True
             time.sleep(0.2)
-        if waited:
+        if waited and state.is_world_process_zero:
             seconds = time.monotonic() - started
             logger.warning("step %d: waited %.1f s for a checkpoint upload", state.global_step, seconds)
 
