@@ -16,6 +16,7 @@ files in concurrent multipart parts); to any other URI through :func:`r1ov.data.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -41,13 +42,20 @@ class UploadFailed(RuntimeError):
 
 def s3_client() -> Any:  # boto3 generates its client classes at run time
     """A boto3 S3 client for the endpoint and region ``r1ov.data.storage`` uses (R1OV_S3_ENDPOINT...)."""
-    import boto3
-    from botocore.config import Config
-
     endpoint = next((os.environ[k] for k in storage.S3_ENDPOINT_ENV if os.environ.get(k)), None)
     if endpoint and "://" not in endpoint:
         endpoint = f"https://{endpoint}"  # as storage._s3_filesystem reads a bare host
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _client(endpoint, region, os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+@functools.cache
+def _client(endpoint: str | None, region: str | None, _key_id: str | None) -> Any:
+    """One client per endpoint, region and key (clients are thread-safe; building one reads botocore's
+    service model, a CPU cost the training process would otherwise pay at every checkpoint)."""
+    import boto3
+    from botocore.config import Config
+
     # "standard" retries throttling and transient errors of each request with backoff (botocore's retry modes).
     config = Config(retries={"mode": "standard", "max_attempts": 5})
     return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
