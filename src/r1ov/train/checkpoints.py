@@ -194,7 +194,8 @@ def rotate_local(directory: str, keep: int, protected: set[str] | frozenset[str]
 
 
 def _node() -> tuple[int, int]:
-    """(this node's rank, the number of nodes) as torchrun tells its workers (GROUP_RANK, GROUP_WORLD_SIZE)."""
+    """(this node's rank, the number of nodes) as torchrun tells its workers: GROUP_RANK and GROUP_WORLD_SIZE
+    (torch/distributed/elastic/agent/server/local_elastic_agent.py, the workers' environment)."""
     return int(os.environ.get("GROUP_RANK", "0")), int(os.environ.get("GROUP_WORLD_SIZE", "1"))
 
 
