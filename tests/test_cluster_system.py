@@ -15,7 +15,8 @@ path outside the pod's volumes is read-only for it, as on a node.
 
 Not modelled (see the stand-ins' docstrings): scheduling, node pools and resources, GPUs, NCCL/EFA,
 pod networking and DNS (pods share this machine's network; the master address is 127.0.0.1),
-NetworkPolicy enforcement, in-place pod restarts, container images (the image is this Python
+NetworkPolicy enforcement, TrainJob restarts (a PyTorchJob's OnFailure restarts, its backoff limit and
+the operator recreating an evicted pod are modelled), container images (the image is this Python
 environment), and workload identity's token exchange: the pods run as the chart's service account
 (admission refuses an account the namespace lacks), but reach S3 with the Secret's keys.
 
@@ -184,7 +185,7 @@ def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
         "OMP_NUM_THREADS": "1",
         "AWS_EC2_METADATA_DISABLED": "true",  # no instance metadata service on this machine
     }
-    kubelet = LocalKubelet(tmp_path_factory.mktemp("kubelet"), image_env, grace_s=5)
+    kubelet = LocalKubelet(tmp_path_factory.mktemp("kubelet"), image_env, grace_s=5, restart_backoff_s=1)
     api.kubelet = kubelet
     with serve(api) as url:
         admin = Configuration()
@@ -239,6 +240,9 @@ CLUSTER_EXTRA = {
     "gradient_checkpointing": False,
     "logging_steps": 1,
 }
+
+
+NO_RESTART = {"cluster": {**CLUSTER_EXTRA["distributed"]["cluster"], "backoff_limit": 0}}
 
 
 def run_sft(
@@ -342,8 +346,9 @@ def test_sft_then_grpo_on_the_cluster(cluster: Cluster, inputs: dict[str, str], 
 def test_killed_rank_then_rerun_resumes_from_the_last_complete_checkpoint(
     cluster: Cluster, inputs: dict[str, str], tmp_path: Path
 ) -> None:
-    """A node dies mid-run (SIGKILL, as an OOM kill or a lost node): the job fails; re-running the
-    task resumes from the latest complete checkpoint and the step count continues to max_steps."""
+    """A node dies mid-run (SIGKILL, as an OOM kill or a lost node) in a job allowed no restart
+    (backoff_limit 0): the job fails; re-running the task resumes from the latest complete checkpoint
+    and the step count continues to max_steps."""
     run_id = "run-resume"
     store = f"s3://{BUCKET}/runs/{run_id}/sft/checkpoints"
     complete_at_kill: list[int] = []
@@ -368,20 +373,76 @@ def test_killed_rank_then_rerun_resumes_from_the_last_complete_checkpoint(
     killer.start()
     try:
         with pytest.raises(JobFailed, match="failed"):
-            run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2)
+            run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2, distributed=NO_RESTART)
     finally:
         done.set()
         killer.join(timeout=5)
     assert complete_at_kill, "the first checkpoint never appeared"
     assert checkpoints.complete_steps(store)[-1] < 30  # it died before the end
 
-    model = run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2)
+    model = run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=30, save_steps=2, distributed=NO_RESTART)
     summary = json.loads(storage.read_text(storage.join(model.uri, "train_summary.json")))
     assert summary["steps"] == 30
     # Resumed from the latest complete checkpoint: at least the one complete when the node died.
     assert summary["resumed_from_step"] >= complete_at_kill[0] > 0
     # the last save_total_limit=2 are kept; step 30 is the final model, saved once, not also a checkpoint
     assert checkpoints.complete_steps(store) == [26, 28]
+
+
+@pytest.mark.usefixtures("pipeline_pod_env")
+def test_a_preempted_pod_comes_back_by_itself_and_the_run_ends_with_the_uninterrupted_weights(
+    cluster: Cluster, inputs: dict[str, str], tmp_path: Path
+) -> None:
+    """Preemption as a cluster does it, with no person in the loop: the worker pod is evicted mid-run
+    (SIGTERM, its grace period, gone). Its SIGTERM makes both nodes save the step and stop; the master's
+    container exits non-zero and restarts in place (restartPolicy OnFailure), the operator creates the
+    worker again; both resume from the saved checkpoint and the job succeeds. The final weights equal
+    those of a run that was never interrupted."""
+    steps = 10
+    # stop_grace_s: torchrun's stop timeout and (plus 30 s) the pod's grace period, ample for the tiny model.
+    dist = {"cluster": {**CLUSTER_EXTRA["distributed"]["cluster"], "backoff_limit": 3, "stop_grace_s": 30}}
+    whole = run_sft(inputs, "pytorchjob", "run-whole", tmp_path, max_steps=steps, save_steps=0, distributed=dist)
+
+    run_id = "run-preempted"
+    evicted: list[tuple[str, str]] = []  # (pod, its uid)
+    done = threading.Event()
+
+    def evict_the_worker_at_step_4() -> None:
+        while not done.is_set() and not evicted:
+            with cluster.api.lock:
+                masters = [pod for pod in cluster.api.pods.values()
+                           if pod.labels.get(RUN_LABEL) == run_id and pod.name.endswith("-master-0")]  # fmt: skip
+                reached = [p for p in masters if any(re.search(r" step 4/10 ", line) for _, line in p.log)]
+            for master in reached:
+                worker = f"{master.job}-worker-0"
+                evicted.append((worker, cluster.api.pods[worker].uid))
+                cluster.kubelet.evict(worker)
+            time.sleep(0.05)
+
+    preempter = threading.Thread(target=evict_the_worker_at_step_4, daemon=True)
+    preempter.start()
+    try:
+        model = run_sft(inputs, "pytorchjob", run_id, tmp_path, max_steps=steps, save_steps=0, distributed=dist)
+    finally:
+        done.set()
+        preempter.join(timeout=5)
+
+    assert evicted, "the run never reached step 4"
+    (worker, old_uid), master = evicted[0], evicted[0][0].replace("-worker-0", "-master-0")
+    # It came back by itself: a new worker pod, the master's container restarted once, no second launch.
+    assert cluster.api.pods[worker].uid != old_uid
+    assert cluster.kubelet.pods[master].restarts == 1
+    summary = json.loads(storage.read_text(storage.join(model.uri, "train_summary.json")))
+    assert summary["steps"] == steps
+    resumed = summary["resumed_from_step"]
+    assert 4 <= resumed < steps  # from the checkpoint the SIGTERM saved, not from the start
+    assert checkpoints.complete_steps(f"{model.uri}/checkpoints") == [resumed]
+
+    base = weights(inputs["model"], tmp_path)
+    uninterrupted, preempted = weights(whole.uri, tmp_path), weights(model.uri, tmp_path)
+    assert trained(base, uninterrupted), "the weights must move for the comparison to mean anything"
+    differ = [k for k in uninterrupted if not torch.allclose(uninterrupted[k], preempted[k], rtol=1e-5, atol=1e-7)]
+    assert not differ, f"{len(differ)} of {len(uninterrupted)} tensors differ from the uninterrupted run: {differ[:3]}"
 
 
 @pytest.mark.usefixtures("pipeline_pod_env")

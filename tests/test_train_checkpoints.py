@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +23,7 @@ from safetensors.torch import load_file
 from test_train_sft import changed_tensors, make_records, sft_config
 
 from r1ov.data import records
-from r1ov.train import checkpoints, rewards
+from r1ov.train import checkpoints, rewards, uploads
 
 
 def test_only_complete_checkpoints_count_and_the_latest_is_resumed(tmp_path: Path) -> None:
@@ -189,3 +192,141 @@ def test_a_run_preempted_and_resumed_ends_with_the_uninterrupted_weights_and_los
     assert changed_tensors(tiny_model_dir, tmp_path / "whole"), (
         "the weights must move for the comparison to mean anything"
     )
+
+
+# --------------------------------------------------------------------------- background uploads
+
+
+def sha256s(directory: Path) -> dict[str, str]:
+    return {
+        path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def s3_sha256s(endpoint: str, uri: str) -> dict[str, str]:
+    """Every object under ``uri``, read back straight from the server (not through the slow link)."""
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    out = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            if item["Key"].endswith("/") and not body:
+                continue  # a directory marker
+            out[item["Key"].removeprefix(f"{prefix}/")] = hashlib.sha256(body).hexdigest()
+    return out
+
+
+def when(caplog: pytest.LogCaptureFixture, pattern: str) -> float:
+    """The time of the first log record whose message matches ``pattern``."""
+    for record in caplog.records:
+        if re.search(pattern, record.getMessage()):
+            return record.created
+    raise AssertionError(f"no log line matches {pattern!r}")
+
+
+def test_checkpoints_upload_in_the_background_to_a_slow_bucket_with_bounded_staging(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    s3_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """moto's S3 behind a 0.5 MB/s link: a 3.4 MB checkpoint takes ~7 s to upload, a step a fraction of one.
+
+    Training goes on during an upload; with one checkpoint staged the next save waits for it (and says
+    so) instead of piling checkpoints on the disk; what lands in the bucket equals the local files."""
+    from r1ov.testing.slow_link import SlowLink
+    from r1ov.train import sft
+
+    data = str(tmp_path / "data")
+    records.write_dataset(data, make_records(6))
+    host, port = s3_endpoint.removeprefix("http://").split(":")
+    uri = "s3://r1ov/slow-run"
+    cfg = sft_config(
+        tiny_model_dir, data, tmp_path / "out", max_steps=8, save_steps=2, logging_steps=1,
+        checkpoint_uri=uri, save_total_limit=2, max_staged_checkpoints=1,
+    )  # fmt: skip
+    caplog.set_level(logging.INFO)
+    with SlowLink((host, int(port)), upload_bytes_per_s=500_000) as link:
+        monkeypatch.setenv("R1OV_S3_ENDPOINT", link.url)
+        summary = sft.train(cfg)
+    monkeypatch.setenv("R1OV_S3_ENDPOINT", s3_endpoint)  # read back at full speed
+    assert summary["steps"] == 8
+
+    # Step 3 trained while checkpoint-2 was on its way to the bucket.
+    assert when(caplog, r"^step 3/8 ") < when(caplog, r"^uploaded checkpoint-2 ")
+    # Step 4's save found checkpoint-2 still uploading and waited; checkpoint-4 was written after it arrived.
+    assert when(caplog, r"^step 4: 1 checkpoint\(s\) still uploading") < when(caplog, r"^uploaded checkpoint-2 ")
+    local = Path(checkpoints.local_dir(cfg))
+    assert (
+        min(p.stat().st_mtime for p in (local / "checkpoint-4").iterdir())
+        >= when(caplog, r"^uploaded checkpoint-2 ") - 0.05
+    )  # mtime granularity
+
+    # The bucket holds the newest save_total_limit checkpoints, each equal to this node's files.
+    store = f"{uri}/checkpoints"
+    assert checkpoints.complete_steps(store) == [4, 6]
+    assert sorted(p.name for p in local.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+    for step in (4, 6):
+        uploaded = s3_sha256s(s3_endpoint, f"{store}/checkpoint-{step}")
+        assert uploaded.pop(checkpoints.COMPLETE)
+        assert uploaded == sha256s(local / f"checkpoint-{step}")
+    assert s3_sha256s(s3_endpoint, uri)["model.safetensors"] == sha256s(tmp_path / "out")["model.safetensors"]
+
+
+def test_a_failing_upload_is_retried_then_fails_the_run_at_its_end(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    s3_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from r1ov.train import sft
+
+    monkeypatch.setattr(uploads, "RETRY_BACKOFF_S", 0.0)
+    data = str(tmp_path / "data")
+    records.write_dataset(data, make_records(4))
+    cfg = sft_config(
+        tiny_model_dir, data, tmp_path / "out", max_steps=4, save_steps=2, logging_steps=1,
+        checkpoint_uri="s3://no-such-bucket/run",
+    )  # fmt: skip
+    caplog.set_level(logging.INFO)
+    with pytest.raises(uploads.UploadFailed, match=r"after 3 attempt\(s\): checkpoint-2: .*NoSuchBucket") as failed:
+        sft.train(cfg)
+    assert "local copies are kept" in str(failed.value)
+    assert when(caplog, r"^step 4/4 ")  # training was not stopped by it: the error comes at the end
+    assert len([r for r in caplog.records if r.getMessage().startswith("upload of checkpoint-2 ")]) == 3  # each attempt
+    assert (Path(checkpoints.local_dir(cfg)) / "checkpoint-2" / "model.safetensors").is_file()
+
+
+def test_local_rotation_never_deletes_a_checkpoint_still_uploading(tmp_path: Path) -> None:
+    release = threading.Event()
+    copied: list[str] = []
+
+    def slow_copy(local: Path, target: str) -> int:
+        release.wait(30)
+        copied.append(target)
+        return 0
+
+    uploader = uploads.Uploader(max_staged=2, copy=slow_copy)
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    uploader.submit("checkpoint-2", tmp_path / "checkpoint-2", "store/checkpoint-2")
+    assert not uploader.full()
+    uploader.submit("checkpoint-4", tmp_path / "checkpoint-4", "store/checkpoint-4")
+    assert uploader.full()  # a third save would wait
+
+    checkpoints.rotate_local(str(tmp_path), keep=1, protected=uploader.keep_locally())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+
+    release.set()
+    assert uploader.wait(30)
+    uploader.close()
+    assert copied == ["store/checkpoint-2", "store/checkpoint-4"]  # in the order saved
+    checkpoints.rotate_local(str(tmp_path), keep=1, protected=uploader.keep_locally())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6"]

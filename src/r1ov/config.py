@@ -381,6 +381,12 @@ class ModelIOConfig(Strict):
         "most this much work however slow the steps are (0: by steps only)",
     )
     save_total_limit: int = Field(2, ge=1, description="complete checkpoints kept (oldest deleted first)")
+    max_staged_checkpoints: int = Field(
+        1,
+        ge=1,
+        description="checkpoints a node keeps on its disk while they upload to checkpoint_uri in the background; "
+        "a save due while that many are still uploading waits for one to finish (bounds the local disk)",
+    )
     max_pixels: int = Field(1003520, ge=784, description="image processor max_pixels (1280*28*28 in Qwen)")
     min_pixels: int = Field(3136, ge=56, description="image processor min_pixels")
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(

@@ -15,6 +15,7 @@ SUITES = {
     "data": "r1ov.bench.data",
     "scale": "r1ov.bench.scale",
     "train": "r1ov.bench.training",
+    "upload": "r1ov.bench.upload",
     "eval": "r1ov.bench.evaluation",
 }
 

@@ -157,8 +157,14 @@ def _plain_grpo_steps_per_second(cfg: GRPOConfig) -> float:
 
 
 def _measure(kind: str, stage: str, cfg: Any) -> float:
-    """steps/s of one run in a fresh interpreter: runs in one process speed each other up or down
-    (allocator and kernel caches, garbage left by the previous trainer), whichever goes second."""
+    """steps per CPU-second of one run in a fresh interpreter: runs in one process speed each other
+    up or down (allocator and kernel caches, garbage left by the previous trainer), whichever goes second."""
+    return _measure_rates(kind, stage, cfg)["STEPS_PER_S"]
+
+
+def _measure_rates(kind: str, stage: str, cfg: Any, env: dict[str, str] | None = None) -> dict[str, float]:
+    """One run in a fresh interpreter (with ``env`` added): STEPS_PER_S per CPU-second and
+    WALL_STEPS_PER_S per second of the clock, over the training loop."""
     import json
     import subprocess
     import sys
@@ -168,15 +174,20 @@ def _measure(kind: str, stage: str, cfg: Any) -> float:
     config_file.write_text(cfg.model_dump_json())
     # One compute thread on both sides: with two, a thread whose partner lost its core to another
     # program spins in OpenMP's wait loop, and that burnt CPU time, not the training, decided the ratio.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "r1ov.bench.training", kind, stage, str(config_file)],
         capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
-    lines = [line for line in done.stdout.splitlines() if line.startswith("STEPS_PER_S ")]
-    if done.returncode != 0 or not lines:
+    rates = {
+        key: json.loads(value)
+        for line in done.stdout.splitlines()
+        for key, _, value in [line.partition(" ")]
+        if key in ("STEPS_PER_S", "WALL_STEPS_PER_S")
+    }
+    if done.returncode != 0 or len(rates) != 2:
         raise RuntimeError(f"{kind} {stage} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1].split(" ", 1)[1])
+    return rates
 
 
 def _alternate(stage: str, config: Callable[[Path], Any], tmp: Path) -> tuple[float, float]:
@@ -227,8 +238,8 @@ def grpo() -> list[Result]:
 SUITES = {"sft": sft, "grpo": grpo}
 
 
-def _timed_training_loop() -> list[tuple[float, int]]:
-    """Record (CPU seconds, steps) of every ``Trainer.train`` call in this process.
+def _timed_training_loop() -> list[tuple[float, int, float]]:
+    """Record (CPU seconds, steps, wall seconds) of every ``Trainer.train`` call in this process.
 
     CPU time of the training loop, not wall time: this machine's cores are shared, and another
     program's load would otherwise decide the ratio. Both sides go through ``Trainer.train``.
@@ -237,13 +248,13 @@ def _timed_training_loop() -> list[tuple[float, int]]:
 
     from transformers import Trainer
 
-    calls: list[tuple[float, int]] = []
+    calls: list[tuple[float, int, float]] = []
     original = Trainer.train
 
     def train(self: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.process_time()
+        started, clock = time.process_time(), time.monotonic()
         result = original(self, *args, **kwargs)
-        calls.append((time.process_time() - started, self.state.global_step))
+        calls.append((time.process_time() - started, self.state.global_step, time.monotonic() - clock))
         return result
 
     Trainer.train = train  # type: ignore[method-assign]
@@ -262,5 +273,6 @@ if __name__ == "__main__":  # one measurement: python -m r1ov.bench.training {ou
         _stage_steps_per_second(stage, run_config)
     else:
         (_plain_sft_steps_per_second if stage == "sft" else _plain_grpo_steps_per_second)(run_config)
-    ((cpu_s, steps),) = loops
+    ((cpu_s, steps, wall_s),) = loops
     print(f"STEPS_PER_S {json.dumps(steps / cpu_s)}")
+    print(f"WALL_STEPS_PER_S {json.dumps(steps / wall_s)}")

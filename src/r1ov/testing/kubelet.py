@@ -27,12 +27,31 @@ code in the message; the other pods are stopped, as ``cleanPodPolicy: Running`` 
 ``activeDeadlineSeconds`` passes (``DeadlineExceeded``). A StatefulSet replica is ready when its
 readinessProbe's HTTP GET answers 2xx. Deleting an object stops its pods (SIGTERM, then SIGKILL).
 
+Restarts and preemption (PyTorchJob), as the training operator and the kubelet do them:
+
+- A replica's ``restartPolicy`` OnFailure (or Always) becomes its pods' restart policy
+  (kubeflow/training-operator ``pkg/core`` ``SetRestartPolicy``): a container that exits non-zero is
+  started again in the same pod, with the same volumes, after the kubelet's crash-loop backoff
+  (``restart_backoff_s``; the kubelet's starts at 10 s), and its restart count grows. Never leaves
+  the pod Failed, which fails the job as above.
+- The job fails once its pods' restart counts add up to ``runPolicy.backoffLimit`` (more than 0
+  where the limit is 0), with the operator's message (``pkg/controller.v1/common/job.go``
+  ``ReconcileJobs`` and ``PastBackoffLimit``); its pods are stopped.
+- :meth:`LocalKubelet.evict` is the Eviction API (preemption, a node drain): the pod is deleted
+  gracefully, as the kubelet stops a container (``pkg/kubelet/kuberuntime`` ``killContainer``):
+  SIGTERM, up to the pod's ``terminationGracePeriodSeconds`` (default 30 s), then SIGKILL. Once it is
+  gone the operator creates the missing replica again, with the same name and fresh volumes
+  (``pkg/controller.v1/common/pod.go`` ``ReconcilePods`` -> ``createNewPod``).
+
+Not modelled there: ``restartPolicy: ExitCode`` (the operator deleting pods with a retryable exit
+code), TrainJob/JobSet ``failurePolicy`` (a failed TrainJob pod fails its job), the backoff growing
+from restart to restart, and the window in which a real operator has not yet observed a deletion.
+
 Not modelled: scheduling (node selectors, tolerations, resources and GPUs are read but every pod
 starts at once here), networking (every pod shares this machine's network: pod and Service names
 are not resolvable, the master address is 127.0.0.1; NetworkPolicies are stored, not enforced),
 NCCL/EFA, container images (the image is this machine's Python environment plus ``image_env``),
-in-place pod restarts (``restartPolicy``/``backoffLimit``: a failed pod fails its job), init
-containers, probes other than readiness.
+init containers, probes other than readiness.
 
 Admission: every pod goes through the stand-in's admission (:mod:`r1ov.testing.admission`: LimitRange
 defaults, the ServiceAccount plugin, whose account ``default`` every namespace has, Pod Security at
@@ -51,6 +70,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +119,11 @@ class PodProcess:
     started: float = field(default_factory=time.monotonic)
     probe: dict[str, Any] | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    restart_policy: str = "Never"  # the pod's: OnFailure/Always restart the container in place
+    restarts: int = 0  # the container's restartCount
+    stopping: bool = False  # being stopped (deleted, evicted, its job ended): never restarted
+    spec_path: Path | None = None
+    follower: threading.Thread | None = None  # reads its log until the pod ends
 
 
 class LocalKubelet:
@@ -113,6 +138,7 @@ class LocalKubelet:
         workdir: str = IMAGE_WORKDIR,
         writable: tuple[str, ...] = IMAGE_WRITABLE,
         grace_s: float = 10.0,
+        restart_backoff_s: float = 10.0,
     ) -> None:
         self.scratch = Path(scratch)
         self.image_env = dict(image_env)
@@ -120,7 +146,10 @@ class LocalKubelet:
         self.workdir = workdir
         self.writable = writable
         self.grace_s = grace_s
+        self.restart_backoff_s = restart_backoff_s
         self.pods: dict[str, PodProcess] = {}
+        # What the operator needs to create a replica again: pod name -> (namespace, owner, the planned pod).
+        self.replicas: dict[str, tuple[StandInAPI, str, tuple[str, str], tuple]] = {}
         self.stopping: list[PodProcess] = []  # pods of deleted objects, being stopped
         self.job_started: dict[str, float] = {}
         self.job_failure: dict[str, tuple[str, str]] = {}
@@ -137,8 +166,10 @@ class LocalKubelet:
             specs = [(p[0], {**p[3], "containers": [p[2]]} if kind == "TrainJob" else p[3]) for p in planned]
             if not api.admit_pods(kind, obj, specs):  # refused: no pod, only the operator's event
                 return
-            for pod_name, labels, container, pod_spec, extra_env in planned:
-                self._start(api, namespace, (kind, name), pod_name, labels, container, pod_spec, extra_env)
+            for planned_pod in planned:
+                if kind == "PyTorchJob":
+                    self.replicas[planned_pod[0]] = (api, namespace, (kind, name), planned_pod)
+                self._start(api, namespace, (kind, name), *planned_pod)
         elif kind == "StatefulSet":
             template = obj["spec"]["template"]
             replicas = obj["spec"].get("replicas", 1)
@@ -153,6 +184,8 @@ class LocalKubelet:
 
     def deleted(self, api: StandInAPI, kind: str, obj: dict[str, Any]) -> None:
         owner = (kind, obj["metadata"]["name"])
+        for name in [n for n, (_, _, o, _) in self.replicas.items() if o == owner]:
+            del self.replicas[name]  # the operator creates no pod for a job that is gone
         for name, proc in list(self.pods.items()):
             if proc.owner == owner:
                 # Stopped in the background (the API answers meanwhile); stop_all waits for them.
@@ -168,7 +201,10 @@ class LocalKubelet:
         if name not in self.job_failure:
             failed = next((p for p in procs if p.pod.phase == "Failed"), None)
             deadline = _deadline(obj)
-            if failed is not None:
+            if _past_backoff_limit(obj, procs):
+                message = f"Job {name} has failed because it has reached the specified backoff limit"
+                self.job_failure[name] = (f"{kind}Failed", message)
+            elif failed is not None:
                 why = f"pod {failed.pod.name} failed: {failed.pod.reason} (exit code {failed.exit_code})"
                 if failed.pod.message:
                     why += f": {failed.pod.message}"
@@ -215,6 +251,31 @@ class LocalKubelet:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.process.pid, sig)
 
+    def evict(self, pod_name: str) -> threading.Thread:
+        """Evict a pod (preemption, a drain): delete it gracefully, then let its operator create it again.
+
+        Returns the thread doing it; it ends once the replacement pod was started (or the job is gone).
+        """
+        proc = self.pods.pop(pod_name)
+        self.stopping.append(proc)
+
+        def evict_and_replace() -> None:
+            self._terminate(proc, _grace_period(proc))
+            plan = self.replicas.get(pod_name)
+            api = plan[0] if plan else None
+            if api is not None:
+                with api.lock:
+                    api.pods.pop(pod_name, None)
+            if plan is None or plan[2][1] in self.job_failure:
+                return
+            api, namespace, owner, planned_pod = plan
+            shutil.rmtree(self.scratch / pod_name, ignore_errors=True)  # a new pod: fresh emptyDir volumes
+            self._start(api, namespace, owner, *planned_pod)
+
+        thread = threading.Thread(target=evict_and_replace, daemon=True, name=f"evict-{pod_name}")
+        thread.start()
+        return thread
+
     def stop_all(self) -> None:
         """Stop every pod, deleted ones still in their grace period included (no process outlives a test)."""
         for proc in [*self.pods.values(), *self.stopping]:
@@ -240,11 +301,13 @@ class LocalKubelet:
                           _REPLICA: replica_type.lower(),
                           "training.kubeflow.org/replica-index": str(index)}  # fmt: skip
                 container = next(c for c in template["spec"]["containers"] if c["name"] == "pytorch")
+                # The replica's restart policy overrides the template's (training-operator pkg/core SetRestartPolicy).
+                pod_spec = {**template["spec"], "restartPolicy": spec.get("restartPolicy") or "Never"}
                 env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(nnodes),
                        "RANK": str(rank), "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": port,
                        "PET_NNODES": str(nnodes), "PET_NPROC_PER_NODE": nproc, "PET_NODE_RANK": str(rank),
                        "PYTHONUNBUFFERED": "1"}  # fmt: skip
-                pods.append((f"{name}-{replica_type.lower()}-{index}", labels, container, template["spec"], env))
+                pods.append((f"{name}-{replica_type.lower()}-{index}", labels, container, pod_spec, env))
                 rank += 1
         return pods
 
@@ -350,6 +413,8 @@ class LocalKubelet:
         pod.service_account = pod_spec.get("serviceAccountName") or "default"
         api.pods[pod_name] = pod
         proc = PodProcess(pod, owner, probe=container.get("readinessProbe"))
+        # Only what the pod spec asks (PyTorchJob replicas); TrainJob runtimes' templates are not modelled.
+        proc.restart_policy = pod_spec.get("restartPolicy") or "Never"
         proc.ports = {p.get("name", str(p["containerPort"])): p["containerPort"] for p in container.get("ports") or []}
         self.pods[pod_name] = proc
         try:
@@ -361,8 +426,16 @@ class LocalKubelet:
             pod.log.append((datetime.now(UTC), f"Error: {exc}"))
             proc.exit_code = 1
             return
-        spec_path = self.scratch / pod_name / "spec.json"
-        spec_path.write_text(json.dumps(spec))
+        proc.spec_path = self.scratch / pod_name / "spec.json"
+        proc.spec_path.write_text(json.dumps(spec))
+        self._launch(proc)
+        pod.phase = "Running"
+        proc.follower = threading.Thread(target=self._follow, args=(api, proc), daemon=True, name=f"pod-{pod_name}")
+        proc.follower.start()
+
+    def _launch(self, proc: PodProcess) -> None:
+        """Start (or start again) the pod's container process."""
+        spec_path = proc.spec_path
         proc.process = subprocess.Popen(
             # Its own PID namespace too: when the container's first process dies, everything it started
             # dies with it (torchrun starts its workers in sessions of their own), as in a container.
@@ -371,8 +444,6 @@ class LocalKubelet:
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
         )  # fmt: skip
-        pod.phase = "Running"
-        threading.Thread(target=self._follow, args=(api, proc), daemon=True, name=f"pod-{pod_name}").start()
 
     def _exec_spec(
         self, pod_name: str, container: dict[str, Any], pod_spec: dict[str, Any], env: dict[str, str]
@@ -413,6 +484,7 @@ class LocalKubelet:
             "workdir": container.get("workingDir") or self.workdir,
             "command": command,
             "env": env,
+            "grace_s": pod_spec.get("terminationGracePeriodSeconds", 30),  # the kubelet's, not podexec's
         }
 
     def _carried_paths(self) -> list[str]:
@@ -424,17 +496,42 @@ class LocalKubelet:
         return sorted(p for p in paths if not any(p != q and Path(p).is_relative_to(q) for q in paths))
 
     def _follow(self, api: StandInAPI, proc: PodProcess) -> None:
-        assert proc.process is not None and proc.process.stdout is not None
-        for line in proc.process.stdout:
+        while True:
+            assert proc.process is not None and proc.process.stdout is not None
+            for line in proc.process.stdout:
+                with api.lock:
+                    proc.pod.log.append((datetime.now(UTC), line.rstrip("\n")))
+            code = proc.process.wait()
+            exit_code = code if code >= 0 else 128 - code
+            restart = (code != 0 and proc.restart_policy == "OnFailure") or proc.restart_policy == "Always"
+            if not restart or proc.stopping or proc.owner[0] == "StatefulSet":
+                break
+            # The kubelet starts the container again in the same pod (CrashLoopBackOff meanwhile).
             with api.lock:
-                proc.pod.log.append((datetime.now(UTC), line.rstrip("\n")))
-        code = proc.process.wait()
+                proc.exit_code = proc.pod.exit_code = exit_code
+                proc.pod.log.append((datetime.now(UTC), f"(container exited with code {exit_code}; restarting)"))
+            time.sleep(self.restart_backoff_s)
+            with api.lock:
+                if proc.stopping or proc.owner[1] in self.job_failure:
+                    break
+                proc.restarts += 1
+                shutil.rmtree(self.scratch / proc.pod.name / "image", ignore_errors=True)  # a fresh writable layer
+                self._refresh_image_dirs(proc)
+                self._launch(proc)
         with api.lock:
-            proc.exit_code = proc.pod.exit_code = code if code >= 0 else 128 - code
+            proc.exit_code = proc.pod.exit_code = exit_code
             proc.pod.phase = "Succeeded" if code == 0 else "Failed"
             proc.pod.reason = "Completed" if code == 0 else "Error"  # as the runtime reports a kill too
 
+    def _refresh_image_dirs(self, proc: PodProcess) -> None:
+        spec = json.loads(proc.spec_path.read_text())
+        for source, target, _ in spec["mounts"]:
+            if target in self.writable:
+                Path(source).mkdir(parents=True, exist_ok=True)
+                os.chown(source, spec["uid"], spec["gid"])
+
     def _stop(self, proc: PodProcess) -> None:
+        proc.stopping = True
         if proc.process is None or proc.process.poll() is not None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -445,6 +542,19 @@ class LocalKubelet:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+    def _terminate(self, proc: PodProcess, grace_s: float) -> None:
+        """Stop a container as the kubelet does: SIGTERM, up to ``grace_s`` for every process in it to
+        end (its log closed: the launcher may outlive a signal its workers are still acting on), SIGKILL."""
+        proc.stopping = True
+        if proc.process is None or proc.follower is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 30.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.process.pid, sig)
+            proc.follower.join(timeout=wait_s)
+            if not proc.follower.is_alive():
+                return
 
     def _ready(self, proc: PodProcess) -> bool:
         if proc.pod.phase != "Running" or not proc.probe or "httpGet" not in proc.probe:
@@ -481,3 +591,21 @@ def _deadline(obj: dict[str, Any]) -> int | None:
     spec = obj["spec"]
     value = (spec.get("runPolicy") or {}).get("activeDeadlineSeconds") or spec.get("activeDeadlineSeconds")
     return int(value) if value else None
+
+
+def _grace_period(proc: PodProcess) -> float:
+    """The pod's terminationGracePeriodSeconds (30 s when unset, as the API server defaults it)."""
+    assert proc.spec_path is not None
+    return float(json.loads(proc.spec_path.read_text()).get("grace_s", 30))
+
+
+def _past_backoff_limit(obj: dict[str, Any], procs: list[PodProcess]) -> bool:
+    """The training operator's PastBackoffLimit: the restart counts of its running OnFailure/Always
+    pods add up to backoffLimit (any restart where the limit is 0); no limit, never."""
+    limit = ((obj.get("spec") or {}).get("runPolicy") or {}).get("backoffLimit")
+    if limit is None or obj.get("kind") != "PyTorchJob":
+        return False
+    restarts = sum(
+        p.restarts for p in procs if p.pod.phase == "Running" and p.restart_policy in ("OnFailure", "Always")
+    )
+    return restarts > 0 if limit == 0 else restarts >= limit

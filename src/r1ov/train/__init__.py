@@ -7,6 +7,7 @@ tracking.py        the MLflow run around a training stage
 launch.py          local torchrun, Kubeflow PyTorchJob or TrainJob (after the memory preflight)
 memory.py          per-GPU memory plan (``--plan``): ZeRO states, activations, vLLM
 checkpoints.py     durable checkpoints, exact resume, SIGTERM and time-based saves
+uploads.py         checkpoint uploads in the background, bounded staging, retries
 worker.py          what torchrun runs on every node
 deepspeed/         ZeRO-2 and ZeRO-3 configs ("auto" values filled in by transformers)
 

@@ -5,12 +5,15 @@ Layout under ``<checkpoint_uri>/checkpoints/`` (or, without a checkpoint_uri, th
 directory itself)::
 
     checkpoint-200/...          the Trainer's checkpoint: weights, optimizer, scheduler, RNG per rank
+    checkpoint-200/UPLOADED-node-1   each other node's part is in (holding the attempt's token)
     checkpoint-200/COMPLETE     written last, once every node has uploaded its part
 
 A checkpoint without ``COMPLETE`` is half-written (a node died during the upload) and is never
 resumed from; the last ``save_total_limit`` complete ones are kept. Each node's first process
 uploads what that node wrote (ZeRO shards and RNG states are per rank) and, on resume, downloads
-the whole checkpoint, so the nodes need no shared filesystem.
+the whole checkpoint, so the nodes need no shared filesystem. Uploads run in the background
+(:mod:`r1ov.train.uploads`) while training goes on, at most ``max_staged_checkpoints`` waiting on a
+node's disk; the run waits for them at its end, and one that failed fails the run.
 
 SIGTERM (pod deletion, preemption, a cancelled run) and SIGINT (Ctrl-C) are turned into "save now
 and stop" at the next step boundary, agreed by all ranks, so the last complete step survives; the
@@ -28,6 +31,7 @@ import shutil
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -38,7 +42,7 @@ import torch
 from transformers import TrainerCallback
 
 from r1ov.data import storage
-from r1ov.train import remote
+from r1ov.train import remote, uploads
 
 logger = logging.getLogger(__name__)
 
@@ -178,44 +182,174 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def rotate_local(directory: str, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints this node wrote to its own disk."""
+def rotate_local(directory: str, keep: int, protected: set[str] | frozenset[str] = frozenset()) -> None:
+    """Delete all but the newest ``keep`` checkpoints this node wrote to its own disk, never one named
+    in ``protected`` (still uploading, or whose upload failed: its local copy is the only one)."""
     steps = sorted(
         int(m.group(1)) for path in Path(directory).glob("checkpoint-*") if (m := _CHECKPOINT.match(path.name))
     )
     for step in steps[:-keep]:
-        shutil.rmtree(Path(directory) / f"checkpoint-{step}", ignore_errors=True)
+        if f"checkpoint-{step}" not in protected:
+            shutil.rmtree(Path(directory) / f"checkpoint-{step}", ignore_errors=True)
+
+
+def _node() -> tuple[int, int]:
+    """(this node's rank, the number of nodes) as torchrun tells its workers: GROUP_RANK and GROUP_WORLD_SIZE
+    (torch/distributed/elastic/agent/server/local_elastic_agent.py, the workers' environment)."""
+    return int(os.environ.get("GROUP_RANK", "0")), int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+
+
+def _any_rank(flag: bool) -> bool:
+    """True when ``flag`` is true on any rank (one all-reduce; every rank must call it)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=_device())
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return tensor.item() > 0
+
+
+def _uploaded_marker(node: int) -> str:
+    return f"UPLOADED-node-{node}"
 
 
 class DurableCheckpoints(TrainerCallback):
-    """After each Trainer save: upload this node's part, then (main process) mark it complete and rotate.
+    """After each Trainer save: upload this node's part in the background, mark it complete, rotate.
 
-    Each node's local rank 0 uploads once every local rank has finished writing (its RNG state,
-    its ZeRO shards), and keeps only the newest ``keep`` checkpoints on the node's disk: the
-    Trainer's own rotation runs on the main process only, so other nodes' volumes would fill up.
+    - Each node's local rank 0 hands the checkpoint to its :class:`~r1ov.train.uploads.Uploader`
+      once every rank has finished writing (a barrier: weights, ZeRO shards, each rank's RNG state),
+      and training goes on while it uploads.
+    - At most ``max_staged`` checkpoints wait on a node's disk for their upload: a save due while a
+      node's staging is full waits (saying so) until an upload ends. All ranks wait together, in short
+      all-reduces, so no rank sits in one collective past its timeout.
+    - Every node's uploader, after its part, leaves ``UPLOADED-node-<rank>`` holding this run's token;
+      the main process's uploader writes ``COMPLETE`` once every node's marker is there, then deletes
+      the store's oldest complete checkpoints beyond ``keep``. The token (drawn by rank 0 at the start)
+      keeps a marker left by an earlier attempt at the same step from counting.
+    - Each node keeps only the newest ``keep`` checkpoints on its disk (the Trainer's own rotation,
+      off here, runs on the main process only and would delete a checkpoint still uploading); one
+      still uploading, or whose upload failed, is never deleted.
+    - :meth:`finish` waits for the uploads at the end (normal end and SIGTERM) and raises
+      :class:`~r1ov.train.uploads.UploadFailed` naming any checkpoint that could not be uploaded.
     """
 
-    def __init__(self, cfg: Any, keep: int) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        keep: int,
+        max_staged: int = 1,
+        uploader: uploads.Uploader | None = None,
+        peer_wait_s: float = remote.WAIT_S,
+    ) -> None:
         self.root = store(cfg)
+        self.staged = self.root != local_dir(cfg)  # the local copy is staging for a durable store elsewhere
+        # Local rotation keeps at least what may still be uploading anywhere (the gate bounds it to
+        # the newest max_staged), so a node sharing its disk with another never deletes the other's.
         self.keep = keep
+        self.local_keep = max(keep, max_staged)
+        self.max_staged = max_staged
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.node, self.nodes = _node()
+        self.peer_wait_s = peer_wait_s
+        self.token = uuid.uuid4().hex
+        self.uploader = None
+        if self.staged and self.local_rank == 0:
+            self.uploader = uploader or uploads.Uploader(max_staged)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.nodes > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            token = [self.token]
+            torch.distributed.broadcast_object_list(token, src=0)  # one token for the whole attempt
+            self.token = token[0]
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Runs after SaveTriggers (added first), so should_save is final and the same on every rank.
+        if not (control.should_save and self.staged):
+            return
+        started = time.monotonic()
+        waited = False
+        while _any_rank(full := self.uploader is not None and self.uploader.full()):
+            if not waited and (full or state.is_world_process_zero):  # said by the nodes it concerns
+                logger.warning(
+                    "step %d: %d checkpoint(s) still uploading to %s (max_staged_checkpoints=%d); "
+                    "the save waits for one to finish rather than fill the disk",
+                    state.global_step, self.max_staged, self.root, self.max_staged,
+                )  # fmt: skip
+                waited = True
+            time.sleep(0.2)
+        if waited and state.is_world_process_zero:
+            seconds = time.monotonic() - started
+            logger.warning("step %d: waited %.1f s for a checkpoint upload", state.global_step, seconds)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
         target = storage.join(self.root, name)
-        staged = target != str(local)  # the local copy is staging for a durable store elsewhere
-        _barrier()  # every rank has written its files before its node's upload reads the directory
-        if self.local_rank == 0 and staged and local.is_dir():
-            storage.copy_tree(str(local), target)
-        _barrier()  # every node's part is in place before the marker
-        if state.is_world_process_zero:
-            storage.write_text(storage.join(target, COMPLETE), f"{state.global_step}\n")
-            logger.info("checkpoint %s complete", target)
-            for step in complete_steps(self.root)[: -self.keep]:
-                _delete_dir(storage.join(self.root, f"checkpoint-{step}"))
-        if self.local_rank == 0 and staged:
-            rotate_local(args.output_dir, self.keep)
+        _barrier()  # every rank has written its files (RNG state last) before its node's upload reads them
+        if not self.staged:
+            if state.is_world_process_zero:
+                self._complete(target, state.global_step)
+            if self.local_rank == 0:
+                rotate_local(args.output_dir, self.local_keep)
+            return
+        if self.uploader is None:
+            return
+        main = state.is_world_process_zero
+        step = state.global_step
+
+        def then() -> None:
+            if main:
+                self._await_peers(target)
+                self._complete(target, step)
+            else:
+                storage.write_text(storage.join(target, _uploaded_marker(self.node)), self.token)
+
+        if local.is_dir():
+            self.uploader.submit(name, local, target, then)
+        rotate_local(args.output_dir, self.local_keep, self.uploader.keep_locally())
+
+    def _await_peers(self, target: str) -> None:
+        deadline = time.monotonic() + self.peer_wait_s
+        waiting = set(range(1, self.nodes))
+        while waiting:
+            for node in sorted(waiting):
+                marker = storage.join(target, _uploaded_marker(node))
+                if storage.exists(marker) and storage.read_text(marker) == self.token:
+                    waiting.discard(node)
+            if waiting:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node(s) {sorted(waiting)} did not upload their part of {target}")
+                time.sleep(0.5)
+
+    def _complete(self, target: str, step: int) -> None:
+        storage.write_text(storage.join(target, COMPLETE), f"{step}\n")
+        logger.info("checkpoint %s complete", target)
+        for old in complete_steps(self.root)[: -self.keep]:
+            _delete_dir(storage.join(self.root, f"checkpoint-{old}"))
+
+    def finish(self) -> None:
+        """At the end of training (every rank): wait for this node's uploads, all ranks together."""
+        if not self.staged:
+            return
+        waited = time.monotonic()
+        if _any_rank(self.uploader is not None and self.uploader.busy()):
+            logger.info("waiting for the last checkpoint upload(s) to %s", self.root)
+            while _any_rank(self.uploader is not None and not self.uploader.wait(0.5)):
+                pass
+            logger.info("checkpoint uploads done (%.1f s)", time.monotonic() - waited)
+        error: uploads.UploadFailed | None = None
+        if self.uploader is not None:
+            try:
+                self.uploader.close()
+            except uploads.UploadFailed as exc:
+                error = exc
+        # Every rank stops together: one going on alone would wait in the final save's collectives.
+        if _any_rank(error is not None):
+            raise error or uploads.UploadFailed("a checkpoint upload failed on another node (see its log)")
+
+    def abandon(self) -> None:
+        """Training failed: say which uploads are left unfinished (the store never counts them complete)."""
+        if self.uploader is not None and self.uploader.busy():
+            logger.warning("training failed; unfinished checkpoint uploads: %s", sorted(self.uploader.staged()))
 
 
 class SaveTriggers(TrainerCallback):
@@ -306,18 +440,29 @@ def _device() -> torch.device:
 def train(trainer: Any, cfg: Any) -> tuple[Any, int]:
     """``trainer.train()`` with durable checkpoints, resumed from the latest complete one.
 
-    Returns the train result and the step it resumed from (0 for a fresh start). After SIGTERM or
-    Ctrl-C the checkpoint is saved, the world closed and the process exits with 143 or 130.
+    Returns the train result and the step it resumed from (0 for a fresh start). Checkpoint uploads
+    run in the background and are waited for before this returns; one that failed raises
+    :class:`~r1ov.train.uploads.UploadFailed`. After SIGTERM or Ctrl-C the checkpoint is saved and
+    uploaded, the world closed and the process exits with 143 or 130.
     """
-    trainer.add_callback(DurableCheckpoints(cfg, keep=cfg.save_total_limit))
+    # SaveTriggers first: DurableCheckpoints' on_step_end reads the should_save it decides.
     stop = SaveTriggers(every_s=cfg.save_every_minutes * 60)
     trainer.add_callback(stop)
+    durable = DurableCheckpoints(cfg, keep=cfg.save_total_limit, max_staged=cfg.max_staged_checkpoints)
+    trainer.add_callback(durable)
     try:
         resume = resume_point(cfg)
         result = trainer.train(resume_from_checkpoint=resume)
+    except BaseException:
+        durable.abandon()
+        raise
     finally:
         stop.restore()
     if stop.stopped:
+        try:
+            durable.finish()  # the stop's checkpoint is only worth something once it is in the store
+        except uploads.UploadFailed as exc:
+            logger.error("%s; the next attempt resumes from the latest complete checkpoint", exc)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         logger.warning(
@@ -325,4 +470,5 @@ def train(trainer: Any, cfg: Any) -> tuple[Any, int]:
             trainer.state.global_step, _name(stop.signum), store(cfg),
         )  # fmt: skip
         raise SystemExit(stop.exit_code)
+    durable.finish()
     return result, int(_CHECKPOINT.match(Path(resume).name).group(1)) if resume else 0

@@ -122,7 +122,9 @@ def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]
         # Checkpoints every save_steps, uploaded and rotated by checkpoints.DurableCheckpoints.
         "save_strategy": "steps" if cfg.save_steps else "no",
         "save_steps": cfg.save_steps or 1,
-        "save_total_limit": cfg.save_total_limit,
+        # Rotation is checkpoints.DurableCheckpoints' on every node: the Trainer's, on the main process
+        # only, would delete a checkpoint still uploading in the background.
+        "save_total_limit": None,
         "report_to": tracking.report_to(track),
         "run_name": cfg.tracking.run_name,
         "dataloader_num_workers": 0,  # images are decoded in the collator; workers only add start-up time
