@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import posixpath
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -486,12 +487,15 @@ def map_dataset(
         total=count_rows(input_uri), desc=posixpath.basename(output_uri.rstrip("/")), unit="row", disable=None
     )
 
+    counting = threading.Lock()  # a pipelined stream reads (and counts resumed batches) on another thread
+
     def account(marker: dict[str, Any], rows: int) -> None:
-        totals[RECORDS] += marker[RECORDS]
-        totals[REJECTED] += marker[REJECTED]
-        progress.update(rows)
-        for reason, n in marker["reject_reasons"].items():
-            reasons[reason] = reasons.get(reason, 0) + n
+        with counting:
+            totals[RECORDS] += marker[RECORDS]
+            totals[REJECTED] += marker[REJECTED]
+            progress.update(rows)
+            for reason, n in marker["reject_reasons"].items():
+                reasons[reason] = reasons.get(reason, 0) + n
 
     # Batches handed to the stream and not yet written, oldest first: (index, key, input rows, unfit).
     # Appended before the batch is yielded, so the head always matches the next outcome.
