@@ -15,10 +15,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
 from r1ov.data import records
+from r1ov.data.outcome import StageFailed
+from r1ov.formalize import run as formalize_run
 from r1ov.formalize.perception import Perception
 from r1ov.formalize.stage import formalize_stream, image_payload
 from r1ov.synthetic import run as synthesize
@@ -144,3 +147,24 @@ def test_a_hanging_request_holds_up_no_other_row(tmp_path: Path) -> None:
     for row, original in zip([r for accepted, _ in outcomes for r in accepted], typed, strict=True):
         assert row["image_type"] == original["image_type"]  # classified by the teacher, then formalized
         assert [p["stage"] for p in row["provenance"]][-2:] == ["classify", "formalize"]
+
+
+def test_a_tool_that_cannot_run_ends_the_stage_in_one_line(tmp_path: Path) -> None:
+    """A stage-wide failure on a perception worker (weights missing) stops every row and reaches
+    the caller as the stage's failure; nothing is written as if the rows were done."""
+    source = str(tmp_path / "source")
+    synthesize(SynthConfig(output_uri=source, n=6, seed=2, kinds=["natural"]))
+    with serve([source], delay_s=0.05) as url:
+        (tmp_path / "no-weights").mkdir()  # a local directory: nothing is looked up on the Hub
+        perception = PerceptionConfig(detector_model=str(tmp_path / "no-weights"), ocr_engine="none")
+        cfg = FormalizeConfig(
+            input_uri=source,
+            output_uri=str(tmp_path / "out"),
+            teacher=TeacherConfig(base_url=url, model="offline", max_concurrency=2),
+            perception=perception,
+            shard_size=2,
+        )
+        with pytest.raises(StageFailed, match=r"^formalize: detector '.*no-weights' cannot be loaded"):
+            formalize_run(cfg)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not list((tmp_path / "out").glob("records/*.parquet"))
