@@ -52,7 +52,7 @@ class _Pending:
     row: dict[str, Any]
     image: bytes  # what the teacher is sent
     mime: str
-    picture: Image.Image  # the same pixels, decoded once, for the perception tools
+    picture: Image.Image | None  # the same pixels, decoded once, for the perception tools (then dropped)
     digest: str  # SHA-256 of ``image``: rows sharing an image share its requests
     sections: tuple[str, ...] = ()  # tool output sent beside the image
 
@@ -157,6 +157,8 @@ def _look(item: _Pending, perception: Perception, classified: bool) -> None:
     if classified:
         _add_metadata(item.row, type_signals=perception.type_signals(item.picture, item.row["image_type"]))
     _perceive(item, perception)
+    # The decoded pixels are done with: a row waiting on its request keeps only the bytes it sends.
+    item.picture = None
 
 
 REMEMBERED_REPLIES = 4096  # (prompt, image) pairs kept, so rows sharing an image ask once
