@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw, ImageFont
 from r1ov.config import FormalizeConfig, PerceptionConfig, SynthConfig, TeacherConfig
 from r1ov.data import records
 from r1ov.formalize import formalize_batch
-from r1ov.formalize.stage import image_payload
 from r1ov.formalize.checks import boxes
 from r1ov.formalize.perception import (
     Perception,
@@ -25,6 +24,7 @@ from r1ov.formalize.perception import (
     detector_device,
     easyocr_words,
 )
+from r1ov.formalize.stage import image_payload
 from r1ov.synthetic import run as synthesize
 from r1ov.synthetic.offline_teacher import serve
 from r1ov.teachers import TeacherClient, protocol
