@@ -114,11 +114,16 @@ def data_stages(
     distill_extra_config: dict | PipelineChannel,
     filter_extra_config: dict | PipelineChannel,
     benchmarks: list | PipelineChannel | None = None,
+    formalize_placement: tuple[int | PipelineChannel, dict | PipelineChannel, list | PipelineChannel] | None = None,
 ) -> dsl.PipelineTask:
     """Set aside the source's rows that are benchmark items (when ``benchmarks`` is given), split
     the rest into shards, run formalize -> distill -> filter per shard in parallel pods (each
     writing straight to durable storage under data_root, or the pipeline root), then merge.
-    Returns the merge task; its ``filtered`` output is the training set."""
+    Returns the merge task; its ``filtered`` output is the training set.
+
+    ``formalize_placement`` (GPUs, node selector, tolerations) places formalize's pods, where the
+    detector and OCR run (the detector picks the pod's GPU when it has one); without it they go
+    to the cpu pool with the other stages."""
     if benchmarks is not None:
         clean = decontaminate(
             source_uri=source_uri,
@@ -165,7 +170,14 @@ def data_stages(
                 mlflow_experiment=mlflow_experiment,
                 run_id=run_id,
             ).set_display_name(f"{stage} shard")
-            _on_pool(task, CPU_POOL, cpu=cpu, memory=memory, memory_limit=memory_limit)
+            if stage == "formalize" and formalize_placement is not None:
+                gpus, node_selector, tolerations = formalize_placement
+                task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+                kubernetes.add_node_selector_json(task, node_selector)
+                kubernetes.add_toleration_json(task, tolerations)
+                task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit)
+            else:
+                _on_pool(task, CPU_POOL, cpu=cpu, memory=memory, memory_limit=memory_limit)
             # Progress and caches are durable: a retried pod resumes; KFP's own cache would skip it.
             _teacher_key(task, key).set_retry(2).set_caching_options(False)
             shard_uri = task.outputs["Output"]
@@ -239,6 +251,12 @@ def r1ov_pipeline(
     data_shards: int = 8,  # pods per data stage (DATA_PARALLELISM run at once)
     data_root: str = "",  # durable root (s3://...) for shards and response caches; empty: the pipeline root
     min_accepted_fraction: float = 0.5,  # fail before training when less of the data survives
+    # Formalize's pods run the perception tools: with them on (the default), one GPU of the rollout
+    # pool runs the detector. With perception off (formalize_extra_config turns detector_model to ""),
+    # submit formalize_task_gpus=0 and the cpu pool's selector with no tolerations.
+    formalize_task_gpus: int = 1,
+    formalize_task_node_selector: dict = pool_selector("rollout"),  # noqa: B008
+    formalize_task_tolerations: list = pool_tolerations("rollout"),  # noqa: B008
     # One reasoning length for every stage: GRPO's completion limit and eval's generation limit
     # (the SFT model's answers average ~960 tokens in the paper; a shorter limit cuts them off).
     max_reasoning_tokens: int = REASONING_TOKENS,
@@ -333,6 +351,7 @@ def r1ov_pipeline(
             distill_extra_config=distill_extra_config,
             filter_extra_config=filter_extra_config,
             benchmarks=benchmarks,  # the evaluation's benchmarks: no training row is one of their items
+            formalize_placement=(formalize_task_gpus, formalize_task_node_selector, formalize_task_tolerations),
         )
 
         sft_task = sft(

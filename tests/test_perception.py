@@ -4,6 +4,7 @@ forward), their output in the teacher's request, and the type cross-check."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -23,6 +24,7 @@ from r1ov.formalize.perception import (
     detector_device,
     easyocr_words,
 )
+from r1ov.formalize.stage import image_payload
 from r1ov.synthetic import run as synthesize
 from r1ov.synthetic.offline_teacher import serve
 from r1ov.teachers import TeacherClient, protocol
@@ -120,12 +122,19 @@ def test_formalize_sends_tool_output_with_the_image(tiny_detector_dir: Path, tmp
     synthesize(SynthConfig(output_uri=source, n=4, seed=3, kinds=["natural", "text"]))
     rows = records.read_records(source)
     perception = PerceptionConfig(detector_model=str(tiny_detector_dir), box_threshold=0.0, max_detections=5)
-    sent: list[list[str]] = []
+    sent: dict[str, str] = {}  # the image sent -> the text beside it
 
     class Recording(TeacherClient):
-        def complete_all(self, requests, desc="teacher"):
-            sent.extend([protocol.user_text(r.messages) for r in requests])
-            return super().complete_all(requests, desc)
+        @contextlib.asynccontextmanager
+        async def session(self):
+            async with super().session() as ask:
+
+                async def recording(request):
+                    [image] = [p["image_url"]["url"] for p in request.messages[1]["content"] if "image_url" in p]
+                    sent[image] = protocol.user_text(request.messages)
+                    return await ask(request)
+
+                yield recording
 
     with serve([source]) as url:
         teacher = TeacherConfig(base_url=url, model="offline")
@@ -133,10 +142,13 @@ def test_formalize_sends_tool_output_with_the_image(tiny_detector_dir: Path, tmp
             input_uri=source, output_uri=str(tmp_path / "out"), teacher=teacher, perception=perception
         )
         accepted, rejected = formalize_batch(rows, cfg, Recording(teacher))
-    assert not rejected and len(accepted) == 4
-    for row, text in zip(rows, sent, strict=True):
-        found = protocol.sections(text)
-        meta = records.metadata(next(a for a in accepted if a["id"] == row["id"]))
+    assert not rejected and [a["id"] for a in accepted] == [r["id"] for r in rows]  # input order kept
+    assert len(sent) == 4
+    for row, done in zip(rows, accepted, strict=True):
+        found = protocol.sections(
+            sent[protocol.image_part(*image_payload(row, cfg.max_image_pixels))["image_url"]["url"]]
+        )
+        meta = records.metadata(done)
         if row["image_type"] == "natural":
             detections = [json.loads(line) for line in found["detections"][0].splitlines()]
             assert detections and detections == meta["detections"]

@@ -206,7 +206,7 @@ def pipeline_workloads(package: Path = ROOT / "pipelines/r1ov.yaml") -> list[Wor
             else:
                 tolerations.append(toleration)
         count = resources.get("accelerator", {}).get("resourceCount", "0")
-        gpus = int(defaults["train_task_gpus"]) if "train_task_gpus" in str(count) else int(count)
+        gpus = int(float(_resolved(str(count), defaults)))  # a constant or a run parameter's default
         cpu = float(parse_quantity(_resolved(resources["resourceCpuRequest"], defaults)))
         memory = float(parse_quantity(_resolved(resources["resourceMemoryRequest"], defaults))) / GIB
         metadata = {"annotations": config.get("podMetadata", {})}
@@ -314,11 +314,10 @@ def test_every_workload_lands_on_an_existing_pool_and_fits(provider: str, worklo
 
 def test_every_cpu_task_and_launcher_selects_the_cpu_pool() -> None:
     cpu_tasks = [w for w in WORKLOADS if w.name.startswith("pipeline/") and not w.gpus]
-    # decontaminate, shard, formalize/distill/filter per shard, merge, sft and grpo (launchers), register,
+    # decontaminate, shard, distill/filter per shard, merge, sft and grpo (launchers), register,
     # promote, cleanup
     assert sorted(w.name.removeprefix("pipeline/exec-") for w in cpu_tasks) == [
         "cleanup",
-        "data-stage",
         "data-stage-2",
         "data-stage-3",
         "decontaminate",
@@ -331,6 +330,29 @@ def test_every_cpu_task_and_launcher_selects_the_cpu_pool() -> None:
     ]
     for workload in cpu_tasks:
         assert workload.selector == bundle.pool_selector(bundle.CPU_POOL), workload.name
+
+
+def _executor_of_stage(stage: str, package: Path = ROOT / "pipelines/r1ov.yaml") -> str:
+    """The executor running the data stage ``stage`` (the data_stage component's ``stage`` input)."""
+    spec, _ = yaml.safe_load_all(package.read_text())
+    for component in spec["components"].values():
+        for task in (component.get("dag") or {}).get("tasks", {}).values():
+            if task.get("inputs", {}).get("parameters", {}).get("stage", {}).get("runtimeValue") == {"constant": stage}:
+                return spec["components"][task["componentRef"]["name"]]["executorLabel"]
+    raise AssertionError(f"no data stage {stage!r} in the pipeline")
+
+
+def test_formalize_runs_its_perception_on_a_rollout_pool_gpu() -> None:
+    """Perception is on by default, and Grounding DINO wants a GPU: formalize's pods ask for one
+    where the rollout servers' GPUs are, and the other data stages stay on the cpu pool."""
+    by_name = {w.name: w for w in WORKLOADS}
+    formalize = by_name[f"pipeline/{_executor_of_stage('formalize')}"]
+    assert formalize.gpus == 1
+    assert formalize.selector == bundle.pool_selector("rollout")
+    assert formalize.tolerations == bundle.pool_tolerations("rollout")
+    for stage in ("distill", "filter"):
+        other = by_name[f"pipeline/{_executor_of_stage(stage)}"]
+        assert other.gpus == 0 and other.selector == bundle.pool_selector(bundle.CPU_POOL), stage
 
 
 def test_tasks_that_watch_or_run_long_jobs_are_not_disrupted() -> None:

@@ -283,6 +283,12 @@ class PerceptionConfig(Strict):
         "(EasyOCR's 0-1 confidence is scaled by 100 to compare)",
     )
     min_text_words: int = Field(5, ge=0, description="a 'text' image with fewer OCR words is a type disagreement")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="threads running the tools while teacher requests are in flight; one suits one detector on "
+        "one device, more let OCR and detection overlap",
+    )
 
     @field_validator("detector_model")
     @classmethod

@@ -17,6 +17,8 @@ import hashlib
 import io
 import json
 import posixpath
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -442,11 +444,20 @@ def _reason_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+Rows = list[dict[str, Any]]
+# Accepted and rejected rows of one batch.
+Outcome = tuple[Rows, Rows]
+# Batches in, one outcome per batch out, in the same order. It may read ahead of what it has
+# yielded (a pipelined stage works on several batches at once).
+ProcessStream = Callable[[Iterator[Rows]], Iterator[Outcome]]
+
+
 def map_dataset(
     input_uri: str,
     output_uri: str,
-    process: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    process: Callable[[Rows], Outcome] | None = None,
     *,
+    process_stream: ProcessStream | None = None,
     shard_size: int = 1000,
     fingerprint: str = "",
     redo_reasons: tuple[str, ...] = (),
@@ -456,12 +467,18 @@ def map_dataset(
     """Run a stage batch by batch: input rows ``[k*size, (k+1)*size)`` -> shard ``k`` of both parts.
 
     ``process(batch)`` returns ``(accepted, rejected)`` and must account for every input row
-    exactly once; rows that fail :func:`problem` are set aside before it sees them. A batch whose
+    exactly once; rows that fail :func:`problem` are set aside before it sees them. A stage that
+    overlaps batches passes ``process_stream`` instead: it is handed the batches to do and yields
+    their outcomes in order, free to read ahead, so no batch waits for the one before it to end
+    (shard ``k`` is still written only when all its rows are done). A batch whose
     marker in ``_progress/`` matches (same row contents, same ``fingerprint`` of the stage's
     settings) is skipped, unless it set rows aside for one of
     ``redo_reasons`` (transient failures worth another try). ``extra(manifest)`` returns
     fields merged into the manifest, which is written last. Returns the manifest.
     """
+    if (process is None) == (process_stream is None):
+        raise ValueError("map_dataset takes one of process and process_stream")
+    stream: ProcessStream = process_stream or (lambda batches: ((process(b) if b else ([], [])) for b in batches))
     totals = {RECORDS: 0, REJECTED: 0}
     reasons: dict[str, int] = {}
     resumed, count = 0, 0
@@ -469,45 +486,63 @@ def map_dataset(
     progress = tqdm(
         total=count_rows(input_uri), desc=posixpath.basename(output_uri.rstrip("/")), unit="row", disable=None
     )
-    for index, batch in enumerate(iter_batches(input_uri, shard_size)):
-        count = index + 1
-        # Contents, not ids: changed upstream text or images make the batch stale.
-        key = hashlib.sha256("\0".join([fingerprint, *map(content_digest, batch)]).encode("utf-8")).hexdigest()
-        marker_uri = storage.join(output_uri, PROGRESS, f"part-{index:05d}.json")
-        marker = json.loads(storage.read_text(marker_uri)) if storage.exists(marker_uri) else None
-        if (
-            marker
-            and marker["key"] == key
-            and not set(redo_reasons) & set(marker["reject_reasons"])
-            and all(storage.exists(shard_uri(output_uri, part, index)) for part in (RECORDS, REJECTED))
-        ):
-            resumed += 1
-        else:
+
+    counting = threading.Lock()  # a pipelined stream reads (and counts resumed batches) on another thread
+
+    def account(marker: dict[str, Any], rows: int) -> None:
+        with counting:
+            totals[RECORDS] += marker[RECORDS]
+            totals[REJECTED] += marker[REJECTED]
+            progress.update(rows)
+            for reason, n in marker["reject_reasons"].items():
+                reasons[reason] = reasons.get(reason, 0) + n
+
+    # Batches handed to the stream and not yet written, oldest first: (index, key, input rows, unfit).
+    # Appended before the batch is yielded, so the head always matches the next outcome.
+    pending: deque[tuple[int, str, Rows, Rows]] = deque()
+
+    def todo() -> Iterator[Rows]:
+        nonlocal resumed, count
+        for index, batch in enumerate(iter_batches(input_uri, shard_size)):
+            count = index + 1
+            # Contents, not ids: changed upstream text or images make the batch stale.
+            key = hashlib.sha256("\0".join([fingerprint, *map(content_digest, batch)]).encode("utf-8")).hexdigest()
+            marker_uri = storage.join(output_uri, PROGRESS, f"part-{index:05d}.json")
+            marker = json.loads(storage.read_text(marker_uri)) if storage.exists(marker_uri) else None
+            if (
+                marker
+                and marker["key"] == key
+                and not set(redo_reasons) & set(marker["reject_reasons"])
+                and all(storage.exists(shard_uri(output_uri, part, index)) for part in (RECORDS, REJECTED))
+            ):
+                resumed += 1
+                account(marker, len(batch))
+                continue
             problems = [problem(r, max_text_chars) for r in batch]
             batch = [writable(r) for r in batch]
             fit = [r for r, why in zip(batch, problems, strict=True) if why is None]
-            accepted, rejected = process(fit) if fit else ([], [])
             unfit = [reject(dict(r), why) for r, why in zip(batch, problems, strict=True) if why]
-            rejected = [*unfit, *rejected]
-            seen = sorted(r["id"] for r in [*accepted, *rejected])
-            if seen != sorted(r["id"] for r in batch):
-                raise ValueError(f"batch {index}: every input row must end in exactly one of accepted/rejected")
-            if any(not r.get("reject_reason") for r in rejected):
-                raise ValueError(f"batch {index}: rejected rows need a reject_reason")
-            write_shard(output_uri, accepted, index, RECORDS)
-            write_shard(output_uri, rejected, index, REJECTED)
-            marker = {
-                "key": key,
-                RECORDS: len(accepted),
-                REJECTED: len(rejected),
-                "reject_reasons": _reason_counts(rejected),
-            }
-            storage.write_text(marker_uri, json.dumps(marker, sort_keys=True))
-        totals[RECORDS] += marker[RECORDS]
-        totals[REJECTED] += marker[REJECTED]
-        progress.update(len(batch))
-        for reason, n in marker["reject_reasons"].items():
-            reasons[reason] = reasons.get(reason, 0) + n
+            pending.append((index, key, batch, unfit))
+            yield fit
+
+    for accepted, rejected in stream(todo()):
+        index, key, batch, unfit = pending.popleft()
+        rejected = [*unfit, *rejected]
+        seen = sorted(r["id"] for r in [*accepted, *rejected])
+        if seen != sorted(r["id"] for r in batch):
+            raise ValueError(f"batch {index}: every input row must end in exactly one of accepted/rejected")
+        if any(not r.get("reject_reason") for r in rejected):
+            raise ValueError(f"batch {index}: rejected rows need a reject_reason")
+        write_shard(output_uri, accepted, index, RECORDS)
+        write_shard(output_uri, rejected, index, REJECTED)
+        marker = {RECORDS: len(accepted), REJECTED: len(rejected), "reject_reasons": _reason_counts(rejected)}
+        storage.write_text(
+            storage.join(output_uri, PROGRESS, f"part-{index:05d}.json"),
+            json.dumps({"key": key, **marker}, sort_keys=True),
+        )
+        account(marker, len(batch))
+    if pending:
+        raise ValueError(f"batch {pending[0][0]}: the stage yielded no outcome for it")
     progress.close()
     if count == 0:  # an empty input still yields a readable, empty dataset
         for part in (RECORDS, REJECTED):

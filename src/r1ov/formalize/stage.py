@@ -3,21 +3,27 @@
     r1ov formalize --set input_uri=data/train --set output_uri=data/formalized \
         --set teacher.base_url=https://api.openai.com/v1 --set teacher.model=gpt-4o
 
-Per batch of ``shard_size`` records: decode each image (corrupt -> ``bad_image``), ask the
-teacher to classify images typed "unknown", send each image with its type's prompt, check
+Each record on its own (no batch waits for another, see :mod:`r1ov.formalize.flow`): decode
+its image (corrupt -> ``bad_image``), ask the teacher to classify it when typed "unknown", run
+the type's perception tool on a perception worker, send the image with its type's prompt, check
 the reply with the type's parser (failure -> ``formalize_check``) and keep the text with
 its language and provenance. A reply that fails the check is sent back once with the
 parser's words; a second failure is a ``formalize_check`` rejection. Records sharing an
-image are formalized once. Failed requests are ``teacher_error`` rejections, and a batch
-holding any is redone on the next run (every answered call is cached, so only those are sent).
+image are formalized once. Output shards hold ``shard_size`` records in input order. Failed
+requests are ``teacher_error`` rejections, and a shard holding any is redone on the next run
+(every answered call is cached, so only those are sent).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,7 @@ from PIL import Image
 from r1ov.config import FormalizeConfig
 from r1ov.data import imaging, records
 from r1ov.data.outcome import StageFailed
+from r1ov.formalize import flow
 from r1ov.formalize.checks import strip_fences
 from r1ov.formalize.perception import Perception, PerceptionUnavailable, detections_section, ocr_section
 from r1ov.formalize.router import CLASSIFY_PROMPT, REGISTRY, UNKNOWN, formalizer_for, parse_image_type
@@ -45,7 +52,8 @@ class _Pending:
     row: dict[str, Any]
     image: bytes  # what the teacher is sent
     mime: str
-    picture: Image.Image  # the same pixels, decoded once, for the perception tools
+    picture: Image.Image | None  # the same pixels, decoded once, for the perception tools (then dropped)
+    digest: str  # SHA-256 of ``image``: rows sharing an image share its requests
     sections: tuple[str, ...] = ()  # tool output sent beside the image
 
 
@@ -104,7 +112,7 @@ def fingerprint(cfg: FormalizeConfig) -> str:
         classify_unknown=cfg.classify_unknown,
         max_image_pixels=cfg.max_image_pixels,
         max_decode_pixels=cfg.max_decode_pixels,
-        perception=cfg.perception.model_dump(),
+        perception=cfg.perception.model_dump(exclude={"workers"}),  # how many run them decides nothing
         prompts={name: protocol.load_prompt(name) for name in prompts},
     )
 
@@ -125,49 +133,6 @@ def _formalization_problem(image_type: str) -> Callable[[Reply], str | None]:
     return problem
 
 
-def _ask_once_per_image(
-    items: list[_Pending],
-    prompt_of: Callable[[_Pending], str],
-    check_of: Callable[[_Pending], Any],
-    client: TeacherClient,
-    desc: str,
-) -> list[Reply | Exception]:
-    """One request per distinct (prompt, image) in ``items``; each item gets its image's reply."""
-    slots: dict[tuple[str, str], int] = {}
-    requests: list[Request] = []
-    for item in items:
-        key = (prompt_of(item), hashlib.sha256(item.image).hexdigest())
-        if key not in slots:
-            slots[key] = len(requests)
-            messages = protocol.image_messages(key[0], item.image, item.mime, item.sections)
-            requests.append(Request(messages, check=check_of(item)))
-    replies = client.complete_all(requests, desc=desc)
-    return [replies[slots[(prompt_of(i), hashlib.sha256(i.image).hexdigest())]] for i in items]
-
-
-def _classify(
-    pending: list[_Pending], client: TeacherClient, perception: Perception
-) -> tuple[list[_Pending], list[dict[str, Any]]]:
-    """Ask the teacher for the type of each image; (classified, rejected). The answer is checked
-    against cheap signals (OCR words, detector hits); a disagreement is recorded, not fatal."""
-    replies = _ask_once_per_image(
-        pending, lambda _: CLASSIFY_PROMPT, lambda _: _classification_problem, client, "classify"
-    )
-    classified, rejected = [], []
-    for item, reply in zip(pending, replies, strict=True):
-        if isinstance(reply, InvalidReply):
-            rejected.append(records.reject(item.row, f"unclassified: {reply}"))
-            continue
-        if isinstance(reply, Exception):
-            rejected.append(records.reject(item.row, describe_error(reply)))
-            continue
-        item.row["image_type"] = parse_image_type(reply.text)
-        _add_metadata(item.row, type_signals=perception.type_signals(item.picture, item.row["image_type"]))
-        records.stamp(item.row, "classify", reply.model, protocol.load_prompt(CLASSIFY_PROMPT))
-        classified.append(item)
-    return classified, rejected
-
-
 def _accept(row: dict[str, Any], reply: Reply) -> None:
     """Store a checked formalization reply on the row."""
     formalizer = REGISTRY[row["image_type"]]
@@ -175,64 +140,132 @@ def _accept(row: dict[str, Any], reply: Reply) -> None:
     records.stamp(row, STAGE, reply.model, protocol.load_prompt(formalizer.prompt))
 
 
+def _classified(item: _Pending, reply: Reply | Exception) -> str | None:
+    """Apply the teacher's classification to the row; the reject reason when there is none."""
+    if isinstance(reply, InvalidReply):
+        return f"unclassified: {reply}"
+    if isinstance(reply, Exception):
+        return describe_error(reply)
+    item.row["image_type"] = parse_image_type(reply.text)
+    records.stamp(item.row, "classify", reply.model, protocol.load_prompt(CLASSIFY_PROMPT))
+    return None
+
+
+def _look(item: _Pending, perception: Perception, classified: bool) -> None:
+    """A perception worker's job for one row: the cross-check of a teacher-given type, then the
+    type's tool for the request (the check's tool run is remembered and reused)."""
+    if classified:
+        _add_metadata(item.row, type_signals=perception.type_signals(item.picture, item.row["image_type"]))
+    _perceive(item, perception)
+    # The decoded pixels are done with: a row waiting on its request keeps only the bytes it sends.
+    item.picture = None
+
+
+REMEMBERED_REPLIES = 4096  # (prompt, image) pairs kept, so rows sharing an image ask once
+RowFn = Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], bool]]]
+
+
+@contextlib.asynccontextmanager
+async def _row_session(cfg: FormalizeConfig, client: TeacherClient, perception: Perception) -> AsyncIterator[RowFn]:
+    """The function that takes one row through the stage: decode, classify when untyped, perceive
+    on a perception worker, formalize. Perception has its own worker threads (one by default: the
+    detector is one model on one device), so it overlaps the requests in flight."""
+    workers = ThreadPoolExecutor(cfg.perception.workers, thread_name_prefix="perception")
+    # Rows sharing an image share one request, whether it is in flight or answered.
+    asked: OrderedDict[tuple[str, str], asyncio.Future[Reply]] = OrderedDict()
+    try:
+        async with client.session() as ask:
+
+            async def ask_once(item: _Pending, prompt: str, check: Callable[[Reply], str | None]) -> Reply:
+                key = (prompt, item.digest)
+                if key in asked:
+                    asked.move_to_end(key)
+                else:
+                    messages = protocol.image_messages(prompt, item.image, item.mime, item.sections)
+                    asked[key] = asyncio.ensure_future(ask(Request(messages, check=check)))
+                    while len(asked) > REMEMBERED_REPLIES and next(iter(asked.values())).done():
+                        asked.popitem(last=False)
+                return await asyncio.shield(asked[key])
+
+            async def one(original: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+                row = dict(original)
+                try:
+                    image, mime, picture = await asyncio.to_thread(
+                        _prepare, row, cfg.max_image_pixels, cfg.max_decode_pixels
+                    )
+                except imaging.BadImage as exc:
+                    return records.reject(row, f"bad_image: {exc}"), False
+                except Exception as exc:  # a decoder bug on one file must not end the stage
+                    return records.reject(row, f"bad_image: {type(exc).__name__}: {exc}"), False
+                item = _Pending(row, image, mime, picture, hashlib.sha256(image).hexdigest())
+                classified = row["image_type"] == UNKNOWN and cfg.classify_unknown
+                if classified:
+                    try:
+                        answer: Reply | Exception = await ask_once(item, CLASSIFY_PROMPT, _classification_problem)
+                    except Exception as exc:
+                        answer = exc
+                    if (reason := _classified(item, answer)) is not None:
+                        return records.reject(row, reason), False
+                elif formalizer_for(row["image_type"]) is None:
+                    return records.reject(
+                        row, f"unknown_type: no formalizer for image type {row['image_type']!r}"
+                    ), False
+                try:
+                    await asyncio.get_running_loop().run_in_executor(workers, _look, item, perception, classified)
+                except PerceptionUnavailable:
+                    raise  # the stage cannot be faithful for any row: fail loudly
+                except Exception as exc:  # one image that trips a tool is one record's problem
+                    return records.reject(row, f"perception_error: {type(exc).__name__}: {exc}"), False
+                try:
+                    reply = await ask_once(
+                        item, REGISTRY[row["image_type"]].prompt, _formalization_problem(row["image_type"])
+                    )
+                except InvalidReply as exc:
+                    return records.reject(row, f"formalize_check: {exc}"), False
+                except Exception as exc:
+                    return records.reject(row, describe_error(exc)), False
+                _accept(row, reply)
+                return row, True
+
+            yield one
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
+
+
+def in_flight_rows(cfg: FormalizeConfig) -> int:
+    """Rows admitted at once: C waiting on the teacher plus as many perceived or queued for
+    perception ahead of it (the bounded queue), so neither side starves while the other works."""
+    return 2 * cfg.teacher.max_concurrency + cfg.perception.workers
+
+
+def held_rows(cfg: FormalizeConfig) -> int:
+    """Rows that may wait for their batch to be written: room for the batches behind a slow row."""
+    return max(2 * cfg.shard_size, 4 * cfg.teacher.max_concurrency)
+
+
+def formalize_stream(
+    batches: Iterator[list[dict[str, Any]]],
+    cfg: FormalizeConfig,
+    client: TeacherClient,
+    perception: Perception | None = None,
+) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """(accepted, rejected) for each batch, in order, every input row in exactly one and rows in
+    input order within each. Rows flow through one at a time (see :mod:`r1ov.formalize.flow`)."""
+    perception = perception or Perception(cfg.perception)
+    yield from flow.pipelined(
+        batches,
+        lambda: _row_session(cfg, client, perception),
+        in_flight=in_flight_rows(cfg),
+        window=held_rows(cfg),
+    )
+
+
 def formalize_batch(
     rows: list[dict[str, Any]], cfg: FormalizeConfig, client: TeacherClient, perception: Perception | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Formalize one batch; returns (accepted, rejected), every input row in exactly one."""
-    perception = perception or Perception(cfg.perception)
-    pending: list[_Pending] = []
-    rejected: list[dict[str, Any]] = []
-    unknown: list[_Pending] = []
-    for original in rows:
-        row = dict(original)
-        try:
-            image, mime, picture = _prepare(row, cfg.max_image_pixels, cfg.max_decode_pixels)
-        except imaging.BadImage as exc:
-            rejected.append(records.reject(row, f"bad_image: {exc}"))
-            continue
-        except Exception as exc:  # a decoder bug on one file must not end the stage
-            rejected.append(records.reject(row, f"bad_image: {type(exc).__name__}: {exc}"))
-            continue
-        item = _Pending(row, image, mime, picture)
-        if row["image_type"] == UNKNOWN and cfg.classify_unknown:
-            unknown.append(item)
-        elif formalizer_for(row["image_type"]) is None:
-            rejected.append(records.reject(row, f"unknown_type: no formalizer for image type {row['image_type']!r}"))
-        else:
-            pending.append(item)
-    if unknown:
-        classified, failed = _classify(unknown, client, perception)
-        pending += classified
-        rejected += failed
-    ready = []
-    for item in pending:
-        try:
-            _perceive(item, perception)
-        except PerceptionUnavailable:
-            raise  # the stage cannot be faithful for any row: fail loudly
-        except Exception as exc:  # one image that trips a tool is one record's problem
-            rejected.append(records.reject(item.row, f"perception_error: {type(exc).__name__}: {exc}"))
-            continue
-        ready.append(item)
-    pending = ready
-
-    replies = _ask_once_per_image(
-        pending,
-        lambda p: REGISTRY[p.row["image_type"]].prompt,
-        lambda p: _formalization_problem(p.row["image_type"]),
-        client,
-        STAGE,
-    )
-    accepted: list[dict[str, Any]] = []
-    for item, reply in zip(pending, replies, strict=True):
-        if isinstance(reply, InvalidReply):
-            rejected.append(records.reject(item.row, f"formalize_check: {reply}"))
-        elif isinstance(reply, Exception):
-            rejected.append(records.reject(item.row, describe_error(reply)))
-        else:
-            _accept(item.row, reply)
-            accepted.append(item.row)
-    return accepted, rejected
+    [outcome] = formalize_stream(iter([rows]), cfg, client, perception)
+    return outcome
 
 
 def run(cfg: FormalizeConfig) -> dict[str, Any]:
@@ -250,7 +283,8 @@ def _run(cfg: FormalizeConfig, perception: Perception) -> dict[str, Any]:
         cfg.input_uri,
         cfg.output_uri,
         cfg.teacher,
-        lambda rows, client: formalize_batch(rows, cfg, client, perception),
+        None,
+        stream=lambda batches, client: formalize_stream(batches, cfg, client, perception),
         shard_size=cfg.shard_size,
         settings_fingerprint=fingerprint(cfg),
         min_accepted_fraction=cfg.min_accepted_fraction,

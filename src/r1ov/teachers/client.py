@@ -20,12 +20,13 @@ the openai SDK's exception types). Around it this client adds what a data stage 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -282,6 +283,27 @@ class TeacherClient:
                 await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
                 self.stats.seconds = round(self.stats.seconds + time.perf_counter() - started, 3)
         return results
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Callable[[Request], Awaitable[Reply]]]:
+        """``ask(request)`` for async code that sends requests one at a time as their inputs become
+        ready (a pipelined stage), all sharing one transport and the ``max_concurrency`` bound.
+        ``ask`` returns the reply or raises the request's exception (counted as failed)."""
+        semaphore = asyncio.Semaphore(self.cfg.max_concurrency)
+        started = time.perf_counter()
+        async with ChatTransport(self.cfg.base_url, self._api_key, self.cfg.max_concurrency) as api:
+
+            async def ask(request: Request) -> Reply:
+                try:
+                    return await self._complete(api, semaphore, request)
+                except Exception:
+                    self.stats.failed += 1
+                    raise
+
+            try:
+                yield ask
+            finally:
+                self.stats.seconds = round(self.stats.seconds + time.perf_counter() - started, 3)
 
     # ------------------------------------------------------------------ sync API
 

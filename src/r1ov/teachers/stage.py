@@ -9,7 +9,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from r1ov.config import TeacherConfig
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 Rows = list[dict[str, Any]]
 BatchFn = Callable[[Rows, TeacherClient], tuple[Rows, Rows]]
+# Batches in, (accepted, rejected) per batch out in order; see records.map_dataset's process_stream.
+StreamFn = Callable[[Iterator[Rows], TeacherClient], Iterator[tuple[Rows, Rows]]]
 CACHE_DIR = "_cache"
 
 
@@ -59,8 +61,9 @@ def run_teacher_stage(
     input_uri: str,
     output_uri: str,
     teacher: TeacherConfig,
-    batch: BatchFn,
+    batch: BatchFn | None,
     *,
+    stream: StreamFn | None = None,
     shard_size: int,
     settings_fingerprint: str,
     min_accepted_fraction: float = 0.5,
@@ -69,16 +72,18 @@ def run_teacher_stage(
 ) -> dict[str, Any]:
     """Map ``batch`` over the input shards with one client; returns the manifest as summary.
 
-    ``counters()`` adds the stage's own counts to the manifest. Raises :class:`StageFailed`
-    (after writing the output and its manifest) when the teacher cannot be reached or fewer
-    than ``min_accepted_fraction`` of the rows are accepted.
+    ``batch`` processes one batch at a time; a stage that overlaps batches passes ``stream``
+    instead (and ``batch=None``). ``counters()`` adds the stage's own counts to the manifest.
+    Raises :class:`StageFailed` (after writing the output and its manifest) when the teacher
+    cannot be reached or fewer than ``min_accepted_fraction`` of the rows are accepted.
     """
     require_reachable(stage, teacher)
     client = TeacherClient(teacher, cache_uri=default_cache_uri(output_uri, teacher))
     manifest = records.map_dataset(
         input_uri,
         output_uri,
-        lambda rows: batch(rows, client),
+        (lambda rows: batch(rows, client)) if batch else None,
+        process_stream=(lambda batches: stream(batches, client)) if stream else None,
         shard_size=shard_size,
         fingerprint=settings_fingerprint,
         redo_reasons=("teacher_error",),
