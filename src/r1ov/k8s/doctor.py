@@ -14,13 +14,18 @@ command or value that fixes it. The checks:
 - the GPU pools (Karpenter NodePools, GKE ComputeClasses or nodes) with the labels the code selects
   and the GPU taint;
 - the KFP API server answering its health route;
-- MLflow answering with the pipeline's credentials (the platform chart's basic-auth server).
+- MLflow answering with the pipeline's credentials (the platform chart's basic-auth server);
+- each image the bundle runs present in the registry (the settings ConfigMap's R1OV_IMAGE_REGISTRY and
+  R1OV_IMAGE_TAG), asked anonymously through the registry API where it answers.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -288,6 +293,104 @@ def check_mlflow(api_client: ApiClient, target: Target) -> list[Check]:
     return [Check("MLflow", uri, False, found, fix)]
 
 
+# What a pull accepts (OCI image index/manifest, Docker schema 2 list/manifest): a registry answers a
+# manifest HEAD only for a media type the client accepts.
+_MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+))  # fmt: skip
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+# Docker treats registries on 127.0.0.0/8 as insecure (plain HTTP) by default; every other one speaks HTTPS.
+_PLAIN_HTTP_HOSTS = ("localhost", "127.")
+
+
+def _head(url: str, headers: dict[str, str], timeout_s: float = 10) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, headers=headers, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, dict(response.headers), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), ""
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, {}, str(getattr(exc, "reason", exc))
+
+
+def _bearer_token(challenge: str, repository: str) -> str | None:
+    """An anonymous pull token from the realm a 401's ``WWW-Authenticate: Bearer realm=...,service=...,scope=...``
+    names (distribution/distribution docs/spec/auth/token.md: GET <realm>?service=<service>&scope=
+    repository:<name>:pull; the answer's ``token``, or ``access_token``)."""
+    if not challenge.lower().startswith("bearer "):
+        return None
+    params = dict(_CHALLENGE.findall(challenge))
+    if "realm" not in params:
+        return None
+    query = {"scope": params.get("scope") or f"repository:{repository}:pull"}
+    if "service" in params:
+        query["service"] = params["service"]
+    code, text = _http(f"{params['realm']}?{urllib.parse.urlencode(query)}")
+    if code != 200:
+        return None
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    return answer.get("token") or answer.get("access_token")
+
+
+def manifest_status(image: str) -> tuple[int, str]:
+    """(HTTP status, what was found) of ``HEAD /v2/<name>/manifests/<tag>`` for ``registry/name:tag``
+    (OCI distribution-spec, "Checking if content exists in the registry": 200 present, 404 absent),
+    following a 401's Bearer challenge once, anonymously. Status 0: the registry did not answer."""
+    host, _, rest = image.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    scheme = "http" if host.startswith(_PLAIN_HTTP_HOSTS) else "https"
+    url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
+    headers = {"Accept": _MANIFEST_TYPES}
+    code, answer, error = _head(url, headers)
+    if code == 401:
+        token = _bearer_token(answer.get("WWW-Authenticate") or answer.get("Www-Authenticate") or "", repository)
+        if token:
+            code, answer, error = _head(url, {**headers, "Authorization": f"Bearer {token}"})
+    if code == 200:
+        return code, f"present ({answer.get('Docker-Content-Digest') or 'no digest given'})"
+    return code, error or f"HTTP {code}"
+
+
+def _settings(api_client: ApiClient, target: Target) -> dict[str, str]:
+    try:
+        path = f"/api/v1/namespaces/{target.namespace}/configmaps/{SETTINGS_CONFIGMAP}"
+        return _get(api_client, path).get("data") or {}
+    except ApiException:
+        return {}
+
+
+def check_images(api_client: ApiClient, target: Target) -> list[Check]:
+    """Each image of :data:`bundle.IMAGE_NAMES` is in the registry the namespace's pods pull from."""
+    settings = _settings(api_client, target)
+    registry = settings.get("R1OV_IMAGE_REGISTRY") or bundle.REGISTRY
+    tag = settings.get("R1OV_IMAGE_TAG") or bundle.TAG
+    out = []
+    for kind in bundle.IMAGE_NAMES:
+        image = bundle.image(kind, registry=registry, tag=tag)
+        code, found = manifest_status(image)
+        if code == 200:
+            out.append(Check("Image", image, True, found))
+        elif code == 404:
+            out.append(Check("Image", image, False, f"{found}: no such image or tag",
+                             f"build and push it (make images; docker push {image}), or set "
+                             "settings.imageRegistry/imageTag of the platform chart to where it is"))  # fmt: skip
+        elif code in (401, 403):
+            out.append(Check("Image", image, False, f"{found}: the registry wants credentials (not checked)",
+                             "nodes pull with their own credentials (ECR node role, Artifact Registry) or an "
+                             "imagePullSecret; check with: docker manifest inspect " + image))  # fmt: skip
+        else:
+            fix = "check the registry name (settings.imageRegistry) and that nodes can reach it"
+            out.append(Check("Image", image, False, f"registry did not answer: {found}", fix))
+    return out
+
+
 def run(target: Target, *, api_client: ApiClient) -> list[Check]:
     """Every check, in the order a platform engineer fixes them."""
     return [
@@ -297,6 +400,7 @@ def run(target: Target, *, api_client: ApiClient) -> list[Check]:
         *check_pools(api_client),
         *check_kfp(target),
         *check_mlflow(api_client, target),
+        *check_images(api_client, target),
     ]
 
 
