@@ -25,6 +25,7 @@ import yaml
 
 from r1ov.cli import main
 from r1ov.k8s import bundle, doctor
+from r1ov.testing.crd_schema import CRD
 from r1ov.testing.kfp_api import KfpApiServer
 from r1ov.testing.kube_api import StandInAPI, kubeconfig, role_rules_from_chart, serve
 
@@ -32,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "r1ov-platform"
 NS = "r1ov"
 USER, PASSWORD = "r1ov-pipeline", "s3cret"
+CRDS = ROOT / "tests" / "crds"
+# The operators' CRDs at the releases r1ov supports (Training Operator v1.9.4, Trainer v2.3.0), and an older Trainer.
+SUPPORTED_CRDS = [CRD.load(CRDS / f) for f in ("kubeflow.org_pytorchjobs.yaml", "trainer.kubeflow.org_trainjobs.yaml")]
+TRAINER_V2_1 = CRD.load(CRDS / "trainer.kubeflow.org_trainjobs.v2.1.0.yaml")
 
 
 @contextlib.contextmanager
@@ -167,7 +172,7 @@ def _misses(out: str) -> list[str]:
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[StandInAPI, str, str]]:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not inside a pod: the kubeconfig applies
-    api = StandInAPI(rules=role_rules_from_chart(CHART))
+    api = StandInAPI(rules=role_rules_from_chart(CHART), crds=SUPPORTED_CRDS)
     images = set(ALL_IMAGES)  # a test removes one to break the state
     with (
         serve(api),
@@ -282,3 +287,16 @@ def test_images_are_looked_for_where_the_settings_configmap_says(cluster) -> Non
     registry = api.objects[("configmaps", NS, "r1ov-settings")]["data"]["R1OV_IMAGE_REGISTRY"]
     assert [c.item for c in checks] == [f"{registry}/{name}:{TAG}" for name in bundle.IMAGE_NAMES.values()]
     assert not any(c.ok for c in checks) and all("make images" in c.fix for c in checks)
+
+
+def test_an_older_trainer_is_reported_with_the_field_it_lacks(cluster, tmp_path: Path, capsys) -> None:
+    """Discovery cannot tell Trainer v2.1 from v2.3 (both serve trainer.kubeflow.org/v1alpha1 trainjobs);
+    a strict dry-run create of the TrainJob the launcher builds can, and creates nothing."""
+    api, kfp_url, _, _ = cluster
+    api.crds[("trainer.kubeflow.org", "trainjobs")] = TRAINER_V2_1
+    code, out = _doctor(api, tmp_path, kfp_url, capsys)
+    assert code == 1
+    (miss,) = _misses(out)
+    assert miss.startswith("CRD") and "trainjobs.trainer.kubeflow.org/v1alpha1" in miss
+    assert "spec.runtimePatches (needs Kubeflow Trainer v2.2.0)" in miss and "upgrade to Kubeflow Trainer v2.3" in miss
+    assert not [key for key in api.objects if key[0] in ("trainjobs", "pytorchjobs")]

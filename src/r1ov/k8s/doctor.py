@@ -7,7 +7,9 @@ Each check is one row: what was looked at, whether it is ready, what was found a
 command or value that fixes it. The checks:
 
 - the training CRDs the launchers create, at the versions the code speaks (API discovery, open to
-  every authenticated user: ``GET /apis/<group>/<version>``);
+  every authenticated user: ``GET /apis/<group>/<version>``), and new enough for the fields the launchers
+  set: a job as they build it is created with ``dryRun=All`` and ``fieldValidation=Strict``, which an
+  older operator's CRD refuses (e.g. Trainer < v2.2 has no ``spec.runtimePatches``);
 - every call the code makes from a pipeline pod, asked as the pipeline's service account
   (``kubectl auth can-i --as``: a SelfSubjectAccessReview sent with ``Impersonate-User``);
 - the Secrets the pipeline maps into its pods, with the keys it reads;
@@ -30,9 +32,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from r1ov.config import DistributedConfig
 from r1ov.k8s import bundle, trainjobs
 
 SERVICE_ACCOUNT = "r1ov-pipeline"  # charts/r1ov-platform serviceAccount.name
@@ -104,8 +107,35 @@ def _get(api_client: ApiClient, path: str) -> Any:
     )  # fmt: skip
 
 
-def check_crds(api_client: ApiClient) -> list[Check]:
-    """Each launcher's CRD is served at the version the code speaks."""
+def _dry_run_job(api_client: ApiClient, namespace: str, launcher: str) -> Check | None:
+    """A MISS when the API server refuses a job as the launcher builds it (dry run: nothing is created), else
+    None. Strict field validation makes a CRD that lacks a field refuse it instead of pruning it
+    (r1ov.k8s.client.refused_job); admission webhooks run too (e.g. Trainer's, on the runtime)."""
+    from r1ov.k8s import client
+
+    dist = DistributedConfig(
+        launcher=launcher, nnodes=2, nproc_per_node=1, cluster={"namespace": namespace, "active_deadline_s": 3600}
+    )
+    build = trainjobs.build_pytorchjob if launcher == "pytorchjob" else trainjobs.build_trainjob
+    job = build("r1ov-doctor", ["torchrun", "-m", "r1ov.train.sft"], dist, {})
+    group, version = job["apiVersion"].split("/")
+    plural = next(p for g, v, p, _ in CRDS if (g, v) == (group, version))
+    try:
+        CustomObjectsApi(api_client).create_namespaced_custom_object(
+            group, version, namespace, plural, job, dry_run="All", field_validation="Strict"
+        )
+    except ApiException as exc:
+        item = f"{plural}.{group}/{version} fields"
+        if exc.status == 403:  # this context may not create jobs: the fields stay unchecked, not wrong
+            return Check("CRD", item, True, "not checked (dry-run create forbidden to this context)")
+        refused = client.refused_job(job, exc) or client.JobFailed(str(exc.status), str(exc.reason))
+        operator = trainjobs.SUPPORTED_OPERATOR[job["kind"]]
+        return Check("CRD", item, False, refused.message, f"upgrade to {operator} (the release r1ov is tested with)")
+    return None
+
+
+def check_crds(api_client: ApiClient, namespace: str = "r1ov") -> list[Check]:
+    """Each launcher's CRD is served at the version the code speaks, and takes a job as the launcher builds it."""
     out = []
     for group, version, plural, launcher in CRDS:
         item = f"{plural}.{group}/{version}"
@@ -116,7 +146,8 @@ def check_crds(api_client: ApiClient) -> list[Check]:
         else:
             why = f"{group}/{version} serves no {plural}"
         if plural in served:
-            out.append(Check("CRD", item, True, "served"))
+            accepted = Check("CRD", item, True, "served; takes a job as the launcher builds it (dry run)")
+            out.append(_dry_run_job(api_client, namespace, launcher) or accepted)
         else:
             operator = "Kubeflow Training Operator v1.9" if launcher == "pytorchjob" else "Kubeflow Trainer v2.3"
             out.append(Check("CRD", item, False, why,
@@ -394,7 +425,7 @@ def check_images(api_client: ApiClient, target: Target) -> list[Check]:
 def run(target: Target, *, api_client: ApiClient) -> list[Check]:
     """Every check, in the order a platform engineer fixes them."""
     return [
-        *check_crds(api_client),
+        *check_crds(api_client, target.namespace),
         *check_access(api_client, target),
         *check_secrets(api_client, target),
         *check_pools(api_client),

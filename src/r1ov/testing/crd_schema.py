@@ -75,7 +75,9 @@ class CRD:
 
     @classmethod
     def load(cls, path: str | Path) -> CRD:
-        return cls.from_document(yaml.safe_load(Path(path).read_text()))
+        # libyaml's loader when present: the training CRDs embed whole pod templates (0.5-1 MB each).
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return cls.from_document(yaml.load(Path(path).read_text(), Loader=loader))
 
     def validator(self, version: str) -> SchemaValidator:
         return SchemaValidator(self.schemas[version])

@@ -643,7 +643,7 @@ class StandInAPI:
         if directive not in ("Ignore", "Strict", "Warn"):
             # create.go checks the options first (ValidateCreateOptions -> apimachinery
             # pkg/apis/meta/v1/validation/validation.go ValidateFieldValidation).
-            detail = 'supported values: "Ignore", "Strict", "Warn"'
+            detail = 'supported values: "", "Ignore", "Strict", "Warn"'
             return 422, status(
                 422, "Invalid",
                 f'CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "{directive}": {detail}',
@@ -703,6 +703,18 @@ class StandInAPI:
             return 400, status(400, "BadRequest", "the namespace of the provided object does not match")
         if (refused := self.validate_custom(plural, api_version, obj, query)) is not None:
             return refused
+        if query.get("dryRun"):
+            # dryRun=All: decoded, validated and admitted like a real create, never stored
+            # (apiserver pkg/registry/generic/registry/dryrun.go, DryRunnableStorage.Create), so no
+            # controller sees it. Its only value is All (apimachinery ValidateDryRun).
+            if query["dryRun"] != ["All"]:
+                return 422, status(422, "Invalid", f'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported '
+                                   f'value: {json.dumps(query["dryRun"])}: supported values: "All"')  # fmt: skip
+            key = (plural, namespace, obj["metadata"]["name"])
+            if key in self.objects:
+                return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
+            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1, namespace=namespace)
+            return 201, obj
         key = (plural, namespace, obj["metadata"]["name"])
         if key in self.objects:
             return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
