@@ -26,7 +26,8 @@ from r1ov.config import DistributedConfig
 from r1ov.k8s import client, endpoint
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
 from r1ov.testing.crd_schema import CRD, prune
-from r1ov.testing.kube_api import StandInAPI, serve
+from r1ov.testing.kube_api import StandInAPI, planned_pods, serve
+from r1ov.testing.pod_security import ENFORCE_LABEL
 
 NS = "r1ov"
 CRDS = Path(__file__).parent / "crds"
@@ -151,6 +152,21 @@ def test_by_default_an_unknown_field_is_pruned_with_a_warning(cluster: tuple[Sta
     assert "runtimePatches" not in created["spec"] and "activeDeadlineSeconds" not in created["spec"]
     assert "runtimePatches" not in _stored(api, "trainjobs", job["metadata"]["name"])["spec"]
     assert api.warnings == ['unknown field "spec.activeDeadlineSeconds"', 'unknown field "spec.runtimePatches"']
+
+
+@pytest.mark.parametrize("cluster", [[TRAINJOB_V2_1]], indirect=True)
+def test_what_pruning_costs_a_trainjob_on_an_older_trainer(cluster: tuple[StandInAPI, ApiClient]) -> None:
+    """Without strict validation the job is stored without runtimePatches, so its node pods lose the
+    security context, placement and service account they carried: a restricted namespace refuses them."""
+    api, kube = cluster
+    api.namespace_labels[NS] = {ENFORCE_LABEL: "restricted"}
+    job = _trainjob(service_account="r1ov-train")
+    _create_raw(kube, job, "trainjobs")
+    for _, spec in planned_pods("TrainJob", _stored(api, "trainjobs", "sft")):  # one per node
+        assert "nodeSelector" not in spec and "serviceAccountName" not in spec and "securityContext" not in spec
+    events = [o for (plural, _, _), o in api.objects.items() if plural == "events"]
+    assert [e["reason"] for e in events] == ["FailedCreate"]
+    assert 'violates PodSecurity "restricted:latest"' in events[0]["message"]
 
 
 @pytest.mark.parametrize("cluster", [[TRAINJOB_V2_1]], indirect=True)

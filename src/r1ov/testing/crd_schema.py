@@ -254,7 +254,7 @@ def _openapi_to_jsonschema(schema: Any) -> Any:
         return [_openapi_to_jsonschema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _openapi_to_jsonschema(v) for k, v in schema.items() if k not in ("default", "example")}
+    out = {k: _openapi_to_jsonschema(v) for k, v in schema.items()}
     if schema.get("nullable") and isinstance(schema.get("type"), str):
         out["type"] = [schema["type"], "null"]
     return out
