@@ -124,6 +124,44 @@ def test_pruning_drops_undeclared_fields_and_reports_their_paths() -> None:
     assert "status" not in obj and "typo" not in obj["spec"]
 
 
+# Cases of apiextensions-apiserver's own table (pkg/apiserver/schema/pruning/algorithm_test.go, TestPrune),
+# in this module's schema form: (object, schema, object after pruning, pruned paths), not at a resource root.
+UPSTREAM_CASES = {
+    "object array": (
+        [{"a": 1}, {"b": 1}, {"a": 1, "b": 2, "c": 3}],
+        {"items": {"properties": {"a": {}, "c": {}}}},
+        [{"a": 1}, {}, {"a": 1, "c": 3}],
+        ["[1].b", "[2].b"],
+    ),
+    "object array with nil schema": (
+        [{"a": 1}, {"b": 1}, {"a": 1, "b": 2, "c": 3}],
+        None,
+        [{}, {}, {}],
+        ["[0].a", "[1].b", "[2].a", "[2].b", "[2].c"],
+    ),
+    "additionalProperties with schema": (
+        {"a": 1, "b": 1, "c": {"a": 1, "b": 2, "c": {"a": 1}}},
+        {"properties": {"a": {}, "c": {"additionalProperties": {"type": "integer"}}}},
+        {"a": 1, "c": {"a": 1, "b": 2, "c": {}}},
+        ["b", "c.c.a"],
+    ),
+    "additionalProperties with bool": (
+        {"a": 1, "b": 1, "c": {"a": 1, "b": 2, "c": {"a": 1, "apiVersion": "unknown"}}},
+        {"properties": {"a": {}, "c": {"additionalProperties": False}}},
+        {"a": 1, "c": {"a": 1, "b": 2, "c": {}}},
+        ["b", "c.c.a", "c.c.apiVersion"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UPSTREAM_CASES))
+def test_pruning_agrees_with_the_api_server_s_own_cases(case: str) -> None:
+    obj, schema, expected, pruned = UPSTREAM_CASES[case]
+    obj = copy.deepcopy(obj)
+    assert prune(obj, schema, root=False) == pruned
+    assert obj == expected
+
+
 def test_the_objects_r1ov_builds_lose_nothing_to_pruning_on_the_supported_operators() -> None:
     for job, crd, version in (
         (build_pytorchjob("sft", ["torchrun"], _dist("pytorchjob", active_deadline_s=60), {}), PYTORCHJOB, "v1"),

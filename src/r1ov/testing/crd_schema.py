@@ -95,13 +95,17 @@ def _path(parts: Iterable[str | int]) -> str:
     return out
 
 
-def _additional(schema: dict[str, Any]) -> dict[str, Any] | None:
+_NO_ADDITIONAL = (False, None)
+
+
+def _additional(schema: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """(whether ``additionalProperties`` declares every other key, the schema of their values). A boolean
+    declares the keys with no schema (structuralschema.StructuralOrBool with a nil Structural), so the
+    pruning algorithm empties any object below them."""
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
-        return extra
-    # ``additionalProperties: true`` declares any key, of any value (a structural schema allows it only
-    # together with preserve-unknown-fields semantics).
-    return {"x-kubernetes-preserve-unknown-fields": True} if extra is True else None
+        return True, extra
+    return (True, None) if isinstance(extra, bool) else _NO_ADDITIONAL
 
 
 def prune(obj: Any, schema: dict[str, Any] | None, *, root: bool = True) -> list[str]:
@@ -132,13 +136,13 @@ def _prune(x: Any, s: dict[str, Any] | None, path: list[str | int], unknown: lis
             return
         embedded = bool(s.get("x-kubernetes-embedded-resource"))
         properties = s.get("properties") or {}
-        extra = _additional(s)
+        declared, extra = _additional(s)
         for key in list(x):
             if embedded and key in META_FIELDS:
                 continue
             if key in properties:
                 _prune(x[key], properties[key], [*path, key], unknown)
-            elif extra is not None:
+            elif declared:
                 _prune(x[key], extra, [*path, key], unknown)
             else:
                 # A stray apiVersion/kind/metadata at the root is dropped without being reported.
@@ -155,13 +159,13 @@ def _skip_prune(x: Any, s: dict[str, Any], path: list[str | int], unknown: list[
     if isinstance(x, dict):
         embedded = bool(s.get("x-kubernetes-embedded-resource"))
         properties = s.get("properties") or {}
-        extra = _additional(s)
+        declared, extra = _additional(s)
         for key, value in x.items():
             if embedded and key in META_FIELDS:
                 continue
             if key in properties:
                 _prune(value, properties[key], [*path, key], unknown)
-            elif extra is not None:
+            elif declared:
                 _prune(value, extra, [*path, key], unknown)
     elif isinstance(x, list):
         for i, item in enumerate(x):
@@ -177,7 +181,7 @@ def _prune_nulls(x: Any, s: dict[str, Any] | None) -> None:
         return
     if isinstance(x, dict):
         properties = s.get("properties") or {}
-        extra = _additional(s)
+        extra = _additional(s)[1]
         for key in list(x):
             sub = properties.get(key, extra)
             if sub is None:
