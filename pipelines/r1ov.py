@@ -29,6 +29,7 @@ from components.sft.component import sft
 from components.shard_source.component import shard_source
 from r1ov.config import REASONING_TOKENS
 from r1ov.k8s.bundle import CPU_POOL, GPU_RESOURCE, pool_selector, pool_tolerations
+from r1ov.k8s.podspec import IMAGE_UID
 
 # Kubernetes objects the platform chart (charts/r1ov-platform) creates in the run namespace.
 TEACHER_SECRET = "r1ov-teachers"
@@ -75,6 +76,15 @@ def _teacher_key(task: dsl.PipelineTask, key: str) -> dsl.PipelineTask:
     return _object_store_access(task)
 
 
+def _as_image_user(task: dsl.PipelineTask) -> None:
+    """Run as the images' non-root user, as Pod Security "restricted" requires. KFP 2.17 hardens a task's
+    container itself (no privilege escalation, capabilities dropped, seccomp RuntimeDefault) but leaves
+    runAsNonRoot to the pipeline (kubeflow/pipelines backend/src/v2/compiler/argocompiler/
+    security_context.go, applySecurityContextToExecutorTemplate); the driver sets these fields on the
+    task's container (backend/src/v2/driver/k8s.go). A numeric user lets the kubelet verify non-root."""
+    kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, run_as_non_root=True)
+
+
 def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_limit: str | None = None) -> None:
     """Place a task with the vocabulary the node-pool chart uses (r1ov.k8s.bundle), with requests that
     let the scheduler and the autoscaler size its node, and a memory limit (the request unless given):
@@ -85,6 +95,7 @@ def _on_pool(task: dsl.PipelineTask, pool: str, cpu: str, memory: str, memory_li
     for toleration in pool_tolerations(pool):
         kubernetes.add_toleration(task, **toleration)
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit or memory)
+    _as_image_user(task)
 
 
 # Shard pods of the data fan-out running at once: each keeps teacher_max_concurrency requests in
@@ -215,6 +226,7 @@ def _as_training_launcher(
     # train_task_memory: a launcher's few GiB, or with launcher=local the node's memory it trains in.
     task.set_cpu_request("1").set_memory_request(memory).set_memory_limit(memory)
     _keep_running(task)
+    _as_image_user(task)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
     # A failed job (every pod restart spent) or a lost launcher pod runs again with the same run_id,
     # hence the same checkpoint_uri: the new job resumes from the latest complete checkpoint.

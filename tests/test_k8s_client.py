@@ -29,14 +29,21 @@ from r1ov.config import DistributedConfig
 from r1ov.k8s import client
 from r1ov.k8s.rollout import build_rollout_server
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
+from r1ov.testing.crd_schema import CRD
 from r1ov.testing.kube_api import StandInAPI, kubeconfig, serve
+
+# The operators' CRDs at the supported releases (tests/crds): the stand-in prunes and validates jobs as a cluster would.
+OPERATOR_CRDS = [
+    CRD.load(Path(__file__).parent / "crds" / f)
+    for f in ("kubeflow.org_pytorchjobs.yaml", "trainer.kubeflow.org_trainjobs.yaml")
+]
 
 NS = "r1ov"
 
 
 @pytest.fixture
 def api() -> Iterator[StandInAPI]:
-    state = StandInAPI()
+    state = StandInAPI(crds=OPERATOR_CRDS)
     with serve(state):
         yield state
 
@@ -324,7 +331,9 @@ def test_ungranted_request_is_a_403_like_a_cluster_and_every_call_is_recorded() 
     from kubernetes.client import CustomObjectsApi
     from kubernetes.client.exceptions import ApiException
 
-    state = StandInAPI(rules=[{"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": ["get"]}])
+    state = StandInAPI(
+        rules=[{"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": ["get"]}], crds=OPERATOR_CRDS
+    )
     with serve(state) as url:
         configuration = Configuration()
         configuration.host = url
@@ -364,7 +373,7 @@ def test_chart_role_is_enforced_for_the_pipeline_service_account(caplog) -> None
     assert not allows(rules, request_info("GET", f"/api/v1/namespaces/{NS}/secrets/r1ov-s3", {}))
 
     caplog.set_level(logging.INFO)
-    state = StandInAPI(rules=rules)
+    state = StandInAPI(rules=rules, crds=OPERATOR_CRDS)
     state.script = [("Running", "PyTorchJobRunning", ""), ("Succeeded", "PyTorchJobSucceeded", "done")]
     state.log_lines = ["step 1"]
     with serve(state) as url:
@@ -400,7 +409,7 @@ def test_apply_that_creates_is_authorized_as_create_too() -> None:
     `create` (createAuthorizerAttributes, checked through withAuthorization in handlers/update.go)."""
     statefulset = build_rollout_server("grpo", "/models/sft", 1, 1, replicas=1, image=None)[0]
     patch_only = [{"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["patch"]}]
-    state = StandInAPI(rules=patch_only)
+    state = StandInAPI(rules=patch_only, crds=OPERATOR_CRDS)
     with serve(state) as url:
         code, body = _apply_request(url, statefulset)
         assert code == 403 and body["reason"] == "Forbidden"
@@ -411,7 +420,7 @@ def test_apply_that_creates_is_authorized_as_create_too() -> None:
         state.objects[("statefulsets", NS, "grpo")] = {**statefulset, "metadata": {"name": "grpo", "generation": 1}}
         code, _ = _apply_request(url, statefulset)
         assert code == 200
-    state = StandInAPI(rules=[{**patch_only[0], "verbs": ["create", "patch"]}])
+    state = StandInAPI(rules=[{**patch_only[0], "verbs": ["create", "patch"]}], crds=OPERATOR_CRDS)
     with serve(state) as url:
         assert _apply_request(url, statefulset)[0] == 201
     assert state.calls() == {("apps", "statefulsets", "patch"), ("apps", "statefulsets", "create")}
@@ -424,7 +433,7 @@ def test_rollout_servers_start_under_the_rendered_role(monkeypatch: pytest.Monke
     from r1ov.testing.kube_api import role_rules_from_chart
     from r1ov.train import launch
 
-    state = StandInAPI(rules=role_rules_from_chart(CHART))
+    state = StandInAPI(rules=role_rules_from_chart(CHART), crds=OPERATOR_CRDS)
     with serve(state) as url:
         configuration = Configuration()
         configuration.host = url

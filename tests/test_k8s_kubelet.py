@@ -23,8 +23,15 @@ from r1ov.config import DistributedConfig
 from r1ov.k8s import client
 from r1ov.k8s.rollout import build_rollout_server
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
+from r1ov.testing.crd_schema import CRD
 from r1ov.testing.kube_api import StandInAPI, serve
 from r1ov.testing.kubelet import LocalKubelet
+
+# The operators' CRDs at the supported releases (tests/crds): the stand-in prunes and validates jobs as a cluster would.
+OPERATOR_CRDS = [
+    CRD.load(Path(__file__).parent / "crds" / f)
+    for f in ("kubeflow.org_pytorchjobs.yaml", "trainer.kubeflow.org_trainjobs.yaml")
+]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
 NS = "r1ov"
@@ -33,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[tuple[StandInAPI, ApiClient]]:
-    api = StandInAPI()
+    api = StandInAPI(crds=OPERATOR_CRDS)
     image_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"),
                  "HOME": "/home/r1ov", "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
     api.kubelet = LocalKubelet(tmp_path / "kubelet", image_env, grace_s=2)

@@ -1,10 +1,11 @@
 """Training-job and rollout manifests, validated against the upstream schemas they must satisfy.
 
-Custom resources are checked with jsonschema against the CRD's openAPIV3Schema (vendored in
-tests/crds, see SOURCES.md), made strict the way the API server's strict field validation is:
-an unknown field is an error. Built-in objects are checked with kubernetes_validate (the
-Kubernetes 1.31 OpenAPI schemas, strict). CEL rules and operator webhooks are not in those
-schemas; the rules that matter here are asserted directly.
+Custom resources are checked against the CRD's openAPIV3Schema (vendored in tests/crds, see
+SOURCES.md) the way the API server takes a create with strict field validation: a field the
+structural schema would prune is an error, then the OpenAPI schema (r1ov.testing.crd_schema).
+Built-in objects are checked with kubernetes_validate (the Kubernetes 1.31 OpenAPI schemas,
+strict). CEL rules and operator webhooks are not in those schemas; the rules that matter here
+are asserted directly.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -26,6 +26,7 @@ from r1ov.config import DistributedConfig
 from r1ov.k8s import bundle, names, podspec
 from r1ov.k8s.rollout import build_rollout_server, rollout_base_url
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
+from r1ov.testing.crd_schema import CRD, prune
 
 CRDS = Path(__file__).parent / "crds"
 K8S_VERSION = "1.31.0"
@@ -36,35 +37,20 @@ COMMAND = ["torchrun", "-m", "r1ov.train.sft", "--config", "/etc/r1ov/sft.yaml"]
 # --------------------------------------------------------------------------- helpers
 
 
-def _strict(schema: dict[str, Any]) -> dict[str, Any]:
-    """Close every object schema that lists its properties (as strict field validation does)."""
-    schema = dict(schema)
-    if "properties" in schema:
-        schema["properties"] = {key: _strict(sub) for key, sub in schema["properties"].items()}
-        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            schema["additionalProperties"] = False
-    if isinstance(schema.get("additionalProperties"), dict):
-        schema["additionalProperties"] = _strict(schema["additionalProperties"])
-    if isinstance(schema.get("items"), dict):
-        schema["items"] = _strict(schema["items"])
-    for key in ("allOf", "anyOf", "oneOf"):
-        if key in schema:
-            schema[key] = [_strict(sub) for sub in schema[key]]
-    return schema
-
-
 @functools.cache
-def _crd_validator(filename: str, version: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((CRDS / filename).read_text())
-    (entry,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
-    return jsonschema.Draft7Validator(_strict(entry["schema"]["openAPIV3Schema"]))
+def _crd(kind: str) -> CRD:
+    files = {"PyTorchJob": "kubeflow.org_pytorchjobs.yaml", "TrainJob": "trainer.kubeflow.org_trainjobs.yaml"}
+    return CRD.load(CRDS / files[kind])
 
 
 def _validate_crd(obj: dict[str, Any]) -> None:
-    filename = {"PyTorchJob": "kubeflow.org_pytorchjobs.yaml", "TrainJob": "trainer.kubeflow.org_trainjobs.yaml"}
-    version = obj["apiVersion"].split("/")[1]
-    errors = sorted(_crd_validator(filename[obj["kind"]], version).iter_errors(obj), key=str)
-    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10])
+    """As the API server takes a create with fieldValidation=Strict: nothing the structural schema would
+    prune, and nothing the OpenAPI schema refuses (r1ov.testing.crd_schema)."""
+    crd, version = _crd(obj["kind"]), obj["apiVersion"].split("/")[1]
+    decoded = copy.deepcopy(obj)
+    unknown = prune(decoded, crd.schemas[version])
+    errors = [str(e) for e in crd.validator(version).errors(decoded)]
+    assert not unknown and not errors, "\n".join([*(f"unknown field {u!r}" for u in unknown), *errors][:10])
 
 
 def _dist(**overrides: Any) -> DistributedConfig:

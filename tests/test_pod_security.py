@@ -106,3 +106,97 @@ def test_every_pipeline_task_has_requests_and_a_memory_limit() -> None:
         limit = resources["resourceMemoryLimit"]
         if "pipelinechannel--" in limit:
             assert defaults[limit.split("pipelinechannel--")[1].split("'")[0]], f"{name}: {limit} has no default"
+
+
+# --------------------------------------------------------------------------- KFP task pods
+
+# What the KFP 2.17 backend puts around a task's own container (kubeflow/pipelines, tag 2.17.0):
+# backend/src/v2/compiler/argocompiler/security_context.go, applySecurityContextToExecutorTemplate: the
+# pod gets only seccompProfile RuntimeDefault (applyPodSeccompProfileOnly), the task's container
+# defaultUserContainerSecurityContext (no privilege escalation, capabilities ALL dropped, seccomp) but
+# NOT runAsNonRoot ("user-specified images may run as root"); the kfp-launcher init container the full
+# defaultContainerSecurityContext (runAsNonRoot too) and launcherResources (argo.go: limits memory
+# 256Mi, cpu 0.5; requests cpu 0.1).
+_KFP_USER_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_KFP_LAUNCHER = {
+    "name": "kfp-launcher",
+    "securityContext": {**_KFP_USER_CONTAINER_SECURITY, "runAsNonRoot": True},
+    "resources": {"limits": {"memory": "256Mi", "cpu": "0.5"}, "requests": {"cpu": "0.1"}},
+}
+# Argo's wait sidecar, as KFP's manifests configure the executor (manifests/kustomize/third-party/argo/
+# base/workflow-controller-configmap-patch.yaml, `executor:`): a restricted securityContext, no resources.
+_ARGO_WAIT = {
+    "name": "wait",
+    "securityContext": {**_KFP_USER_CONTAINER_SECURITY, "runAsNonRoot": True, "runAsUser": 65532},
+}
+
+
+def kfp_task_pod(executor: dict[str, Any], platform: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec the KFP 2.17 backend runs for one compiled executor and its kubernetes platform config.
+
+    The driver (backend/src/v2/driver/driver.go initPodSpecPatch; k8s.go extendPodSpecPatch) patches the
+    compiled executor template: the container's resources from the component spec (cpu/memory requests
+    and limits), and, from ``kubernetes.set_security_context``, runAsUser/runAsGroup/runAsNonRoot on the
+    task's container (capabilities ALL dropped again). Volumes, env, node selectors and tolerations are
+    left out: Pod Security restricted and the memory checks do not read them (emptyDir, secret and
+    configMap volumes are all restricted-allowed).
+    """
+    resources = executor["container"].get("resources", {})
+    requests = {"cpu": resources.get("resourceCpuRequest"), "memory": resources.get("resourceMemoryRequest")}
+    limits = {"cpu": resources.get("resourceCpuLimit"), "memory": resources.get("resourceMemoryLimit")}
+    security = dict(_KFP_USER_CONTAINER_SECURITY)
+    wanted = platform.get("securityContext") or {}
+    # The platform config is protobuf JSON: its int64 fields print as strings.
+    for field in ("runAsUser", "runAsGroup"):
+        if field in wanted:
+            security[field] = int(wanted[field])
+    if "runAsNonRoot" in wanted:
+        security["runAsNonRoot"] = wanted["runAsNonRoot"]
+    main = {
+        "name": "main",
+        "image": executor["container"]["image"],
+        "securityContext": security,
+        "resources": {
+            "requests": {k: v for k, v in requests.items() if v},
+            "limits": {k: v for k, v in limits.items() if v},
+        },
+    }
+    return {
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [dict(_KFP_LAUNCHER)],
+        "containers": [main, dict(_ARGO_WAIT)],
+    }
+
+
+def _task_pods() -> list[tuple[str, dict[str, Any]]]:
+    spec, platforms = yaml.safe_load_all((ROOT / "pipelines" / "r1ov.yaml").read_text())
+    configs = platforms["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return [
+        (name, kfp_task_pod(executor, configs.get(name, {})))
+        for name, executor in spec["deploymentSpec"]["executors"].items()
+    ]
+
+
+TASK_PODS = _task_pods()
+
+
+@pytest.mark.parametrize(("name", "spec"), TASK_PODS, ids=[name for name, _ in TASK_PODS])
+def test_every_pipeline_task_pod_passes_restricted(name: str, spec: dict[str, Any]) -> None:
+    """KFP 2.17 hardens a task's container but leaves runAsNonRoot to the pipeline, since an image may run
+    as root: without ``kubernetes.set_security_context(run_as_non_root=True, ...)`` a restricted namespace
+    refuses every task pod. What the pipeline cannot express: ``fsGroup`` and other pod-level fields
+    (set_security_context covers the container's runAsUser/runAsGroup/runAsNonRoot only), and the
+    resources of Argo's ``wait`` sidecar (the workflow controller's ``executor.resources`` setting; KFP's
+    manifests set none, so a namespace whose ResourceQuota covers limits.memory needs a LimitRange
+    default for it)."""
+    assert violations("restricted", spec) == [], name
+
+
+@pytest.mark.parametrize(("name", "spec"), TASK_PODS, ids=[name for name, _ in TASK_PODS])
+def test_every_pipeline_task_pod_has_a_memory_limit_where_the_pipeline_sets_it(name: str, spec: dict[str, Any]) -> None:
+    for container in [*spec["initContainers"], spec["containers"][0]]:
+        assert "memory" in container["resources"].get("limits", {}), f"{name}: {container['name']}"

@@ -33,7 +33,14 @@ from r1ov.k8s.bundle import RUN_LABEL
 from r1ov.k8s.endpoint import roll_to_version
 from r1ov.k8s.trainjobs import build_pytorchjob, build_trainjob
 from r1ov.pipeline.tasks import cleanup_run
+from r1ov.testing.crd_schema import CRD
 from r1ov.testing.kube_api import StandInAPI, serve
+
+# The operators' CRDs at the supported releases (tests/crds): the stand-in prunes and validates jobs as a cluster would.
+OPERATOR_CRDS = [
+    CRD.load(Path(__file__).parent / "crds" / f)
+    for f in ("kubeflow.org_pytorchjobs.yaml", "trainer.kubeflow.org_trainjobs.yaml")
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "r1ov-platform"
@@ -141,7 +148,7 @@ def exercise(api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _recorded(monkeypatch: pytest.MonkeyPatch, rules: list[dict[str, Any]] | None) -> StandInAPI:
-    api = StandInAPI(rules=rules)
+    api = StandInAPI(rules=rules, crds=OPERATOR_CRDS)
     with serve(api) as url:
         configuration = Configuration()
         configuration.host = url

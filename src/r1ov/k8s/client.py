@@ -16,8 +16,10 @@ configuration first (a pipeline pod) and the kubeconfig second (a laptop).
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -131,6 +133,44 @@ def creation_refusal(core: CoreV1Api, namespace: str, owner: dict[str, Any]) -> 
             log.warning("%s %s/%s waits: %s", kind, namespace, name, message)
             continue
         return event.reason, message
+    return None
+
+
+_UNKNOWN_FIELD = re.compile(r'unknown field "([^"]+)"')
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def refused_job(body: dict[str, Any], exc: ApiException) -> JobFailed | None:
+    """The one-line error for a job the API server refused to create as sent, else None.
+
+    - 400 ``strict decoding error: unknown field "<path>"``: the create asks for
+      ``fieldValidation=Strict``, so kube-apiserver refuses a field the installed CRD does not declare
+      (k8s.io/apiserver pkg/endpoints/handlers/create.go, createHandler; the CRD decoder reports what
+      structural pruning would drop, k8s.io/apiextensions-apiserver pkg/apiserver/customresource_handler.go,
+      schemaCoercingDecoder). Without it (the default, Warn) the field would be pruned and the job run
+      without it, with only a Warning header. On Kubernetes older than 1.25 the parameter is ignored.
+    - 422 ``Invalid``: the object breaks the CRD's schema; the server's message names each field.
+    """
+    kind = body.get("kind", "")
+    message = _status_message(exc)
+    if exc.status == 400 and "strict decoding error" in message:
+        fields = _UNKNOWN_FIELD.findall(message)
+        lacks = ", ".join(f"{field} (needs {trainjobs.operator_needed(kind, field)})" for field in fields)
+        return JobFailed(
+            "UnknownField",
+            f"the cluster's {kind} CRD lacks {lacks}: the API server would silently drop "
+            f"{'them' if len(fields) > 1 else 'it'}. Upgrade the operator (r1ov is tested with "
+            f"{trainjobs.SUPPORTED_OPERATOR.get(kind, 'the newest release')})"
+            + (", or use distributed.launcher: pytorchjob" if kind == "TrainJob" else ""),
+        )
+    if exc.status == 422:
+        return JobFailed("Invalid", " ".join(message.split()))
     return None
 
 
@@ -254,12 +294,18 @@ def run_to_completion(
     with sigterm_exits():
         try:
             try:
-                custom.create_namespaced_custom_object(job.group, job.version, namespace, job.plural, body)
+                # Strict: a field the installed CRD does not declare fails the create instead of being
+                # pruned (see refused_job).
+                custom.create_namespaced_custom_object(
+                    job.group, job.version, namespace, job.plural, body, field_validation="Strict"
+                )
             except ApiException as exc:
                 if exc.status == 409:
                     raise JobFailed(
                         "AlreadyExists", f"{body['kind']} {namespace}/{name} exists; delete it or choose another name"
                     ) from None
+                if (refused := refused_job(body, exc)) is not None:
+                    raise refused from None
                 raise
             created = True
             log.info("created %s %s/%s", body["kind"], namespace, name)

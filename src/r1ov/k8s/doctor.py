@@ -7,27 +7,35 @@ Each check is one row: what was looked at, whether it is ready, what was found a
 command or value that fixes it. The checks:
 
 - the training CRDs the launchers create, at the versions the code speaks (API discovery, open to
-  every authenticated user: ``GET /apis/<group>/<version>``);
+  every authenticated user: ``GET /apis/<group>/<version>``), and new enough for the fields the launchers
+  set: a job as they build it is created with ``dryRun=All`` and ``fieldValidation=Strict``, which an
+  older operator's CRD refuses (e.g. Trainer < v2.2 has no ``spec.runtimePatches``);
 - every call the code makes from a pipeline pod, asked as the pipeline's service account
   (``kubectl auth can-i --as``: a SelfSubjectAccessReview sent with ``Impersonate-User``);
 - the Secrets the pipeline maps into its pods, with the keys it reads;
 - the GPU pools (Karpenter NodePools, GKE ComputeClasses or nodes) with the labels the code selects
   and the GPU taint;
 - the KFP API server answering its health route;
-- MLflow answering with the pipeline's credentials (the platform chart's basic-auth server).
+- MLflow answering with the pipeline's credentials (the platform chart's basic-auth server);
+- each image the bundle runs present in the registry (the settings ConfigMap's R1OV_IMAGE_REGISTRY and
+  R1OV_IMAGE_TAG), asked anonymously through the registry API where it answers.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from r1ov.config import DistributedConfig
 from r1ov.k8s import bundle, trainjobs
 
 SERVICE_ACCOUNT = "r1ov-pipeline"  # charts/r1ov-platform serviceAccount.name
@@ -99,8 +107,35 @@ def _get(api_client: ApiClient, path: str) -> Any:
     )  # fmt: skip
 
 
-def check_crds(api_client: ApiClient) -> list[Check]:
-    """Each launcher's CRD is served at the version the code speaks."""
+def _dry_run_job(api_client: ApiClient, namespace: str, launcher: str) -> Check | None:
+    """A MISS when the API server refuses a job as the launcher builds it (dry run: nothing is created), else
+    None. Strict field validation makes a CRD that lacks a field refuse it instead of pruning it
+    (r1ov.k8s.client.refused_job); admission webhooks run too (e.g. Trainer's, on the runtime)."""
+    from r1ov.k8s import client
+
+    dist = DistributedConfig(
+        launcher=launcher, nnodes=2, nproc_per_node=1, cluster={"namespace": namespace, "active_deadline_s": 3600}
+    )
+    build = trainjobs.build_pytorchjob if launcher == "pytorchjob" else trainjobs.build_trainjob
+    job = build("r1ov-doctor", ["torchrun", "-m", "r1ov.train.sft"], dist, {})
+    group, version = job["apiVersion"].split("/")
+    plural = next(p for g, v, p, _ in CRDS if (g, v) == (group, version))
+    try:
+        CustomObjectsApi(api_client).create_namespaced_custom_object(
+            group, version, namespace, plural, job, dry_run="All", field_validation="Strict"
+        )
+    except ApiException as exc:
+        item = f"{plural}.{group}/{version} fields"
+        if exc.status == 403:  # this context may not create jobs: the fields stay unchecked, not wrong
+            return Check("CRD", item, True, "not checked (dry-run create forbidden to this context)")
+        refused = client.refused_job(job, exc) or client.JobFailed(str(exc.status), str(exc.reason))
+        operator = trainjobs.SUPPORTED_OPERATOR[job["kind"]]
+        return Check("CRD", item, False, refused.message, f"upgrade to {operator} (the release r1ov is tested with)")
+    return None
+
+
+def check_crds(api_client: ApiClient, namespace: str = "r1ov") -> list[Check]:
+    """Each launcher's CRD is served at the version the code speaks, and takes a job as the launcher builds it."""
     out = []
     for group, version, plural, launcher in CRDS:
         item = f"{plural}.{group}/{version}"
@@ -111,7 +146,8 @@ def check_crds(api_client: ApiClient) -> list[Check]:
         else:
             why = f"{group}/{version} serves no {plural}"
         if plural in served:
-            out.append(Check("CRD", item, True, "served"))
+            accepted = Check("CRD", item, True, "served; takes a job as the launcher builds it (dry run)")
+            out.append(_dry_run_job(api_client, namespace, launcher) or accepted)
         else:
             operator = "Kubeflow Training Operator v1.9" if launcher == "pytorchjob" else "Kubeflow Trainer v2.3"
             out.append(Check("CRD", item, False, why,
@@ -288,15 +324,114 @@ def check_mlflow(api_client: ApiClient, target: Target) -> list[Check]:
     return [Check("MLflow", uri, False, found, fix)]
 
 
+# What a pull accepts (OCI image index/manifest, Docker schema 2 list/manifest): a registry answers a
+# manifest HEAD only for a media type the client accepts.
+_MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+))  # fmt: skip
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+# Docker treats registries on 127.0.0.0/8 as insecure (plain HTTP) by default; every other one speaks HTTPS.
+_PLAIN_HTTP_HOSTS = ("localhost", "127.")
+
+
+def _head(url: str, headers: dict[str, str], timeout_s: float = 10) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url, headers=headers, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, dict(response.headers), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), ""
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, {}, str(getattr(exc, "reason", exc))
+
+
+def _bearer_token(challenge: str, repository: str) -> str | None:
+    """An anonymous pull token from the realm a 401's ``WWW-Authenticate: Bearer realm=...,service=...,scope=...``
+    names (distribution/distribution docs/spec/auth/token.md: GET <realm>?service=<service>&scope=
+    repository:<name>:pull; the answer's ``token``, or ``access_token``)."""
+    if not challenge.lower().startswith("bearer "):
+        return None
+    params = dict(_CHALLENGE.findall(challenge))
+    if "realm" not in params:
+        return None
+    query = {"scope": params.get("scope") or f"repository:{repository}:pull"}
+    if "service" in params:
+        query["service"] = params["service"]
+    code, text = _http(f"{params['realm']}?{urllib.parse.urlencode(query)}")
+    if code != 200:
+        return None
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    return answer.get("token") or answer.get("access_token")
+
+
+def manifest_status(image: str) -> tuple[int, str]:
+    """(HTTP status, what was found) of ``HEAD /v2/<name>/manifests/<tag>`` for ``registry/name:tag``
+    (OCI distribution-spec, "Checking if content exists in the registry": 200 present, 404 absent),
+    following a 401's Bearer challenge once, anonymously. Status 0: the registry did not answer."""
+    host, _, rest = image.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    scheme = "http" if host.startswith(_PLAIN_HTTP_HOSTS) else "https"
+    url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
+    headers = {"Accept": _MANIFEST_TYPES}
+    code, answer, error = _head(url, headers)
+    if code == 401:
+        token = _bearer_token(answer.get("WWW-Authenticate") or answer.get("Www-Authenticate") or "", repository)
+        if token:
+            code, answer, error = _head(url, {**headers, "Authorization": f"Bearer {token}"})
+    if code == 200:
+        return code, f"present ({answer.get('Docker-Content-Digest') or 'no digest given'})"
+    return code, error or f"HTTP {code}"
+
+
+def _settings(api_client: ApiClient, target: Target) -> dict[str, str]:
+    try:
+        path = f"/api/v1/namespaces/{target.namespace}/configmaps/{SETTINGS_CONFIGMAP}"
+        return _get(api_client, path).get("data") or {}
+    except ApiException:
+        return {}
+
+
+def check_images(api_client: ApiClient, target: Target) -> list[Check]:
+    """Each image of :data:`bundle.IMAGE_NAMES` is in the registry the namespace's pods pull from."""
+    settings = _settings(api_client, target)
+    registry = settings.get("R1OV_IMAGE_REGISTRY") or bundle.REGISTRY
+    tag = settings.get("R1OV_IMAGE_TAG") or bundle.TAG
+    out = []
+    for kind in bundle.IMAGE_NAMES:
+        image = bundle.image(kind, registry=registry, tag=tag)
+        code, found = manifest_status(image)
+        if code == 200:
+            out.append(Check("Image", image, True, found))
+        elif code == 404:
+            out.append(Check("Image", image, False, f"{found}: no such image or tag",
+                             f"build and push it (make images; docker push {image}), or set "
+                             "settings.imageRegistry/imageTag of the platform chart to where it is"))  # fmt: skip
+        elif code in (401, 403):
+            out.append(Check("Image", image, False, f"{found}: the registry wants credentials (not checked)",
+                             "nodes pull with their own credentials (ECR node role, Artifact Registry) or an "
+                             "imagePullSecret; check with: docker manifest inspect " + image))  # fmt: skip
+        else:
+            fix = "check the registry name (settings.imageRegistry) and that nodes can reach it"
+            out.append(Check("Image", image, False, f"registry did not answer: {found}", fix))
+    return out
+
+
 def run(target: Target, *, api_client: ApiClient) -> list[Check]:
     """Every check, in the order a platform engineer fixes them."""
     return [
-        *check_crds(api_client),
+        *check_crds(api_client, target.namespace),
         *check_access(api_client, target),
         *check_secrets(api_client, target),
         *check_pools(api_client),
         *check_kfp(target),
         *check_mlflow(api_client, target),
+        *check_images(api_client, target),
     ]
 
 

@@ -36,6 +36,28 @@ SHUTDOWN_TIMEOUT_ENV = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
 # After its workers are gone torchrun still closes the rendezvous and exits.
 TORCHRUN_EXIT_MARGIN_S = 30
 
+# The operator release whose CRD first declares each field these builders set where older releases in
+# use lack it, read from the CRDs at each tag (kubeflow/trainer, manifests/base/crds/
+# kubeflow.org_pytorchjobs.yaml and trainer.kubeflow.org_trainjobs.yaml): an older operator's API server
+# would silently prune the field (apiextensions-apiserver pruning), which for runtimePatches takes the
+# pods' placement, security context and service account with it.
+FIELD_SINCE: dict[tuple[str, str], str] = {
+    ("PyTorchJob", "spec.nprocPerNode"): "Kubeflow Training Operator v1.7.0",
+    ("TrainJob", "spec.runtimePatches"): "Kubeflow Trainer v2.2.0",  # v2.1 had podTemplateOverrides
+    ("TrainJob", "spec.activeDeadlineSeconds"): "Kubeflow Trainer v2.2.0",
+}
+# The operator releases whose CRDs the builders are tested against (tests/crds).
+SUPPORTED_OPERATOR = {"PyTorchJob": "Kubeflow Training Operator v1.9", "TrainJob": "Kubeflow Trainer v2.3"}
+
+
+def operator_needed(kind: str, field: str) -> str:
+    """The operator release a cluster needs to keep ``field`` (a path such as ``spec.runtimePatches``) of a
+    ``kind`` r1ov builds: the release that introduced it, else the release r1ov is tested against."""
+    for (known_kind, known), release in FIELD_SINCE.items():
+        if kind == known_kind and (field == known or field.startswith(f"{known}.") or field.startswith(f"{known}[")):
+            return release
+    return SUPPORTED_OPERATOR.get(kind, "a newer operator")
+
 
 def termination_grace_s(dist: DistributedConfig) -> int:
     """The pod's terminationGracePeriodSeconds: torchrun's worker stop timeout plus its own exit.

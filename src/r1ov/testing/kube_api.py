@@ -22,6 +22,12 @@ Rules come from a Role, e.g. the one ``charts/r1ov-platform`` renders for the pi
 account (:func:`role_rules_from_chart`). Every request is recorded (:meth:`StandInAPI.calls`),
 so a test can compare what the code needs with what the Role grants.
 
+Custom resources whose CRD is installed (``crds=``, e.g. the vendored upstream CRDs in tests/crds) are
+decoded and validated as kube-apiserver does (:meth:`StandInAPI.validate_custom`,
+:mod:`r1ov.testing.crd_schema`): undeclared fields are pruned, with a ``Warning`` header by default and a
+400 under ``fieldValidation=Strict``, and a schema violation is a 422 ``Invalid`` naming the field. A
+kind without an installed CRD is stored as sent.
+
 By default it plays the operators with a script: each GET of a job advances it through
 ``script`` (a list of status conditions), and the job's main pod carries the labels the real
 operator or JobSet puts on it, with ``log_lines`` as its log. A kubelet (see
@@ -37,6 +43,7 @@ collection beyond what :attr:`StandInAPI.kubelet` does, ClusterRoles, and cluste
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import threading
@@ -51,7 +58,7 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-from r1ov.testing import admission, field_manager
+from r1ov.testing import admission, crd_schema, field_manager
 
 # The stand-in's own table of what it serves (independent of r1ov.k8s.kinds on purpose).
 RESOURCES: dict[tuple[str, str, str], str] = {
@@ -313,9 +320,18 @@ class StandInAPI:
     """In-memory API server state; see the module docstring. ``rules=None`` authorizes everything."""
 
     def __init__(
-        self, rules: list[dict[str, Any]] | None = None, user: str = DEFAULT_USER, admin_token: str = "cluster-admin"
+        self,
+        rules: list[dict[str, Any]] | None = None,
+        user: str = DEFAULT_USER,
+        admin_token: str = "cluster-admin",
+        crds: list[crd_schema.CRD] | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        # Installed CustomResourceDefinitions, by (group, plural): their objects are pruned and validated
+        # as the API server does (see validate_custom). A kind without one is stored as sent.
+        self.crds: dict[tuple[str, str], crd_schema.CRD] = {(c.group, c.plural): c for c in crds or []}
+        self._request = threading.local()  # this request's Warning headers
+        self.warnings: list[str] = []  # every Warning header sent, in order
         self.rules = rules
         self.user = user
         self.admin_token = admin_token  # a bearer token with every right, for a test's own setup (not recorded)
@@ -537,6 +553,7 @@ class StandInAPI:
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         url = urlparse(raw_path)
         query = parse_qs(url.query)
+        self._request.warnings = []
         with self.lock:
             self.requests.append((method, url.path, query))
             if method == "GET" and (group_version := _DISCOVERY.match(url.path)):
@@ -593,6 +610,87 @@ class StandInAPI:
                 return self._apply(kind, api_version, key, headers, query, body)
             return 405, status(405, "MethodNotAllowed", method)
 
+    # ------------------------------------------------------------- custom resources
+
+    def request_warnings(self) -> list[str]:
+        """The Warning headers of the request this thread just handled."""
+        return list(getattr(self._request, "warnings", []))
+
+    def warn(self, text: str) -> None:
+        """A ``Warning: 299 - "<text>"`` header on this response (apiserver pkg/warning, AddWarning)."""
+        self._request.warnings.append(text)
+        self.warnings.append(text)
+
+    def validate_custom(self, plural: str, api_version: str, obj: dict[str, Any], query: dict[str, list[str]]):
+        """Decode and validate a custom resource sent in a create, as kube-apiserver does; None when the
+        object may be stored (pruned in place), else the (code, Status) to answer.
+
+        - Pruning (:func:`crd_schema.prune`) happens in the decoder. What an unknown field does depends on
+          the request's ``fieldValidation`` (apiserver pkg/endpoints/handlers/create.go, createHandler, and
+          rest.go fieldValidation, whose default is ``Warn``): ``Strict`` fails the request with the
+          decoder's strict error, turned by transformDecodeError (rest.go) into 400 BadRequest
+          ``<Kind> in version "<v>" cannot be handled as a <Kind>: strict decoding error: unknown field
+          "spec.x"``; ``Warn`` stores the pruned object and adds one Warning header per field
+          (addStrictDecodingWarnings); ``Ignore`` prunes silently.
+        - Then the schema (:class:`crd_schema.SchemaValidator`): 422 Invalid, one cause per field error
+          (apimachinery pkg/api/errors/errors.go, NewInvalid).
+        """
+        group, _, version = api_version.rpartition("/")
+        crd = self.crds.get((group, plural))
+        if crd is None:
+            return None
+        directive = (query.get("fieldValidation") or ["Warn"])[0]
+        if directive not in ("Ignore", "Strict", "Warn"):
+            # create.go checks the options first (ValidateCreateOptions -> apimachinery
+            # pkg/apis/meta/v1/validation/validation.go ValidateFieldValidation).
+            detail = 'supported values: "", "Ignore", "Strict", "Warn"'
+            return 422, status(
+                422, "Invalid",
+                f'CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "{directive}": {detail}',
+            )  # fmt: skip
+        unknown = crd_schema.prune(obj, crd.schemas[version])
+        if unknown and directive == "Strict":
+            fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+            return 400, status(
+                400, "BadRequest", f'{crd.kind} in version "{version}" cannot be handled as a {crd.kind}: '
+                f"strict decoding error: {fields}",
+            )  # fmt: skip
+        if directive == "Warn":
+            for path in unknown:
+                self.warn(f'unknown field "{path}"')
+        return self._invalid(crd, obj)
+
+    @staticmethod
+    def _invalid(crd: crd_schema.CRD, obj: dict[str, Any]) -> tuple[int, Any] | None:
+        version = obj["apiVersion"].rpartition("/")[2]
+        errors = crd.validator(version).errors(obj)
+        if not errors:
+            return None
+        name = (obj.get("metadata") or {}).get("name", "")
+        causes = [{"reason": e.type, "message": e.body(), "field": e.field} for e in errors]
+        return 422, status(
+            422, "Invalid", f'{crd.kind}.{crd.group} "{name}" is invalid: {crd_schema.aggregate(errors)}',
+            {"name": name, "group": crd.group, "kind": crd.kind, "causes": causes},
+        )  # fmt: skip
+
+    def _undeclared_in_apply(self, plural: str, api_version: str, patch: dict[str, Any], key) -> tuple[int, Any] | None:
+        """Server-side apply builds a typed object from the apply configuration with the CRD's schema
+        before merging (apimachinery pkg/util/managedfields/internal/structuredmerge.go, Apply:
+        ``failed to create typed patch object (<ns>/<name>; <gvk>): .spec.x: field not declared in
+        schema``); the error is no API status, so the client gets 500 (apiserver
+        pkg/endpoints/handlers/responsewriters/status.go, ErrorToAPIStatus), whatever fieldValidation says."""
+        group, _, version = api_version.rpartition("/")
+        crd = self.crds.get((group, plural))
+        if crd is None:
+            return None
+        unknown = crd_schema.prune(copy.deepcopy(patch), crd.schemas[version])
+        if not unknown:
+            return None
+        gvk = f"{api_version}, Kind={crd.kind}"
+        where = "; ".join(f".{path}: field not declared in schema" for path in unknown)
+        message = f"failed to create typed patch object ({key[1]}/{key[2]}; {gvk}): {where}"
+        return 500, status(500, "", message)
+
     def _create(self, kind, api_version, plural, namespace, headers, query, body) -> tuple[int, Any]:
         if headers.get("Content-Type") != "application/json":
             return 415, status(415, "UnsupportedMediaType", str(headers.get("Content-Type")))
@@ -603,6 +701,20 @@ class StandInAPI:
             )
         if obj["metadata"].get("namespace", namespace) != namespace:
             return 400, status(400, "BadRequest", "the namespace of the provided object does not match")
+        if (refused := self.validate_custom(plural, api_version, obj, query)) is not None:
+            return refused
+        if query.get("dryRun"):
+            # dryRun=All: decoded, validated and admitted like a real create, never stored
+            # (apiserver pkg/registry/generic/registry/dryrun.go, DryRunnableStorage.Create), so no
+            # controller sees it. Its only value is All (apimachinery ValidateDryRun).
+            if query["dryRun"] != ["All"]:
+                return 422, status(422, "Invalid", f'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported '
+                                   f'value: {json.dumps(query["dryRun"])}: supported values: "All"')  # fmt: skip
+            key = (plural, namespace, obj["metadata"]["name"])
+            if key in self.objects:
+                return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
+            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1, namespace=namespace)
+            return 201, obj
         key = (plural, namespace, obj["metadata"]["name"])
         if key in self.objects:
             return 409, status(409, "AlreadyExists", f'{plural} "{key[2]}" already exists')
@@ -647,8 +759,11 @@ class StandInAPI:
         obj = yaml.safe_load(body)
         if obj.get("kind") != kind or obj.get("apiVersion") != api_version or obj["metadata"]["name"] != key[2]:
             return 400, status(400, "BadRequest", "object does not match the request path")
+        if (refused := self._undeclared_in_apply(key[0], api_version, obj, key)) is not None:
+            return refused
         previous = self.objects.get(key)
         owners = self.managed.setdefault(key, {})
+        owned_before = copy.deepcopy(owners)
         force = query.get("force", ["false"])[0] == "true"
         try:
             merged = field_manager.apply(previous, obj, owners, query["fieldManager"][0], force=force)
@@ -656,6 +771,14 @@ class StandInAPI:
             causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": path}
                       for manager, paths in exc.conflicts.items() for path in paths]  # fmt: skip
             return 409, status(409, "Conflict", str(exc), {"name": key[2], "kind": key[0], "causes": causes})
+        crd = self.crds.get((api_version.rpartition("/")[0], key[0]))
+        if crd is not None and (refused := self._invalid(crd, merged)) is not None:
+            # The merged object goes through the same validation as a create or update (validator.go).
+            if previous is None:
+                self.managed.pop(key, None)
+            else:
+                self.managed[key] = owned_before
+            return refused
         if previous is None:
             merged["metadata"].setdefault("name", key[2])
             self._store(kind, key, merged)
@@ -767,6 +890,10 @@ def _make_handler(api: StandInAPI) -> type[BaseHTTPRequestHandler]:
             code, payload = api.handle(self.command, self.path, self.headers, self.rfile.read(length))
             data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
             self.send_response(code)
+            for text in api.request_warnings():
+                # apiserver pkg/endpoints/filters/warning.go via apimachinery pkg/util/net/http.go
+                # NewWarningHeader: `299 - "<text>"`, the text quoted as Go's strconv.Quote does.
+                self.send_header("Warning", f"299 - {json.dumps(text)}")
             self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
