@@ -21,7 +21,8 @@ from pathlib import Path
 
 
 def extensions_dir() -> Path:
-    """Where DeepSpeed's JIT-built ops (cpu_adam: two compiler runs, about a minute) are kept: one
+    """Where DeepSpeed's JIT-built ops (deepspeed_shm_comm on CPU: two compiler runs, about a minute;
+    the training image has it prebuilt) are kept: one
     cache per user and machine, keyed by the torch and DeepSpeed versions the ops were built
     against, so every run, demo and test on the machine builds them once. Versions come from the
     installed metadata, not an import of torch."""
