@@ -511,8 +511,23 @@ def test_deepspeed_ops_are_built_once_per_machine(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
     expected = tmp_path / "home" / ".cache" / "r1ov" / "torch_extensions"
-    expected = expected / f"torch{version('torch')}-deepspeed{version('deepspeed')}"
-    assert extensions_dir() == expected
+    key = f"torch{version('torch')}-deepspeed{version('deepspeed')}-"
+    assert extensions_dir().parent == expected and extensions_dir().name.startswith(key)
+    expected = extensions_dir()
+    # torch and DeepSpeed installed elsewhere (a second checkout's virtualenv): torch's build.ninja names
+    # their files, so a shared folder would be rebuilt by each in turn; each installation has its own.
+    import importlib.util
+
+    found = importlib.util.find_spec
+
+    def elsewhere(name: str, *args: object) -> object:
+        spec = found(name, *args)
+        return importlib.util.spec_from_file_location(name, f"/elsewhere/.venv/{name}/__init__.py") if spec else None
+
+    monkeypatch.setattr(importlib.util, "find_spec", elsewhere)
+    other = extensions_dir()
+    monkeypatch.setattr(importlib.util, "find_spec", found)
+    assert other.parent == expected.parent and other.name.startswith(key) and other != expected
     assert worker_env(2)["TORCH_EXTENSIONS_DIR"] == str(expected)  # whatever the run's output folder
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
     assert worker_env(2)["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "mine")  # a set cache is kept
