@@ -890,14 +890,16 @@ for step in range(3):
 deprecated()  # another call site
 logging.getLogger("r1ov.train.common").warning("an r1ov warning")
 logging.getLogger("deepspeed").error("a library error")
+print("a library's print")
 """
     outputs = {}
     for rank in (0, 1):
         done = subprocess.run([sys.executable, "-c", script, str(rank)], env=_process_env(), capture_output=True,
                               text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        outputs[rank] = done.stderr
+        outputs[rank] = done.stdout + done.stderr
     rank0, rank1 = outputs[0], outputs[1]
+    assert "a library's print" in rank0 and "a library's print" not in rank1
     assert rank0.count("a library warning on every step") == 1
     assert rank0.count("`old` is deprecated") == 1
     assert "an r1ov warning" in rank0 and "a library error" in rank0

@@ -160,7 +160,10 @@ def configure_worker_logging(rank: int) -> None:
     each line, each repeated warning once, and on ranks other than 0 only r1ov's warnings and errors.
 
     torch logs through handlers of its own (``torch._logging``, set up when torch is imported, e.g.
-    cpp_extension's "No CUDA runtime is found" once per rank): on those ranks its level is raised too."""
+    cpp_extension's "No CUDA runtime is found" once per rank): on those ranks its level is raised too.
+    Their stdout goes nowhere: there libraries print what every rank prints (DeepSpeed's "... built
+    successfully" from ``deepspeed.comm.torch.build_shm_op``, and its logger writes to stdout), while
+    errors and tracebacks go to stderr."""
     quiet_progress_bars()
     filters = [] if rank == 0 else [MainRankFilter()]
     _install(logging.INFO, f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s", True, *filters)
@@ -168,3 +171,4 @@ def configure_worker_logging(rank: int) -> None:
         import torch  # noqa: F401  (its logging set up first, so the level set here stays)
 
         logging.getLogger("torch").setLevel(logging.ERROR)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
