@@ -41,9 +41,11 @@ def extensions_dir() -> Path:
             return "none"
 
     def location(name: str) -> str:
-        # Resolved: a virtualenv reached through a symlink is the same installation.
+        # As this process sees it, not resolved: DeepSpeed's op builder writes the path it was imported
+        # from (op_builder/builder.py ``deepspeed_src_path``), so a virtualenv reached through a symlink
+        # builds with other command lines than the same one reached directly.
         spec = find_spec(name)
-        return str(Path(spec.origin).resolve()) if spec is not None and spec.origin else "none"
+        return str(spec.origin) if spec is not None and spec.origin else "none"
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     where = hashlib.sha256(f"{location('torch')}|{location('deepspeed')}".encode()).hexdigest()[:8]
