@@ -981,3 +981,27 @@ def test_ctrl_c_in_a_two_node_sft_checkpoints_marks_the_run_killed_and_exits_130
     assert run.info.status == "KILLED"
     empty = [str(p) for p in (tmp_path / "models").rglob("*") if p.is_dir() and not any(p.iterdir())]
     assert not empty and not (tmp_path / "models" / "sft").exists()
+
+
+def test_hugging_face_bars_are_off_in_a_log_and_on_at_a_terminal() -> None:
+    """Off a terminal each Hugging Face bar ("Loading weights", "Casting the dataset", "Writing model
+    shards") prints a 0% and a 100% line: the command's logging turns them off there, before the libraries
+    read the switches at import; at a terminal they draw, and a value the user set wins."""
+    import pty
+
+    code = (
+        "import os; from r1ov import errors; errors.configure_logging(force=True); "
+        "print(*(os.environ.get(f'HF_{k}_DISABLE_PROGRESS_BARS') for k in ('HUB', 'DATASETS')))"
+    )
+    env = {k: v for k, v in _process_env().items() if "PROGRESS_BARS" not in k}
+    piped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert piped.stdout.split() == ["1", "1"], piped.stderr
+    mine = subprocess.run([sys.executable, "-c", code], env={**env, "HF_HUB_DISABLE_PROGRESS_BARS": "0"},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert mine.stdout.split() == ["0", "1"], mine.stderr
+    leader, follower = pty.openpty()
+    with subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=follower) as shown:
+        os.close(follower)
+        out, _ = shown.communicate(timeout=120)
+    os.close(leader)
+    assert out.split() == [b"None", b"None"]
