@@ -902,6 +902,7 @@ print("a library's print")
     assert "a library's print" in rank0 and "a library's print" not in rank1
     assert rank0.count("a library warning on every step") == 1
     assert rank0.count("`old` is deprecated") == 1
+    assert "\n\n" not in rank0  # a warning's text ends its line, no blank line after it
     assert "an r1ov warning" in rank0 and "a library error" in rank0
     assert "a library warning" not in rank1 and "deprecated" not in rank1
     assert "rank1 WARNING r1ov.train.common: an r1ov warning" in rank1 and "a library error" in rank1

@@ -107,6 +107,7 @@ class OnceFilter(logging.Filter):
             return True
         text = record.getMessage()
         if record.name == "py.warnings":
+            record.msg, record.args = text.rstrip(), ()  # formatwarning's closing newline is a blank line
             text = _WARNING_LOCATION.sub("", text.partition("\n")[0])
         key = (record.name, text)
         if key in self._seen:
