@@ -179,7 +179,6 @@ def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
         "PYTHONDONTWRITEBYTECODE": "1",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "HOME": "/home/r1ov",
-        "TORCH_EXTENSIONS_DIR": "/home/r1ov/.cache/torch_extensions",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",

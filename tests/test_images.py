@@ -688,3 +688,81 @@ def test_each_components_entry_point_imports_in_its_image(component: Path, resol
 def test_the_entry_point_walk_finds_what_a_stage_imports() -> None:
     found = entry_point_imports(ROOT / "components" / "register" / "component.py")
     assert {"mlflow", "yaml", "pydantic"} <= found and "r1ov" not in found
+
+
+# --------------------------------------------------------------------------- DeepSpeed's ops in the train image
+
+
+def _deepspeed_source(relative: str) -> str:
+    """A file of the installed DeepSpeed, read as text (no import: importing it imports torch)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("deepspeed")
+    assert spec is not None and spec.origin, "deepspeed is not installed"
+    return (Path(spec.origin).parent / relative).read_text()
+
+
+def _class_constants(source: str, class_name: str) -> dict[str, str]:
+    (node,) = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == class_name]
+    return {
+        target.id: stmt.value.value
+        for stmt in node.body
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)
+        for target in stmt.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def test_train_image_prebuilds_the_deepspeed_op_a_run_loads() -> None:
+    """The op DeepSpeed JIT-compiles in every run of the packaged configs (two compiler processes, about a
+    minute per pod) is built once when the image is, for the accelerator that loads it.
+
+    Facts from the installed DeepSpeed (deepspeedai/DeepSpeed v0.19.8), read from its files:
+    comm/torch.py ``build_shm_op`` loads ``ShareMemCommBuilder`` at TorchBackend init;
+    op_builder/cpu/comm.py gives its NAME and the BUILD_VAR setup.py reads (``op_enabled``);
+    op_builder/builder.py ``OpBuilder.load`` takes a prebuilt op only where ``accelerator_name``
+    matches the running accelerator, and JIT-builds otherwise.
+    """
+    assert 'create_op_builder("ShareMemCommBuilder")' in _deepspeed_source("comm/torch.py")
+    shm = _class_constants(_deepspeed_source("ops/op_builder/cpu/comm.py"), "ShareMemCommBuilder")
+    assert shm["NAME"] == "deepspeed_shm_comm"
+    load = _deepspeed_source("ops/op_builder/builder.py")
+    assert "installed_ops.get(self.name, False) and accelerator_name == get_accelerator()._name" in load
+
+    build = stages(instructions(DOCKERFILES["train"]))[-2]  # the stage that installs; the last one copies
+    runs = [step.args for step in build if step.cmd == "RUN"]
+    (install,) = [run for run in runs if "deepspeed" in run and "pip install" in run]
+    words = install.split()
+    assert f"{shm['BUILD_VAR']}=1" in words and "DS_BUILD_OPS=0" in words  # this op, no other
+    assert "DS_ACCELERATOR=cpu" in words  # the accelerator r1ov.train selects where no GPU driver is
+    assert "--no-build-isolation-package deepspeed" in install  # setup.py needs the torch it builds against
+    torch_at = min(i for i, run in enumerate(runs) if re.search(r"pip install .*\btorch\b", run))
+    assert torch_at < runs.index(install), "torch must be installed before DeepSpeed's setup.py compiles against it"
+    # setup.py skips an op its builder finds incompatible with a warning only: the build checks the result.
+    assert "installed_ops" in install and "'deepspeed_shm_comm'" in install
+    assert any("g++" in run and "apt-get install" in run for run in runs), "the op needs a C++ compiler"
+    final = stages(instructions(DOCKERFILES["train"]))[-1]
+    assert any(s.cmd == "COPY" and s.args == "--from=build /opt/venv /opt/venv" for s in final)
+    # No cache path of the image's own: r1ov's keyed cache (r1ov.train.extensions_dir) applies in the
+    # image and the pod spec's work volume in pods (r1ov.k8s.podspec.cache_env).
+    assert "TORCH_EXTENSIONS_DIR" not in _env(final)
+
+
+def test_packaged_deepspeed_configs_load_no_cuda_op() -> None:
+    """On GPUs the image prebuilds nothing (no nvcc in the runtime base) because the packaged ZeRO configs
+    load no CUDA op: no DeepSpeed optimizer (FusedAdam: ops/adam/fused_adam.py), no offload
+    (DeepSpeedCPUAdam, with -march=native of the building host: op_builder/builder.py ``cpu_arch``), no
+    ZeRO++ quantization (QuantizerBuilder: runtime/zero/partition_parameters.py). Adding one needs a
+    devel-base build stage with DS_ACCELERATOR=cuda and TORCH_CUDA_ARCH_LIST set (Dockerfile.train)."""
+    import json
+    from importlib import resources
+
+    folder = resources.files("r1ov.train").joinpath("deepspeed")
+    configs = sorted((p for p in folder.iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
+    assert [p.name for p in configs] == ["zero2.json", "zero3.json"]
+    for path in configs:
+        config = json.loads(path.read_text())
+        zero = config["zero_optimization"]
+        assert "optimizer" not in config, f"{path.name}: a DeepSpeed optimizer loads FusedAdam (a CUDA op)"
+        assert not {"offload_optimizer", "offload_param"} & set(zero), f"{path.name}: offload loads cpu_adam"
+        assert not any(zero.get(k) for k in ("zero_quantized_weights", "zero_quantized_gradients")), path.name

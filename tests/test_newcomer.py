@@ -511,8 +511,23 @@ def test_deepspeed_ops_are_built_once_per_machine(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
     expected = tmp_path / "home" / ".cache" / "r1ov" / "torch_extensions"
-    expected = expected / f"torch{version('torch')}-deepspeed{version('deepspeed')}"
-    assert extensions_dir() == expected
+    key = f"torch{version('torch')}-deepspeed{version('deepspeed')}-"
+    assert extensions_dir().parent == expected and extensions_dir().name.startswith(key)
+    expected = extensions_dir()
+    # torch and DeepSpeed installed elsewhere (a second checkout's virtualenv): torch's build.ninja names
+    # their files, so a shared folder would be rebuilt by each in turn; each installation has its own.
+    import importlib.util
+
+    found = importlib.util.find_spec
+
+    def elsewhere(name: str, *args: object) -> object:
+        spec = found(name, *args)
+        return importlib.util.spec_from_file_location(name, f"/elsewhere/.venv/{name}/__init__.py") if spec else None
+
+    monkeypatch.setattr(importlib.util, "find_spec", elsewhere)
+    other = extensions_dir()
+    monkeypatch.setattr(importlib.util, "find_spec", found)
+    assert other.parent == expected.parent and other.name.startswith(key) and other != expected
     assert worker_env(2)["TORCH_EXTENSIONS_DIR"] == str(expected)  # whatever the run's output folder
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
     assert worker_env(2)["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "mine")  # a set cache is kept
@@ -823,3 +838,171 @@ def test_a_stopped_multi_node_run_is_killed_not_failed_and_leaves_no_folder(
     with pytest.raises(KeyboardInterrupt):
         launch.launch_local("sft", cfg)
     assert not (tmp_path / "models").exists()
+
+
+# --------------------------------------------------------------------------- each repeated warning once
+
+# What makes two lines of a log the same line to a reader: timestamps, pids and the rank or node they
+# came from removed (r1ov's "rankN" format, the launcher's "[node N]", torch's "[rankN]:W1207 ... pid").
+_LOG_NOISE = [
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ",
+    r"\[node \d+\] ",
+    r"\[rank\d+\]:[WIE]\d{4} \d\d:\d\d:\d\d\.\d+ \d+ ",
+    r"\brank\d+ ",
+]
+
+
+def _repeated_lines(log: str) -> list[str]:
+    import collections
+    import re
+
+    seen = collections.Counter(
+        re.sub("|".join(_LOG_NOISE), "", line).strip() for line in log.splitlines() if line.strip()
+    )
+    return [line for line, count in seen.items() if count > 1]
+
+
+def test_the_line_normalisation_finds_what_every_rank_prints() -> None:
+    log = (
+        "2026-12-07 20:45:12,615 INFO r1ov.train.launch: [node 1] [rank1]:W1207 20:45:12.615000 13849 "
+        "/x/cpp_extension.py:183] No CUDA runtime is found\n"
+        "2026-12-07 20:45:12,626 INFO r1ov.train.launch: [node 0] [rank0]:W1207 20:45:12.626000 13850 "
+        "/x/cpp_extension.py:183] No CUDA runtime is found\n"
+        "2026-12-07 20:45:13,435 INFO r1ov.train.launch: [node 0] 2026-12-07 20:45:13,435 rank0 INFO x: step 1/2\n"
+        "2026-12-07 20:45:13,485 INFO r1ov.train.launch: [node 0] 2026-12-07 20:45:13,485 rank0 INFO x: step 2/2\n"
+    )
+    assert _repeated_lines(log) == ["INFO r1ov.train.launch: /x/cpp_extension.py:183] No CUDA runtime is found"]
+
+
+def test_a_worker_logs_each_warning_once_and_other_ranks_only_their_own(tmp_path: Path) -> None:
+    """A training process's logging (r1ov.errors.configure_worker_logging): a library warning repeated per
+    step, and a Python deprecation reached from two call sites, print once; on rank 1 a library's warnings
+    and deprecations are rank 0's to print, while r1ov's own warnings and anyone's errors still show."""
+    script = """
+import logging, sys, warnings
+from r1ov import errors
+errors.configure_worker_logging(int(sys.argv[1]))
+def deprecated():
+    warnings.warn("`old` is deprecated", FutureWarning, stacklevel=2)
+for step in range(3):
+    logging.getLogger("transformers.trainer").warning("a library warning on every step")
+    deprecated()
+deprecated()  # another call site
+logging.getLogger("r1ov.train.common").warning("an r1ov warning")
+logging.getLogger("deepspeed").error("a library error")
+print("a library's print")
+"""
+    outputs = {}
+    for rank in (0, 1):
+        done = subprocess.run([sys.executable, "-c", script, str(rank)], env=_process_env(), capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outputs[rank] = done.stdout + done.stderr
+    rank0, rank1 = outputs[0], outputs[1]
+    assert "a library's print" in rank0 and "a library's print" not in rank1
+    assert rank0.count("a library warning on every step") == 1
+    assert rank0.count("`old` is deprecated") == 1
+    assert "\n\n" not in rank0  # a warning's text ends its line, no blank line after it
+    assert "an r1ov warning" in rank0 and "a library error" in rank0
+    assert "a library warning" not in rank1 and "deprecated" not in rank1
+    assert "rank1 WARNING r1ov.train.common: an r1ov warning" in rank1 and "a library error" in rank1
+
+
+@pytest.mark.slow
+def test_a_two_node_sft_prints_each_line_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The demo's training layout (two torchrun "nodes" over gloo, DeepSpeed ZeRO-2), run as a user runs it:
+    every rank meets the same deprecations, torch's CPU notice and DeepSpeed's op line; the log shows
+    each once, and still every step."""
+    import yaml
+    from test_train_sft import make_records, sft_config
+
+    data = str(tmp_path / "data")
+    write_dataset(data, make_records(4))
+    cfg = sft_config(tiny_model_dir, data, tmp_path / "models" / "sft", per_device_train_batch_size=1,
+                     logging_steps=1, distributed={"deepspeed": "zero2", "nnodes": 2, "nproc_per_node": 1})  # fmt: skip
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_defaults=True))))
+    done = subprocess.run([sys.executable, "-m", "r1ov.cli", "sft", "--config", str(recipe)], env=_process_env(),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(f"step {step}/3 " in done.stderr for step in (1, 2, 3)), done.stderr[-3000:]
+    assert not _repeated_lines(done.stderr), _repeated_lines(done.stderr)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_two_node_sft_checkpoints_marks_the_run_killed_and_exits_130(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C at a terminal on `r1ov sft` with two torchrun "nodes" (the demo's layout, ZeRO-2 over gloo):
+    the terminal sends SIGINT to the foreground process group, the launcher's. The nodes run in sessions
+    of their own, so the launcher stops them: SIGTERM to each node's group, which reaches torchrun and its
+    workers. torchrun's agent turns SIGTERM/SIGINT into SignalException and sends the same signal to its
+    workers, SIGKILL after its shutdown timeout (torch/distributed/elastic/multiprocessing/api.py
+    ``_terminate_process_handler``, ``MultiprocessContext._close``; agent/server/api.py ``run``); the
+    workers' handler (r1ov.train.checkpoints) saves the step and exits 143."""
+    import signal
+
+    import mlflow
+    import yaml
+    from test_train_sft import make_records, sft_config
+
+    from r1ov.train import checkpoints
+
+    data = str(tmp_path / "data")
+    write_dataset(data, make_records(8))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(store).search_experiments()  # the store exists, as a tracking server would
+    cfg = sft_config(
+        tiny_model_dir, data, tmp_path / "models" / "sft", max_steps=400, per_device_train_batch_size=1,
+        save_steps=0, track=True, tracking={"tracking_uri": store, "experiment": "newcomer"},
+        distributed={"deepspeed": "zero2", "nnodes": 2, "nproc_per_node": 1},
+    )  # fmt: skip
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_defaults=True))))
+    command = [sys.executable, "-m", "r1ov.cli", "sft", "--config", str(recipe)]
+    # A process group of its own, led by the launcher: what a shell makes of a foreground command.
+    process = subprocess.Popen(command, env={**_process_env(), "PYTHONUNBUFFERED": "1"}, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:  # node 0's step log says training is under way: no waiting on a clock
+        lines.append(line)
+        if "step 3/400" in line:
+            os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C
+            break
+    _, rest = process.communicate(timeout=600)
+    err = "".join(lines) + rest
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    (saved,) = checkpoints.complete_steps(checkpoints.store(cfg))
+    assert 3 <= saved < 400
+    client = mlflow.MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("newcomer").experiment_id])
+    assert run.info.status == "KILLED"
+    empty = [str(p) for p in (tmp_path / "models").rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert not empty and not (tmp_path / "models" / "sft").exists()
+
+
+def test_hugging_face_bars_are_off_in_a_log_and_on_at_a_terminal() -> None:
+    """Off a terminal each Hugging Face bar ("Loading weights", "Casting the dataset", "Writing model
+    shards") prints a 0% and a 100% line: the command's logging turns them off there, before the libraries
+    read the switches at import; at a terminal they draw, and a value the user set wins."""
+    import pty
+
+    code = (
+        "import os; from r1ov import errors; errors.configure_logging(force=True); "
+        "print(*(os.environ.get(f'HF_{k}_DISABLE_PROGRESS_BARS') for k in ('HUB', 'DATASETS')))"
+    )
+    env = {k: v for k, v in _process_env().items() if "PROGRESS_BARS" not in k}
+    piped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert piped.stdout.split() == ["1", "1"], piped.stderr
+    mine = subprocess.run([sys.executable, "-c", code], env={**env, "HF_HUB_DISABLE_PROGRESS_BARS": "0"},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert mine.stdout.split() == ["0", "1"], mine.stderr
+    leader, follower = pty.openpty()
+    with subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=follower) as shown:
+        os.close(follower)
+        out, _ = shown.communicate(timeout=120)
+    os.close(leader)
+    assert out.split() == [b"None", b"None"]

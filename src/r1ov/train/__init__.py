@@ -22,11 +22,18 @@ from pathlib import Path
 
 
 def extensions_dir() -> Path:
-    """Where DeepSpeed's JIT-built ops (cpu_adam: two compiler runs, about a minute) are kept: one
-    cache per user and machine, keyed by the torch and DeepSpeed versions the ops were built
-    against, so every run, demo and test on the machine builds them once. Versions come from the
-    installed metadata, not an import of torch."""
+    """Where DeepSpeed's JIT-built ops are kept (on CPU: deepspeed_shm_comm, two compiler runs, about a
+    minute; the training image has it prebuilt): one cache per user and machine, keyed by the torch and
+    DeepSpeed versions the ops were built against and by where those two are installed, so every run,
+    demo and test of one environment builds them once. The location is part of the key because torch's
+    JIT build writes DeepSpeed's source and include paths and torch's own into the folder's build.ninja
+    (torch/utils/cpp_extension.py ``_write_ninja_file_and_build_library``), and ninja rebuilds whatever
+    command line changed: two virtualenvs sharing one folder (a second checkout) would rebuild it for
+    each other in turn. Versions come from the installed metadata and locations from the import
+    system's finder, without importing torch."""
+    import hashlib
     from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
 
     def installed(name: str) -> str:
         try:
@@ -34,8 +41,17 @@ def extensions_dir() -> Path:
         except PackageNotFoundError:
             return "none"
 
+    def location(name: str) -> str:
+        # As this process sees it, not resolved: DeepSpeed's op builder writes the path it was imported
+        # from (op_builder/builder.py ``deepspeed_src_path``), so a virtualenv reached through a symlink
+        # builds with other command lines than the same one reached directly.
+        spec = find_spec(name)
+        return str(spec.origin) if spec is not None and spec.origin else "none"
+
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "r1ov" / "torch_extensions" / f"torch{installed('torch')}-deepspeed{installed('deepspeed')}"
+    where = hashlib.sha256(f"{location('torch')}|{location('deepspeed')}".encode()).hexdigest()[:8]
+    key = f"torch{installed('torch')}-deepspeed{installed('deepspeed')}-{where}"
+    return cache / "r1ov" / "torch_extensions" / key
 
 
 def nvidia_present() -> bool:

@@ -46,6 +46,13 @@ EXCEPTION_LINE = re.compile(r"^(?:\[[^\]]*\]:?\s*)*(?:[\w.]+\.)?\w*(?:Error|Exce
 # long after another finished is stuck on a collective whose peers are gone.
 FINISH_GRACE_S = 600.0
 LAUNCHER_GRACE_S = 600  # beyond the job's activeDeadlineSeconds before the launcher itself gives up
+# A stopped run (Ctrl-C, SIGTERM) gets the time torchrun gives its workers to exit after the signal it
+# forwards (TORCH_ELASTIC_SHUTDOWN_TIMEOUT, 30 s: torch/distributed/launcher/api.py LaunchConfig) and a
+# little more for torchrun itself: the workers save a checkpoint in it.
+STOP_GRACE_S = 35.0
+FAILED_GRACE_S = 10.0  # the other nodes of a failed run have nothing left worth saving
+# A worker's own log line (r1ov.train.worker's format): still shown while a stopped node shuts down.
+R1OV_LINE = re.compile(r"\brank\d+ \w+ r1ov\.")
 # Non-secret settings the training pods need to reach the same storage and tracking server.
 PASS_ENV = (
     "R1OV_S3_ENDPOINT",
@@ -145,7 +152,9 @@ def torchrun_command(
 def worker_env(processes: int) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are written
-    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # progress bars make noise in a streamed log
+    # Progress bars make noise in a streamed log (0% and 100% lines per bar, per process).
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub's, and transformers' "Loading weights"
+    env.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets' "Casting the dataset", ...
     # DeepSpeed JIT-builds its ops on first use; one cache per machine (unless one is set).
     env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     # Share the cores instead of every process assuming it owns all of them.
@@ -175,6 +184,7 @@ class Node:
         self.rank = rank
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.exceptions: list[str] = []
+        self.stopping = False  # set when the launcher stops the node: its shutdown noise is not news
         # A session of its own, so stopping the node also stops the workers torchrun spawned.
         self.process = subprocess.Popen(
             command,
@@ -195,7 +205,12 @@ class Node:
             self.tail.append(line)
             if EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
                 self.exceptions.append(line)
-            logger.info("[node %d] %s", self.rank, line)
+            # Every node prints the same library warnings and prints (DeepSpeed's op line, deprecations):
+            # node 0's output is the log; the others' is kept in their tail (quoted when one fails) and
+            # shown with -v. A node being stopped prints torchrun's shutdown (its SignalException
+            # traceback included): only the workers' own lines (the checkpoint they save) stay in view.
+            shown = self.rank == 0 and (not self.stopping or R1OV_LINE.search(line) is not None)
+            logger.log(logging.INFO if shown else logging.DEBUG, "[node %d] %s", self.rank, line)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop torchrun and its workers: SIGTERM, then SIGKILL after ``grace_s``."""
@@ -221,16 +236,38 @@ class Node:
         return RuntimeError(f"{stage}: node {self.rank} {what}{cause}; last lines:\n" + "\n".join(self.tail))
 
 
+def stop_all(nodes: list[Node], grace_s: float) -> None:
+    """Stop every node at once (SIGTERM to each node's group: torchrun and its workers), wait up to
+    ``grace_s`` for all of them, then SIGKILL what is left. A second Ctrl-C while waiting kills at once."""
+    for node in nodes:
+        node.stopping = True
+        if node.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.process.pid, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + grace_s
+        for node in nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        for node in nodes:  # a group still there, and any worker its agent left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(timeout=5)
+
+
 def wait_all(stage: str, nodes: list[Node], poll_s: float = 0.2, finish_grace_s: float = FINISH_GRACE_S) -> None:
-    """Wait for every node; on the first failure (or hang) stop the rest and raise with its last lines."""
+    """Wait for every node; on the first failure (or hang) stop the rest and raise with its last lines.
+    Stopped itself (Ctrl-C, SIGTERM), it stops the nodes with time for their checkpoint."""
     first_done: float | None = None
+    grace_s = FAILED_GRACE_S
     try:
         while True:
             codes = [node.process.poll() for node in nodes]
             for node, code in zip(nodes, codes, strict=True):
                 if code not in (None, 0):
-                    for other in nodes:
-                        other.stop()
+                    stop_all(nodes, FAILED_GRACE_S)
                     raise node.failure(stage, f"exited with code {code}")
             if all(code == 0 for code in codes):
                 for node in nodes:
@@ -244,9 +281,14 @@ def wait_all(stage: str, nodes: list[Node], poll_s: float = 0.2, finish_grace_s:
                 stuck.stop()
                 raise stuck.failure(stage, f"was still running {finish_grace_s:.0f} s after another node finished")
             time.sleep(poll_s)
+    except (KeyboardInterrupt, SystemExit):
+        grace_s = STOP_GRACE_S
+        logger.info("%s: stopping %d node(s); they save a checkpoint first (up to %.0f s)", stage, len(nodes), grace_s)
+        raise
     finally:
+        stop_all(nodes, grace_s)
         for node in nodes:
-            node.stop()
+            node.reader.join(timeout=5)  # its last lines (the checkpoint it saved) reach the log
 
 
 # --------------------------------------------------------------------------- cluster

@@ -9,13 +9,12 @@ stage's ``train``; the main process writes the summary into the output directory
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from r1ov import config
+from r1ov import config, errors
 from r1ov.data import storage
 from r1ov.stages import resolve
 from r1ov.train import remote
@@ -46,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m r1ov.train.worker {{{','.join(TRAINERS)}}} CONFIG_JSON_URI", file=sys.stderr)
         return 2
     stage, uri = args
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    errors.configure_worker_logging(int(os.environ.get("RANK", "0")))
     # Remote models are copied to this node first: from_pretrained cannot read s3:// itself.
     trainer(stage)(remote.localize(load_config(stage, uri)))
     return 0
