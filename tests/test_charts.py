@@ -60,6 +60,7 @@ CRD_FILES = {
     ("cloud.google.com/v1", "ComputeClass"): "cloud.google.com_computeclasses.v1.schema.json",
     ("serving.kserve.io/v1beta1", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
     ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"): "serving.kserve.io_clusterstoragecontainers.yaml",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "serving.kserve.io_servingruntimes.yaml",
 }
 
 
@@ -137,14 +138,69 @@ def settings_map(objects: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def pod_specs(objects: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-    """Every pod spec rendered: Deployments' templates and bare Pods (helm test)."""
+    """Every pod spec rendered: Deployments' templates, bare Pods (helm test) and the pod KServe
+    makes from an InferenceService."""
     specs = []
     for template, obj in objects:
         if obj["kind"] == "Deployment":
             specs.append((template, obj["spec"]["template"]["spec"]))
         elif obj["kind"] == "Pod":
             specs.append((template, obj["spec"]))
+        elif obj["kind"] == "InferenceService":
+            specs.append((template, kserve_predictor_pod(objects)))
     return specs
+
+
+KSERVE_MODEL_DIR = "/mnt/models"  # kserve/kserve v0.20.0 pkg/constants/constants.go DefaultModelLocalMountPath
+
+
+def kserve_predictor_pod(objects: list[tuple[str, dict]]) -> dict[str, Any]:
+    """The predictor pod spec KServe v0.20.0 builds from the rendered InferenceService, its named
+    ServingRuntime and ClusterStorageContainer (kserve/kserve v0.20.0):
+
+    - pkg/controller/v1beta1/inferenceservice/components/predictor.go reconcileModel takes the
+      runtime the InferenceService names; utils.go MergeRuntimeContainers patches the runtime's
+      ``kserve-container`` with the InferenceService's model container, args concatenated
+      (runtime + isvc); MergePodSpec takes the runtime's volumes, node selector and tolerations
+      under the predictor's pod fields.
+    - pkg/webhook/admission/pod/storage_initializer_injector.go: the init container gets the args
+      ``[storageUri, /mnt/models]`` and the storage container's spec patched over it
+      (GetStorageContainerSpecByName when the predictor names one), and an emptyDir mounted at
+      /mnt/models in it and, read-only, in kserve-container.
+
+    Not modelled: the agent/batcher/logger containers, Knative's queue-proxy, Istio sidecars.
+    """
+    isvc = one(objects, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    runtime = next(o for o in by_kind(objects, "ServingRuntime") if o["metadata"]["name"] == model["runtime"])
+    assert any(f["name"] == model["modelFormat"]["name"] for f in runtime["spec"]["supportedModelFormats"])
+    server = copy.deepcopy(next(c for c in runtime["spec"]["containers"] if c["name"] == "kserve-container"))
+    for key, value in model.items():
+        if key not in ("modelFormat", "runtime", "storageUri", "args"):
+            server[key] = value
+    server["args"] = server.get("args", []) + model.get("args", [])
+    storage_volume = {"name": "kserve-provision-location", "emptyDir": {}}
+    server.setdefault("volumeMounts", []).append(
+        {"name": storage_volume["name"], "mountPath": KSERVE_MODEL_DIR, "readOnly": True}
+    )
+    pod: dict[str, Any] = {
+        key: predictor[key]
+        for key in ("serviceAccountName", "automountServiceAccountToken", "securityContext", "nodeSelector",
+                    "tolerations", "imagePullSecrets")
+        if key in predictor
+    }  # fmt: skip
+    pod["volumes"] = [*copy.deepcopy(runtime["spec"].get("volumes", [])), storage_volume]
+    pod["containers"] = [server]
+    name = predictor.get("storageContainerName")
+    storages = by_kind(objects, "ClusterStorageContainer")
+    if name:
+        (storage,) = [o for o in storages if o["metadata"]["name"] == name]
+        init = copy.deepcopy(storage["spec"]["container"])
+        init["args"] = [model["storageUri"], KSERVE_MODEL_DIR]
+        init.setdefault("volumeMounts", []).append({"name": storage_volume["name"], "mountPath": KSERVE_MODEL_DIR})
+        pod["initContainers"] = [init]
+    return pod
 
 
 def containers(spec: dict) -> list[dict]:
@@ -243,6 +299,7 @@ def test_every_chart_has_ci_values_for_its_switches() -> None:
         "ServiceMonitor",
         "InferenceService",
         "ClusterStorageContainer",
+        "ServingRuntime",
         "NetworkPolicy",
         "PodDisruptionBudget",
     } <= kinds
@@ -1040,9 +1097,10 @@ class _ModelsHandler(http.server.BaseHTTPRequestHandler):
     key = "s3cret"
     served = "r1ov-7b"
     root = "/models/r1ov-7b/2"
+    guarded = True  # False: a server started without --api-key, which answers anyone
 
     def do_GET(self) -> None:
-        if self.headers.get("Authorization") != f"Bearer {self.key}":
+        if type(self).guarded and self.headers.get("Authorization") != f"Bearer {self.key}":
             self.send_response(401)
             self.end_headers()
             return
@@ -1068,22 +1126,26 @@ def models_endpoint() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    ("model", "key", "root", "passes"),
+    ("model", "key", "root", "guarded", "passes"),
     [
-        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", True),
-        ("r1ov-7b", "s3cret", "/models/r1ov-7b/1", False),  # promoted, but the replicas still serve v1
-        ("other-model", "s3cret", "/models/r1ov-7b/2", False),
-        ("r1ov-7b", "wrong", "/models/r1ov-7b/2", False),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", True, True),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/1", True, False),  # promoted, but the replicas still serve v1
+        ("other-model", "s3cret", "/models/r1ov-7b/2", True, False),
+        ("r1ov-7b", "wrong", "/models/r1ov-7b/2", True, False),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", False, False),  # answers without the key
+        ("r1ov-7b", "s3cret", "/mnt/models/r1ov-7b/2", True, True),  # KServe's storage initializer's layout
     ],
 )
+@pytest.mark.parametrize("values_file", ["minimal-values.yaml", "kserve-values.yaml"])
 def test_helm_test_checks_the_served_version_matches_the_alias(
-    mlflow_server: int, models_endpoint: str, tmp_path: Path, model: str, key: str, root: str, passes: bool
-) -> None:
+    mlflow_server: int, models_endpoint: str, tmp_path: Path, model: str, key: str, root: str, guarded: bool,
+    passes: bool, values_file: str,
+) -> None:  # fmt: skip
     if not getattr(_ModelsHandler, "registered", False):
         _register_tiny(mlflow_server, tmp_path, "r1ov-7b", versions=2)
         _ModelsHandler.registered = True
-    _ModelsHandler.root = root
-    pod = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")
+    _ModelsHandler.root, _ModelsHandler.guarded = root, guarded
+    pod = one(render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci" / values_file)), "Pod")
     container = pod["spec"]["containers"][0]
     command = list(container["command"])
     assert command[:4] == ["python", "-m", "r1ov.registry.serving", "check"]
@@ -1116,29 +1178,155 @@ def test_serving_survives_a_node_disruption() -> None:
 
 def test_kserve_alternative_serves_the_registered_model(mlflow_server: int, tmp_path: Path) -> None:
     """The InferenceService (validated against KServe's CRD with the other ci objects) asks for the
-    models:/ URI; the ClusterStorageContainer's exact command resolves it through MLflow as KServe
-    calls it, with the URI and the model directory as arguments."""
+    models:/ URI through this release's storage container; that container's exact command, run as
+    KServe runs it (the URI and /mnt/models as arguments), resolves the alias through MLflow, and the
+    runtime's vLLM command serves the directory it names."""
     objects = render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"))
     assert not by_kind(objects, "Deployment") and not by_kind(objects, "Service")
     isvc = one(objects, "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert predictor["model"]["storageUri"] == "models:/r1ov-7b@champion"
-    assert predictor["model"]["modelFormat"] == {"name": "huggingface"}
     assert predictor["nodeSelector"] == bundle.pool_selector("serve") and bundle.GPU_TAINT in predictor["tolerations"]
     assert predictor["model"]["resources"]["limits"][bundle.GPU_RESOURCE] == 1
     assert predictor["labels"]["r1ov.io/mlflow-client"] == "true"
-    storage = one(objects, "ClusterStorageContainer")["spec"]
-    assert storage["supportedUriFormats"] == [{"prefix": "models:/"}]
+    storage = one(objects, "ClusterStorageContainer")
+    assert predictor["storageContainerName"] == storage["metadata"]["name"]
+    pod = kserve_predictor_pod(objects)
+    init, server = pod["initContainers"][0], pod["containers"][0]
     _register_tiny(mlflow_server, tmp_path, "kserve-tiny", versions=2)
-    container = storage["container"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env = {e["name"]: e["value"] for e in init["env"] if "value" in e}
     env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"], HOME=str(tmp_path))
     env.update(PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV)
     dest = tmp_path / "mnt" / "models"
-    command = [sys.executable, *container["command"][1:], "models:/kserve-tiny@champion", str(dest)]
-    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert init["command"][0] == "sh" and "python -m r1ov.registry.serving" in init["command"][2]
+    script = init["command"][2].replace("exec python", f"exec {sys.executable}")
+    uri = init["args"][0].replace("r1ov-7b", "kserve-tiny")
+    result = subprocess.run(
+        ["sh", "-c", script, init["command"][3], uri, str(dest)], env=env, capture_output=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert json.loads((dest / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+    served = Path((dest / "model-path").read_text())
+    assert served == dest / "kserve-tiny" / "2"  # champion, resolved to its version: what /v1/models reports
+    assert json.loads((served / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+    # vLLM serves the directory the path file names, from the volume KServe mounts at /mnt/models.
+    assert server["command"][:2] == ["sh", "-c"]
+    assert f'"$(cat {KSERVE_MODEL_DIR}/model-path)"' in server["command"][2]
+    assert init["args"][1] == KSERVE_MODEL_DIR
+
+
+def _kserve_release(release: str, namespace: str, model: str = "r1ov-7b") -> list[tuple[str, dict[str, Any]]]:
+    values = _merged(load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"), {"model": {"name": model}})
+    out = chart("r1ov-inference").render(values, name=release, namespace=namespace)
+    return [
+        (t, d) for t, text in sorted(out.items()) if not t.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+
+
+def _cluster_scoped(objects: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for _, o in objects if o["kind"] == "ClusterStorageContainer"}
+
+
+def _kserve_matches(storage: dict[str, Any], uri: str) -> bool:
+    """kserve/kserve v0.20.0 pkg/apis/serving/v1alpha1/storage_container_types.go IsStorageUriSupported:
+    a prefix by strings.HasPrefix, else a regex by regexp.MatchString (unanchored search)."""
+    for fmt in storage["spec"]["supportedUriFormats"]:
+        if fmt.get("prefix"):
+            if uri.startswith(fmt["prefix"]):
+                return True
+        elif fmt.get("regex") and re.search(fmt["regex"], uri):
+            return True
+    return False
+
+
+def test_two_kserve_releases_each_get_their_own_storage_container() -> None:
+    """The ClusterStorageContainer is cluster-scoped: two releases (another namespace, another model)
+    must not write one object, and each InferenceService resolves its URI with its own tracking
+    server and credentials."""
+    first = _kserve_release("r1ov", "r1ov")
+    second = _merged(load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"), {
+        "model": {"name": "r1ov-3b"}, "mlflow": {"trackingUri": "http://mlflow.team-b.svc:5000", "existingSecret": "b"},
+    })  # fmt: skip
+    out = chart("r1ov-inference").render(second, name="r1ov", namespace="team-b")
+    second_objects = [
+        (t, d) for t, text in sorted(out.items()) if not t.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+    a, b = _cluster_scoped(first), _cluster_scoped(second_objects)
+    assert len(a) == len(b) == 1 and not set(a) & set(b)  # same release name, no shared cluster object
+    for objects in (first, second_objects):
+        (storage,) = _cluster_scoped(objects).values()
+        isvc = one(objects, "InferenceService")
+        assert isvc["spec"]["predictor"]["storageContainerName"] == storage["metadata"]["name"]
+        validate(storage)
+    (sa,), (sb,) = a.values(), b.values()
+    tracking = {
+        o["metadata"]["name"]: {e["name"]: e.get("value") for e in o["spec"]["container"]["env"]} for o in (sa, sb)
+    }
+    assert (
+        tracking[sa["metadata"]["name"]]["MLFLOW_TRACKING_URI"]
+        != tracking[sb["metadata"]["name"]]["MLFLOW_TRACKING_URI"]
+    )
+    # Auto-matching (an InferenceService that names no container) picks neither for the other's model.
+    assert _kserve_matches(sa, "models:/r1ov-7b@champion") and _kserve_matches(sa, "models:/r1ov-7b/3")
+    assert not _kserve_matches(sa, "models:/r1ov-3b@champion") and not _kserve_matches(sa, "models:/r1ov-7b-old@x")
+    assert _kserve_matches(sb, "models:/r1ov-3b@champion") and not _kserve_matches(sb, "models:/r1ov-7b@champion")
+    # Two releases in one namespace differ by release name.
+    third = _cluster_scoped(_kserve_release("canary", "r1ov"))
+    assert not set(third) & set(a)
+
+
+@pytest.mark.parametrize("mode", ["RawDeployment", "Standard", "Serverless", "Knative"])
+def test_kserve_endpoint_is_cluster_local_keyed_and_tested(mode: str) -> None:
+    """KServe mode is guarded like the Deployment: vLLM's API key from the Secret, no route outside
+    the cluster, a NetworkPolicy where KServe makes a plain Deployment, and a helm test that calls the
+    predictor Service with the key; the predictor pod KServe builds passes Pod Security "restricted"."""
+    from r1ov.testing.pod_security import violations
+
+    values = _merged(load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"), {"kserve": {"deploymentMode": mode}})
+    objects = render("r1ov-inference", values)
+    for _, obj in objects:
+        validate(obj)
+    isvc = one(objects, "InferenceService")
+    standard = mode in ("RawDeployment", "Standard")
+    # kserve/kserve v0.20.0: kube_ingress_reconciler.go (Standard) reads networking.kserve.io/visibility,
+    # ingress_reconciler.go (Knative) networking.knative.dev/visibility.
+    label = "networking.kserve.io/visibility" if standard else "networking.knative.dev/visibility"
+    assert isvc["metadata"]["labels"][label] == "cluster-local"
+    pod = kserve_predictor_pod(objects)
+    assert violations("restricted", pod) == []
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod},
+                                 KUBE_VERSION, strict=True)  # fmt: skip
+    server = pod["containers"][0]
+    key_ref = {e["name"]: e for e in server["env"]}["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key_ref == {"name": "r1ov-inference-api-key", "key": "api-key"}
+    assert not any("api-key" in arg for arg in server["args"])
+    pod_labels = {**predictor_labels(isvc), "serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}
+    policies = by_kind(objects, "NetworkPolicy")
+    test_pod = one(objects, "Pod")
+    if standard:
+        (policy,) = policies
+        assert _matches(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+        assert not _matches(policy["spec"]["podSelector"]["matchLabels"], test_pod["metadata"]["labels"])
+        assert policy["spec"]["ingress"][0]["ports"] == [
+            {"port": server["ports"][0]["containerPort"], "protocol": "TCP"}
+        ]
+    else:
+        assert policies == []  # Knative's activator and queue-proxy sit in front of the pod
+    # The helm test: the predictor Service KServe makes (<name>-predictor, port 80), the same key.
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    test_container = test_pod["spec"]["containers"][0]
+    assert (
+        arg_after(test_container["command"], "--endpoint")
+        == f"http://{isvc['metadata']['name']}-predictor.{NAMESPACE}.svc:80"
+    )
+    assert {e["name"]: e for e in test_container["env"]}["API_KEY"]["valueFrom"]["secretKeyRef"] == key_ref
+    assert arg_after(test_container["command"], "--served-model-name") == arg_after(
+        server["args"], "--served-model-name"
+    )
+    assert not _matches(predictor_labels(isvc), test_pod["metadata"]["labels"])
+
+
+def predictor_labels(isvc: dict[str, Any]) -> dict[str, str]:
+    return isvc["spec"]["predictor"]["labels"]
 
 
 def test_every_settings_key_reaches_the_pipeline_pods() -> None:

@@ -6,14 +6,17 @@ The r1ov-inference chart runs both from the r1ov base image:
         --path-file /run/r1ov/model-path
     python -m r1ov.registry.serving check --endpoint http://... --served-model-name NAME \
         --model-uri models:/NAME@champion
-    python -m r1ov.registry.serving kserve-fetch models:/NAME@champion /mnt/models     (KServe's storage initializer)
+
+With KServe, the chart's ClusterStorageContainer runs ``fetch`` as the storage initializer, with
+``/mnt/models`` as the cache directory.
 
 ``fetch`` resolves an alias to its version and keeps one copy per version under
 ``<cache-dir>/<name>/<version>``: replicas sharing a volume (a ReadWriteMany claim) download a
 version once. No two writers share a path: each download goes to a directory of its own and is
 renamed into place atomically; a replica that loses the race discards its copy and uses the
-winner's. ``check`` (the ``helm test``) asks the endpoint which model directory it serves and
-fails unless it is the version the alias resolves to now.
+winner's. ``check`` (the ``helm test``) fails unless the endpoint refuses a request without the API key,
+then asks it which model directory it serves and fails unless it is the version the alias resolves
+to now.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -81,21 +85,22 @@ def fetch(model_uri: str, cache_dir: Path) -> Path:
     return target
 
 
-def fetch_into(model_uri: str, dest: Path) -> Path:
-    """The KServe storage-initializer contract: the resolved version's files directly in ``dest``
-    (a pod's own emptyDir, so one writer)."""
-    import mlflow
-
-    name, version = resolve(model_uri)
-    dest.mkdir(parents=True, exist_ok=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest))
-    (dest / COMPLETE).write_text(json.dumps({"name": name, "version": version, "source": model_uri}))
-    log.info("downloaded models:/%s/%s to %s", name, version, dest)
-    return dest
+def refuses_without_key(endpoint: str) -> bool:
+    """True when ``/v1/models`` answers 401 to a request without a key, as vLLM's OpenAI server does
+    under ``--api-key``/``VLLM_API_KEY`` (its AuthenticationMiddleware in vllm/entrypoints answers
+    401 "Unauthorized" to every guarded route without a matching bearer token)."""
+    try:
+        with urllib.request.urlopen(endpoint.rstrip("/") + "/v1/models", timeout=30):
+            return False
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
 
 
 def check(endpoint: str, api_key: str, served_model_name: str, model_uri: str) -> str:
-    """Raise unless the endpoint serves ``served_model_name`` from the version ``model_uri`` resolves to."""
+    """Raise unless the endpoint refuses a request without the key and serves ``served_model_name``
+    from the version ``model_uri`` resolves to."""
+    if not refuses_without_key(endpoint):
+        raise ServingError(f"{endpoint} answers /v1/models without the API key")
     request = urllib.request.Request(
         endpoint.rstrip("/") + "/v1/models", headers={"Authorization": f"Bearer {api_key}"}
     )
@@ -117,9 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     fetch_.add_argument("--model-uri", required=True)
     fetch_.add_argument("--cache-dir", required=True, type=Path)
     fetch_.add_argument("--path-file", required=True, type=Path, help="where to write the served directory")
-    kserve = sub.add_parser("kserve-fetch", help="KServe storage initializer: SOURCE_URI DEST (as KServe calls it)")
-    kserve.add_argument("source_uri")
-    kserve.add_argument("dest", type=Path)
     check_ = sub.add_parser("check", help="fail unless the endpoint serves the alias's version")
     check_.add_argument("--endpoint", required=True)
     check_.add_argument("--served-model-name", required=True)
@@ -134,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             args.path_file.parent.mkdir(parents=True, exist_ok=True)
             args.path_file.write_text(str(path))
             print(path)
-        elif args.command == "kserve-fetch":
-            print(fetch_into(args.source_uri, args.dest))
         else:
             print(check(args.endpoint, os.environ.get("API_KEY", ""), args.served_model_name, args.model_uri))
     except (ServingError, OSError, MlflowException) as exc:
