@@ -674,8 +674,7 @@ def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     """What the Role grants is tests/test_rbac.py's business (derived from the code, both ways);
     here: each Role has its binding to the chart's account, and KFP's own needs can be left out."""
     objects = render("r1ov-platform", SMALL_PLATFORM)
-    account = one(objects, "ServiceAccount")
-    assert account["metadata"]["name"] == "r1ov-pipeline"
+    (account,) = [a for a in by_kind(objects, "ServiceAccount") if a["metadata"]["name"] == "r1ov-pipeline"]
     roles = {o["metadata"]["name"] for o in by_kind(objects, "Role")}
     assert roles == {"r1ov-r1ov-platform-pipeline", "r1ov-r1ov-platform-kfp-task"}
     bindings = by_kind(objects, "RoleBinding")
@@ -691,6 +690,82 @@ def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     assert deployments["resourceNames"] == ["serve-r1ov-inference"]
     kserve = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["inferenceservices"])
     assert kserve["resourceNames"] == ["serve-r1ov-inference"]
+
+
+IRSA = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/r1ov-mlflow"}
+WORKLOAD_IDENTITY = {"iam.gke.io/gcp-service-account": "r1ov-mlflow@my-project.iam.gserviceaccount.com"}
+
+
+@pytest.mark.parametrize("annotations", [IRSA, WORKLOAD_IDENTITY], ids=["irsa", "workload-identity"])
+def test_mlflow_runs_as_its_own_account_with_the_cloud_identity(annotations: dict[str, str]) -> None:
+    """The server's artifact access by cloud identity, apart from the pipeline's account: the
+    annotation sits on the account the server's pod runs as, never on the pipeline's."""
+    for values in (SMALL_PLATFORM, load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml")):
+        objects = render("r1ov-platform", _merged(values, {"mlflow": {"serviceAccount": {"annotations": annotations}}}))
+        accounts = {a["metadata"]["name"]: a for a in by_kind(objects, "ServiceAccount")}
+        server = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "mlflow")
+        spec = server["spec"]["template"]["spec"]
+        account = accounts[spec["serviceAccountName"]]
+        assert account["metadata"]["name"] != "r1ov-pipeline"
+        assert account["metadata"]["annotations"] == annotations
+        assert "annotations" not in accounts["r1ov-pipeline"]["metadata"]
+        assert account["automountServiceAccountToken"] is False and spec["automountServiceAccountToken"] is False
+        for obj in (account, server):
+            validate(obj)
+    # An existing account instead (e.g. made by eksctl or Config Connector).
+    existing = render(
+        "r1ov-platform",
+        _merged(SMALL_PLATFORM, {"mlflow": {"serviceAccount": {"create": False, "name": "mlflow-irsa"}}}),
+    )
+    assert [a["metadata"]["name"] for a in by_kind(existing, "ServiceAccount")] == ["r1ov-pipeline"]
+    assert one(existing, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mlflow-irsa"
+
+
+def test_schema_upgrade_runs_before_the_new_server() -> None:
+    """postgres: a pre-upgrade hook Job (never on install); sqlite: an init container of the server,
+    which Recreate starts after the old server stopped. Both run `mlflow db upgrade <uri>`."""
+    production = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml"))
+    (job,) = [j for j in by_kind(production, "Job") if j["metadata"]["name"] == "mlflow-db-upgrade"]
+    validate(job)
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["sh", "-c", 'exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"']
+    server = one(production, "Deployment")["spec"]["template"]["spec"]
+    server_env = {e["name"]: e for e in server["containers"][0]["env"]}
+    assert {e["name"]: e for e in container["env"]}["MLFLOW_BACKEND_STORE_URI"] == server_env[
+        "MLFLOW_BACKEND_STORE_URI"
+    ]
+    assert "initContainers" not in server
+    small = render("r1ov-platform", SMALL_PLATFORM)
+    assert not [j for j in by_kind(small, "Job") if j["metadata"]["name"] == "mlflow-db-upgrade"]
+    deployment = one(small, "Deployment")
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    init = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    server_args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert init["command"] == ["mlflow", "db", "upgrade", arg_after(server_args, "--backend-store-uri")]
+    off = _merged(SMALL_PLATFORM, {"mlflow": {"dbUpgrade": {"enabled": False}}})
+    assert "initContainers" not in one(render("r1ov-platform", off), "Deployment")["spec"]["template"]["spec"]
+
+
+def test_schema_upgrade_command_migrates_a_database(tmp_path: Path) -> None:
+    """The rendered migration, run with the real mlflow CLI against a database: an empty one gets
+    the current schema, a second run is a no-op, and the result is what `mlflow server` accepts
+    (alembic head of this MLflow: mlflow/store/db/utils.py _verify_schema)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version, create_sqlalchemy_engine
+
+    production = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml"))
+    job = next(j for j in by_kind(production, "Job") if j["metadata"]["name"] == "mlflow-db-upgrade")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the Secret's DSN; SQLite stands in for PostgreSQL here
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        MLFLOW_BACKEND_STORE_URI=uri, HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    )
+    for _ in range(2):
+        done = subprocess.run(container["command"], env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    engine = create_sqlalchemy_engine(uri)
+    assert _get_schema_version(engine) == _get_latest_schema_revision()
 
 
 def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:
@@ -1089,6 +1164,41 @@ def test_the_pipeline_and_the_endpoint_log_in_as_their_own_users(
     again = _users_job(mlflow_server, _admin_and_users(rotated))
     assert again.returncode == 0 and b"updated" in again.stderr, again.stderr.decode()[-2000:]
     assert search_as((PIPELINE_USER[0], rotated)) == 200 and search_as(PIPELINE_USER) == 401
+
+
+def _as(port: int, user: tuple[str, str], method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json",
+               "Authorization": "Basic " + base64.b64encode(":".join(user).encode()).decode()}  # fmt: skip
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_readme_rotates_an_admin_password(mlflow_server: int, tmp_path: Path) -> None:
+    """The platform README's rotation command, pasted into bash against `mlflow server --app-name
+    basic-auth` as the chart runs it: the admin's old password stops working, the new one works.
+    (A second admin rotates, so the fixture's own admin stays as the other tests expect.)"""
+    readme = (CHARTS / "r1ov-platform" / "README.md").read_text()
+    section = readme.split("## Rotating the admin password", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    curl = block[block.index("curl ") : block.index("\nkubectl", block.index("curl "))]
+    assert "http://localhost:5000/api/2.0/mlflow/users/update-password" in curl
+    second, old, new = "r1ov-admin-2", "second-admin-old-password", "second-admin-new-password"
+    assert _as(mlflow_server, MLFLOW_ADMIN, "POST", "/api/2.0/mlflow/users/create",
+               {"username": second, "password": old}) == 200  # fmt: skip
+    assert _as(mlflow_server, MLFLOW_ADMIN, "PATCH", "/api/2.0/mlflow/users/update-admin",
+               {"username": second, "is_admin": True}) == 200  # fmt: skip
+    script = curl.replace("http://localhost:5000", f"http://127.0.0.1:{mlflow_server}")
+    env = {"PATH": os.environ["PATH"], "ADMIN": second, "OLD": old, "NEW": new, "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, timeout=REQUEST_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _as(mlflow_server, (second, old), "GET", search) == 401
+    assert _as(mlflow_server, (second, new), "GET", search) == 200
 
 
 class _ModelsHandler(http.server.BaseHTTPRequestHandler):
