@@ -1061,6 +1061,30 @@ def test_init_container_downloads_the_champion_through_the_server(mlflow_server:
     assert (served / "sub" / "weights.bin").read_bytes() == b"0123"
 
 
+def test_pods_serve_the_version_their_template_names(mlflow_server: int, tmp_path: Path) -> None:
+    """Promotion writes r1ov.io/model-version on the pod template; the download reads it through the
+    downward API and fetches that version, whatever the alias says. So `kubectl rollout undo` (the
+    previous template) serves the previous version again, and a template without it follows the alias."""
+    from r1ov.k8s.endpoint import VERSION_ANNOTATION
+    from r1ov.registry.serving import VERSION_ENV
+
+    objects = render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"))
+    for download in (
+        one(render("r1ov-inference", MINIMAL_INFERENCE), "Deployment")["spec"]["template"]["spec"]["initContainers"][0],
+        one(objects, "ClusterStorageContainer")["spec"]["container"],
+    ):
+        env = {e["name"]: e for e in download["env"]}
+        assert env[VERSION_ENV]["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{VERSION_ANNOTATION}']"
+    _register_tiny(mlflow_server, tmp_path, "undo-tiny", versions=2)  # champion: 2
+    command, env = _init_command(tmp_path, mlflow_server, "undo-tiny")
+    for template_version, served in (("1", "1"), ("", "2")):  # an absent annotation reads as ""
+        result = subprocess.run(command, env={**env, VERSION_ENV: template_version}, capture_output=True, timeout=180)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        path = Path((tmp_path / "run" / "model-path").read_text())
+        assert path == tmp_path / "models" / "undo-tiny" / served
+        assert json.loads((path / "config.json").read_text())["index"] == int(served) - 1
+
+
 def test_replicas_sharing_the_cache_download_once_and_never_write_one_path(mlflow_server: int, tmp_path: Path) -> None:
     """Two replicas starting together on one shared volume, then a third later: one copy, no leftovers."""
     _register_tiny(mlflow_server, tmp_path, "shared")
@@ -1261,6 +1285,7 @@ def test_helm_test_checks_the_served_version_matches_the_alias(
     assert command[:4] == ["python", "-m", "r1ov.registry.serving", "check"]
     command[command.index("--endpoint") + 1] = models_endpoint
     command[command.index("--served-model-name") + 1] = model
+    command[command.index("--wait-seconds") + 1] = "0"  # the verdict now; waiting: test_helm_test_waits_for_the_rollout
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env.update(
         API_KEY=key, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
@@ -1270,6 +1295,37 @@ def test_helm_test_checks_the_served_version_matches_the_alias(
     assert (result.returncode == 0) is passes, result.stderr.decode()[-2000:]
     if not passes:
         assert b"Traceback" not in result.stderr
+
+
+def test_helm_test_waits_for_the_rollout(mlflow_server: int, models_endpoint: str, tmp_path: Path) -> None:
+    """Mid-rollout (old replicas still serve the earlier version) the helm test neither passes nor
+    gives up: it checks again until the new version is served, within tests.waitSeconds."""
+    if not getattr(_ModelsHandler, "registered", False):
+        _register_tiny(mlflow_server, tmp_path, "r1ov-7b", versions=2)
+        _ModelsHandler.registered = True
+    _ModelsHandler.root, _ModelsHandler.guarded = "/models/r1ov-7b/1", True
+    container = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")["spec"]["containers"][0]
+    command = list(container["command"])
+    assert float(arg_after(command, "--wait-seconds")) >= 1800
+    command[command.index("--endpoint") + 1] = models_endpoint
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        API_KEY="s3cret", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
+        HOME=str(tmp_path), PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV,
+    )  # fmt: skip
+    quick = [*command[1:], "--poll-seconds", "0.5"]
+    waiting = subprocess.Popen([sys.executable, *quick], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    assert waiting.poll() is None  # still waiting while v1 is served
+    _ModelsHandler.root = "/models/r1ov-7b/2"  # the rollout completes
+    _, err = waiting.communicate(timeout=180)
+    assert waiting.returncode == 0, err.decode()[-2000:]
+    _ModelsHandler.root = "/models/r1ov-7b/1"
+    short = list(quick)
+    short[short.index("--wait-seconds") + 1] = "2"
+    gave_up = subprocess.run([sys.executable, *short], env=env, capture_output=True, timeout=180)
+    assert gave_up.returncode == 1 and b"waited 2 s for the rollout" in gave_up.stderr
+    _ModelsHandler.root = "/models/r1ov-7b/2"
 
 
 def test_serving_survives_a_node_disruption() -> None:

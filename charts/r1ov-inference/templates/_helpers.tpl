@@ -205,3 +205,16 @@ livenessProbe:
   {{- toYaml .Values.probes.liveness | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The template's model version, read by the download.
+*/}}
+{{- define "r1ov-inference.templateVersionEnv" -}}
+# The version promotion or rollback wrote on the pod template (r1ov.io/model-version): when set it
+# wins over the alias, so the pods serve what their template names and `kubectl rollout undo`
+# serves the earlier version again (r1ov.registry.serving VERSION_ENV).
+- name: R1OV_MODEL_VERSION
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['r1ov.io/model-version']
+{{- end }}

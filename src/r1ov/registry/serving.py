@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -40,6 +41,26 @@ COMPLETE = ".r1ov-complete"  # written last: a directory without it is never ser
 
 class ServingError(Exception):
     """A model that cannot be resolved, or an endpoint that serves something else."""
+
+
+# The version promotion (or rollback) wrote on the serving pods' template, exposed to the download
+# by the downward API (charts/r1ov-inference: fieldRef metadata.annotations['r1ov.io/model-version']).
+# When set it wins over the alias, so the pods serve what their template names: a rolled-back
+# template (`kubectl rollout undo`) serves the earlier version again.
+VERSION_ENV = "R1OV_MODEL_VERSION"
+
+
+def pinned(model_uri: str, template_version: str | None) -> str:
+    """``models:/NAME@ALIAS`` as ``models:/NAME/<template_version>`` when the template names one."""
+    if not template_version:
+        return model_uri
+    if not template_version.isdigit():
+        raise ServingError(f"{VERSION_ENV}={template_version!r}: expected a numeric model version")
+    parsed = urlparse(model_uri)
+    ref = (parsed.netloc + parsed.path).strip("/")
+    if parsed.scheme != "models" or "@" not in ref:
+        return model_uri  # a pinned models:/NAME/VERSION stays what the chart says
+    return f"models:/{ref.split('@', 1)[0]}/{template_version}"
 
 
 def resolve(model_uri: str) -> tuple[str, str]:
@@ -59,11 +80,12 @@ def resolve(model_uri: str) -> tuple[str, str]:
     return name, version
 
 
-def fetch(model_uri: str, cache_dir: Path) -> Path:
-    """The local directory of the resolved version, downloaded unless a complete copy is there."""
+def fetch(model_uri: str, cache_dir: Path, template_version: str | None = None) -> Path:
+    """The local directory of the resolved version (the template's version, when it names one),
+    downloaded unless a complete copy is there."""
     import mlflow
 
-    name, version = resolve(model_uri)
+    name, version = resolve(pinned(model_uri, template_version))
     target = cache_dir / name / version
     if (target / COMPLETE).is_file():
         log.info("models:/%s/%s is cached at %s", name, version, target)
@@ -96,11 +118,8 @@ def refuses_without_key(endpoint: str) -> bool:
         return exc.code == 401
 
 
-def check(endpoint: str, api_key: str, served_model_name: str, model_uri: str) -> str:
-    """Raise unless the endpoint refuses a request without the key and serves ``served_model_name``
-    from the version ``model_uri`` resolves to."""
-    if not refuses_without_key(endpoint):
-        raise ServingError(f"{endpoint} answers /v1/models without the API key")
+def served(endpoint: str, api_key: str, served_model_name: str) -> str:
+    """The model directory the endpoint reports as ``root`` of ``served_model_name``."""
     request = urllib.request.Request(
         endpoint.rstrip("/") + "/v1/models", headers={"Authorization": f"Bearer {api_key}"}
     )
@@ -108,11 +127,35 @@ def check(endpoint: str, api_key: str, served_model_name: str, model_uri: str) -
         models = {m["id"]: m for m in json.load(response)["data"]}
     if served_model_name not in models:
         raise ServingError(f"the endpoint serves {sorted(models)}, not {served_model_name!r}")
-    name, version = resolve(model_uri)
-    root = models[served_model_name].get("root") or ""
-    if Path(root).parts[-2:] != (name, version):
-        raise ServingError(f"{model_uri} is version {version}, but the endpoint serves {root!r}")
-    return f"{served_model_name} serves models:/{name}/{version}"
+    return models[served_model_name].get("root") or ""
+
+
+def check(
+    endpoint: str, api_key: str, served_model_name: str, model_uri: str, wait_seconds: float = 0,
+    poll_seconds: float = 10,
+) -> str:  # fmt: skip
+    """Raise unless the endpoint refuses a request without the key and serves ``served_model_name``
+    from the version ``model_uri`` resolves to. A rollout in progress (an earlier version served, or
+    no replica answering yet) is waited for up to ``wait_seconds``; an open endpoint, a refused key
+    or another model name fail at once."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            if not refuses_without_key(endpoint):
+                raise ServingError(f"{endpoint} answers /v1/models without the API key")
+            root = served(endpoint, api_key, served_model_name)
+            name, version = resolve(model_uri)
+            if Path(root).parts[-2:] == (name, version):
+                return f"{served_model_name} serves models:/{name}/{version}"
+            problem = f"{model_uri} is version {version}, but the endpoint serves {root!r}"
+        except urllib.error.HTTPError:
+            raise  # 401 with the key, or an error page: no rollout fixes that
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            problem = f"{endpoint} does not answer: {exc}"  # no ready replica behind the Service yet
+        if time.monotonic() + poll_seconds > deadline:
+            raise ServingError(problem + (f" (waited {wait_seconds:.0f} s for the rollout)" if wait_seconds else ""))
+        log.info("%s; checking again in %.0f s", problem, poll_seconds)
+        time.sleep(poll_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,18 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     check_.add_argument("--endpoint", required=True)
     check_.add_argument("--served-model-name", required=True)
     check_.add_argument("--model-uri", required=True)
+    check_.add_argument("--wait-seconds", type=float, default=0, help="how long a rollout in progress is waited for")
+    check_.add_argument("--poll-seconds", type=float, default=10, help="pause between checks while waiting")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from mlflow.exceptions import MlflowException
 
     try:
         if args.command == "fetch":
-            path = fetch(args.model_uri, args.cache_dir)
+            path = fetch(args.model_uri, args.cache_dir, os.environ.get(VERSION_ENV) or None)
             args.path_file.parent.mkdir(parents=True, exist_ok=True)
             args.path_file.write_text(str(path))
             print(path)
         else:
-            print(check(args.endpoint, os.environ.get("API_KEY", ""), args.served_model_name, args.model_uri))
+            key = os.environ.get("API_KEY", "")
+            print(
+                check(args.endpoint, key, args.served_model_name, args.model_uri, args.wait_seconds, args.poll_seconds)
+            )
     except (ServingError, OSError, MlflowException) as exc:
         print(f"r1ov.registry.serving {args.command}: {exc}", file=sys.stderr)
         return 1
