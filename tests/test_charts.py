@@ -842,6 +842,88 @@ def test_train_pool_options_for_multi_node_training() -> None:
         render("r1ov-gpu-nodepools", reserved)
 
 
+# Network cards of each family's 8-GPU size, from EC2 (NetworkInfo.MaximumNetworkCards; p5/p5e: 32,
+# docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-acc-inst-types.html#efa-for-p5; p5en: 16; p4d/p4de: 4).
+EFA_CARDS = {"p4d": 4, "p4de": 4, "p5": 32, "p5e": 32, "p5en": 16}
+
+
+def test_efa_pools_are_one_per_network_card_count() -> None:
+    """An EC2NodeClass lists one EFA interface per network card, and the default training families
+    differ (p4d 4, p5en 16, p5 32): each card count gets its own NodePool and node class, every
+    family lands in the one of its count, and all carry the pool's labels, so a training pod that
+    selects the pool can land on any of them."""
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml"))
+    assert (
+        yaml.safe_load((CHARTS / "r1ov-gpu-nodepools/values.yaml").read_text())["aws"]["efaNetworkCards"] == EFA_CARDS
+    )
+    classes = {c["metadata"]["name"]: c for c in by_kind(objects, "EC2NodeClass")}
+    train = [
+        p
+        for p in by_kind(objects, "NodePool")
+        if p["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL] == "train"
+    ]
+    assert sorted(p["metadata"]["name"] for p in train) == ["r1ov-train-efa16", "r1ov-train-efa32", "r1ov-train-efa4"]
+    covered = []
+    for pool in train:
+        template = pool["spec"]["template"]
+        assert template["metadata"]["labels"].items() >= bundle.pool_selector("train").items()
+        (families,) = [
+            r["values"] for r in template["spec"]["requirements"] if r["key"] == "karpenter.k8s.aws/instance-family"
+        ]
+        node_class = classes[template["spec"]["nodeClassRef"]["name"]]
+        efa = sorted(
+            i["networkCardIndex"] for i in node_class["spec"]["networkInterfaces"] if i["interfaceType"] == "efa-only"
+        )
+        for family in families:
+            assert efa == list(range(EFA_CARDS[family])), (pool["metadata"]["name"], family)
+        assert node_class["spec"]["placementGroupSelector"] == {"name": "r1ov-train"}
+        covered += families
+    default_families = chart("r1ov-gpu-nodepools").values["pools"]["train"]["aws"]["instanceFamilies"]
+    assert sorted(covered) == sorted(default_families)  # every family still offered, none twice
+    # Exact types: grouped by their family; one card count keeps the pool's own name.
+    pinned = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-pinned-values.yaml"))
+    assert [p["metadata"]["name"] for p in by_kind(pinned, "NodePool") if "train" in p["metadata"]["name"]] == [
+        "r1ov-prod-train"
+    ]
+    efa_values = load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml")
+    exact = {"instanceFamilies": [], "instanceTypes": ["p5.48xlarge", "p4d.24xlarge"]}
+    types = {}
+    for pool in by_kind(
+        render("r1ov-gpu-nodepools", _merged(efa_values, {"pools": {"train": {"aws": exact}}})), "NodePool"
+    ):
+        requirements = pool["spec"]["template"]["spec"]["requirements"]
+        if "train" in pool["metadata"]["name"]:
+            types[pool["metadata"]["name"]] = next(
+                r["values"] for r in requirements if r["key"] == "node.kubernetes.io/instance-type"
+            )
+    assert types == {"r1ov-train-efa4": ["p4d.24xlarge"], "r1ov-train-efa32": ["p5.48xlarge"]}
+    unknown = _merged(load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml"),
+                      {"pools": {"train": {"aws": {"instanceFamilies": ["p5", "p6-b200"]}}}})  # fmt: skip
+    with pytest.raises(helm.HelmRenderError, match=r"aws.efaNetworkCards has no entry for p6-b200"):
+        render("r1ov-gpu-nodepools", unknown)
+
+
+def test_gke_capacity_options_for_training() -> None:
+    """A reservation, flex-start and spot as ComputeClass priorities (validated against the schema
+    with the other ci objects); the CEL rules jsonschema does not run are checked here: a Specific
+    affinity names its reservations, and acceleratorNetworkProfile is auto or auto-*."""
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/gke-capacity-values.yaml"))
+    train = next(c for c in by_kind(objects, "ComputeClass") if c["metadata"]["name"] == "r1ov-train")
+    validate(train)
+    priorities = train["spec"]["priorities"]
+    kinds = [
+        ("reservations" in p, p.get("flexStart", {}).get("enabled", False), p.get("spot", False)) for p in priorities
+    ]
+    assert kinds == [(True, False, False), (False, True, False), (False, False, True)]
+    for priority in priorities:
+        reservations = priority.get("reservations")
+        if reservations:  # the CRD's x-kubernetes-validations on reservations
+            assert (reservations["affinity"] == "Specific") == bool(reservations.get("specific"))
+        profile = priority.get("acceleratorNetworkProfile")
+        assert profile is None or profile == "auto" or profile.startswith("auto-")
+        assert priority["gpu"]["count"] == 8
+
+
 def test_training_pools_are_never_consolidated_mid_job() -> None:
     objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-values.yaml"))
     for pool in by_kind(objects, "NodePool"):
