@@ -60,6 +60,7 @@ CRD_FILES = {
     ("cloud.google.com/v1", "ComputeClass"): "cloud.google.com_computeclasses.v1.schema.json",
     ("serving.kserve.io/v1beta1", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
     ("serving.kserve.io/v1alpha1", "ClusterStorageContainer"): "serving.kserve.io_clusterstoragecontainers.yaml",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "serving.kserve.io_servingruntimes.yaml",
 }
 
 
@@ -137,14 +138,69 @@ def settings_map(objects: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def pod_specs(objects: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-    """Every pod spec rendered: Deployments' templates and bare Pods (helm test)."""
+    """Every pod spec rendered: Deployments' templates, bare Pods (helm test) and the pod KServe
+    makes from an InferenceService."""
     specs = []
     for template, obj in objects:
         if obj["kind"] == "Deployment":
             specs.append((template, obj["spec"]["template"]["spec"]))
         elif obj["kind"] == "Pod":
             specs.append((template, obj["spec"]))
+        elif obj["kind"] == "InferenceService":
+            specs.append((template, kserve_predictor_pod(objects)))
     return specs
+
+
+KSERVE_MODEL_DIR = "/mnt/models"  # kserve/kserve v0.20.0 pkg/constants/constants.go DefaultModelLocalMountPath
+
+
+def kserve_predictor_pod(objects: list[tuple[str, dict]]) -> dict[str, Any]:
+    """The predictor pod spec KServe v0.20.0 builds from the rendered InferenceService, its named
+    ServingRuntime and ClusterStorageContainer (kserve/kserve v0.20.0):
+
+    - pkg/controller/v1beta1/inferenceservice/components/predictor.go reconcileModel takes the
+      runtime the InferenceService names; utils.go MergeRuntimeContainers patches the runtime's
+      ``kserve-container`` with the InferenceService's model container, args concatenated
+      (runtime + isvc); MergePodSpec takes the runtime's volumes, node selector and tolerations
+      under the predictor's pod fields.
+    - pkg/webhook/admission/pod/storage_initializer_injector.go: the init container gets the args
+      ``[storageUri, /mnt/models]`` and the storage container's spec patched over it
+      (GetStorageContainerSpecByName when the predictor names one), and an emptyDir mounted at
+      /mnt/models in it and, read-only, in kserve-container.
+
+    Not modelled: the agent/batcher/logger containers, Knative's queue-proxy, Istio sidecars.
+    """
+    isvc = one(objects, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    runtime = next(o for o in by_kind(objects, "ServingRuntime") if o["metadata"]["name"] == model["runtime"])
+    assert any(f["name"] == model["modelFormat"]["name"] for f in runtime["spec"]["supportedModelFormats"])
+    server = copy.deepcopy(next(c for c in runtime["spec"]["containers"] if c["name"] == "kserve-container"))
+    for key, value in model.items():
+        if key not in ("modelFormat", "runtime", "storageUri", "args"):
+            server[key] = value
+    server["args"] = server.get("args", []) + model.get("args", [])
+    storage_volume = {"name": "kserve-provision-location", "emptyDir": {}}
+    server.setdefault("volumeMounts", []).append(
+        {"name": storage_volume["name"], "mountPath": KSERVE_MODEL_DIR, "readOnly": True}
+    )
+    pod: dict[str, Any] = {
+        key: predictor[key]
+        for key in ("serviceAccountName", "automountServiceAccountToken", "securityContext", "nodeSelector",
+                    "tolerations", "imagePullSecrets")
+        if key in predictor
+    }  # fmt: skip
+    pod["volumes"] = [*copy.deepcopy(runtime["spec"].get("volumes", [])), storage_volume]
+    pod["containers"] = [server]
+    name = predictor.get("storageContainerName")
+    storages = by_kind(objects, "ClusterStorageContainer")
+    if name:
+        (storage,) = [o for o in storages if o["metadata"]["name"] == name]
+        init = copy.deepcopy(storage["spec"]["container"])
+        init["args"] = [model["storageUri"], KSERVE_MODEL_DIR]
+        init.setdefault("volumeMounts", []).append({"name": storage_volume["name"], "mountPath": KSERVE_MODEL_DIR})
+        pod["initContainers"] = [init]
+    return pod
 
 
 def containers(spec: dict) -> list[dict]:
@@ -243,6 +299,7 @@ def test_every_chart_has_ci_values_for_its_switches() -> None:
         "ServiceMonitor",
         "InferenceService",
         "ClusterStorageContainer",
+        "ServingRuntime",
         "NetworkPolicy",
         "PodDisruptionBudget",
     } <= kinds
@@ -617,8 +674,7 @@ def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     """What the Role grants is tests/test_rbac.py's business (derived from the code, both ways);
     here: each Role has its binding to the chart's account, and KFP's own needs can be left out."""
     objects = render("r1ov-platform", SMALL_PLATFORM)
-    account = one(objects, "ServiceAccount")
-    assert account["metadata"]["name"] == "r1ov-pipeline"
+    (account,) = [a for a in by_kind(objects, "ServiceAccount") if a["metadata"]["name"] == "r1ov-pipeline"]
     roles = {o["metadata"]["name"] for o in by_kind(objects, "Role")}
     assert roles == {"r1ov-r1ov-platform-pipeline", "r1ov-r1ov-platform-kfp-task"}
     bindings = by_kind(objects, "RoleBinding")
@@ -634,6 +690,82 @@ def test_platform_roles_are_bound_to_the_pipeline_account() -> None:
     assert deployments["resourceNames"] == ["serve-r1ov-inference"]
     kserve = next(r for r in by_kind(pinned, "Role")[0]["rules"] if r["resources"] == ["inferenceservices"])
     assert kserve["resourceNames"] == ["serve-r1ov-inference"]
+
+
+IRSA = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/r1ov-mlflow"}
+WORKLOAD_IDENTITY = {"iam.gke.io/gcp-service-account": "r1ov-mlflow@my-project.iam.gserviceaccount.com"}
+
+
+@pytest.mark.parametrize("annotations", [IRSA, WORKLOAD_IDENTITY], ids=["irsa", "workload-identity"])
+def test_mlflow_runs_as_its_own_account_with_the_cloud_identity(annotations: dict[str, str]) -> None:
+    """The server's artifact access by cloud identity, apart from the pipeline's account: the
+    annotation sits on the account the server's pod runs as, never on the pipeline's."""
+    for values in (SMALL_PLATFORM, load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml")):
+        objects = render("r1ov-platform", _merged(values, {"mlflow": {"serviceAccount": {"annotations": annotations}}}))
+        accounts = {a["metadata"]["name"]: a for a in by_kind(objects, "ServiceAccount")}
+        server = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "mlflow")
+        spec = server["spec"]["template"]["spec"]
+        account = accounts[spec["serviceAccountName"]]
+        assert account["metadata"]["name"] != "r1ov-pipeline"
+        assert account["metadata"]["annotations"] == annotations
+        assert "annotations" not in accounts["r1ov-pipeline"]["metadata"]
+        assert account["automountServiceAccountToken"] is False and spec["automountServiceAccountToken"] is False
+        for obj in (account, server):
+            validate(obj)
+    # An existing account instead (e.g. made by eksctl or Config Connector).
+    existing = render(
+        "r1ov-platform",
+        _merged(SMALL_PLATFORM, {"mlflow": {"serviceAccount": {"create": False, "name": "mlflow-irsa"}}}),
+    )
+    assert [a["metadata"]["name"] for a in by_kind(existing, "ServiceAccount")] == ["r1ov-pipeline"]
+    assert one(existing, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mlflow-irsa"
+
+
+def test_schema_upgrade_runs_before_the_new_server() -> None:
+    """postgres: a pre-upgrade hook Job (never on install); sqlite: an init container of the server,
+    which Recreate starts after the old server stopped. Both run `mlflow db upgrade <uri>`."""
+    production = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml"))
+    (job,) = [j for j in by_kind(production, "Job") if j["metadata"]["name"] == "mlflow-db-upgrade"]
+    validate(job)
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["sh", "-c", 'exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"']
+    server = one(production, "Deployment")["spec"]["template"]["spec"]
+    server_env = {e["name"]: e for e in server["containers"][0]["env"]}
+    assert {e["name"]: e for e in container["env"]}["MLFLOW_BACKEND_STORE_URI"] == server_env[
+        "MLFLOW_BACKEND_STORE_URI"
+    ]
+    assert "initContainers" not in server
+    small = render("r1ov-platform", SMALL_PLATFORM)
+    assert not [j for j in by_kind(small, "Job") if j["metadata"]["name"] == "mlflow-db-upgrade"]
+    deployment = one(small, "Deployment")
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    init = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    server_args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert init["command"] == ["mlflow", "db", "upgrade", arg_after(server_args, "--backend-store-uri")]
+    off = _merged(SMALL_PLATFORM, {"mlflow": {"dbUpgrade": {"enabled": False}}})
+    assert "initContainers" not in one(render("r1ov-platform", off), "Deployment")["spec"]["template"]["spec"]
+
+
+def test_schema_upgrade_command_migrates_a_database(tmp_path: Path) -> None:
+    """The rendered migration, run with the real mlflow CLI against a database: an empty one gets
+    the current schema, a second run is a no-op, and the result is what `mlflow server` accepts
+    (alembic head of this MLflow: mlflow/store/db/utils.py _verify_schema)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version, create_sqlalchemy_engine
+
+    production = render("r1ov-platform", load_values(CHARTS / "r1ov-platform/ci/postgres-values.yaml"))
+    job = next(j for j in by_kind(production, "Job") if j["metadata"]["name"] == "mlflow-db-upgrade")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the Secret's DSN; SQLite stands in for PostgreSQL here
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        MLFLOW_BACKEND_STORE_URI=uri, HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    )
+    for _ in range(2):
+        done = subprocess.run(container["command"], env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    engine = create_sqlalchemy_engine(uri)
+    assert _get_schema_version(engine) == _get_latest_schema_revision()
 
 
 def test_platform_tracking_uri_is_a_host_the_mlflow_server_accepts() -> None:
@@ -708,6 +840,88 @@ def test_train_pool_options_for_multi_node_training() -> None:
     reserved = {"aws": {"clusterName": "c"}, "pools": {"serve": {"aws": {"capacityTypes": ["reserved"]}}}}
     with pytest.raises(helm.HelmRenderError, match="capacityReservationSelectorTerms is required"):
         render("r1ov-gpu-nodepools", reserved)
+
+
+# Network cards of each family's 8-GPU size, from EC2 (NetworkInfo.MaximumNetworkCards; p5/p5e: 32,
+# docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-acc-inst-types.html#efa-for-p5; p5en: 16; p4d/p4de: 4).
+EFA_CARDS = {"p4d": 4, "p4de": 4, "p5": 32, "p5e": 32, "p5en": 16}
+
+
+def test_efa_pools_are_one_per_network_card_count() -> None:
+    """An EC2NodeClass lists one EFA interface per network card, and the default training families
+    differ (p4d 4, p5en 16, p5 32): each card count gets its own NodePool and node class, every
+    family lands in the one of its count, and all carry the pool's labels, so a training pod that
+    selects the pool can land on any of them."""
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml"))
+    assert (
+        yaml.safe_load((CHARTS / "r1ov-gpu-nodepools/values.yaml").read_text())["aws"]["efaNetworkCards"] == EFA_CARDS
+    )
+    classes = {c["metadata"]["name"]: c for c in by_kind(objects, "EC2NodeClass")}
+    train = [
+        p
+        for p in by_kind(objects, "NodePool")
+        if p["spec"]["template"]["metadata"]["labels"][bundle.POOL_LABEL] == "train"
+    ]
+    assert sorted(p["metadata"]["name"] for p in train) == ["r1ov-train-efa16", "r1ov-train-efa32", "r1ov-train-efa4"]
+    covered = []
+    for pool in train:
+        template = pool["spec"]["template"]
+        assert template["metadata"]["labels"].items() >= bundle.pool_selector("train").items()
+        (families,) = [
+            r["values"] for r in template["spec"]["requirements"] if r["key"] == "karpenter.k8s.aws/instance-family"
+        ]
+        node_class = classes[template["spec"]["nodeClassRef"]["name"]]
+        efa = sorted(
+            i["networkCardIndex"] for i in node_class["spec"]["networkInterfaces"] if i["interfaceType"] == "efa-only"
+        )
+        for family in families:
+            assert efa == list(range(EFA_CARDS[family])), (pool["metadata"]["name"], family)
+        assert node_class["spec"]["placementGroupSelector"] == {"name": "r1ov-train"}
+        covered += families
+    default_families = chart("r1ov-gpu-nodepools").values["pools"]["train"]["aws"]["instanceFamilies"]
+    assert sorted(covered) == sorted(default_families)  # every family still offered, none twice
+    # Exact types: grouped by their family; one card count keeps the pool's own name.
+    pinned = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-pinned-values.yaml"))
+    assert [p["metadata"]["name"] for p in by_kind(pinned, "NodePool") if "train" in p["metadata"]["name"]] == [
+        "r1ov-prod-train"
+    ]
+    efa_values = load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml")
+    exact = {"instanceFamilies": [], "instanceTypes": ["p5.48xlarge", "p4d.24xlarge"]}
+    types = {}
+    for pool in by_kind(
+        render("r1ov-gpu-nodepools", _merged(efa_values, {"pools": {"train": {"aws": exact}}})), "NodePool"
+    ):
+        requirements = pool["spec"]["template"]["spec"]["requirements"]
+        if "train" in pool["metadata"]["name"]:
+            types[pool["metadata"]["name"]] = next(
+                r["values"] for r in requirements if r["key"] == "node.kubernetes.io/instance-type"
+            )
+    assert types == {"r1ov-train-efa4": ["p4d.24xlarge"], "r1ov-train-efa32": ["p5.48xlarge"]}
+    unknown = _merged(load_values(CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml"),
+                      {"pools": {"train": {"aws": {"instanceFamilies": ["p5", "p6-b200"]}}}})  # fmt: skip
+    with pytest.raises(helm.HelmRenderError, match=r"aws.efaNetworkCards has no entry for p6-b200"):
+        render("r1ov-gpu-nodepools", unknown)
+
+
+def test_gke_capacity_options_for_training() -> None:
+    """A reservation, flex-start and spot as ComputeClass priorities (validated against the schema
+    with the other ci objects); the CEL rules jsonschema does not run are checked here: a Specific
+    affinity names its reservations, and acceleratorNetworkProfile is auto or auto-*."""
+    objects = render("r1ov-gpu-nodepools", load_values(CHARTS / "r1ov-gpu-nodepools/ci/gke-capacity-values.yaml"))
+    train = next(c for c in by_kind(objects, "ComputeClass") if c["metadata"]["name"] == "r1ov-train")
+    validate(train)
+    priorities = train["spec"]["priorities"]
+    kinds = [
+        ("reservations" in p, p.get("flexStart", {}).get("enabled", False), p.get("spot", False)) for p in priorities
+    ]
+    assert kinds == [(True, False, False), (False, True, False), (False, False, True)]
+    for priority in priorities:
+        reservations = priority.get("reservations")
+        if reservations:  # the CRD's x-kubernetes-validations on reservations
+            assert (reservations["affinity"] == "Specific") == bool(reservations.get("specific"))
+        profile = priority.get("acceleratorNetworkProfile")
+        assert profile is None or profile == "auto" or profile.startswith("auto-")
+        assert priority["gpu"]["count"] == 8
 
 
 def test_training_pools_are_never_consolidated_mid_job() -> None:
@@ -929,6 +1143,30 @@ def test_init_container_downloads_the_champion_through_the_server(mlflow_server:
     assert (served / "sub" / "weights.bin").read_bytes() == b"0123"
 
 
+def test_pods_serve_the_version_their_template_names(mlflow_server: int, tmp_path: Path) -> None:
+    """Promotion writes r1ov.io/model-version on the pod template; the download reads it through the
+    downward API and fetches that version, whatever the alias says. So `kubectl rollout undo` (the
+    previous template) serves the previous version again, and a template without it follows the alias."""
+    from r1ov.k8s.endpoint import VERSION_ANNOTATION
+    from r1ov.registry.serving import VERSION_ENV
+
+    objects = render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"))
+    for download in (
+        one(render("r1ov-inference", MINIMAL_INFERENCE), "Deployment")["spec"]["template"]["spec"]["initContainers"][0],
+        one(objects, "ClusterStorageContainer")["spec"]["container"],
+    ):
+        env = {e["name"]: e for e in download["env"]}
+        assert env[VERSION_ENV]["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{VERSION_ANNOTATION}']"
+    _register_tiny(mlflow_server, tmp_path, "undo-tiny", versions=2)  # champion: 2
+    command, env = _init_command(tmp_path, mlflow_server, "undo-tiny")
+    for template_version, served in (("1", "1"), ("", "2")):  # an absent annotation reads as ""
+        result = subprocess.run(command, env={**env, VERSION_ENV: template_version}, capture_output=True, timeout=180)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        path = Path((tmp_path / "run" / "model-path").read_text())
+        assert path == tmp_path / "models" / "undo-tiny" / served
+        assert json.loads((path / "config.json").read_text())["index"] == int(served) - 1
+
+
 def test_replicas_sharing_the_cache_download_once_and_never_write_one_path(mlflow_server: int, tmp_path: Path) -> None:
     """Two replicas starting together on one shared volume, then a third later: one copy, no leftovers."""
     _register_tiny(mlflow_server, tmp_path, "shared")
@@ -1034,15 +1272,51 @@ def test_the_pipeline_and_the_endpoint_log_in_as_their_own_users(
     assert search_as((PIPELINE_USER[0], rotated)) == 200 and search_as(PIPELINE_USER) == 401
 
 
+def _as(port: int, user: tuple[str, str], method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json",
+               "Authorization": "Basic " + base64.b64encode(":".join(user).encode()).decode()}  # fmt: skip
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_readme_rotates_an_admin_password(mlflow_server: int, tmp_path: Path) -> None:
+    """The platform README's rotation command, pasted into bash against `mlflow server --app-name
+    basic-auth` as the chart runs it: the admin's old password stops working, the new one works.
+    (A second admin rotates, so the fixture's own admin stays as the other tests expect.)"""
+    readme = (CHARTS / "r1ov-platform" / "README.md").read_text()
+    section = readme.split("## Rotating the admin password", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    curl = block[block.index("curl ") : block.index("\nkubectl", block.index("curl "))]
+    assert "http://localhost:5000/api/2.0/mlflow/users/update-password" in curl
+    second, old, new = "r1ov-admin-2", "second-admin-old-password", "second-admin-new-password"
+    assert _as(mlflow_server, MLFLOW_ADMIN, "POST", "/api/2.0/mlflow/users/create",
+               {"username": second, "password": old}) == 200  # fmt: skip
+    assert _as(mlflow_server, MLFLOW_ADMIN, "PATCH", "/api/2.0/mlflow/users/update-admin",
+               {"username": second, "is_admin": True}) == 200  # fmt: skip
+    script = curl.replace("http://localhost:5000", f"http://127.0.0.1:{mlflow_server}")
+    env = {"PATH": os.environ["PATH"], "ADMIN": second, "OLD": old, "NEW": new, "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, timeout=REQUEST_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _as(mlflow_server, (second, old), "GET", search) == 401
+    assert _as(mlflow_server, (second, new), "GET", search) == 200
+
+
 class _ModelsHandler(http.server.BaseHTTPRequestHandler):
     """Stand-in for vLLM's OpenAI server: /v1/models behind a bearer key, with the served directory as root."""
 
     key = "s3cret"
     served = "r1ov-7b"
     root = "/models/r1ov-7b/2"
+    guarded = True  # False: a server started without --api-key, which answers anyone
 
     def do_GET(self) -> None:
-        if self.headers.get("Authorization") != f"Bearer {self.key}":
+        if type(self).guarded and self.headers.get("Authorization") != f"Bearer {self.key}":
             self.send_response(401)
             self.end_headers()
             return
@@ -1068,27 +1342,32 @@ def models_endpoint() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    ("model", "key", "root", "passes"),
+    ("model", "key", "root", "guarded", "passes"),
     [
-        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", True),
-        ("r1ov-7b", "s3cret", "/models/r1ov-7b/1", False),  # promoted, but the replicas still serve v1
-        ("other-model", "s3cret", "/models/r1ov-7b/2", False),
-        ("r1ov-7b", "wrong", "/models/r1ov-7b/2", False),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", True, True),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/1", True, False),  # promoted, but the replicas still serve v1
+        ("other-model", "s3cret", "/models/r1ov-7b/2", True, False),
+        ("r1ov-7b", "wrong", "/models/r1ov-7b/2", True, False),
+        ("r1ov-7b", "s3cret", "/models/r1ov-7b/2", False, False),  # answers without the key
+        ("r1ov-7b", "s3cret", "/mnt/models/r1ov-7b/2", True, True),  # KServe's storage initializer's layout
     ],
 )
+@pytest.mark.parametrize("values_file", ["minimal-values.yaml", "kserve-values.yaml"])
 def test_helm_test_checks_the_served_version_matches_the_alias(
-    mlflow_server: int, models_endpoint: str, tmp_path: Path, model: str, key: str, root: str, passes: bool
-) -> None:
+    mlflow_server: int, models_endpoint: str, tmp_path: Path, model: str, key: str, root: str, guarded: bool,
+    passes: bool, values_file: str,
+) -> None:  # fmt: skip
     if not getattr(_ModelsHandler, "registered", False):
         _register_tiny(mlflow_server, tmp_path, "r1ov-7b", versions=2)
         _ModelsHandler.registered = True
-    _ModelsHandler.root = root
-    pod = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")
+    _ModelsHandler.root, _ModelsHandler.guarded = root, guarded
+    pod = one(render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci" / values_file)), "Pod")
     container = pod["spec"]["containers"][0]
     command = list(container["command"])
     assert command[:4] == ["python", "-m", "r1ov.registry.serving", "check"]
     command[command.index("--endpoint") + 1] = models_endpoint
     command[command.index("--served-model-name") + 1] = model
+    command[command.index("--wait-seconds") + 1] = "0"  # the verdict now; waiting: test_helm_test_waits_for_the_rollout
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env.update(
         API_KEY=key, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
@@ -1098,6 +1377,37 @@ def test_helm_test_checks_the_served_version_matches_the_alias(
     assert (result.returncode == 0) is passes, result.stderr.decode()[-2000:]
     if not passes:
         assert b"Traceback" not in result.stderr
+
+
+def test_helm_test_waits_for_the_rollout(mlflow_server: int, models_endpoint: str, tmp_path: Path) -> None:
+    """Mid-rollout (old replicas still serve the earlier version) the helm test neither passes nor
+    gives up: it checks again until the new version is served, within tests.waitSeconds."""
+    if not getattr(_ModelsHandler, "registered", False):
+        _register_tiny(mlflow_server, tmp_path, "r1ov-7b", versions=2)
+        _ModelsHandler.registered = True
+    _ModelsHandler.root, _ModelsHandler.guarded = "/models/r1ov-7b/1", True
+    container = one(render("r1ov-inference", MINIMAL_INFERENCE), "Pod")["spec"]["containers"][0]
+    command = list(container["command"])
+    assert float(arg_after(command, "--wait-seconds")) >= 1800
+    command[command.index("--endpoint") + 1] = models_endpoint
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        API_KEY="s3cret", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"],
+        HOME=str(tmp_path), PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV,
+    )  # fmt: skip
+    quick = [*command[1:], "--poll-seconds", "0.5"]
+    waiting = subprocess.Popen([sys.executable, *quick], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    assert waiting.poll() is None  # still waiting while v1 is served
+    _ModelsHandler.root = "/models/r1ov-7b/2"  # the rollout completes
+    _, err = waiting.communicate(timeout=180)
+    assert waiting.returncode == 0, err.decode()[-2000:]
+    _ModelsHandler.root = "/models/r1ov-7b/1"
+    short = list(quick)
+    short[short.index("--wait-seconds") + 1] = "2"
+    gave_up = subprocess.run([sys.executable, *short], env=env, capture_output=True, timeout=180)
+    assert gave_up.returncode == 1 and b"waited 2 s for the rollout" in gave_up.stderr
+    _ModelsHandler.root = "/models/r1ov-7b/2"
 
 
 def test_serving_survives_a_node_disruption() -> None:
@@ -1116,29 +1426,155 @@ def test_serving_survives_a_node_disruption() -> None:
 
 def test_kserve_alternative_serves_the_registered_model(mlflow_server: int, tmp_path: Path) -> None:
     """The InferenceService (validated against KServe's CRD with the other ci objects) asks for the
-    models:/ URI; the ClusterStorageContainer's exact command resolves it through MLflow as KServe
-    calls it, with the URI and the model directory as arguments."""
+    models:/ URI through this release's storage container; that container's exact command, run as
+    KServe runs it (the URI and /mnt/models as arguments), resolves the alias through MLflow, and the
+    runtime's vLLM command serves the directory it names."""
     objects = render("r1ov-inference", load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"))
     assert not by_kind(objects, "Deployment") and not by_kind(objects, "Service")
     isvc = one(objects, "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert predictor["model"]["storageUri"] == "models:/r1ov-7b@champion"
-    assert predictor["model"]["modelFormat"] == {"name": "huggingface"}
     assert predictor["nodeSelector"] == bundle.pool_selector("serve") and bundle.GPU_TAINT in predictor["tolerations"]
     assert predictor["model"]["resources"]["limits"][bundle.GPU_RESOURCE] == 1
     assert predictor["labels"]["r1ov.io/mlflow-client"] == "true"
-    storage = one(objects, "ClusterStorageContainer")["spec"]
-    assert storage["supportedUriFormats"] == [{"prefix": "models:/"}]
+    storage = one(objects, "ClusterStorageContainer")
+    assert predictor["storageContainerName"] == storage["metadata"]["name"]
+    pod = kserve_predictor_pod(objects)
+    init, server = pod["initContainers"][0], pod["containers"][0]
     _register_tiny(mlflow_server, tmp_path, "kserve-tiny", versions=2)
-    container = storage["container"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env = {e["name"]: e["value"] for e in init["env"] if "value" in e}
     env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_server}", PATH=os.environ["PATH"], HOME=str(tmp_path))
     env.update(PYTHONPATH=os.environ.get("PYTHONPATH", ""), **MLFLOW_CLIENT_ENV)
     dest = tmp_path / "mnt" / "models"
-    command = [sys.executable, *container["command"][1:], "models:/kserve-tiny@champion", str(dest)]
-    result = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert init["command"][0] == "sh" and "python -m r1ov.registry.serving" in init["command"][2]
+    script = init["command"][2].replace("exec python", f"exec {sys.executable}")
+    uri = init["args"][0].replace("r1ov-7b", "kserve-tiny")
+    result = subprocess.run(
+        ["sh", "-c", script, init["command"][3], uri, str(dest)], env=env, capture_output=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert json.loads((dest / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+    served = Path((dest / "model-path").read_text())
+    assert served == dest / "kserve-tiny" / "2"  # champion, resolved to its version: what /v1/models reports
+    assert json.loads((served / "config.json").read_text()) == {"model_type": "tiny", "index": 1}
+    # vLLM serves the directory the path file names, from the volume KServe mounts at /mnt/models.
+    assert server["command"][:2] == ["sh", "-c"]
+    assert f'"$(cat {KSERVE_MODEL_DIR}/model-path)"' in server["command"][2]
+    assert init["args"][1] == KSERVE_MODEL_DIR
+
+
+def _kserve_release(release: str, namespace: str, model: str = "r1ov-7b") -> list[tuple[str, dict[str, Any]]]:
+    values = _merged(load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"), {"model": {"name": model}})
+    out = chart("r1ov-inference").render(values, name=release, namespace=namespace)
+    return [
+        (t, d) for t, text in sorted(out.items()) if not t.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+
+
+def _cluster_scoped(objects: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for _, o in objects if o["kind"] == "ClusterStorageContainer"}
+
+
+def _kserve_matches(storage: dict[str, Any], uri: str) -> bool:
+    """kserve/kserve v0.20.0 pkg/apis/serving/v1alpha1/storage_container_types.go IsStorageUriSupported:
+    a prefix by strings.HasPrefix, else a regex by regexp.MatchString (unanchored search)."""
+    for fmt in storage["spec"]["supportedUriFormats"]:
+        if fmt.get("prefix"):
+            if uri.startswith(fmt["prefix"]):
+                return True
+        elif fmt.get("regex") and re.search(fmt["regex"], uri):
+            return True
+    return False
+
+
+def test_two_kserve_releases_each_get_their_own_storage_container() -> None:
+    """The ClusterStorageContainer is cluster-scoped: two releases (another namespace, another model)
+    must not write one object, and each InferenceService resolves its URI with its own tracking
+    server and credentials."""
+    first = _kserve_release("r1ov", "r1ov")
+    second = _merged(load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"), {
+        "model": {"name": "r1ov-3b"}, "mlflow": {"trackingUri": "http://mlflow.team-b.svc:5000", "existingSecret": "b"},
+    })  # fmt: skip
+    out = chart("r1ov-inference").render(second, name="r1ov", namespace="team-b")
+    second_objects = [
+        (t, d) for t, text in sorted(out.items()) if not t.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+    a, b = _cluster_scoped(first), _cluster_scoped(second_objects)
+    assert len(a) == len(b) == 1 and not set(a) & set(b)  # same release name, no shared cluster object
+    for objects in (first, second_objects):
+        (storage,) = _cluster_scoped(objects).values()
+        isvc = one(objects, "InferenceService")
+        assert isvc["spec"]["predictor"]["storageContainerName"] == storage["metadata"]["name"]
+        validate(storage)
+    (sa,), (sb,) = a.values(), b.values()
+    tracking = {
+        o["metadata"]["name"]: {e["name"]: e.get("value") for e in o["spec"]["container"]["env"]} for o in (sa, sb)
+    }
+    assert (
+        tracking[sa["metadata"]["name"]]["MLFLOW_TRACKING_URI"]
+        != tracking[sb["metadata"]["name"]]["MLFLOW_TRACKING_URI"]
+    )
+    # Auto-matching (an InferenceService that names no container) picks neither for the other's model.
+    assert _kserve_matches(sa, "models:/r1ov-7b@champion") and _kserve_matches(sa, "models:/r1ov-7b/3")
+    assert not _kserve_matches(sa, "models:/r1ov-3b@champion") and not _kserve_matches(sa, "models:/r1ov-7b-old@x")
+    assert _kserve_matches(sb, "models:/r1ov-3b@champion") and not _kserve_matches(sb, "models:/r1ov-7b@champion")
+    # Two releases in one namespace differ by release name.
+    third = _cluster_scoped(_kserve_release("canary", "r1ov"))
+    assert not set(third) & set(a)
+
+
+@pytest.mark.parametrize("mode", ["RawDeployment", "Standard", "Serverless", "Knative"])
+def test_kserve_endpoint_is_cluster_local_keyed_and_tested(mode: str) -> None:
+    """KServe mode is guarded like the Deployment: vLLM's API key from the Secret, no route outside
+    the cluster, a NetworkPolicy where KServe makes a plain Deployment, and a helm test that calls the
+    predictor Service with the key; the predictor pod KServe builds passes Pod Security "restricted"."""
+    from r1ov.testing.pod_security import violations
+
+    values = _merged(load_values(CHARTS / "r1ov-inference/ci/kserve-values.yaml"), {"kserve": {"deploymentMode": mode}})
+    objects = render("r1ov-inference", values)
+    for _, obj in objects:
+        validate(obj)
+    isvc = one(objects, "InferenceService")
+    standard = mode in ("RawDeployment", "Standard")
+    # kserve/kserve v0.20.0: kube_ingress_reconciler.go (Standard) reads networking.kserve.io/visibility,
+    # ingress_reconciler.go (Knative) networking.knative.dev/visibility.
+    label = "networking.kserve.io/visibility" if standard else "networking.knative.dev/visibility"
+    assert isvc["metadata"]["labels"][label] == "cluster-local"
+    pod = kserve_predictor_pod(objects)
+    assert violations("restricted", pod) == []
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod},
+                                 KUBE_VERSION, strict=True)  # fmt: skip
+    server = pod["containers"][0]
+    key_ref = {e["name"]: e for e in server["env"]}["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key_ref == {"name": "r1ov-inference-api-key", "key": "api-key"}
+    assert not any("api-key" in arg for arg in server["args"])
+    pod_labels = {**predictor_labels(isvc), "serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}
+    policies = by_kind(objects, "NetworkPolicy")
+    test_pod = one(objects, "Pod")
+    if standard:
+        (policy,) = policies
+        assert _matches(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+        assert not _matches(policy["spec"]["podSelector"]["matchLabels"], test_pod["metadata"]["labels"])
+        assert policy["spec"]["ingress"][0]["ports"] == [
+            {"port": server["ports"][0]["containerPort"], "protocol": "TCP"}
+        ]
+    else:
+        assert policies == []  # Knative's activator and queue-proxy sit in front of the pod
+    # The helm test: the predictor Service KServe makes (<name>-predictor, port 80), the same key.
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    test_container = test_pod["spec"]["containers"][0]
+    assert (
+        arg_after(test_container["command"], "--endpoint")
+        == f"http://{isvc['metadata']['name']}-predictor.{NAMESPACE}.svc:80"
+    )
+    assert {e["name"]: e for e in test_container["env"]}["API_KEY"]["valueFrom"]["secretKeyRef"] == key_ref
+    assert arg_after(test_container["command"], "--served-model-name") == arg_after(
+        server["args"], "--served-model-name"
+    )
+    assert not _matches(predictor_labels(isvc), test_pod["metadata"]["labels"])
+
+
+def predictor_labels(isvc: dict[str, Any]) -> dict[str, str]:
+    return isvc["spec"]["predictor"]["labels"]
 
 
 def test_every_settings_key_reaches_the_pipeline_pods() -> None:

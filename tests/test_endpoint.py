@@ -21,12 +21,12 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient, Configuration
 from test_charts import validate
-from test_registry import register_version, verdicts_file
+from test_registry import aliases, register_version, verdicts_file
 
 from r1ov.config import EndpointConfig, PromoteConfig, TrackingConfig
 from r1ov.k8s import client
 from r1ov.k8s.endpoint import VERSION_ANNOTATION, served_version, version_patch
-from r1ov.registry.promotion import promote
+from r1ov.registry.promotion import promote, rollback
 from r1ov.testing.kube_api import StandInAPI, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,3 +197,71 @@ def test_promotion_rolls_the_kserve_predictor_only_when_champion_moves(
     assert {("serving.kserve.io", "inferenceservices", "get"), ("serving.kserve.io", "inferenceservices", "patch")} <= (
         p.api.calls()
     )
+
+
+@pytest.mark.parametrize(
+    ("values_file", "resource", "kind"),
+    [
+        ("minimal-values.yaml", "deployments", "Deployment"),
+        ("kserve-values.yaml", "inferenceservices", "InferenceService"),
+    ],
+    ids=["deployment", "kserve"],
+)
+def test_rollback_moves_the_alias_and_rolls_the_endpoint_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values_file: str, resource: str, kind: str
+) -> None:
+    """Undoing a promotion is one step: champion returns to the previous version and the serving
+    pods' template names that version again (the pods serve what it names: test_charts)."""
+    endpoint_object = inference_deployment(values_file, kind)
+    with promotions(tmp_path, monkeypatch, endpoint_object, resource, "r1ov-undo", "undo", kind) as p:
+        register_version(tmp_path, p.tracking, p.model, "first", 0.5)
+        assert promote(p.gate("1"))["promoted"]
+        register_version(tmp_path, p.tracking, p.model, "better", 0.7)
+        assert promote(p.gate("2"))["promoted"]
+        assert served_version({**p.stored(), "kind": kind}) == "2"
+        writes = p.writes()
+        undone = rollback(p.model, p.tracking, endpoint=p.endpoint)
+        assert undone["to"] == "1" and undone["endpoint"]["before"] == "2" and undone["endpoint"]["rolled"]
+        assert aliases(p.tracking, p.model)["champion"] == "1"
+        assert served_version({**p.stored(), "kind": kind}) == "1" and p.writes() == writes + 1
+
+
+def test_a_roll_the_api_refuses_leaves_the_alias_where_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint rolls before the alias moves: when the roll fails (here the named Deployment does
+    not exist), champion still names the version the endpoint serves, for promotion and rollback."""
+    from kubernetes.client.exceptions import ApiException
+
+    with promotions(tmp_path, monkeypatch, inference_deployment(), "deployments", "r1ov-refused", "refused") as p:
+        register_version(tmp_path, p.tracking, p.model, "first", 0.5)
+        assert promote(p.gate("1"))["promoted"]
+        register_version(tmp_path, p.tracking, p.model, "better", 0.7)
+        missing = EndpointConfig(deployment="no-such-endpoint", namespace=NS)
+        with pytest.raises(ApiException):
+            promote(p.gate("2").model_copy(update={"endpoint": missing}))
+        assert aliases(p.tracking, p.model)["champion"] == "1"
+        assert promote(p.gate("2"))["promoted"]
+        with pytest.raises(ApiException):
+            rollback(p.model, p.tracking, endpoint=missing)
+        assert aliases(p.tracking, p.model)["champion"] == "2"
+
+
+def test_rollback_from_the_command_line_rolls_the_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`r1ov registry rollback NAME --endpoint NAMESPACE/NAME`, as the chart's NOTES print it."""
+    from r1ov.cli import main
+
+    with promotions(tmp_path, monkeypatch, inference_deployment(), "deployments", "r1ov-cli-undo", "cli-undo") as p:
+        register_version(tmp_path, p.tracking, p.model, "first", 0.5)
+        assert promote(p.gate("1"))["promoted"]
+        register_version(tmp_path, p.tracking, p.model, "better", 0.7)
+        assert promote(p.gate("2"))["promoted"]
+        uri = ["registry", "--tracking-uri", p.tracking.tracking_uri]
+        capsys.readouterr()
+        assert main([*uri, "rollback", p.model, "--endpoint", "no-namespace"]) == 1
+        err = capsys.readouterr().err
+        assert "expected NAMESPACE/NAME" in err and "Traceback" not in err
+        assert aliases(p.tracking, p.model)["champion"] == "2"
+        assert main([*uri, "rollback", p.model, "--endpoint", f"{NS}/{p.key[2]}"]) == 0
+        assert aliases(p.tracking, p.model)["champion"] == "1"
+        assert served_version(p.stored()) == "1"

@@ -438,3 +438,22 @@ def test_a_non_default_pool_prefix_schedules_every_pod(
 
     default_tasks = [w for w in pipeline_workloads() if w.selector and "local" not in w.name]
     assert default_tasks and not any(_lands(w, available) for w in default_tasks)
+
+
+def test_efa_training_pools_take_every_training_pod() -> None:
+    """With EFA the train pool splits into one NodePool per network-card count (ci/aws-efa-values.yaml):
+    each carries the pool's labels and taint and offers 8-GPU shapes, so every training job pod and
+    rollout server lands and fits on whichever Karpenter picks."""
+    values = yaml.safe_load((CHARTS / "r1ov-gpu-nodepools/ci/aws-efa-values.yaml").read_text())
+    original = _render
+    try:
+        globals()["_render"] = lambda chart, _values: original(chart, values)
+        available = pools("aws")
+    finally:
+        globals()["_render"] = original
+    train = [p for p in available.values() if p.labels.get(bundle.POOL_LABEL) == "train"]
+    assert len(train) == 3 and all(p.name.startswith("r1ov-train-efa") for p in train)
+    jobs = [w for w in job_workloads() if w.gpus]
+    assert jobs
+    stranded = [w.name for w in jobs if not _lands(w, available)]
+    assert not stranded, stranded

@@ -182,6 +182,13 @@ def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
     rollback = actions.add_parser("rollback", help="point champion back at the previous champion")
     rollback.add_argument("name", help="registered model name")
     rollback.add_argument("--alias", default="champion", help="alias to roll back")
+    rollback.add_argument(
+        "--endpoint", metavar="NAMESPACE/NAME", help="the r1ov-inference endpoint to roll onto the restored version"
+    )
+    rollback.add_argument(
+        "--endpoint-kind", choices=["Deployment", "InferenceService"], default="Deployment",
+        help="what the inference chart renders: its Deployment, or KServe's InferenceService",
+    )  # fmt: skip
 
 
 def _doctor(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,7 +250,15 @@ def _registry_action(args: argparse.Namespace, tracking: cfg.TrackingConfig) -> 
         name, alias, version = registry.parse_models_uri(args.model_uri)
         return {"model_dir": str(registry.fetch(name, alias, args.dir, tracking, version=version))}
     if args.action == "rollback":
-        return promotion.rollback(args.name, tracking, args.alias)
+        endpoint = None
+        if args.endpoint:
+            namespace, _, name = args.endpoint.rpartition("/")
+            if not namespace or not name:
+                raise UserError(
+                    f"--endpoint {args.endpoint!r}: expected NAMESPACE/NAME, e.g. r1ov/r1ov-serve-r1ov-inference"
+                )
+            endpoint = cfg.EndpointConfig(deployment=name, namespace=namespace, kind=args.endpoint_kind)
+        return promotion.rollback(args.name, tracking, args.alias, endpoint)
     # The command prints the decision below; the library's own log line would say it twice.
     logging.getLogger(promotion.__name__).setLevel(logging.WARNING)
     decision = promotion.promote(

@@ -123,3 +123,98 @@ r1ov.io/mlflow-client: "true"
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The ClusterStorageContainer of this release: cluster-scoped, so the name carries the namespace too.
+*/}}
+{{- define "r1ov-inference.storageContainerName" -}}
+{{- printf "%s-%s-mlflow" .Release.Namespace (include "r1ov-inference.fullname" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+vLLM's arguments after the model directory (the Deployment's container and the KServe runtime's).
+*/}}
+{{- define "r1ov-inference.vllmArgs" -}}
+- --served-model-name
+- {{ include "r1ov-inference.servedModelName" . | quote }}
+- --host
+- "0.0.0.0"
+- --port
+- {{ .Values.vllm.port | quote }}
+- --tensor-parallel-size
+- {{ .Values.vllm.gpus | quote }}
+- --max-model-len
+- {{ .Values.vllm.maxModelLen | quote }}
+- --gpu-memory-utilization
+- {{ .Values.vllm.gpuMemoryUtilization | quote }}
+{{- range .Values.vllm.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+vLLM's environment: the API key from its Secret (vLLM reads VLLM_API_KEY, keeping it off the command
+line), caches under HOME on a volume (the root filesystem is read-only), nothing fetched from a hub.
+*/}}
+{{- define "r1ov-inference.vllmEnv" -}}
+- name: VLLM_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "r1ov-inference.apiKeySecret" . }}
+      key: {{ .Values.apiKey.key }}
+# The root filesystem is read-only: every cache (vLLM, torch.compile, Triton, FlashInfer,
+# Hugging Face) goes under HOME, an emptyDir.
+- name: HOME
+  value: /cache
+- name: XDG_CACHE_HOME
+  value: /cache
+- name: HF_HOME
+  value: /cache/huggingface
+# The weights are local; nothing may be fetched from a hub at start.
+- name: HF_HUB_OFFLINE
+  value: "1"
+- name: VLLM_NO_USAGE_STATS
+  value: "1"
+- name: DO_NOT_TRACK
+  value: "1"
+{{- with .Values.vllm.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Probes on vLLM's /health (no API key needed there). Call with (dict "port" PORT "root" $).
+*/}}
+{{- define "r1ov-inference.vllmProbes" -}}
+{{- $port := .port }}
+{{- with .root -}}
+startupProbe:
+  httpGet:
+    path: /health
+    port: {{ $port }}
+  {{- toYaml .Values.probes.startup | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /health
+    port: {{ $port }}
+  {{- toYaml .Values.probes.readiness | nindent 2 }}
+livenessProbe:
+  httpGet:
+    path: /health
+    port: {{ $port }}
+  {{- toYaml .Values.probes.liveness | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The template's model version, read by the download.
+*/}}
+{{- define "r1ov-inference.templateVersionEnv" -}}
+# The version promotion or rollback wrote on the pod template (r1ov.io/model-version): when set it
+# wins over the alias, so the pods serve what their template names and `kubectl rollout undo`
+# serves the earlier version again (r1ov.registry.serving VERSION_ENV).
+- name: R1OV_MODEL_VERSION
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['r1ov.io/model-version']
+{{- end }}

@@ -112,3 +112,14 @@ the Service answers to inside the cluster, with and without the port, plus local
 {{- end }}
 {{- concat $hosts .Values.mlflow.extraAllowedHosts | join "," }}
 {{- end }}
+
+{{/*
+The MLflow server's own service account (its cloud identity reaches the artifact store).
+*/}}
+{{- define "r1ov-platform.mlflowServiceAccountName" -}}
+{{- if .Values.mlflow.serviceAccount.create }}
+{{- default .Values.mlflow.name .Values.mlflow.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.mlflow.serviceAccount.name }}
+{{- end }}
+{{- end }}

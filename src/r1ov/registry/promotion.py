@@ -26,7 +26,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from r1ov.config import PromoteConfig, TrackingConfig
+from r1ov.config import EndpointConfig, PromoteConfig, TrackingConfig
 from r1ov.errors import RegistryError
 from r1ov.registry.models import METRIC_TAG_PREFIX, VERDICTS_ARTIFACT, get_version
 from r1ov.registry.tracking import client_for, metric_key, start_run
@@ -162,14 +162,14 @@ def promote(cfg: PromoteConfig) -> dict[str, Any]:
     already = champion is not None and str(champion.version) == str(candidate.version)
     if promoted and not already:  # a forced re-promotion of the champion moves nothing
         before = "" if champion is None else str(champion.version)
+        # The endpoint first: its pods serve the version their template names, so a roll the API
+        # refuses leaves alias and endpoint agreeing on the old champion instead of disagreeing.
+        if cfg.endpoint is not None:
+            record["endpoint"] = _roll(cfg.endpoint, str(candidate.version))
         client.set_model_version_tag(
             cfg.model_name, candidate.version, PREVIOUS_TAG.format(alias=cfg.target_alias), before
         )
         client.set_registered_model_alias(cfg.model_name, cfg.target_alias, candidate.version)
-        if cfg.endpoint is not None:  # the serving pods resolve the alias at start: restart them onto it
-            from r1ov.k8s.endpoint import roll_to_version
-
-            record["endpoint"] = roll_to_version(cfg.endpoint, str(candidate.version))
     log.info(
         "%s version %s %s %s: %s",
         cfg.model_name, candidate.version, "promoted to" if promoted else "not promoted to",
@@ -205,8 +205,18 @@ def _log_decision(client: MlflowClient, cfg: PromoteConfig, candidate: Any, reco
     return run_id
 
 
-def rollback(model_name: str, tracking: TrackingConfig, alias: str = "champion") -> dict[str, Any]:
-    """Point ``alias`` back at the version that held it before the current one."""
+def _roll(endpoint: EndpointConfig, version: str) -> dict[str, Any]:
+    """Write ``version`` on the endpoint's pod template (r1ov.k8s.endpoint), which rolls its pods."""
+    from r1ov.k8s.endpoint import roll_to_version
+
+    return roll_to_version(endpoint, version)
+
+
+def rollback(
+    model_name: str, tracking: TrackingConfig, alias: str = "champion", endpoint: EndpointConfig | None = None
+) -> dict[str, Any]:
+    """Point ``alias`` back at the version that held it before the current one, and roll
+    ``endpoint`` (when given) onto that version first, as :func:`promote` does."""
     client = client_for(tracking)
     current = _by_alias(client, model_name, alias)
     if current is None:
@@ -216,11 +226,14 @@ def rollback(model_name: str, tracking: TrackingConfig, alias: str = "champion")
     if not previous:
         raise RegistryError(f"{model_name} version {current.version} was the first {alias!r}: nothing to roll back to")
     target = get_version(client, model_name, previous)
+    result = {"model_name": model_name, "alias": alias, "from": str(current.version), "to": str(target.version)}
+    if endpoint is not None:
+        result["endpoint"] = _roll(endpoint, str(target.version))
     note = {"rolled_back_to": str(target.version), "at": datetime.now(UTC).isoformat(timespec="seconds")}
     client.set_model_version_tag(model_name, current.version, f"r1ov.rollback.{alias}", json.dumps(note))
     client.set_registered_model_alias(model_name, alias, target.version)
     log.info("%s: %s rolled back from version %s to %s", model_name, alias, current.version, target.version)
-    return {"model_name": model_name, "alias": alias, "from": str(current.version), "to": str(target.version)}
+    return result
 
 
 __all__ = ["decide", "promote", "rollback", "version_verdicts"]

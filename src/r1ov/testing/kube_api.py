@@ -205,7 +205,13 @@ def role_rules_from_chart(
         if doc
     ]
     if service_account is None:
+        # The chart's own account: the one its RoleBindings bind (the MLflow server's account has none).
+        bound = {
+            s.get("name") for o in objects if o["kind"] == "RoleBinding" for s in o.get("subjects", [])
+            if s.get("kind") == "ServiceAccount"
+        }  # fmt: skip
         accounts = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+        accounts = [a for a in accounts if a in bound] or accounts
         if len(accounts) != 1:
             raise ValueError(f"name the service account: the chart renders {accounts or 'none'}")
         service_account = accounts[0]
