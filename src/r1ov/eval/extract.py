@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from r1ov.scoring.answers import choice_letters, fold, is_letter_hedge, parse_number
 from r1ov.scoring.reasoning import blocks, option_letters
 
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 
 # Fallbacks read only the end of a completion: a final answer sits there, and scanning a
 # bounded tail keeps every rule linear however long (or adversarial) the text is.
@@ -158,8 +158,21 @@ def _from_boxed(text: str, options: list[str] | None) -> str | None:
     # Two different boxes on the last line that has one: a hedge, kept whole for is_hedge.
     line_start = text.rfind("\n", 0, text.rfind("\\boxed{")) + 1
     line = text[line_start : text.find("\n", line_start) if "\n" in text[line_start:] else len(text)]
-    boxes = {_box_at(line, m.start()) for m in re.finditer(r"\\boxed\{", line)}
-    return line.strip() if len(boxes) > 1 else answer
+    boxes = [_box_at(line, m.start()) for m in re.finditer(r"\\boxed\{", line)]
+    if len(set(boxes)) > 1 and not _one_answer([b for b in boxes if b], options):
+        return line.strip()
+    return answer
+
+
+def _one_answer(boxes: list[str], options: list[str] | None) -> bool:
+    """Several boxes that state one answer: a value and its option letter ("\\boxed{58 cm^2},
+    answer choice \\boxed{(B)}" where B is 58 cm^2), or one value twice ("\\boxed{2.5cm}.
+    Answer: \\boxed{2.5}"). Boxes that differ in anything else are a hedge."""
+    if options:
+        named = [choice_letters(box, options) for box in boxes]
+        return all(len(n) == 1 for n in named) and len(set(named)) == 1
+    values = [parse_number(box) for box in boxes]
+    return all(v is not None for v in values) and len({v.value for v in values if v is not None}) == 1
 
 
 def _line_end(text: str, position: int) -> int:
@@ -188,6 +201,8 @@ def _from_answer_is(text: str, options: list[str] | None) -> str | None:
     if match is None:
         return None
     value = match.group("value").replace("**", "").strip().strip("*$").strip()
+    if value.startswith("\\boxed{") and last_boxed(value) is None:
+        value = value[len("\\boxed{") :].strip()  # "The answer is \\boxed{D." : a box never closed
     value = _LEAD_WORDS.sub("", value).strip()
     return _choice_head(value, options) if options else _value_head(value)
 
@@ -302,6 +317,14 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
+def _prose_option(option: object) -> bool:
+    """Whether an option's text can be looked for in prose. Options that are bare letters
+    (MATH-V's "A" ... "E", whose content is in the image) cannot: the article "a" would
+    name option A ("... without a description of the figure.")."""
+    text = str(option).strip().replace("$", "").strip()
+    return bool(text) and not (len(text) == 1 and text.isalpha())
+
+
 def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
     """The value (or the one option text) the last sentence states."""
     sentence = _last_sentence(text).replace("$", "").replace("**", "")
@@ -312,7 +335,8 @@ def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
         named = {
             str(option).strip()
             for option in options
-            if str(option).strip() and re.search(rf"(?<!\w){re.escape(_squash(str(option)))}(?!\w)", lowered)
+            if _prose_option(option)
+            and re.search(rf"(?<!\w){re.escape(_squash(str(option).replace('$', '')))}(?!\w)", lowered)
         }
         return named.pop() if len(named) == 1 else None
     if _VALUE_HEDGE.search(sentence):
