@@ -438,3 +438,20 @@ def test_an_option_is_named_by_its_value_in_another_notation(
 )
 def test_other_values_and_sequences_name_no_option(predicted: str, gold: str, options: list[str]) -> None:
     assert not answers_match(predicted, gold, options)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "options", "named"),
+    [
+        ("(A)", ["$a$", "$b$", "$c$", "$d$", "none of them"], True),
+        ("A", ["$a$", "$b$", "$c$", "$d$", "none of them"], True),
+        ("B", ["$a$", "$b$", "$c$", "$d$", "none of them"], False),
+        ("(A)", ["a", "b", "c", "d", "e"], True),
+        ("(B)", ["a", "b", "c", "d", "e"], False),
+    ],
+)
+def test_a_gold_letter_stays_a_letter_when_options_are_lowercase_letters(
+    predicted: str, options: list[str], named: bool
+) -> None:
+    """MATH-V's options "$a$", "$b$" ... with gold "A": the gold is the first option, not free text."""
+    assert answers_match(predicted, "A", options) is named

@@ -425,7 +425,9 @@ def gold_letters(gold: str, options: list[str] | None) -> frozenset[str]:
     if options:
         if lone:
             letter = next(g for g in lone.groups() if g).upper()
-            if letter in option_letters(options) and not any(_same_text(text, o) for o in options):
+            # A gold "A" is the letter unless an option is written "A" itself: options "$a$",
+            # "$b$" ... (MATH-V) differ in case, and their gold letters stay letters.
+            if letter in option_letters(options) and not any(text == clean(o) for o in options):
                 return frozenset(letter)
         return _letters_for_text(text, options)
     return frozenset(lone.group(1)) if lone and lone.group(1) else frozenset()
