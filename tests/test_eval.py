@@ -654,6 +654,10 @@ AREAS = ["$48 \\mathrm{~cm}^{2}$", "$58 \\mathrm{~cm}^{2}$", "$60 \\mathrm{~cm}^
     [
         # the article "a" is not option A
         ("Without a description of the figures, it is impossible to determine the order.", LETTERS, None, "none"),
+        ("A square is missing from the picture.", LETTERS, None, "none"),
+        # the capital letter alone still names a letter option
+        ('The odd one out is the cube with the letter "D" on it.', LETTERS, "D", "final_sentence"),
+        ("所以ΔADC的面积为D。", LETTERS, "D", "final_sentence"),
         # an option written in $...$ named by the last sentence
         ("Adding the two parts, the probability is $\\frac{3}{8}$.", ["$\\frac{3}{4}$", "$\\frac{3}{8}$"], None, None),
         # a value box and its letter box naming one option; one value boxed twice

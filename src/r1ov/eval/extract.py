@@ -318,11 +318,17 @@ def _squash(text: str) -> str:
 
 
 def _prose_option(option: object) -> bool:
-    """Whether an option's text can be looked for in prose. Options that are bare letters
-    (MATH-V's "A" ... "E", whose content is in the image) cannot: the article "a" would
-    name option A ("... without a description of the figure.")."""
+    """Whether an option's text can be looked for in prose, ignoring case. Options that are
+    bare letters (MATH-V's "A" ... "E", whose content is in the image) cannot: the article
+    "a" would name option A ("... without a description of the figure."); they are looked
+    for as the capital letter alone, past the sentence's first word (:func:`_letter_in_prose`)."""
     text = str(option).strip().replace("$", "").strip()
     return bool(text) and not (len(text) == 1 and text.isalpha())
+
+
+def _letter_in_prose(letter: str) -> re.Pattern[str]:
+    """A capital letter standing alone ("the cube with the letter "D" on it", "面积为D")."""
+    return re.compile(rf"(?<![A-Za-z]){re.escape(letter.upper())}(?![A-Za-z])")
 
 
 def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
@@ -335,8 +341,11 @@ def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
         named = {
             str(option).strip()
             for option in options
-            if _prose_option(option)
-            and re.search(rf"(?<!\w){re.escape(_squash(str(option).replace('$', '')))}(?!\w)", lowered)
+            if (
+                re.search(rf"(?<!\w){re.escape(_squash(str(option).replace('$', '')))}(?!\w)", lowered)
+                if _prose_option(option)
+                else _letter_in_prose(str(option).replace("$", "").strip()).search(sentence, 1)
+            )
         }
         return named.pop() if len(named) == 1 else None
     if _VALUE_HEDGE.search(sentence):
