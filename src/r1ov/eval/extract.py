@@ -18,9 +18,11 @@ The rules below read each of these, in this order; the first that finds an answe
    meters.") or, for multiple choice, the one option text it names.
 
 Rule names are :data:`RULES`' keys, kept with every prediction, so a report shows how much
-of a score rests on each. Answers that hedge ("A, B, C or D", several answer blocks that
-disagree, two different boxes on the last line, "3 or 4 apples") and an empty answer tag
-count as no answer, whatever the reasoning says. :data:`RULES_VERSION` names this rule set
+of a score rests on each. Where no rule finds an answer, an optional LLM extractor may read
+one (:mod:`r1ov.eval.llm_extract`, off by default); its items carry the rule ``llm``.
+Answers that hedge ("A, B, C or D", several answer blocks that disagree, two boxes on the
+last line that state different answers, "3 or 4 apples") and an empty answer tag count as
+no answer, whatever the reasoning says. :data:`RULES_VERSION` names this rule set
 in the eval manifest: change it whenever a rule changes what it finds.
 """
 
