@@ -658,6 +658,8 @@ AREAS = ["$48 \\mathrm{~cm}^{2}$", "$58 \\mathrm{~cm}^{2}$", "$60 \\mathrm{~cm}^
         # the capital letter alone still names a letter option
         ('The odd one out is the cube with the letter "D" on it.', LETTERS, "D", "final_sentence"),
         ("所以ΔADC的面积为D。", LETTERS, "D", "final_sentence"),
+        # several letters after "the answer is" stay whole (the matcher refuses them)
+        ("So the answer is (A), (C), and (E).", LETTERS, "(A), (C), and (E)", "answer_is"),
         # an option written in $...$ named by the last sentence
         ("Adding the two parts, the probability is $\\frac{3}{8}$.", ["$\\frac{3}{4}$", "$\\frac{3}{8}$"], None, None),
         # a value box and its letter box naming one option; one value boxed twice

@@ -455,3 +455,21 @@ def test_a_gold_letter_stays_a_letter_when_options_are_lowercase_letters(
 ) -> None:
     """MATH-V's options "$a$", "$b$" ... with gold "A": the gold is the first option, not free text."""
     assert answers_match(predicted, "A", options) is named
+
+
+@pytest.mark.parametrize(
+    ("predicted", "named"),
+    [
+        ("(C) 49", True),
+        ("C. 49 cm", True),
+        ("(C) or (D)", False),
+        ("C. D", False),
+        ("(B) 49", False),
+        ("(C), (A), and (E)", False),
+        ("(C) \\boxed{C} (D) \\boxed{D}", False),
+        ("C square is missing", False),  # a letter and a space open a sentence, not a choice
+    ],
+)
+def test_a_letter_option_held_in_the_image_is_named_whatever_text_follows(predicted: str, named: bool) -> None:
+    """MATH-V's options "A" ... "E" hold their content in the image: "(C) 49" names C; another letter does not."""
+    assert answers_match(predicted, "C", ["A", "B", "C", "D", "E"]) is named

@@ -229,6 +229,8 @@ def _choice_head(value: str, options: list[str]) -> str | None:
     head = _HEAD_LETTER.match(value)
     if head and head.group(1) in option_letters(options):
         rest = value[head.end() :].strip(" ,;:-*")
+        if set(_BRACKETED_LETTER.findall(rest)) & set(option_letters(options)) - {head.group(1)}:
+            return value  # "(A), (C), and (E)": several options, kept whole for the matcher to refuse
         named = {letter for letter in option_letters(options) if rest and choice_letters(rest, options) == {letter}}
         return head.group(1) if not named or named == {head.group(1)} else value
     for option in sorted((str(o).strip() for o in options), key=len, reverse=True):

@@ -408,7 +408,13 @@ def choice_letters(answer: str | None, options: list[str] | None) -> frozenset[s
         return frozenset()
     if not options:
         return frozenset(letter) if marked else frozenset()  # nothing to hold the text against
-    # The text after a letter must be that option's own ("A logarithmic ..." is a sentence).
+    # The text after a letter must be that option's own ("A logarithmic ..." is a sentence),
+    # unless the option is only its letter (MATH-V's "A" ... "E": the content is in the image,
+    # so "(C) 49" cannot be checked against it, and names C).
+    if marked and clean(options[letters.index(letter)]).strip("()") == letter:
+        # ... as long as the text names no other option letter ("(A), (C), and (E)" is a hedge).
+        others = set(re.findall(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", rest)) & set(letters) - {letter}
+        return frozenset() if others else frozenset(letter)
     return frozenset(letter) if letter in _letters_for_text(_unwrap(rest), options) else frozenset()
 
 
