@@ -641,3 +641,50 @@ def test_eval_run_vllm_tiny_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     )
     summary = run(cfg)
     assert summary["n_items"] == 3 and summary["metrics"]["records/failed"] == 0
+
+
+# Shapes seen in MATH-V's published outputs (mathllm/MATH-V outputs/, commit a1f5cc3a), written
+# for the test. MATH-V's letter-only options ("A" ... "E") hold their content in the image.
+LETTERS = ["A", "B", "C", "D", "E"]
+AREAS = ["$48 \\mathrm{~cm}^{2}$", "$58 \\mathrm{~cm}^{2}$", "$60 \\mathrm{~cm}^{2}$"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "options", "answer", "rule"),
+    [
+        # the article "a" is not option A
+        ("Without a description of the figures, it is impossible to determine the order.", LETTERS, None, "none"),
+        ("A square is missing from the picture.", LETTERS, None, "none"),
+        # the capital letter alone still names a letter option
+        ('The odd one out is the cube with the letter "D" on it.', LETTERS, "D", "final_sentence"),
+        ("所以ΔADC的面积为D。", LETTERS, "D", "final_sentence"),
+        # several letters after "the answer is" stay whole (the matcher refuses them)
+        ("So the answer is (A), (C), and (E).", LETTERS, "(A), (C), and (E)", "answer_is"),
+        # an option written in $...$ named by the last sentence
+        ("Adding the two parts, the probability is $\\frac{3}{8}$.", ["$\\frac{3}{4}$", "$\\frac{3}{8}$"], None, None),
+        # a value box and its letter box naming one option; one value boxed twice
+        (
+            "The area is $\\boxed{58 \\text{ cm}^2}$, which is answer choice $\\boxed{\\text{(B)}}$.",
+            AREAS,
+            "\\text{(B)}",
+            "boxed",
+        ),
+        ("So each is \\boxed{2.5cm}. Answer: \\boxed{2.5}.", None, "2.5", "boxed"),
+        # two boxes that differ stay a hedge, kept whole for the matcher to refuse
+        ("So it is \\boxed{3} or \\boxed{4}.", None, "So it is \\boxed{3} or \\boxed{4}.", "boxed"),
+        (
+            "It is \\boxed{58 \\text{ cm}^2}, choice \\boxed{(C)}.",
+            AREAS,
+            "It is \\boxed{58 \\text{ cm}^2}, choice \\boxed{(C)}.",
+            "boxed",
+        ),
+        # a box opened after "the answer is" and never closed
+        ("So $x = \\frac{8}{15}\\sqrt{5}$. The answer is \\boxed{D.", LETTERS, "D", "answer_is"),
+    ],
+)
+def test_extract_reads_mathv_shapes(completion: str, options: list[str], answer: str | None, rule: str | None) -> None:
+    found = extract(completion, options)
+    if rule is None:  # the value found is the option's text, as the sentence writes it
+        assert found.rule == "final_sentence" and found.answer == options[1]
+    else:
+        assert (found.answer, found.rule) == (answer, rule)

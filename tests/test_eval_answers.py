@@ -379,3 +379,97 @@ def test_refusals_never_reach_the_symbolic_parser(monkeypatch: pytest.MonkeyPatc
     for gold in ("1/2", "\\frac{1}{2}", "x/2"):
         assert not answers_match("N/A", gold)
         assert not answers_match("n/a", gold)
+
+
+# --------------------------------------------------------------------------- MATH-V's published outputs
+# Shapes seen in MATH-V's published model outputs (mathllm/MATH-V outputs/, commit a1f5cc3a);
+# written here for the test. MATH-V writes ratio options, LaTeX expressions and letter-only options.
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold"),
+    [
+        ("2", "2\\sqrt{3}"),
+        ("4", "4\\sqrt{2}"),
+        ("4", "4+\\sqrt{2}"),
+        ("2", "2\\pi"),
+        ("4", "4 + x"),
+        ("Volume is $288\\sqrt{2}$", "288"),
+        ("2\\sqrt{3}", "2"),
+    ],
+)
+def test_a_number_is_not_an_expression_that_starts_with_it(predicted: str, gold: str) -> None:
+    """ "2\\sqrt{3}" is not 2 with the unit "\\sqrt{3}": 2 is not the answer, in a verdict or a reward."""
+    assert not answers_match(predicted, gold)
+    assert _reward(predicted, gold) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold", "options"),
+    [
+        ("3/2", "B", ["3: 1", "3: 2", "2: 3"]),
+        ("\\frac{6}{\\pi}", "C", ["$1:\\pi$", "$2:\\pi$", "$6:\\pi$"]),
+        ("\\frac{1}{2}", "1:2", None),
+        ("1", "A", ["1:1", "1:2"]),
+        ("5\\sqrt{5}-10", "E", ["$1$", "$2$", "$3$", "$4$", "$5(\\sqrt{5}-2)$"]),
+        ("2002^2", "A", ["$2002^{2}$", "$2003^{2}$"]),
+        ("\\sqrt{\\frac{4}{\\pi}}", "A", ["$\\frac{2}{\\sqrt{\\pi}}$", "$\\sqrt{\\pi}$"]),
+        ("\\frac{5\\pi}{3} + 2", "B", ["$\\frac{5}{3} \\pi$", "$\\frac{5}{3} \\pi + 2$"]),
+    ],
+)
+def test_an_option_is_named_by_its_value_in_another_notation(
+    predicted: str, gold: str, options: list[str] | None
+) -> None:
+    assert answers_match(predicted, gold, options)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "gold", "options"),
+    [
+        # a sequence is not evaluated: 5-2-3-4-1 is option B, not E (both are -5 as arithmetic)
+        ("5-2-3-4-1", "E", ["5-4-3-2-1", "5-2-3-4-1", "5-4-2-3-1", "5-3-2-1-4", "5-2-3-1-4"]),
+        # the value of an expression option is not that option (the question asks for the expression)
+        ("24", "D", ["$2+4+3$", "$2 \\cdot 4+3$", "$2+4 \\cdot 3$", "$2 \\cdot 4 \\cdot 3$"]),
+        # different values that agree to two decimals (the official is_equal rounds to 2 places)
+        ("\\frac{11}{25}", "B", ["$\\frac{1}{2}$", "$\\frac{7}{16}$"]),
+        ("2/3", "A", ["3:2", "2:3"]),
+        ("4:30", "B", ["4.5", "5:30"]),
+    ],
+)
+def test_other_values_and_sequences_name_no_option(predicted: str, gold: str, options: list[str]) -> None:
+    assert not answers_match(predicted, gold, options)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "options", "named"),
+    [
+        ("(A)", ["$a$", "$b$", "$c$", "$d$", "none of them"], True),
+        ("A", ["$a$", "$b$", "$c$", "$d$", "none of them"], True),
+        ("B", ["$a$", "$b$", "$c$", "$d$", "none of them"], False),
+        ("(A)", ["a", "b", "c", "d", "e"], True),
+        ("(B)", ["a", "b", "c", "d", "e"], False),
+    ],
+)
+def test_a_gold_letter_stays_a_letter_when_options_are_lowercase_letters(
+    predicted: str, options: list[str], named: bool
+) -> None:
+    """MATH-V's options "$a$", "$b$" ... with gold "A": the gold is the first option, not free text."""
+    assert answers_match(predicted, "A", options) is named
+
+
+@pytest.mark.parametrize(
+    ("predicted", "named"),
+    [
+        ("(C) 49", True),
+        ("C. 49 cm", True),
+        ("(C) or (D)", False),
+        ("C. D", False),
+        ("(B) 49", False),
+        ("(C), (A), and (E)", False),
+        ("(C) \\boxed{C} (D) \\boxed{D}", False),
+        ("C square is missing", False),  # a letter and a space open a sentence, not a choice
+    ],
+)
+def test_a_letter_option_held_in_the_image_is_named_whatever_text_follows(predicted: str, named: bool) -> None:
+    """MATH-V's options "A" ... "E" hold their content in the image: "(C) 49" names C; another letter does not."""
+    assert answers_match(predicted, "C", ["A", "B", "C", "D", "E"]) is named

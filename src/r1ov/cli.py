@@ -105,6 +105,13 @@ def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
     score.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="variable holding the judge's API key")
     score.add_argument("--judge-concurrency", type=int, default=8, help="judge requests in flight at once")
     score.add_argument("--judge-retries", type=int, default=3, help="retries per judge request on 429/5xx")
+    score.add_argument(
+        "--extractor-url", help="OpenAI-compatible endpoint of an LLM asked for the answer where no rule finds one"
+    )
+    score.add_argument("--extractor-model", help="the extractor's model name (with --extractor-url)")
+    score.add_argument("--extractor-key-env", default="OPENAI_API_KEY", help="variable holding the extractor's key")
+    score.add_argument("--extractor-concurrency", type=int, default=8, help="extractor requests in flight at once")
+    score.add_argument("--extractor-retries", type=int, default=3, help="retries per extractor request on 429/5xx")
     compare = tools.add_parser("compare", help="paired comparison of two score files (McNemar, bootstrap)")
     compare.add_argument("a", help="score file A (from `r1ov eval score`)")
     compare.add_argument("b", help="score file B")
@@ -119,20 +126,23 @@ def _add_eval_tools(parser: argparse.ArgumentParser) -> None:
 
 def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
     from r1ov.eval import offline
-    from r1ov.eval.judge import JudgeSettings
+    from r1ov.eval.chat import EndpointSettings
+
+    def endpoint(kind: str) -> EndpointSettings | None:
+        url, model = getattr(args, f"{kind}_url"), getattr(args, f"{kind}_model")
+        if not (url or model):
+            return None
+        if not (url and model):
+            raise offline.ScoreError(f"--{kind}-url and --{kind}-model go together")
+        return EndpointSettings(
+            url,
+            model,
+            getattr(args, f"{kind}_key_env"),
+            max_concurrency=getattr(args, f"{kind}_concurrency"),
+            max_retries=getattr(args, f"{kind}_retries"),
+        )
 
     if args.eval_tool == "score":
-        settings = None
-        if args.judge_url or args.judge_model:
-            if not (args.judge_url and args.judge_model):
-                raise offline.ScoreError("--judge-url and --judge-model go together")
-            settings = JudgeSettings(
-                args.judge_url,
-                args.judge_model,
-                args.judge_key_env,
-                max_concurrency=args.judge_concurrency,
-                max_retries=args.judge_retries,
-            )
         result = offline.score_predictions(
             args.benchmark,
             args.data,
@@ -141,9 +151,10 @@ def _eval_tool(args: argparse.Namespace) -> dict[str, Any]:
             missing=args.missing,
             bootstrap_samples=args.bootstrap_samples,
             seed=args.seed,
-            judge_settings=settings,
+            judge_settings=endpoint("judge"),
+            extractor_settings=endpoint("extractor"),
         )
-        keys = ("benchmark", "overall", "by_category", "by_level", "extra", "judge")
+        keys = ("benchmark", "overall", "by_category", "by_level", "extra", "extractor", "judge")
         return {k: result[k] for k in keys} | {"out": args.out}
     return offline.compare_files(
         args.a,

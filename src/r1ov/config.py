@@ -507,14 +507,25 @@ class BenchmarkSpec(Strict):
     label: str | None = Field(None, description="name in metrics and reports; defaults to name")
 
 
-class JudgeConfig(Strict):
+class EndpointConfig(Strict):
+    """An OpenAI-compatible chat endpoint the eval asks per item (the judge, the LLM extractor)."""
+
+    base_url: str = Field(..., description="OpenAI-compatible endpoint")
+    model: str = Field(..., description="the endpoint's model name")
+    api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the endpoint's API key")
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    max_retries: int = Field(3, ge=0, description="retries per request on 429/5xx/timeouts")
+
+
+class JudgeConfig(EndpointConfig):
     """An LLM judge graded beside the rules (never instead of them)."""
 
-    base_url: str = Field(..., description="OpenAI-compatible endpoint of the judge")
-    model: str = Field(..., description="the judge's model name")
-    api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the judge's API key")
-    max_concurrency: int = Field(8, ge=1, description="judge requests in flight at once")
-    max_retries: int = Field(3, ge=0, description="retries per judge request on 429/5xx/timeouts")
+
+class ExtractorConfig(EndpointConfig):
+    """An LLM asked for the answer only where every extraction rule found none (rule ``llm``).
+
+    Its answer is scored by the same matcher as the rules'; the GRPO rewards never use it.
+    """
 
 
 class EvalConfig(Strict):
@@ -542,6 +553,9 @@ class EvalConfig(Strict):
     seed: int = Field(0, description="seed of the bootstrap (and of sampling when temperature > 0)")
     report_samples: int = Field(24, ge=0, description="predictions shown in report.html")
     judge: JudgeConfig | None = Field(None, description="LLM judge scored beside the rules, with their agreement")
+    extractor: ExtractorConfig | None = Field(
+        None, description="LLM extractor for items no rule finds an answer in (off when unset)"
+    )
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> EvalConfig:

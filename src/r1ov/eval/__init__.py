@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from r1ov.config import EvalConfig
+from r1ov.config import EndpointConfig, EvalConfig
 from r1ov.data import storage
 from r1ov.data.imaging import BadImage, load_image
 from r1ov.data.records import metadata
-from r1ov.eval import benchmarks, generate, judge, manifest, report, score
+from r1ov.eval import benchmarks, generate, judge, llm_extract, manifest, report, score
+from r1ov.eval.chat import EndpointSettings
 from r1ov.eval.generate import Generation, Prompt
 from r1ov.scoring.reasoning import format_question
 
@@ -73,14 +74,17 @@ def _row(label: str, record: dict[str, Any], generation: Generation) -> dict[str
     }
 
 
+def _settings(cfg: EvalConfig, endpoint: EndpointConfig) -> EndpointSettings:
+    return EndpointSettings(
+        endpoint.base_url, endpoint.model, endpoint.api_key_env, endpoint.max_concurrency, cfg.request_timeout_s,
+        endpoint.max_retries,
+    )  # fmt: skip
+
+
 def _judge(cfg: EvalConfig, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """The LLM judge's verdicts beside the rules': per row, and its accuracy and agreement as metrics."""
     assert cfg.judge is not None
-    settings = judge.JudgeSettings(
-        cfg.judge.base_url, cfg.judge.model, cfg.judge.api_key_env, cfg.judge.max_concurrency, cfg.request_timeout_s,
-        cfg.judge.max_retries,
-    )  # fmt: skip
-    verdicts = judge.judge(rows, settings)
+    verdicts = judge.judge(rows, _settings(cfg, cfg.judge))
     for row, verdict in zip(rows, verdicts, strict=True):
         row["judge"] = verdict
     summary["judge"] = judge.summarize(rows, verdicts)
@@ -110,7 +114,11 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
     generations = _generate(cfg, items)
     rows = [score.score_row(_row(label, record, g)) for (label, record), g in zip(items, generations, strict=True)]
+    extractor = _settings(cfg, cfg.extractor) if cfg.extractor is not None else None
+    # Before the summary: the items the LLM reads count under their rule, "llm".
+    extracted = llm_extract.fill(rows, extractor) if extractor is not None else None
     summary = score.summarize(rows, cfg.bootstrap_samples, cfg.seed)
+    score.add_extractor_counts(summary, extracted)
     if cfg.judge is not None:
         _judge(cfg, rows, summary)
     summary.update(
@@ -134,6 +142,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         },
         max_pixels=cfg.max_pixels,
         judge=None if cfg.judge is None else {"model": cfg.judge.model, "endpoint": cfg.judge.base_url},
+        llm_extractor=None if extractor is None else llm_extract.manifest_entry(extractor),
     )
     files = report.write_outputs(cfg, summary, rows, rejected, built)
     summary["files"] = {name: storage.join(cfg.output_dir, name) for name in files}

@@ -18,9 +18,11 @@ The rules below read each of these, in this order; the first that finds an answe
    meters.") or, for multiple choice, the one option text it names.
 
 Rule names are :data:`RULES`' keys, kept with every prediction, so a report shows how much
-of a score rests on each. Answers that hedge ("A, B, C or D", several answer blocks that
-disagree, two different boxes on the last line, "3 or 4 apples") and an empty answer tag
-count as no answer, whatever the reasoning says. :data:`RULES_VERSION` names this rule set
+of a score rests on each. Where no rule finds an answer, an optional LLM extractor may read
+one (:mod:`r1ov.eval.llm_extract`, off by default); its items carry the rule ``llm``.
+Answers that hedge ("A, B, C or D", several answer blocks that disagree, two boxes on the
+last line that state different answers, "3 or 4 apples") and an empty answer tag count as
+no answer, whatever the reasoning says. :data:`RULES_VERSION` names this rule set
 in the eval manifest: change it whenever a rule changes what it finds.
 """
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from r1ov.scoring.answers import choice_letters, fold, is_letter_hedge, parse_number
 from r1ov.scoring.reasoning import blocks, option_letters
 
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 
 # Fallbacks read only the end of a completion: a final answer sits there, and scanning a
 # bounded tail keeps every rule linear however long (or adversarial) the text is.
@@ -158,8 +160,21 @@ def _from_boxed(text: str, options: list[str] | None) -> str | None:
     # Two different boxes on the last line that has one: a hedge, kept whole for is_hedge.
     line_start = text.rfind("\n", 0, text.rfind("\\boxed{")) + 1
     line = text[line_start : text.find("\n", line_start) if "\n" in text[line_start:] else len(text)]
-    boxes = {_box_at(line, m.start()) for m in re.finditer(r"\\boxed\{", line)}
-    return line.strip() if len(boxes) > 1 else answer
+    boxes = [_box_at(line, m.start()) for m in re.finditer(r"\\boxed\{", line)]
+    if len(set(boxes)) > 1 and not _one_answer([b for b in boxes if b], options):
+        return line.strip()
+    return answer
+
+
+def _one_answer(boxes: list[str], options: list[str] | None) -> bool:
+    """Several boxes that state one answer: a value and its option letter ("\\boxed{58 cm^2},
+    answer choice \\boxed{(B)}" where B is 58 cm^2), or one value twice ("\\boxed{2.5cm}.
+    Answer: \\boxed{2.5}"). Boxes that differ in anything else are a hedge."""
+    if options:
+        named = [choice_letters(box, options) for box in boxes]
+        return all(len(n) == 1 for n in named) and len(set(named)) == 1
+    values = [parse_number(box) for box in boxes]
+    return all(v is not None for v in values) and len({v.value for v in values if v is not None}) == 1
 
 
 def _line_end(text: str, position: int) -> int:
@@ -188,6 +203,8 @@ def _from_answer_is(text: str, options: list[str] | None) -> str | None:
     if match is None:
         return None
     value = match.group("value").replace("**", "").strip().strip("*$").strip()
+    if value.startswith("\\boxed{") and last_boxed(value) is None:
+        value = value[len("\\boxed{") :].strip()  # "The answer is \\boxed{D." : a box never closed
     value = _LEAD_WORDS.sub("", value).strip()
     return _choice_head(value, options) if options else _value_head(value)
 
@@ -212,6 +229,8 @@ def _choice_head(value: str, options: list[str]) -> str | None:
     head = _HEAD_LETTER.match(value)
     if head and head.group(1) in option_letters(options):
         rest = value[head.end() :].strip(" ,;:-*")
+        if set(_BRACKETED_LETTER.findall(rest)) & set(option_letters(options)) - {head.group(1)}:
+            return value  # "(A), (C), and (E)": several options, kept whole for the matcher to refuse
         named = {letter for letter in option_letters(options) if rest and choice_letters(rest, options) == {letter}}
         return head.group(1) if not named or named == {head.group(1)} else value
     for option in sorted((str(o).strip() for o in options), key=len, reverse=True):
@@ -302,6 +321,20 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
+def _prose_option(option: object) -> bool:
+    """Whether an option's text can be looked for in prose, ignoring case. Options that are
+    bare letters (MATH-V's "A" ... "E", whose content is in the image) cannot: the article
+    "a" would name option A ("... without a description of the figure."); they are looked
+    for as the capital letter alone, past the sentence's first word (:func:`_letter_in_prose`)."""
+    text = str(option).strip().replace("$", "").strip()
+    return bool(text) and not (len(text) == 1 and text.isalpha())
+
+
+def _letter_in_prose(letter: str) -> re.Pattern[str]:
+    """A capital letter standing alone ("the cube with the letter "D" on it", "面积为D")."""
+    return re.compile(rf"(?<![A-Za-z]){re.escape(letter.upper())}(?![A-Za-z])")
+
+
 def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
     """The value (or the one option text) the last sentence states."""
     sentence = _last_sentence(text).replace("$", "").replace("**", "")
@@ -312,7 +345,11 @@ def _from_final_sentence(text: str, options: list[str] | None) -> str | None:
         named = {
             str(option).strip()
             for option in options
-            if str(option).strip() and re.search(rf"(?<!\w){re.escape(_squash(str(option)))}(?!\w)", lowered)
+            if (
+                re.search(rf"(?<!\w){re.escape(_squash(str(option).replace('$', '')))}(?!\w)", lowered)
+                if _prose_option(option)
+                else _letter_in_prose(str(option).replace("$", "").strip()).search(sentence, 1)
+            )
         }
         return named.pop() if len(named) == 1 else None
     if _VALUE_HEDGE.search(sentence):

@@ -10,14 +10,10 @@ verdict: it counts in ``failed``, not as a zero.
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from r1ov.eval.chat import EndpointSettings, ask_all
 
 PROMPT = """You grade answers to math and science questions.
 Decide whether the model's final answer is the same answer as the standard answer. For multiple
@@ -35,16 +31,8 @@ _VERDICT = re.compile(r"^\s*(?:judgement\s*:\s*)?([01])\b", re.IGNORECASE)
 _TAIL = 1500  # characters of an untagged response the judge sees
 
 
-@dataclass(frozen=True)
-class JudgeSettings:
-    """Where the judge lives and how hard to push it."""
-
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    max_concurrency: int = 8
-    timeout_s: float = 120.0
-    max_retries: int = 3
+# The judge's endpoint settings are the shared ones (the LLM extractor uses the same).
+JudgeSettings = EndpointSettings
 
 
 def prompt(row: dict[str, Any]) -> str:
@@ -61,35 +49,11 @@ def parse_verdict(text: str | None) -> bool | None:
     return None if match is None else match.group(1) == "1"
 
 
-def judge(rows: list[dict[str, Any]], settings: JudgeSettings) -> list[bool | None]:
+def judge(rows: list[dict[str, Any]], settings: EndpointSettings) -> list[bool | None]:
     """One verdict per row, in order (None: no verdict)."""
-    from openai import OpenAI
-
-    client = OpenAI(
-        base_url=settings.base_url,
-        api_key=os.environ.get(settings.api_key_env) or "EMPTY",
-        timeout=settings.timeout_s,
-        max_retries=settings.max_retries,
-    )
-
-    def one(row: dict[str, Any]) -> bool | None:
-        if row.get("error"):
-            return None  # nothing was generated: there is nothing to judge
-        try:
-            response = client.chat.completions.create(
-                model=settings.model,
-                messages=[{"role": "user", "content": prompt(row)}],
-                max_tokens=4,
-                temperature=0.0,
-            )
-        except Exception as exc:  # one failed request is one missing verdict, never a stopped run
-            log.warning("judge request failed for %s: %s", row.get("id"), exc)
-            return None
-        content = response.choices[0].message.content if response.choices else None
-        return parse_verdict(content)
-
-    with ThreadPoolExecutor(max_workers=settings.max_concurrency) as pool:
-        return list(pool.map(one, rows))
+    # A row whose generation failed has nothing to judge: no request.
+    prompts = [None if row.get("error") else prompt(row) for row in rows]
+    return [parse_verdict(reply) for reply in ask_all(prompts, settings, max_tokens=4, what="judge")]
 
 
 def summarize(rows: list[dict[str, Any]], verdicts: list[bool | None]) -> dict[str, Any]:

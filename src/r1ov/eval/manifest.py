@@ -75,9 +75,11 @@ def build(
     sampling: dict[str, Any] | None,
     max_pixels: int | None,
     judge: dict[str, Any] | None,
+    llm_extractor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One manifest. ``benchmarks``: name, label, uri, files (name -> sha256), items (published count).
 
+    ``llm_extractor``: the LLM extractor's model, endpoint and prompt hash, None when off.
     ``prompt_template``/``sampling``/``max_pixels`` are None for predictions scored as given
     (``eval score``): they were made elsewhere, and the manifest says so rather than guess.
     """
@@ -87,7 +89,9 @@ def build(
         "sampling": sampling,
         "max_pixels": max_pixels,
         "benchmarks": benchmarks,
-        "extractor": {"rules_version": RULES_VERSION, "rules": list(RULES)},
+        # The LLM extractor (model, endpoint, prompt hash) is part of the extractor: items it
+        # reads are scored, so another extractor is another score.
+        "extractor": {"rules_version": RULES_VERSION, "rules": list(RULES), "llm": llm_extractor},
         "judge": judge,
         "code": code_version(),
     }

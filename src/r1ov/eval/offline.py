@@ -22,7 +22,8 @@ from typing import Any
 
 from r1ov.config import BenchmarkSpec
 from r1ov.data.records import metadata
-from r1ov.eval import benchmarks, judge, manifest
+from r1ov.eval import benchmarks, judge, llm_extract, manifest
+from r1ov.eval.chat import EndpointSettings
 from r1ov.eval.score import score_row, summarize
 from r1ov.scoring import paired
 
@@ -145,13 +146,16 @@ def score_predictions(
     missing: str = "error",
     bootstrap_samples: int = 2000,
     seed: int = 0,
-    judge_settings: judge.JudgeSettings | None = None,
+    judge_settings: EndpointSettings | None = None,
+    extractor_settings: EndpointSettings | None = None,
 ) -> dict[str, Any]:
     """Score a predictions file against ``benchmark`` read from ``data``; writes ``out`` and its verdicts.
 
     With ``judge_settings`` an LLM judge also grades every item; its verdicts sit beside the
     rules' (``judge``), with its accuracy and agreement in the summary. The rules' numbers
-    are the score either way.
+    are the score either way. With ``extractor_settings`` an LLM reads the answer of the items
+    no rule found one in (``llm_extract``), scored by the same matcher; its use is counted
+    (``extractor``) and its model, endpoint and prompt hash go into the manifest.
     """
     if missing not in MISSING_POLICIES:
         raise ScoreError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
@@ -163,6 +167,7 @@ def score_predictions(
         raise ScoreError(f"{data}: no scorable {benchmark} items ({len(loaded.rejected)} set aside)")
     pairs = _match(loaded, predictions, missing)
     rows = [score_row(_row(loaded.label, record, response)) for record, response in pairs]
+    extracted = None if extractor_settings is None else llm_extract.fill(rows, extractor_settings)
     summary = summarize(rows, bootstrap_samples, seed)
     stats = summary["benchmarks"][loaded.label]
     overall = _group(stats) | {
@@ -198,6 +203,7 @@ def score_predictions(
         "by_level": {k: _group(v) for k, v in stats["levels"].items()},
         "extra": stats.get("extra", {}),
         "rules": summary["rules"],
+        "extractor": extracted,
         "judge": None if judged is None else judge.summarize(rows, judged),
         "set_aside": [{"id": r["id"], "reason": r["reject_reason"]} for r in loaded.rejected],
         "verdicts": {v["id"]: v["correct"] for v in verdicts},
@@ -213,6 +219,7 @@ def score_predictions(
         sampling=None,
         max_pixels=None,
         judge=None if judge_settings is None else {"model": judge_settings.model, "endpoint": judge_settings.base_url},
+        llm_extractor=None if extractor_settings is None else llm_extract.manifest_entry(extractor_settings),
     )
     _write(out, result, verdicts)
     return result

@@ -152,6 +152,17 @@ def _rule_rows(summary: dict[str, Any]) -> str:
     )
 
 
+def _extractor_line(summary: dict[str, Any]) -> str:
+    counts = summary.get("extractor")
+    if not counts:
+        return "LLM extractor: off (only the rules above read answers)."
+    return html.escape(
+        f"LLM extractor: asked for {counts['asked']} item(s) no rule found an answer in; it read an answer in "
+        f"{counts['answered']} (rule llm), found none in {counts['no_answer']}, and {counts['failed']} "
+        "request(s) failed (no answer for those items)."
+    )
+
+
 def sample(rows: list[dict[str, Any]], k: int, seed: int) -> list[dict[str, Any]]:
     """Up to ``k`` rows, wrong and right alternating where both exist, chosen reproducibly."""
     rng = random.Random(seed)
@@ -204,10 +215,15 @@ def _manifest_rows(manifest: dict[str, Any]) -> str:
             for b in manifest.get("benchmarks", [])
         ),
         ("extractor rules version", manifest["extractor"]["rules_version"]),
+        ("LLM extractor", _llm_extractor(manifest["extractor"].get("llm"))),
         ("judge", f"{judge['model']} at {judge['endpoint']}" if judge else "none"),
         ("code", f"r1ov {code.get('r1ov')} {code.get('commit') or ''}".strip()),
     ]
     return "\n".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in fields)
+
+
+def _llm_extractor(llm: dict[str, Any] | None) -> str:
+    return f"{llm['model']} at {llm['endpoint']}, prompt {llm['prompt_sha256'][:12]}" if llm else "none"
 
 
 def render_html(
@@ -225,6 +241,7 @@ def render_html(
         chart=base64.b64encode(chart_png(summary)).decode("ascii"),
         group_rows=_group_rows(summary),
         rule_rows=_rule_rows(summary),
+        extractor_line=_extractor_line(summary),
         manifest_rows=_manifest_rows(manifest) if manifest else '<tr><td colspan="2">no manifest</td></tr>',
         sample_rows=_sample_rows(sample(rows, cfg.report_samples, cfg.seed)),
         paper_tables=tables.html_tables(summary, cfg.model_name_or_path),
@@ -271,6 +288,7 @@ def log_to_mlflow(cfg: EvalConfig, summary: dict[str, Any], files: dict[str, byt
         "manifest.prompt_sha256": (manifest.get("prompt") or {}).get("sha256"),
         "manifest.extractor_rules_version": (manifest.get("extractor") or {}).get("rules_version"),
         "manifest.code_commit": (manifest.get("code") or {}).get("commit"),
+        "manifest.llm_extractor": json.dumps((manifest.get("extractor") or {}).get("llm"), sort_keys=True),
         "manifest.benchmark_sha256": sha256(json.dumps(manifest.get("benchmarks"), sort_keys=True)),
         "max_pixels": cfg.max_pixels,
         "model": cfg.model_name_or_path,

@@ -119,6 +119,13 @@ def summarize(rows: list[dict[str, Any]], bootstrap_samples: int = 1000, seed: i
     }
 
 
+def add_extractor_counts(summary: dict[str, Any], counts: dict[str, int] | None) -> None:
+    """The LLM extractor's use (``llm_extract.fill``'s counts) in the summary and its metrics; None: it was off."""
+    summary["extractor"] = counts
+    for key, value in (counts or {}).items():
+        summary["metrics"][f"extractor/{key}"] = float(value)
+
+
 _TOP_LEVEL = (
     "accuracy",
     "accuracy_ci95_low",

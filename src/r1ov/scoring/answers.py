@@ -180,9 +180,11 @@ def parse_number(text: str, unit: str | None = None) -> Number | None:
     number, tail = parsed
     if not tail:
         return number
+    if _UNIT_COMMANDS.search(tail):
+        return None  # "2\\sqrt{3}", "2\\pi": an expression, not 2 with a unit
     if unit:
         return number if same_unit(tail, unit) else None
-    return number if _UNIT.match(_unit_key(tail) or "?") else None
+    return number if is_unit(tail) else None
 
 
 def number_and_unit(text: str) -> tuple[Number, str] | None:
@@ -227,6 +229,17 @@ def number_and_unit(text: str) -> tuple[Number, str] | None:
 
 # Spellings of one unit: "\\mathrm{~cm}^{2}", "cm^2" and "cm²" are one unit.
 _UNIT_NOISE = re.compile(r"\\(?:mathrm|text|mbox|operatorname|rm)\b|[{}~\s\\^]")
+
+
+# The only LaTeX commands a unit is written with: text wrappers, spacing and the degree sign.
+# Any other command after a number (``2\\sqrt{3}``, ``2\\pi``, ``4\\cdot x``) makes it an
+# expression, never a number with a unit.
+_UNIT_COMMANDS = re.compile(r"\\(?!(?:mathrm|textrm|text|mbox|operatorname|rm|circ|degree)\b|[%,;:! ])[A-Za-z]*")
+
+
+def is_unit(tail: str) -> bool:
+    """Whether what follows a number is a unit (``cm``, ``\\mathrm{~cm}^{2}``, ``%``, ``°``)."""
+    return not _UNIT_COMMANDS.search(tail) and bool(_UNIT.match(_unit_key(tail) or "?"))
 
 
 def _unit_key(unit: str) -> str:
@@ -290,13 +303,45 @@ def _letters_for_text(text: str, options: list[str]) -> frozenset[str]:
     if hits:
         return frozenset(hits)
     value = parse_number(text)
-    if value is None:
+    if value is not None:
+        by_value = frozenset(
+            letter
+            for letter, option in zip(letters, options, strict=True)
+            if (n := parse_number(option)) is not None and numbers_equal(value, n) and numbers_equal(n, value)
+        )
+        if by_value:
+            return by_value
+    return _value_letters(text, options)
+
+
+def _is_ratio(text: str) -> bool:
+    return bool(_RATIO.match(text)) and not _CLOCK.match(text)
+
+
+# An answer written as a closed-form expression: a LaTeX command, a power, a root or pi.
+_EXPRESSION = re.compile(r"\\[A-Za-z]+|\^|√|π")
+
+
+def _value_letters(text: str, options: list[str]) -> frozenset[str]:
+    """The options an answer names by value in another notation: a quotient for a ratio
+    option or the reverse (``3/2`` names ``3: 2``, ``\\frac{6}{\\pi}`` names ``$6:\\pi$``: MATH-V
+    writes ratio options, models answer with fractions), and an expression for the same
+    closed-form value (``5\\sqrt{5}-10`` names ``$5(\\sqrt{5}-2)$``, ``2002^2`` names
+    ``$2002^{2}$``). A plain number or a sequence (``5-2-3-4-1``, ``24`` for ``$2 \\cdot 4
+    \\cdot 3$``) is never evaluated against an expression option: it names no option here."""
+    text = clean(text)
+    if not _MATHY.search(text):
         return frozenset()
-    return frozenset(
-        letter
-        for letter, option in zip(letters, options, strict=True)
-        if (n := parse_number(option)) is not None and numbers_equal(value, n) and numbers_equal(n, value)
-    )
+    expression = bool(_EXPRESSION.search(text))
+    hits = []
+    for letter, option in zip(option_letters(options), options, strict=True):
+        option = clean(option)
+        if _is_ratio(text) == _is_ratio(option) and not (expression and _EXPRESSION.search(option)):
+            continue
+        a, b = numeric.value(_ratio_as_quotient(text)), numeric.value(_ratio_as_quotient(option))
+        if a is not None and b is not None and numeric.same_value(a, b):
+            hits.append(letter)
+    return frozenset(hits)
 
 
 def _option_for_text(text: str, options: list[str]) -> str | None:
@@ -363,7 +408,13 @@ def choice_letters(answer: str | None, options: list[str] | None) -> frozenset[s
         return frozenset()
     if not options:
         return frozenset(letter) if marked else frozenset()  # nothing to hold the text against
-    # The text after a letter must be that option's own ("A logarithmic ..." is a sentence).
+    # The text after a letter must be that option's own ("A logarithmic ..." is a sentence),
+    # unless the option is only its letter (MATH-V's "A" ... "E": the content is in the image,
+    # so "(C) 49" cannot be checked against it, and names C).
+    if marked and clean(options[letters.index(letter)]).strip("()") == letter:
+        # ... as long as the text names no other option letter ("(A), (C), and (E)" is a hedge).
+        others = set(re.findall(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", rest)) & set(letters) - {letter}
+        return frozenset() if others else frozenset(letter)
     return frozenset(letter) if letter in _letters_for_text(_unwrap(rest), options) else frozenset()
 
 
@@ -380,7 +431,9 @@ def gold_letters(gold: str, options: list[str] | None) -> frozenset[str]:
     if options:
         if lone:
             letter = next(g for g in lone.groups() if g).upper()
-            if letter in option_letters(options) and not any(_same_text(text, o) for o in options):
+            # A gold "A" is the letter unless an option is written "A" itself: options "$a$",
+            # "$b$" ... (MATH-V) differ in case, and their gold letters stay letters.
+            if letter in option_letters(options) and not any(text == clean(o) for o in options):
                 return frozenset(letter)
         return _letters_for_text(text, options)
     return frozenset(lone.group(1)) if lone and lone.group(1) else frozenset()
@@ -478,6 +531,8 @@ def answers_match(
     if not _multi_valued(gold_text) and (is_value_hedge(pred_text) or _CONNECTIVE.search(pred_text)):
         return False  # "3, 4", "3 or more": several candidates, or a qualified one, for a single gold
     gold_parsed = number_and_unit(gold_text)
+    if gold_parsed is not None and gold_parsed[1] and gold_parsed[1] != "%" and not is_unit(gold_parsed[1]):
+        gold_parsed = None  # "2\\sqrt{3}", "4+\\sqrt{2}", "1:2": an expression, not a number and its unit
     if gold_parsed is not None:
         gold_number, gold_unit = gold_parsed
         # The item's unit, else the one its gold is written with ("6cm"); "%" never restricts.

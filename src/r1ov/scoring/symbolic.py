@@ -65,7 +65,9 @@ def refusal(text: str) -> str | None:
 def as_latex(text: str) -> str:
     """math-verify only reads LaTeX inside math delimiters: wrap bare expressions."""
     stripped = text.strip()
-    if stripped.startswith(("$", "\\(", "\\[")):
+    if stripped.startswith(("$", "\\(", "\\[")) or "$" in stripped:
+        # Delimiters inside the text ("Volume is $288\\sqrt{2}$"): wrapping it again would
+        # turn the formula inside out ("$Volume is $288\\sqrt{2}$$" parses as 288).
         return stripped
     return f"${stripped}$"
 
