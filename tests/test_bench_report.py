@@ -26,3 +26,20 @@ def test_rows_carry_a_numeric_goal_that_the_ratio_or_the_value_must_reach(tmp_pa
     assert "| ratio >= 0.9: upload in the background | yes |" in table
     assert "| ratio <= 1.2 | **no** |" in table
     assert "| value <= 1536: the 1.5 GB budget | yes |" in table
+
+
+def test_make_runs_every_benchmark_suite() -> None:
+    """`make bench-NAME` reaches the suite (a phony target shadowing the pattern rule does nothing)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from r1ov.bench.__main__ import SUITES
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    root = Path(__file__).resolve().parents[1]
+    for name in SUITES:
+        dry = subprocess.run(["make", "-n", f"bench-{name}"], cwd=root, capture_output=True, text=True, check=True)
+        assert f"-m r1ov.bench {name}" in dry.stdout, f"make bench-{name} runs nothing: {dry.stdout!r}"
