@@ -16,6 +16,8 @@ from r1ov.config import ConfigError
 from r1ov.testing import tiny_model
 from r1ov.train import memory
 
+GIB = 2**30
+
 
 @pytest.fixture(scope="module")
 def mid_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -42,11 +44,6 @@ def measured_bytes(model_dir: Path, sequences: int, tokens: int, checkpointing: 
     return json.loads(done.stdout.strip().splitlines()[-1])["bytes"]
 
 
-@pytest.mark.xfail(
-    reason="passes run alone or with its neighbours; in one whole-suite run the probe measured ~1.3 GB "
-    "against a 0.73 GiB estimate for both variants, cause not yet found (issue 16 keeps it open)",
-    strict=False,
-)
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_the_estimate_is_within_20_percent_of_measured_cpu_memory(
     mid_model_dir: Path, tmp_path: Path, checkpointing: bool
@@ -58,6 +55,62 @@ def test_the_estimate_is_within_20_percent_of_measured_cpu_memory(
     shape = memory.model_shape(str(mid_model_dir))
     estimate = memory.estimate("sft", cfg, shape, gpu_gib=None, cuda=False)
     measured = measured_bytes(mid_model_dir, sequences=2, tokens=512, checkpointing=checkpointing)
+    assert abs(estimate.total - measured) <= 0.2 * measured, (estimate.summary(), measured)
+
+
+def test_the_probe_measures_its_own_peak_whatever_the_process_that_started_it_holds(
+    mid_model_dir: Path, tmp_path: Path
+) -> None:
+    # A whole-suite run had grown the test process past the probe's own peak, and the probe read
+    # the parent's (ru_maxrss survives a vfork + exec): ~1.3 GB measured against 0.73 GiB planned.
+    held = bytearray(2 * GIB)
+    held[::4096] = b"\1" * len(range(0, len(held), 4096))  # touch every page: resident, as a loaded model is
+    cfg = sft_config(
+        mid_model_dir, "unused", tmp_path, per_device_train_batch_size=2, max_length=512,
+        max_pixels=784, min_pixels=784, gradient_checkpointing=False,
+    )  # fmt: skip
+    estimate = memory.estimate("sft", cfg, memory.model_shape(str(mid_model_dir)), gpu_gib=None, cuda=False)
+    measured = measured_bytes(mid_model_dir, sequences=2, tokens=512, checkpointing=False)
+    del held
+    assert measured < GIB  # the probe's own ~0.7 GiB, not the 2 GiB its parent holds
+    assert abs(estimate.total - measured) <= 0.2 * measured, (estimate.summary(), measured)
+
+
+@pytest.fixture(scope="module")
+def qwen3b_layers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2.5-VL-3B-Instruct's decoder layer and vision block (its config.json on the Hub: hidden 2048,
+    intermediate 11008, 16 heads, 2 KV heads, head_dim 128; vision 1280/3420/16 heads, output 2048, tied
+    embeddings) with random weights, but 2 of its 36 decoder layers, 1 of its 32 vision blocks and a
+    32K vocabulary of its 152K: the whole 3B needs ~60 GB of fp32 weights and AdamW states, beyond a CPU
+    test. What is checked at full 3B width is every per-layer and per-parameter term of the plan; the
+    layer count and vocabulary only multiply those terms (their scaling is the 7B parameter-count check's)."""
+    out = tmp_path_factory.mktemp("qwen3b-layers")
+    config = tiny_model.build_config(tiny_model.build_tokenizer())
+    config.text_config.update(
+        {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 2, "num_attention_heads": 16,
+         "num_key_value_heads": 2, "vocab_size": 32768, "layer_types": ["full_attention"] * 2}
+    )  # fmt: skip
+    config.text_config.rope_parameters["mrope_section"] = [16, 24, 24]  # sums to head_dim / 2 = 64
+    config.vision_config.update(
+        {"depth": 1, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
+         "fullatt_block_indexes": [0], "window_size": 112}
+    )  # fmt: skip
+    config.tie_word_embeddings = True
+    config.text_config.tie_word_embeddings = True
+    config.save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow  # ~5 GB and a minute of CPU: a 3B-wide step in fp32 with AdamW
+def test_the_estimate_is_within_20_percent_on_3b_wide_layers(qwen3b_layers_dir: Path, tmp_path: Path) -> None:
+    cfg = sft_config(
+        qwen3b_layers_dir, "unused", tmp_path, per_device_train_batch_size=2, max_length=512,
+        max_pixels=784, min_pixels=784, gradient_checkpointing=False,
+    )  # fmt: skip
+    shape = memory.model_shape(str(qwen3b_layers_dir))
+    assert (shape.hidden, shape.intermediate, shape.kv_heads, shape.head_dim) == (2048, 11008, 2, 128)
+    estimate = memory.estimate("sft", cfg, shape, gpu_gib=None, cuda=False)
+    measured = measured_bytes(qwen3b_layers_dir, sequences=2, tokens=512, checkpointing=False)
     assert abs(estimate.total - measured) <= 0.2 * measured, (estimate.summary(), measured)
 
 
