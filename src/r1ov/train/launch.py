@@ -316,7 +316,7 @@ def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
         cfg.model_name_or_path,
         cfg.vllm_tensor_parallel_size,
         cfg.vllm_data_parallel_size,
-        replicas=1,
+        replicas=rollout.SERVERS_PER_JOB,
         image=None,
         namespace=cluster.namespace,
         env=env,
@@ -324,6 +324,7 @@ def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
         secret_env=cluster.secret_env,
         service_account=cluster.service_account,
         labels=cluster.labels,
+        annotations=cluster.annotations,
         extra_args=["--gpu-memory-utilization", str(cfg.vllm_server_gpu_memory_utilization)],
     )
     build = trainjobs.pytorchjob_name if cfg.distributed.launcher == "pytorchjob" else trainjobs.trainjob_name
