@@ -485,6 +485,12 @@ class GRPOConfig(ModelIOConfig):
         0.9, gt=0, le=1, description="GPU share of each rollout server (vllm-server: the GPUs are its own)"
     )
     track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
+    log_completions_steps: int = Field(
+        0,
+        ge=0,
+        description="every N optimizer steps, the latest rollout batch (prompt, completion, each reward, advantage) "
+        "as an MLflow table under completions/ (0: never; needs track)",
+    )
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

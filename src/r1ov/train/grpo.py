@@ -21,7 +21,7 @@ from PIL import Image
 
 from r1ov.config import ConfigError, GRPOConfig
 from r1ov.scoring import lengths, reasoning
-from r1ov.train import checkpoints, common, dataset, rewards, tracking
+from r1ov.train import checkpoints, common, completions, dataset, rewards, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,13 @@ def check(cfg: GRPOConfig) -> None:
     # Cluster launchers start rollout servers and fill in their URL (launch.rollout_servers).
     if cfg.distributed.launcher == "local" or cfg.generation != "vllm-server":
         generation_arguments(cfg)
+    if cfg.log_completions_steps and not cfg.track:
+        raise ConfigError("grpo.log_completions_steps: the tables go to the stage's MLflow run; set track=true or 0")
+    if cfg.log_completions_steps % cfg.logging_steps:
+        raise ConfigError(
+            f"grpo.log_completions_steps: {cfg.log_completions_steps} must be a multiple of logging_steps "
+            f"({cfg.logging_steps}), the steps at which the trainer logs"
+        )
     processes = cfg.distributed.nnodes * cfg.distributed.nproc_per_node
     batch = cfg.per_device_train_batch_size * processes * cfg.gradient_accumulation_steps
     if batch % cfg.num_generations:
@@ -194,6 +201,8 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
             processing_class=processor,
         )
         common.use_log_callback(trainer, "grpo")
+        if cfg.log_completions_steps and run_id:
+            trainer.add_callback(completions.CompletionsTable(trainer, cfg.log_completions_steps))
         result, resumed_from = checkpoints.train(trainer, cfg)
         history = trainer.state.log_history
         summary = common.summarize(
