@@ -191,3 +191,20 @@ def test_a_cluster_launch_refuses_a_plan_that_cannot_fit_before_requesting_gpus(
     with pytest.raises(ConfigError, match=r"grpo: the plan needs .* on 80 GiB GPUs"):
         launch.launch("grpo", cfg)
     assert not (tmp_path / "bucket").exists()  # no config written, no job submitted
+
+
+def test_offloaded_states_leave_the_gpu_plan(qwen7b_dir: Path, tmp_path: Path) -> None:
+    def plan(**offload: str) -> dict:
+        cfg = grpo_config(
+            qwen7b_dir, "unused", tmp_path, per_device_train_batch_size=1, max_completion_length=1024,
+            gradient_checkpointing=True, bf16=True, generation="hf",
+            distributed={"nnodes": 1, "nproc_per_node": 8, "deepspeed": "zero3", **offload},
+        )  # fmt: skip
+        return memory.plan("grpo", cfg, gpu_gib=80)["per_gpu_gib"]
+
+    on_gpu, optimizer_off = plan(), plan(offload_optimizer="cpu")
+    all_off = plan(offload_optimizer="cpu", offload_param="cpu")
+    assert on_gpu["optimizer"] == pytest.approx(8.29e9 * 12 / 8 / 2**30, rel=0.02) and optimizer_off["optimizer"] == 0
+    assert optimizer_off["weights"] == on_gpu["weights"] > 0
+    assert all_off["weights"] == all_off["reference_model"] == 0
+    assert all_off["activations"] == on_gpu["activations"]  # what stays on the GPU is unchanged

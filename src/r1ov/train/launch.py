@@ -33,7 +33,7 @@ from typing import Any
 from r1ov.config import ConfigError
 from r1ov.data import storage
 from r1ov.k8s.shutdown import sigterm_exits
-from r1ov.train import common, extensions_dir, worker
+from r1ov.train import common, extensions_dir, worker, zero
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ PASS_ENV = (
 def launch(stage: str, cfg: Any) -> dict[str, Any]:
     """Run ``stage`` ("sft" or "grpo") with ``cfg`` on the configured launcher; returns its summary."""
     worker.trainer(stage)  # unknown stages fail here, before anything starts
+    zero.build(cfg.distributed, cuda=True)  # a custom DeepSpeed JSON is read and checked here, not in every worker
     if cfg.distributed.launcher == "local":
         return launch_local(stage, cfg)
     preflight(stage, cfg)
