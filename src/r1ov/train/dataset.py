@@ -2,13 +2,14 @@
 
 A rank reads the dataset's shards one at a time and writes the columns training needs to an
 Arrow stream file, which ``datasets`` memory-maps (``Dataset.from_file``): resident memory holds
-one shard at a time while the file is written, then only the pages a batch touches, and ranks
-on one node share those pages through the page cache. Nothing is decoded before step 1: a
+one shard at a time while the file is written, then only the pages a batch touches. Each rank
+writes its own file, in a temporary folder (under ``TMPDIR``) removed with the data when training
+ends. Nothing is decoded before step 1: a
 record is checked by its columns (a required one empty), its image's header (corrupt bytes, a
 decompression bomb) and, for GRPO, its prompt's length from the header's size and the question's
 tokens; the chat rows and the decoded images are built batch by batch when the trainer's
 dataloader asks for them (``Dataset.with_transform``). Records set aside are counted and logged
-with their reason, as before.
+with their reason.
 
 An image that passes the header check but cannot be decoded fails the step that draws it, naming
 the record: the import and formalize stages decode every image in full before a record is
