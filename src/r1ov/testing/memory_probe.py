@@ -1,6 +1,6 @@
 """Measure what one training step of a checkpoint's architecture holds in CPU memory (peak RSS).
 
-    python -m r1ov.testing.memory_probe MODEL_DIR SEQUENCES TOKENS [checkpointing]
+    MALLOC_MMAP_THRESHOLD_=131072 python -m r1ov.testing.memory_probe MODEL_DIR SEQUENCES TOKENS [checkpointing]
 
 The stand-in for ``torch.cuda.max_memory_allocated`` on a machine without a GPU: random fp32
 weights from the checkpoint's config, AdamW, two forward/backward/steps on a text-only batch
@@ -15,6 +15,10 @@ the high-water mark of the address space it replaces into it (torvalds/linux fs/
 ``exec_mmap()`` -> ``setmax_mm_hiwater_rss(&tsk->signal->maxrss, old_mm)``), and a child that
 Python's subprocess starts with vfork replaces its parent's, so a probe started from a test
 process that had grown past the probe's own peak measured the parent's peak instead.
+
+A fixed glibc mmap threshold (the environment variable above, read at start-up) keeps large
+tensors in their own mappings, returned when freed; glibc's dynamic threshold otherwise lets the
+measured step reuse or strand heap memory differently from run to run (mallopt(3)).
 
 What it does not model: images (the vision tower's activations), the GPU allocator's caching
 and fragmentation, and DeepSpeed's buffers; resident pages of the CPU allocator stand in for
