@@ -562,6 +562,32 @@ def test_rollout_servers_run_as_the_vllm_team_would(launcher: str) -> None:
     assert not clients.items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_rollout_pods_opt_out_of_the_mesh_and_of_voluntary_disruption() -> None:
+    """A rollout server lost mid-run takes the trainer's rollouts and its weight-sync peer with it: its
+    pods carry the same opt-outs as the trainers', and the run's own annotations beside them."""
+    from r1ov.k8s import rollout
+    from r1ov.train import launch
+
+    cfg = _grpo_cfg(
+        distributed={"launcher": "pytorchjob", "nnodes": 2, "cluster": {"annotations": {"team.example/cost": "vision"}}}
+    )
+    statefulset = launch.rollout_objects(cfg, "r1ov-grpo-ab12-rollout", "r1ov-grpo-ab12")[0]
+    kubernetes_validate.validate(statefulset, K8S_VERSION, strict=True)
+    annotations = statefulset["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "sidecar.istio.io/inject": "false",
+        "karpenter.sh/do-not-disrupt": "true",
+        "team.example/cost": "vision",
+    }
+    job = launch.job_manifest("grpo", cfg, "r1ov-grpo-ab12", "s3://r1ov/runs/r/grpo/train_config.json")
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        assert replica["template"]["metadata"]["annotations"] == annotations  # the trainers' own
+    # TRL's GRPO trainer has one vLLM client for one server URL: one server per job, the URL of replica 0
+    assert statefulset["spec"]["replicas"] == rollout.SERVERS_PER_JOB == 1
+    overridden = build_rollout_server("grpo", "m", 1, 1, 1, None, annotations={"karpenter.sh/do-not-disrupt": "false"})
+    assert overridden[0]["spec"]["template"]["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "false"
+
+
 def test_grpo_trainers_with_vllm_rollouts_run_in_the_vllm_image() -> None:
     from r1ov.k8s import bundle
     from r1ov.train import launch

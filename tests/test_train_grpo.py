@@ -163,6 +163,8 @@ def test_prompt_tokens_matches_the_processor(tiny_model_dir: Path, clevr_data: s
         ({"rewards": ["accuracy", "fromat"]}, r"unknown reward\(s\) \['fromat'\]"),
         ({"num_generations": 3}, "num_generations: 3 must divide the generation batch"),
         ({"reward_weights": [1.0]}, r"reward_weights: 1 weight\(s\) for 2 reward\(s\)"),
+        ({"log_completions_steps": 5, "track": True, "logging_steps": 2}, "log_completions_steps: 5 must be a"),
+        ({"log_completions_steps": 5}, "log_completions_steps: the tables go to the stage's MLflow run"),
         (
             {"num_generations": 4, "distributed": {"deepspeed": "none", "nnodes": 2}},
             None,  # 2 per device x 2 processes = 4: fine
@@ -179,6 +181,41 @@ def test_settings_every_worker_would_reject_fail_before_launch(
     with pytest.raises(ConfigError, match=message):
         grpo.run(cfg)
     assert not (tmp_path / "out").exists()  # nothing was launched
+
+
+def test_rollouts_reach_mlflow_as_a_table_every_n_steps(
+    tiny_model_dir: Path, clevr_data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import pandas
+
+    monkeypatch.setitem(rewards.REWARDS, "length", length_reward)
+    # a local MLflow store: runs in SQLite, artifacts in a folder
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri)
+    client.create_experiment("r1ov-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    cfg = grpo_config(
+        tiny_model_dir, clevr_data, tmp_path / "grpo", rewards=["length"], max_steps=4, log_completions_steps=2,
+        track=True, tracking={"tracking_uri": tracking_uri, "experiment": "r1ov-test"},
+    )  # fmt: skip
+    summary = grpo.train(cfg)
+
+    run_id = summary["mlflow_run_id"]
+    files = sorted(f.path for f in client.list_artifacts(run_id, "completions"))
+    assert files == ["completions/step_000002.json", "completions/step_000004.json"]  # every 2nd of 4 steps
+    questions = {common.prompt_messages(r)[1]["content"][1]["text"] for r in records.read_records(clevr_data)}
+    history = {m.step: m.value for m in client.get_metric_history(run_id, "rewards/length_reward/mean")}
+    for step in (2, 4):
+        # what mlflow.log_table wrote: pandas' "split" JSON (columns, data), as mlflow.load_table reads it
+        local = client.download_artifacts(run_id, f"completions/step_{step:06d}.json", str(tmp_path))
+        table = pandas.read_json(local, orient="split", dtype=False, convert_dates=False)
+        assert list(table.columns) == ["step", "prompt", "completion", "reward/length_reward", "advantage"]
+        assert len(table) == 2 and set(table["step"]) == {step}  # one prompt x 2 generations per step
+        assert set(table["prompt"]) <= questions
+        # the rewards the table shows are the ones the step was trained on: their mean is the logged metric
+        lengths = [len(text) / 100 for text in table["completion"]]
+        assert table["reward/length_reward"].tolist() == pytest.approx(lengths)
+        assert sum(lengths) / 2 == pytest.approx(history[step])
 
 
 def test_generation_backends_map_to_trl_settings(tiny_model_dir: Path, tmp_path: Path) -> None:

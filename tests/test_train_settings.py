@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,83 @@ def test_grpo_can_freeze_the_vision_tower(tiny_model_dir: Path, tmp_path: Path) 
     before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     moved = {name for name in before if not (before[name] == after[name]).all()}
     assert moved and not any(name.startswith("visual.") for name in moved), sorted(moved)[:5]
+
+
+# --------------------------------------------------------------------------- DeepSpeed offload and a custom JSON
+
+
+def _zero_arguments(dist: dict[str, object], tmp_path: Path) -> dict[str, object]:
+    """The ``deepspeed`` value the stage hands to TrainingArguments, read back by transformers' own parser."""
+    from transformers.integrations import HfDeepSpeedConfig
+
+    sft = sft_config(Path("unused"), "unused", tmp_path, distributed=dist)
+    runtime = common.Runtime(cuda=True, backend="nccl", rank=0, local_rank=0, world_size=8)
+    built = common.trainer_arguments(sft, runtime, track=False)["deepspeed"]
+    assert isinstance(built, dict)
+    HfDeepSpeedConfig(built)  # raises on a config transformers cannot read
+    return built
+
+
+def test_offload_reaches_the_trainers_deepspeed_config(tmp_path: Path) -> None:
+    from transformers.integrations import HfDeepSpeedConfig
+
+    built = _zero_arguments({"deepspeed": "zero3", "offload_optimizer": "cpu", "offload_param": "cpu"}, tmp_path)
+    parsed = HfDeepSpeedConfig(built)
+    assert parsed.is_zero3() and parsed.is_offload()
+    section = built["zero_optimization"]
+    assert section["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+    assert section["offload_param"] == {"device": "cpu", "pin_memory": True}
+    assert not HfDeepSpeedConfig(_zero_arguments({"deepspeed": "zero3"}, tmp_path)).is_offload()
+    zero2 = _zero_arguments({"deepspeed": "zero2", "offload_optimizer": "cpu"}, tmp_path)
+    assert HfDeepSpeedConfig(zero2).is_offload() and "offload_param" not in zero2["zero_optimization"]
+
+
+@pytest.mark.parametrize(
+    ("dist", "message"),
+    [
+        ({"deepspeed": "zero2", "offload_param": "cpu"}, "offload_param=cpu needs deepspeed=zero3"),
+        ({"deepspeed": "none", "offload_optimizer": "cpu"}, "offload_optimizer=cpu needs DeepSpeed"),
+        ({"deepspeed": "none", "deepspeed_config": "ds.json"}, "deepspeed_config needs DeepSpeed"),
+        ({"deepspeed": "zero3", "offload_param": "nvme"}, "offload_param"),
+    ],
+)
+def test_offload_settings_deepspeed_cannot_run_are_refused(dist: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cfg.DistributedConfig(**dist)
+
+
+ZERO3 = {"stage": 3, "reduce_bucket_size": "auto", "stage3_prefetch_bucket_size": 50_000_000, "sub_group_size": 1e8}
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (None, None),
+        ({**ZERO3, "stage": 2}, r"zero_optimization.stage 2 but distributed.deepspeed is zero3"),
+        ({**ZERO3, "stage3_prefech_bucket_size": 1}, "DeepSpeed refuses .*zero_optimization"),  # misspelt key
+        ("not json", "cannot read .* as JSON"),
+    ],
+)
+def test_a_custom_deepspeed_json_is_used_and_checked_before_launch(
+    section: object, message: str | None, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from r1ov.train import launch
+
+    path = tmp_path / "ds.json"
+    custom = {
+        "zero_optimization": section or ZERO3,
+        "train_micro_batch_size_per_gpu": "auto",
+        "bf16": {"enabled": "auto"},
+    }
+    path.write_text(section if isinstance(section, str) else json.dumps(custom))
+    dist = {"deepspeed": "zero3", "deepspeed_config": str(path), "offload_optimizer": "cpu"}
+    if message is None:
+        built = _zero_arguments(dist, tmp_path)
+        assert built["zero_optimization"]["stage3_prefetch_bucket_size"] == 50_000_000  # the user's, not ours
+        assert built["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+        assert "stage3_gather_16bit_weights_on_model_save" not in built["zero_optimization"]
+        return
+    stage = sft_config(tiny_model_dir, "unused", tmp_path / "out", distributed={**dist, "nproc_per_node": 2})
+    with pytest.raises(ConfigError, match=f"distributed.deepspeed_config: .*{message}"):
+        launch.launch("sft", stage)
+    assert not (tmp_path / "out").exists()  # refused before anything started

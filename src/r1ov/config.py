@@ -184,9 +184,34 @@ class DistributedConfig(Strict):
     nnodes: int = Field(1, ge=1, description="nodes (torchrun --nnodes)")
     nproc_per_node: int = Field(1, ge=1, description="processes per node (one per GPU)")
     deepspeed: Literal["none", "zero2", "zero3"] = Field("zero3", description="DeepSpeed ZeRO stage")
+    offload_optimizer: Literal["none", "cpu"] = Field(
+        "none", description="AdamW's states and step in CPU memory (DeepSpeed ZeRO-Offload; zero2 or zero3)"
+    )
+    offload_param: Literal["none", "cpu"] = Field(
+        "none", description="parameters in CPU memory between their uses (DeepSpeed; zero3 only)"
+    )
+    deepspeed_config: str | None = Field(
+        None,
+        description="path or URI of a DeepSpeed JSON used instead of the packaged one for the deepspeed stage "
+        "(its zero_optimization is checked before launch); offload settings apply on top",
+    )
     backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl with GPUs, gloo on CPU")
     rdzv_port: int = Field(29500, ge=1, le=65535, description="rendezvous port for the local launcher")
     cluster: ClusterJobConfig = Field(default_factory=ClusterJobConfig)
+
+    @model_validator(mode="after")
+    def _deepspeed_options(self) -> DistributedConfig:
+        """Offload and a custom config need DeepSpeed, parameter offload its stage 3 (DeepSpeed's
+        config-json docs: "Parameter offloading ... only with ZeRO stage 3")."""
+        if self.deepspeed == "none":
+            for name in ("offload_optimizer", "offload_param"):
+                if getattr(self, name) != "none":
+                    raise ValueError(f"{name}={getattr(self, name)} needs DeepSpeed: set deepspeed to zero2 or zero3")
+            if self.deepspeed_config:
+                raise ValueError("deepspeed_config needs DeepSpeed: set deepspeed to the config's stage (zero2/zero3)")
+        if self.offload_param != "none" and self.deepspeed != "zero3":
+            raise ValueError(f"offload_param={self.offload_param} needs deepspeed=zero3 (now {self.deepspeed})")
+        return self
 
     @model_validator(mode="after")
     def _layout_fits(self) -> DistributedConfig:
@@ -485,6 +510,12 @@ class GRPOConfig(ModelIOConfig):
         0.9, gt=0, le=1, description="GPU share of each rollout server (vllm-server: the GPUs are its own)"
     )
     track: bool = Field(True, description="log params and metrics to MLflow (see tracking); false: no run")
+    log_completions_steps: int = Field(
+        0,
+        ge=0,
+        description="every N optimizer steps, the latest rollout batch (prompt, completion, each reward, advantage) "
+        "as an MLflow table under completions/ (0: never; needs track)",
+    )
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

@@ -238,6 +238,110 @@ def grpo() -> list[Result]:
 SUITES = {"sft": sft, "grpo": grpo}
 
 
+# --------------------------------------------------------------------------- time to first step
+
+# The issue's sizes: data loading must not grow with the dataset (r1ov.train.dataset).
+FIRST_STEP_ROWS = (2_000, 20_000)
+
+
+def _first_step_data(tmp: Path, n: int) -> str:
+    """``n`` SFT records as the filter stage writes them (1000-row shards): 64 distinct noisy 64x64
+    PNGs (~12 KB each, so the bytes a rank copies grow with the rows), a question and a reasoning chain."""
+    import numpy as np
+    from PIL import Image
+
+    from r1ov.data import imaging, records
+    from r1ov.scoring.reasoning import compose
+
+    rng = np.random.default_rng(0)
+    images = [imaging.to_png(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))) for _ in range(64)]
+    rows = []
+    for i in range(n):
+        row = records.new_record(source="bench/first-step", question=f"How many cubes are in scene {i}?",
+                                 image_type="clevr", image=images[i % len(images)], answer=str(i % 5))  # fmt: skip
+        row["reasoning"] = compose(f"I count {i % 5} cubes in scene {i}.", str(i % 5))
+        rows.append(row)
+    out = str(tmp / f"rows-{n}")
+    records.write_dataset(out, rows)
+    return out
+
+
+def _first_step_child(config_json: str) -> None:
+    """One run in this interpreter: ``sft.run`` until its first optimizer step begins. Prints
+    ``FIRST_STEP {"cpu_s", "wall_s"}`` from just before the stage starts (libraries already imported,
+    so the fixed part is what a run pays itself: model, processor, data, trainer)."""
+    import json
+    import time
+
+    from transformers import Trainer
+
+    from r1ov.train import sft as sft_stage
+
+    cfg = SFTConfig.model_validate_json(Path(config_json).read_text())
+    seen: list[dict[str, float]] = []
+    original = Trainer.training_step
+    started_cpu, started_wall = time.process_time(), time.monotonic()
+
+    def first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not seen:
+            seen.append({"cpu_s": time.process_time() - started_cpu, "wall_s": time.monotonic() - started_wall})
+        return original(self, *args, **kwargs)
+
+    Trainer.training_step = first  # type: ignore[method-assign]
+    sft_stage.run(cfg)
+    print(f"FIRST_STEP {json.dumps(seen[0])}")
+
+
+def _first_step_measure(cfg: SFTConfig) -> dict[str, float]:
+    import json
+    import subprocess
+    import sys
+
+    config_file = Path(cfg.output_dir).with_suffix(".json")
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(cfg.model_dump_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = f"from r1ov.bench.training import _first_step_child; _first_step_child({str(config_file)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("FIRST_STEP ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"first-step run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
+def first_step(rows: tuple[int, int] = FIRST_STEP_ROWS, repeats: int = REPEATS) -> list[Result]:
+    """Time from the SFT stage's start to its first step, on a dataset 10x larger than the baseline's.
+
+    Each run is a fresh interpreter (one compute thread), small and large alternating, medians of
+    ``repeats``; CPU seconds decide the ratio (the cores are shared), wall seconds are shown beside it.
+    """
+    from r1ov.testing.tiny_model import build_tiny_model
+
+    small, large = rows
+    load = os.getloadavg()[0]
+    times: dict[int, list[dict[str, float]]] = {small: [], large: []}
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        model = build_tiny_model(tmp / "model")
+        data = {n: _first_step_data(tmp, n) for n in rows}
+        for i in range(repeats):
+            for n in (small, large) if i % 2 == 0 else (large, small):
+                cfg = _sft_config(model, data[n], tmp / f"out-{n}-{i}").model_copy(update={"max_steps": 1})
+                times[n].append(_first_step_measure(cfg))
+    cpu = {n: statistics.median(t["cpu_s"] for t in times[n]) for n in rows}
+    wall = {n: statistics.median(t["wall_s"] for t in times[n]) for n in rows}
+    return [
+        Result.compare(f"SFT time to first step, {large:,} rows vs {small:,} rows", cpu[large], cpu[small],
+                       "CPU seconds", 1.2, f"medians of {repeats}; tiny model, 1 process", lower_is_better=True),
+        Result.compare(f"SFT wall time to first step, {large:,} rows vs {small:,} rows", wall[large], wall[small],
+                       "seconds", None, "context: wall time includes the neighbours' load", lower_is_better=True),
+        _load(load),
+    ]  # fmt: skip
+
+
+SUITES["first_step"] = first_step  # writes first_step.json
+
+
 def _timed_training_loop() -> list[tuple[float, int, float]]:
     """Record (CPU seconds, steps, wall seconds) of every ``Trainer.train`` call in this process.
 

@@ -339,16 +339,23 @@ def _conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=SCHEMA.names).cast(SCHEMA)
 
 
+def read_shard_table(shard: str) -> pa.Table:
+    """One shard file as a table with the schema; rows that do not fit it come back marked (see read_rows)."""
+    data = storage.read_bytes(shard)
+    try:
+        return _fitted_table(data)
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
+        return to_table(_salvaged(shard, data))
+
+
+def shard_uris(dataset_uri: str, part: str = RECORDS) -> list[str]:
+    """The shard files of one part, in order."""
+    return storage.list_files(storage.join(dataset_uri, part), ".parquet")
+
+
 def read_table(dataset_uri: str, part: str = RECORDS) -> pa.Table:
     """All shards of one part as a table (empty table with the schema when there are none)."""
-    shards = storage.list_files(storage.join(dataset_uri, part), ".parquet")
-    tables = []
-    for shard in shards:
-        data = storage.read_bytes(shard)
-        try:
-            tables.append(_fitted_table(data))
-        except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError):
-            tables.append(to_table(_salvaged(shard, data)))
+    tables = [read_shard_table(shard) for shard in shard_uris(dataset_uri, part)]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 

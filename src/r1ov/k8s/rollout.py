@@ -15,6 +15,22 @@ rendezvous on ``group_port`` and the server's workers dial in, then NCCL opens i
 pod-to-pod connections. The group port is still exposed (older TRL servers hosted the
 rendezvous themselves), but what matters is that NetworkPolicies let trainer and rollout pods
 reach each other on any port.
+
+One server per training job: TRL 1.16's GRPO trainer opens one ``VLLMClient`` on its main process
+with the single ``vllm_server_base_url`` (trl/generation/vllm_generation.py, ``VLLMGeneration``'s
+server-mode setup, tag v1.16.0), and that client speaks to one server
+(trl/generation/vllm_client.py, ``VLLMClient.__init__(base_url=...)``): there is no list of
+servers to spread rollouts over or to push weights to. A job scales its rollouts with
+``vllm_tensor_parallel_size`` (the GPUs of that one server); :data:`SERVERS_PER_JOB` is what the
+launchers ask for, and ``replicas`` stays for servers shared by hand.
+
+The pods carry the training pods' annotations (:data:`r1ov.k8s.podspec.TRAINING_POD_ANNOTATIONS`):
+no Istio sidecar (``sidecar.istio.io/inject: "false"``, Istio's "Installing the Sidecar",
+"Controlling the injection policy": the pod-level opt-out; an Envoy proxy would sit in the NCCL
+weight-transfer path and the unauthenticated dev endpoints would join the mesh) and
+``karpenter.sh/do-not-disrupt: "true"`` (Karpenter's "Disruption" concepts, "Pod-Level Controls",
+and its well-known annotations reference: blocks consolidation and drift of the pod's node), since
+a server that goes away mid-run leaves the trainer without rollouts and out of its weight-sync group.
 """
 
 from __future__ import annotations
@@ -36,6 +52,8 @@ _STATEFULSET_NAME_MAX = 52
 _PROBE_PERIOD_S = 10
 # Dedicated GPUs: vLLM's own default (0.3 is the value for sharing a GPU with the trainer).
 SERVER_GPU_MEMORY_UTILIZATION = 0.9
+# TRL's GRPO trainer talks to one vLLM server (see the module's docstring).
+SERVERS_PER_JOB = 1
 
 
 def server_name(name: str) -> str:
@@ -99,6 +117,7 @@ def build_rollout_server(
     shm_size: str | None = None,
     startup_timeout_s: int = 1800,
     labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """``[StatefulSet, Service]`` for ``replicas`` vLLM servers of ``tensor_parallel * data_parallel`` GPUs each.
 
@@ -109,6 +128,7 @@ def build_rollout_server(
     takes a server out of the Service while its engine is unhealthy. There is no liveness
     probe on purpose: restarting a server mid-run would silently drop it from the trainer's
     weight-sync group, so a dead engine is left for the trainer to report.
+    The pods carry the Istio opt-out and Karpenter's do-not-disrupt, plus ``annotations``.
     """
     counts = {"tensor_parallel": tensor_parallel, "data_parallel": data_parallel, "replicas": replicas}
     for field, value in counts.items():
@@ -168,7 +188,13 @@ def build_rollout_server(
             # Servers are independent: start them together instead of one after another.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+            "template": {
+                "metadata": {
+                    "labels": dict(labels),
+                    "annotations": {**podspec.TRAINING_POD_ANNOTATIONS, **(annotations or {})},
+                },
+                "spec": pod_spec,
+            },
         },
     }
     service_object = {

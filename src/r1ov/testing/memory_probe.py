@@ -1,27 +1,62 @@
 """Measure what one training step of a checkpoint's architecture holds in CPU memory (peak RSS).
 
-    python -m r1ov.testing.memory_probe MODEL_DIR SEQUENCES TOKENS [checkpointing]
+    MALLOC_MMAP_THRESHOLD_=131072 python -m r1ov.testing.memory_probe MODEL_DIR SEQUENCES TOKENS [checkpointing]
 
 The stand-in for ``torch.cuda.max_memory_allocated`` on a machine without a GPU: random fp32
 weights from the checkpoint's config, AdamW, two forward/backward/steps on a text-only batch
 (images are left out), and the growth of resident memory from just before the model is built to
 the peak. Prints ``{"bytes": ...}``. Code and kernels loaded on first use are not training
 memory: a warm-up step of a one-layer copy of the architecture loads them before the baseline.
+
+The peak is this process's own: the high-water mark of its address space (``VmHWM`` in
+``/proc/self/status``), reset just before the baseline by writing ``5`` to
+``/proc/self/clear_refs`` (proc(5), Linux 4.0+). ``getrusage``'s ``ru_maxrss`` is not: exec folds
+the high-water mark of the address space it replaces into it (torvalds/linux fs/exec.c,
+``exec_mmap()`` -> ``setmax_mm_hiwater_rss(&tsk->signal->maxrss, old_mm)``), and a child that
+Python's subprocess starts with vfork replaces its parent's, so a probe started from a test
+process that had grown past the probe's own peak measured the parent's peak instead.
+
+A fixed glibc mmap threshold (the environment variable above, read at start-up) keeps large
+tensors in their own mappings, returned when freed; glibc's dynamic threshold otherwise lets the
+measured step reuse or strand heap memory differently from run to run (mallopt(3)).
+
+What it does not model: images (the vision tower's activations), the GPU allocator's caching
+and fragmentation, and DeepSpeed's buffers; resident pages of the CPU allocator stand in for
+CUDA's allocated bytes.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import json
-import os
-import resource
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``: resident now, ``VmHWM``: its peak), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak() -> None:
+    """Start this process's resident-memory high-water mark afresh from what it holds now."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def peak_growth(work: Callable[[], object]) -> int:
+    """Bytes by which this process's resident memory peaked above its level just before ``work``."""
+    gc.collect()
+    reset_peak()
+    before = _status_bytes("VmRSS")
+    work()
+    return _status_bytes("VmHWM") - before
 
 
 def _build(config: Any) -> Any:
@@ -64,10 +99,8 @@ def main(argv: list[str]) -> int:
     small.text_config.num_hidden_layers = 1
     small.text_config.layer_types = small.text_config.layer_types[:1]
     _step(_build(small), input_ids[:, :8], checkpointing)  # loads code and kernels
-    before = _rss_bytes()
-    _step(_build(config), input_ids, checkpointing)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps({"bytes": peak - before}))
+    grown = peak_growth(lambda: _step(_build(config), input_ids, checkpointing))
+    print(json.dumps({"bytes": grown}))
     return 0
 
 

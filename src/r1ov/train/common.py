@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from r1ov.config import DistributedConfig, ModelIOConfig
 from r1ov.data import imaging, records, storage
 from r1ov.scoring import reasoning
-from r1ov.train import tracking
+from r1ov.train import tracking, zero
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +74,8 @@ def detect_runtime(dist: DistributedConfig) -> Runtime:
 
 
 def deepspeed_config(stage: str, cuda: bool | None = None) -> dict[str, Any] | None:
-    """The packaged ZeRO config (``"auto"`` values filled in by transformers), or None.
-
-    ``overlap_comm`` overlaps gradient reduction with the backward pass on GPUs (NCCL on its own
-    CUDA stream); on CPU (gloo, tests and the demo) there is no stream to overlap on, so it stays off.
-    """
-    if stage == "none":
-        return None
-    path = resources.files("r1ov.train") / "deepspeed" / f"{stage}.json"
-    if not path.is_file():
-        raise ValueError(f"no DeepSpeed config for {stage!r}; expected one of none, zero2, zero3")
-    config = json.loads(path.read_text())
-    config["zero_optimization"]["overlap_comm"] = torch.cuda.is_available() if cuda is None else cuda
-    return config
+    """The packaged ZeRO config for ``stage`` (see :func:`r1ov.train.zero.packaged`)."""
+    return zero.packaged(stage, cuda)
 
 
 def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]:
@@ -118,7 +106,7 @@ def trainer_arguments(cfg: Any, runtime: Runtime, track: bool) -> dict[str, Any]
         # DeepSpeed fails its batch-size check.
         "use_cpu": not runtime.cuda,
         "ddp_backend": runtime.backend if runtime.world_size > 1 else None,
-        "deepspeed": deepspeed_config(cfg.distributed.deepspeed, runtime.cuda),
+        "deepspeed": zero.build(cfg.distributed, runtime.cuda),  # packaged or the user's, with offload
         # Checkpoints every save_steps, uploaded and rotated by checkpoints.DurableCheckpoints.
         "save_strategy": "steps" if cfg.save_steps else "no",
         "save_steps": cfg.save_steps or 1,

@@ -20,8 +20,8 @@ from typing import Any
 from PIL import Image
 
 from r1ov.config import ConfigError, GRPOConfig
-from r1ov.scoring import lengths
-from r1ov.train import checkpoints, common, rewards, tracking
+from r1ov.scoring import lengths, reasoning
+from r1ov.train import checkpoints, common, completions, dataset, rewards, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def trl_fields(cfg: GRPOConfig, runtime: common.Runtime) -> dict[str, Any]:
         **common.trainer_arguments(cfg, runtime, track=cfg.track),
         **generation_arguments(cfg),
         **algorithm_arguments(cfg),
+        **dataset.TRAINER_FIELDS,
     }
 
 
@@ -76,7 +77,8 @@ def own_fields(cfg: GRPOConfig) -> set[str]:
     anyone = common.Runtime(cuda=False, backend="gloo", rank=1, local_rank=0, world_size=1)
     generation = {"use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_tensor_parallel_size"}
     generation |= {"vllm_gpu_memory_utilization", "vllm_max_model_length"}
-    return set(common.trainer_arguments(cfg, anyone, track=False)) | set(algorithm_arguments(cfg)) | generation
+    ours = set(common.trainer_arguments(cfg, anyone, track=False)) | set(algorithm_arguments(cfg)) | generation
+    return ours | set(dataset.TRAINER_FIELDS)
 
 
 def check_trl_fields(cfg: GRPOConfig) -> None:
@@ -105,6 +107,13 @@ def check(cfg: GRPOConfig) -> None:
     # Cluster launchers start rollout servers and fill in their URL (launch.rollout_servers).
     if cfg.distributed.launcher == "local" or cfg.generation != "vllm-server":
         generation_arguments(cfg)
+    if cfg.log_completions_steps and not cfg.track:
+        raise ConfigError("grpo.log_completions_steps: the tables go to the stage's MLflow run; set track=true or 0")
+    if cfg.log_completions_steps % cfg.logging_steps:
+        raise ConfigError(
+            f"grpo.log_completions_steps: {cfg.log_completions_steps} must be a multiple of logging_steps "
+            f"({cfg.logging_steps}), the steps at which the trainer logs"
+        )
     processes = cfg.distributed.nnodes * cfg.distributed.nproc_per_node
     batch = cfg.per_device_train_batch_size * processes * cfg.gradient_accumulation_steps
     if batch % cfg.num_generations:
@@ -116,12 +125,36 @@ def check(cfg: GRPOConfig) -> None:
 
 def prompt_tokens(processor: Any, prompt: list[dict[str, Any]], image: Image.Image) -> int:
     """Prompt length in tokens, image placeholders included, without running the image processor."""
-    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    text_tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    text_tokens = prompt_tokens_text(processor, prompt)
     image_processor = processor.image_processor
     patches = image_processor.get_number_of_image_patches(image.height, image.width)
     # The placeholder is one token in the text and expands to patches / merge^2 tokens.
     return text_tokens - 1 + patches // image_processor.merge_size**2
+
+
+def prompt_lengths(processor: Any, batch: list[dict[str, Any]], sizes: list[tuple[int, int]]) -> list[int]:
+    """:func:`prompt_tokens` of many records at once, from their images' (width, height).
+
+    The chat template puts the question between special tokens (``<|vision_end|>`` before it,
+    ``<|im_end|>`` after), and the tokenizer splits text at special tokens before it merges, so
+    the question's tokens do not depend on the rest of the prompt: the prompt is the template's
+    tokens around an empty question plus the question's own, counted in one batched call.
+    """
+    around = prompt_tokens_text(processor, common.prompt_messages({"question": "", "options": []}))
+    questions = [reasoning.format_question(record["question"], record.get("options")) for record in batch]
+    counted = processor.tokenizer(questions, add_special_tokens=False)["input_ids"] if questions else []
+    image_processor = processor.image_processor
+    merged = image_processor.merge_size**2
+    return [
+        around + len(ids) - 1 + image_processor.get_number_of_image_patches(height, width) // merged
+        for ids, (width, height) in zip(counted, sizes, strict=True)
+    ]
+
+
+def prompt_tokens_text(processor: Any, prompt: list[dict[str, Any]]) -> int:
+    """Tokens of the prompt's text, the image placeholder counted as one."""
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def train(cfg: GRPOConfig) -> dict[str, Any]:
@@ -143,17 +176,18 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     # config names no side, so it pads right unless told.
     processor.tokenizer.padding_side = "left"
 
-    # 2. data: prompt (instruction + image + question), the image, and what rewards compare with
+    # 2. data: prompt (instruction + image + question), the image, and what rewards compare with;
+    # prompt lengths are checked from each image's header, rows built and images decoded on access
     def to_row(record: dict[str, Any], image: Image.Image) -> dict[str, Any]:
-        prompt = common.prompt_messages(record)
-        length = prompt_tokens(processor, prompt, image)
-        if length > cfg.max_prompt_length:
-            raise common.SkipRecord(f"prompt_too_long: {length} > max_prompt_length {cfg.max_prompt_length} tokens")
-        images = [common.image_cell(record)]
         # the gold with what the reward needs to judge it: options, precision, unit
-        return {"prompt": prompt, "images": images, **rewards.columns(record)}
+        return {"prompt": common.prompt_messages(record), "images": [image], **rewards.columns(record)}
 
-    examples = common.load_examples(cfg.train_uri, to_row, required=("question", "answer"))
+    def fits(batch: list[dict[str, Any]], sizes: list[tuple[int, int]]) -> list[str | None]:
+        found = prompt_lengths(processor, batch, sizes)
+        limit = cfg.max_prompt_length
+        return [f"prompt_too_long: {n} > max_prompt_length {limit} tokens" if n > limit else None for n in found]
+
+    examples = dataset.build(cfg.train_uri, to_row, required=("question", "answer"), check=fits)
 
     # 3. train (tracked by the main process), save once, close the world
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
@@ -163,10 +197,12 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
             model=model,
             reward_funcs=reward_funcs,
             args=args,
-            train_dataset=common.to_dataset(examples.rows),
+            train_dataset=examples.rows,
             processing_class=processor,
         )
         common.use_log_callback(trainer, "grpo")
+        if cfg.log_completions_steps and run_id:
+            trainer.add_callback(completions.CompletionsTable(trainer, cfg.log_completions_steps))
         result, resumed_from = checkpoints.train(trainer, cfg)
         history = trainer.state.log_history
         summary = common.summarize(

@@ -33,7 +33,7 @@ from typing import Any
 from r1ov.config import ConfigError
 from r1ov.data import storage
 from r1ov.k8s.shutdown import sigterm_exits
-from r1ov.train import common, extensions_dir, worker
+from r1ov.train import common, extensions_dir, worker, zero
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ PASS_ENV = (
 def launch(stage: str, cfg: Any) -> dict[str, Any]:
     """Run ``stage`` ("sft" or "grpo") with ``cfg`` on the configured launcher; returns its summary."""
     worker.trainer(stage)  # unknown stages fail here, before anything starts
+    zero.build(cfg.distributed, cuda=True)  # a custom DeepSpeed JSON is read and checked here, not in every worker
     if cfg.distributed.launcher == "local":
         return launch_local(stage, cfg)
     preflight(stage, cfg)
@@ -316,7 +317,7 @@ def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
         cfg.model_name_or_path,
         cfg.vllm_tensor_parallel_size,
         cfg.vllm_data_parallel_size,
-        replicas=1,
+        replicas=rollout.SERVERS_PER_JOB,
         image=None,
         namespace=cluster.namespace,
         env=env,
@@ -324,6 +325,7 @@ def rollout_objects(cfg: Any, name: str, job_name: str) -> list[dict[str, Any]]:
         secret_env=cluster.secret_env,
         service_account=cluster.service_account,
         labels=cluster.labels,
+        annotations=cluster.annotations,
         extra_args=["--gpu-memory-utilization", str(cfg.vllm_server_gpu_memory_utilization)],
     )
     build = trainjobs.pytorchjob_name if cfg.distributed.launcher == "pytorchjob" else trainjobs.trainjob_name

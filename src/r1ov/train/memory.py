@@ -10,6 +10,8 @@ device, so nothing is downloaded but the config and no weights are read). Per GP
 - gradients: trainable parameters x dtype bytes; ZeRO-2 and ZeRO-3 partition them.
 - optimizer: AdamW's two fp32 moments, plus an fp32 master copy in mixed precision
   (12 bytes per trainable parameter in bf16, 8 in fp32); ZeRO-1 and above partition them.
+  ``distributed.offload_optimizer=cpu`` moves them to host memory (0 on the GPU), and
+  ``offload_param=cpu`` the weights (ZeRO-3 gathers a layer's at a time, within ``overhead``).
 - activations: what autograd keeps for the backward pass of one micro-batch. Per token and
   decoder layer a Qwen2 block stores about ``7 h + 2 kv + 4 i`` values (norm inputs, q/k/v,
   attention output, o_proj input, gate/up/act/down inputs); with activation checkpointing only
@@ -235,6 +237,14 @@ def estimate(stage: str, cfg: Any, shape: Shape, gpu_gib: float | None, cuda: bo
                       cfg.per_device_train_batch_size, patches, eager)  # fmt: skip
         reference = cfg.beta > 0
     terms = model_states(shape, dtype_bytes, dist.deepspeed, ranks, trainable, reference)
+    # offloaded states live in host memory: AdamW's (and its step) with offload_optimizer, the
+    # parameters between their uses with offload_param (the few gathered at once are in overhead)
+    if dist.offload_optimizer != "none":
+        terms["optimizer"] = 0
+    if dist.offload_param != "none":
+        for name in ("weights", "reference_model"):  # TRL prepares the reference model with the same config
+            if name in terms:
+                terms[name] = 0
     terms.update(activations(shape, batch, dtype_bytes, cfg.gradient_checkpointing))
     if cuda:
         terms["overhead"] = GPU_OVERHEAD_BYTES

@@ -18,7 +18,7 @@ from PIL import Image
 
 from r1ov.config import SFTConfig
 from r1ov.scoring import lengths
-from r1ov.train import checkpoints, common, tracking
+from r1ov.train import checkpoints, common, dataset, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +31,28 @@ def trl_fields(cfg: SFTConfig, runtime: common.Runtime) -> dict[str, Any]:
         "warmup_steps": cfg.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
         "max_length": cfg.max_length,
         "assistant_only_loss": cfg.assistant_only_loss,
+        **dataset.TRAINER_FIELDS,
     }
 
 
 def _row(record: dict[str, Any], image: Image.Image) -> dict[str, Any]:
-    return {"messages": common.sft_messages(record), "images": [common.image_cell(record)]}
+    return {"messages": common.sft_messages(record), "images": [image]}
+
+
+def _reasoning_tokens(processor: Any, examples: dataset.TrainData, cfg: SFTConfig) -> dict[str, Any]:
+    """What GRPO's completion limit and eval's generation limit must leave room for (r1ov.scoring.lengths).
+
+    Counted after training, on the main process: tokenizing every reasoning chain is a pass over the
+    whole dataset that would otherwise stand before step 1 on every rank.
+    """
+    texts = examples.rows.with_format(None)["reasoning"]  # the stored column, without building rows
+    stats = lengths.token_stats(processor.tokenizer, texts)
+    if stats["max"] > cfg.max_length:
+        logger.warning(
+            "sft.max_length is %d tokens but the longest reasoning alone is %d: those examples were cut",
+            cfg.max_length, stats["max"],
+        )  # fmt: skip
+    return stats
 
 
 def train(cfg: SFTConfig) -> dict[str, Any]:
@@ -50,27 +67,19 @@ def train(cfg: SFTConfig) -> dict[str, Any]:
     args = common.build_arguments(TRLSFTConfig, trl_fields(cfg, runtime))
     common.join_deepspeed(args, runtime)
 
-    # 2. model, processor, and the records with reasoning, each with its decoded image
+    # 2. model, processor, and the records with reasoning (rows built, images decoded, on access)
     model, processor = common.load_model_and_processor(cfg, bf16=cfg.bf16, freeze_vision=cfg.freeze_vision)
-    examples = common.load_examples(cfg.train_uri, _row, required=("question", "reasoning"))
-    # What GRPO's completion limit and eval's generation limit must leave room for (r1ov.scoring.lengths).
-    reasoning_tokens = lengths.token_stats(
-        processor.tokenizer, (row["messages"][-1]["content"][0]["text"] for row in examples.rows)
-    )
-    if reasoning_tokens["max"] > cfg.max_length:
-        logger.warning(
-            "sft.max_length is %d tokens but the longest reasoning alone is %d: those examples are cut",
-            cfg.max_length, reasoning_tokens["max"],
-        )  # fmt: skip
+    examples = dataset.build(cfg.train_uri, _row, required=("question", "reasoning"))
 
     # 3. train (tracked by the main process), save once, close the world
     tags = {"r1ov.train_uri": cfg.train_uri, "r1ov.base_model": cfg.model_name_or_path}
     with tracking.stage_run(cfg.tracking, cfg.track and runtime.is_main, "sft", tags) as run_id:
         trainer = checkpoints.resumable(SFTTrainer)(
-            model=model, args=args, train_dataset=common.to_dataset(examples.rows), processing_class=processor
+            model=model, args=args, train_dataset=examples.rows, processing_class=processor
         )
         common.use_log_callback(trainer, "sft")
         result, resumed_from = checkpoints.train(trainer, cfg)
+        reasoning_tokens = _reasoning_tokens(processor, examples, cfg) if runtime.is_main else None
         summary = common.summarize(
             "sft", cfg, trainer, result, examples, runtime, started, run_id, resumed_from_step=resumed_from,
             final_loss=common.last_logged(trainer.state.log_history, "loss"),
