@@ -473,3 +473,25 @@ def test_a_gold_letter_stays_a_letter_when_options_are_lowercase_letters(
 def test_a_letter_option_held_in_the_image_is_named_whatever_text_follows(predicted: str, named: bool) -> None:
     """MATH-V's options "A" ... "E" hold their content in the image: "(C) 49" names C; another letter does not."""
     assert answers_match(predicted, "C", ["A", "B", "C", "D", "E"]) is named
+
+
+# MathVista writes roots in its options as ``√{3}`` (pids 523, 492, 269: ``5√{3}m``, ``2√{3}``,
+# ``160√{3}m``); models write ``√3``. Claude's published testmini response to pid 523 is
+# "C) 5√3 m", which named C with its own text and was refused as a contradiction.
+@pytest.mark.parametrize(
+    ("response", "gold", "options", "named"),
+    [
+        ("C) 5√3 m", "5√{3}m", ["10m", "5m", "5√{3}m", "10√{3}m"], True),
+        ("5√3 m", "5√{3}m", ["10m", "5m", "5√{3}m", "10√{3}m"], True),
+        ("The answer is (D) 2√3.", "2√{3}", ["1", "√{3}", "2", "2√{3}"], True),
+        ("B. 160√3 m", "160√{3}m", ["160m", "160√{3}m", "(160-160√{3})m", "360m"], True),
+        # another option's root, or the letter with another option's text, still names nothing right
+        ("C) 10√3 m", "5√{3}m", ["10m", "5m", "5√{3}m", "10√{3}m"], False),
+        ("(D) √3", "2√{3}", ["1", "√{3}", "2", "2√{3}"], False),
+        # a root of a sum keeps its braces: √{a+b} is not √a+b
+        ("√3+1", "√{3+1}", ["√{3+1}", "√{3}"], False),
+    ],
+)
+def test_a_root_option_is_named_without_its_braces(response: str, gold: str, options: list[str], named: bool) -> None:
+    found = extract(response, options).answer
+    assert (found is not None and answers_match(found, gold, options)) is named

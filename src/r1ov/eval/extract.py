@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from r1ov.scoring.answers import choice_letters, fold, is_letter_hedge, parse_number
 from r1ov.scoring.reasoning import blocks, option_letters
 
-RULES_VERSION = "3"
+RULES_VERSION = "4"
 
 # Fallbacks read only the end of a completion: a final answer sits there, and scanning a
 # bounded tail keeps every rule linear however long (or adversarial) the text is.

@@ -49,6 +49,9 @@ _LATEX_FIXES = (
     (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°"), "°"),
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\displaystyle"), ""),
+    # MathVista writes a root in its options as "√{3}" (testmini pids 269, 492, 523); models write
+    # "√3". Only a root of one number or name loses its braces: "√{3+1}" is not "√3+1".
+    (re.compile(r"√\{(\w+)\}"), r"√\1"),
 )
 _SPACES = re.compile(r"\s+")
 
