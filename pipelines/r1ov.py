@@ -169,6 +169,8 @@ def data_stages(
         )  # fmt: skip
         shard_uri: str | PipelineChannel = shard
         for stage, url, model, extra_config, key, options, (cpu, memory, memory_limit) in stages:
+            if stage == "formalize" and formalize_placement is not None:
+                options = {**options, "task_gpus": formalize_placement[0]}
             task = data_stage(
                 stage=stage,
                 shard_uri=shard_uri,
@@ -187,6 +189,7 @@ def data_stages(
                 kubernetes.add_node_selector_json(task, node_selector)
                 kubernetes.add_toleration_json(task, tolerations)
                 task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit)
+                _as_image_user(task)
             else:
                 _on_pool(task, CPU_POOL, cpu=cpu, memory=memory, memory_limit=memory_limit)
             # Progress and caches are durable: a retried pod resumes; KFP's own cache would skip it.

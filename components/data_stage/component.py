@@ -18,6 +18,7 @@ def data_stage(
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "r1ov",
     run_id: str = "",
+    task_gpus: int = 0,
 ) -> str:
     """Run one data stage (formalize, distill or filter) on one shard, writing straight to durable storage.
 
@@ -32,6 +33,8 @@ def data_stage(
         mlflow_tracking_uri: Log the shard's settings and counts as an MLflow run when set.
         mlflow_experiment: MLflow experiment name.
         run_id: Pipeline run id (the shard's MLflow run nests under the pipeline's).
+        task_gpus: This task pod's GPU count, as the pipeline places it. Taken as an input so that KFP's
+            compiler passes the run parameter into the shard loop's sub-DAG, where the placement reads it.
 
     Returns:
         metrics: Counts of accepted and rejected rows, teacher calls, cache hits, tokens.
