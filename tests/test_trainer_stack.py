@@ -19,10 +19,10 @@ import re
 import subprocess
 import sys
 import sysconfig
-import urllib.request
 from pathlib import Path
 
 import pytest
+from test_images import _pypi_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_VLLM = ROOT / "images" / "stack-vllm.txt"
@@ -32,14 +32,6 @@ PROBE = ROOT / "tests" / "trainer_stack_probe.py"
 def pins(path: Path) -> dict[str, str]:
     found = re.findall(r"^([A-Za-z0-9][\w.\-]*)==(\S+)", path.read_text(), re.MULTILINE)
     return {name.lower().replace("_", "-"): version for name, version in found}
-
-
-def _index_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/transformers/", timeout=10) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +52,7 @@ def vllm_stack_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     if install.returncode != 0:
-        if not _index_reachable():
+        if not _pypi_reachable():
             pytest.skip("no package index reachable: the vLLM image's stack cannot be installed here")
         pytest.fail(f"installing {STACK_VLLM.name} failed:\n{install.stderr[-2000:]}")
     return python
