@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import torch
 import transformers
@@ -101,7 +102,37 @@ def test_rows_are_built_from_the_memory_mapped_file_on_access(sixteen: str) -> N
     batch = data.rows[4:6]
     assert built == [wanted[4]["id"], wanted[5]["id"]]
     assert batch["messages"] == [common.sft_messages(wanted[4]), common.sft_messages(wanted[5])]
-    assert batch["images"][0][0].size == imaging.load_image(wanted[4]).size
+    assert batch["images"][0][0].tobytes() == imaging.load_image(wanted[4]).tobytes()
+
+
+def test_image_bytes_are_copied_per_shard_when_a_row_of_it_is_drawn(sixteen: str) -> None:
+    """The pass before step 1 copies the text only; a shard's images reach local disk with its first draw."""
+    data = dataset.build(
+        sixteen, lambda record, image: {"pixels": [image.tobytes()]}, required=("question", "reasoning")
+    )
+    folder = Path(data.folder.name)
+    text_file = folder / "records.arrow"
+    assert sorted(p.name for p in folder.iterdir()) == ["records.arrow"]
+    with pa.ipc.open_stream(pa.OSFile(str(text_file))) as reader:
+        assert "image" not in reader.schema.names
+    wanted = records.read_records(sixteen)[:16]  # shard 0: rows 0-8, shard 1: rows 9-17 (16 and 17 set aside)
+    assert data.rows[2]["pixels"] == [imaging.load_image(wanted[2]).tobytes()]
+    assert sorted(p.name for p in folder.iterdir()) == ["images-00000.arrow", "records.arrow"]
+    assert data.rows[15]["pixels"] == [imaging.load_image(wanted[15]).tobytes()]
+    assert sorted(p.name for p in folder.iterdir()) == ["images-00000.arrow", "images-00001.arrow", "records.arrow"]
+
+
+def test_a_shard_cut_short_after_the_pass_names_the_shard(sixteen: str, tmp_path: Path) -> None:
+    import shutil
+
+    uri = str(tmp_path / "copy")
+    shutil.copytree(sixteen, uri)
+    data = dataset.build(uri, lambda record, image: {"size": [image.size]}, required=("question", "reasoning"))
+    second = records.shard_uris(uri)[1]
+    records.write_dataset(str(tmp_path / "short"), records.read_rows(second)[:2])
+    shutil.copy(records.shard_uris(str(tmp_path / "short"))[0], second)
+    with pytest.raises(RuntimeError, match="fewer than when training began"):
+        data.rows[14]
 
 
 def test_prompt_lengths_from_headers_match_the_processor_per_prompt(tiny_model_dir: Path, clevr_data: str) -> None:  # noqa: F811

@@ -1,26 +1,35 @@
-"""Training data per rank: the records in an Arrow file on local disk, rows built and images decoded on access.
+"""Training data per rank: the records' text in an Arrow file on local disk, images read from their
+shards and decoded on access.
 
-A rank reads the dataset's shards one at a time and writes the columns training needs to an
-Arrow stream file, which ``datasets`` memory-maps (``Dataset.from_file``): resident memory holds
-one shard at a time while the file is written, then only the pages a batch touches. Each rank
-writes its own file, in a temporary folder (under ``TMPDIR``) removed with the data when training
-ends. Nothing is decoded before step 1: a
-record is checked by its columns (a required one empty), its image's header (corrupt bytes, a
-decompression bomb) and, for GRPO, its prompt's length from the header's size and the question's
-tokens; the chat rows and the decoded images are built batch by batch when the trainer's
-dataloader asks for them (``Dataset.with_transform``). Records set aside are counted and logged
-with their reason.
+A rank reads the dataset's shards one at a time, checks each record and writes the text columns
+training needs, with each record's place in its shard, to an Arrow stream file that ``datasets``
+memory-maps (``Dataset.from_file``). The image bytes are not copied then: writing them is the one
+cost of that pass that grows with the data (20,000 small images are 240 MB). A shard's images are
+copied to a local Arrow file, memory-mapped, the first time a batch draws one of its rows
+(:class:`ShardImages`), so the copy is spread over the first epoch and time-to-first-step is the
+text pass plus the shards the first batch touches. A remote shard is therefore read twice (the
+pass and the first draw); local disk then holds the text and the images of the shards drawn so far,
+resident memory one shard while it is copied and the pages a batch touches. Each rank writes its
+own files, in a temporary folder (under ``TMPDIR``) removed with the data when training ends.
+
+Nothing is decoded before step 1: a record is checked by its columns (a required one empty), its
+image's header (corrupt bytes, a decompression bomb) and, for GRPO, its prompt's length from the
+header's size and the question's tokens; the chat rows and the decoded images are built batch by
+batch when the trainer's dataloader asks for them (``Dataset.with_transform``). Records set aside
+are counted and logged with their reason.
 
 An image that passes the header check but cannot be decoded fails the step that draws it, naming
 the record: the import and formalize stages decode every image in full before a record is
 accepted (``imaging.trainable_bytes``, ``formalize.stage``), so an accepted record whose pixels
-are corrupt means the dataset was changed outside them.
+are corrupt means the dataset was changed outside them. So does a shard whose row count changed
+between the pass and the draw.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import tempfile
 import warnings
 from collections import Counter
@@ -39,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 # The record columns a training row is built from (the rest stay in the shards).
 COLUMNS = ("id", "image", "image_uri", "question", "options", "answer", "reasoning", "metadata")
+# Where a record's image bytes are: its shard's index and its row in that shard (-1: no bytes, the
+# record names its image by ``image_uri``).
+SHARD, ROW = "_shard", "_row"
+TEXT_COLUMNS = tuple(name for name in COLUMNS if name != "image")
 # Trainer fields the lazy dataset needs: the Trainer must not drop the record columns the
 # transform builds rows from (with remove_unused_columns it keeps only its signature columns,
 # which exist only after the transform).
@@ -148,9 +161,10 @@ def _size_problem(size: tuple[int, int]) -> str | None:
 
 
 def _shard_rows(
-    table: pa.Table, required: tuple[str, ...], check: Check | None
+    table: pa.Table, required: tuple[str, ...], check: Check | None, shard_index: int = 0
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """The rows of one shard that train, and (id, reason) for each set aside."""
+    """The text columns of one shard's rows that train, each with its place (SHARD, ROW), and
+    (id, reason) for each row set aside."""
     table = table.select(list(COLUMNS))
     reasons = _missing(table, required)
     uris = table.column("image_uri")
@@ -186,7 +200,10 @@ def _shard_rows(
     ids = table.column("id").to_pylist()
     kept = [index for index, reason in enumerate(reasons) if reason is None]
     skipped = [(ids[index], reason) for index, reason in enumerate(reasons) if reason is not None]
-    return (table if len(kept) == table.num_rows else table.take(pa.array(kept, pa.int64()))), skipped
+    places = pa.array([index if has_bytes[index] else -1 for index in kept], pa.int32())
+    text = table.select(list(TEXT_COLUMNS)).take(pa.array(kept, pa.int64()))
+    text = text.append_column(SHARD, pa.array([shard_index] * len(kept), pa.int32())).append_column(ROW, places)
+    return text, skipped
 
 
 def build(uri: str, to_row: RowBuilder, required: tuple[str, ...], check: Check | None = None) -> TrainData:
@@ -202,11 +219,13 @@ def build(uri: str, to_row: RowBuilder, required: tuple[str, ...], check: Check 
     path = Path(folder.name) / "records.arrow"
     skipped: Counter[str] = Counter()
     kept_rows = 0
-    schema = records.SCHEMA.empty_table().select(list(COLUMNS)).schema
+    schema = records.SCHEMA.empty_table().select(list(TEXT_COLUMNS)).schema
+    schema = schema.append(pa.field(SHARD, pa.int32())).append(pa.field(ROW, pa.int32()))
+    shards = records.shard_uris(uri)
     # datasets reads an Arrow *stream* file (datasets/table.py, _memory_mapped_record_batch_reader_from_file)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for shard in records.shard_uris(uri):
-            kept, set_aside = _shard_rows(records.read_shard_table(shard), required, check)
+        for shard_index, shard in enumerate(shards):
+            kept, set_aside = _shard_rows(records.read_shard_table(shard), required, check, shard_index)
             writer.write_table(kept)
             kept_rows += kept.num_rows
             for record_id, reason in set_aside:
@@ -216,7 +235,46 @@ def build(uri: str, to_row: RowBuilder, required: tuple[str, ...], check: Check 
     if not kept_rows:
         raise ValueError(f"no usable training records in {uri} (skipped: {dict(skipped) or 'none'})")
     dataset = datasets.Dataset.from_file(str(path), in_memory=False)
-    return TrainData(rows=dataset.with_transform(rows_on_access(to_row)), skipped=skipped, folder=folder)
+    images = ShardImages(shards, Path(folder.name))
+    return TrainData(rows=dataset.with_transform(rows_on_access(to_row, images)), skipped=skipped, folder=folder)
+
+
+class ShardImages:
+    """Image bytes by (shard, row), each shard's image column copied to a memory-mapped local Arrow
+    file the first time one of its rows is drawn.
+
+    The copy is written under a temporary name and renamed, so dataloader workers (forked, each
+    with its own instance) that draw from the same shard at once both end with a whole file.
+    """
+
+    def __init__(self, shards: list[str], folder: Path) -> None:
+        self.shards = shards
+        self.folder = folder
+        self._columns: dict[int, pa.ChunkedArray] = {}
+
+    def get(self, shard_index: int, row: int) -> bytes | None:
+        if row < 0:
+            return None
+        column = self._columns.get(shard_index)
+        if column is None:
+            column = self._columns[shard_index] = self._load(shard_index)
+        if row >= len(column):
+            raise RuntimeError(
+                f"shard {self.shards[shard_index]} has {len(column)} rows, fewer than when training began "
+                "(the dataset was changed outside the pipeline's stages)"
+            )
+        return column[row].as_py()
+
+    def _load(self, shard_index: int) -> pa.ChunkedArray:
+        path = self.folder / f"images-{shard_index:05d}.arrow"
+        if not path.exists():
+            column = records.read_shard_table(self.shards[shard_index]).select(["image"])
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, column.schema) as writer:
+                writer.write_table(column)
+            os.replace(partial, path)
+        # zero-copy: the column's buffers point into the mapped file
+        return pa.ipc.open_file(pa.memory_map(str(path))).read_all().column("image")
 
 
 def decode_image(record: dict[str, Any]) -> Image.Image:
@@ -234,14 +292,15 @@ def decode_image(record: dict[str, Any]) -> Image.Image:
         ) from exc
 
 
-def rows_on_access(to_row: RowBuilder) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
+def rows_on_access(to_row: RowBuilder, images: ShardImages) -> Callable[[dict[str, list[Any]]], dict[str, list[Any]]]:
     """The ``with_transform`` function: a batch of record columns -> a batch of training rows."""
 
     def transform(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        names = list(batch)
+        names = [name for name in batch if name not in (SHARD, ROW)]
         built = []
-        for values in zip(*(batch[name] for name in names), strict=True):
+        for index, values in enumerate(zip(*(batch[name] for name in names), strict=True)):
             record = dict(zip(names, values, strict=True))
+            record["image"] = images.get(batch[SHARD][index], batch[ROW][index])
             built.append(to_row(record, decode_image(record)))
         return {key: [row[key] for row in built] for key in built[0]} if built else {}
 
