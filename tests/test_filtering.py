@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from r1ov.config import DistillConfig, FilterConfig, SynthConfig, TeacherConfig
-from r1ov.data import records
+from r1ov.data import imaging, records
 from r1ov.distill.stage import run as distill
+from r1ov.filtering import role_play
 from r1ov.filtering.stage import (
     CHECKS,
     check_answer_agreement,
@@ -22,6 +24,7 @@ from r1ov.filtering.stage import (
     check_mentions_description,
     check_repetition,
     parse_judgement,
+    parse_role_play,
     repeated_ngram_ratio,
     run,
 )
@@ -94,35 +97,110 @@ def test_repetition() -> None:
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "language"),
     [
-        "According to the description, the bar is tall.",
-        "The provided description lists three resistors.",
-        "Looking at the netlist, R1 is 100 ohm.",
-        "The formal text shows a loop.",
-        "From the CSV data, Ann has 12.",
-        "The PlantUML has an arrow from A to B.",
+        ("According to the description, the bar is tall.", "json"),
+        ("The provided description lists three resistors.", "spice"),
+        ("The description of the image shows two cubes.", "json"),
+        ("Looking at the netlist, R1 is 100 ohm.", "spice"),
+        ("The SPICE lines connect R1 to node 2.", "spice"),
+        ("The formal text shows a loop.", "plantuml"),
+        ("The PlantUML has an arrow from A to B.", "plantuml"),
+        # the label MathVista's OCR prompt gives OCR output; chains written from it repeat it
+        ("The image detected text shows 12 and 10.", None),
+        # the record's own formal description's parts
+        ("From the CSV data, Ann has 12.", "csv"),
+        ("The JSON lists the bars as 3, 5 and 9.", "json"),
+        ("The caption says a dog sits on the sofa.", "boxes"),
+        ("The bounding boxes put the cup left of the plate.", "boxes"),
+        ("The OCR text reads TOTAL 42.50.", "ocr"),
+        ("The reconstruction lists three items.", "ocr"),
     ],
 )
-def test_mentions_description_catches_broken_role_play(text: str) -> None:
-    passed, detail = check_mentions_description(row(compose(text, "B")), cfg())
+def test_role_play_breaks_are_rejected_by_rule(text: str, language: str | None) -> None:
+    found = role_play.find(compose(text, "B"), language)
+    assert found is not None and found.kind == "break", found
+    passed, detail = check_mentions_description({**row(compose(text, "B")), "formal_language": language}, cfg())
     assert not passed and "role-play broken" in detail
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "language"),
     [
-        GOOD,
-        "Which description fits? The second option describes the tallest bar.",
-        "The table's second row reads 12.",
+        (GOOD, "json"),
+        ("Which description fits? The second option describes the tallest bar.", "json"),
+        ("The table's second row reads 12.", "csv"),
         # Documents and screenshots: their text and code are what the image shows.
-        "The receipt's total appears in the text at the bottom: 42.50.",
-        "Based on the text in the second paragraph, the author disagrees.",
-        "The screenshot shows the HTML code of a form with two inputs.",
+        ("The receipt's total appears in the text at the bottom: 42.50.", "ocr"),
+        ("Based on the text in the second paragraph, the author disagrees.", "ocr"),
+        # published chains by models that saw the image use these (docs/benchmarks/role_play.md)
+        ("The options do not fit the description of arrow-shaped leaves.", "strategy"),
+        ("A spice rack hangs above the stove.", "boxes"),
+        ("The graph that best matches this description is B.", "strategy"),
+        ("Comparing this description to the pieces, piece C has the curved top.", "strategy"),
+        ("In the table, the coordinates of point A are (2, 3).", "csv"),
     ],
 )
-def test_mentions_description_lets_image_talk_pass(text: str) -> None:
-    assert check_mentions_description(row(compose(text, "B")), cfg())[0]
+def test_role_play_lets_image_talk_pass(text: str, language: str) -> None:
+    assert role_play.find(compose(text, "B"), language) is None
+    assert check_mentions_description({**row(compose(text, "B")), "formal_language": language}, cfg())[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("The caption under Figure 2 says the loss falls.", "ocr"),  # a document's figure caption
+        ("The screenshot shows the HTML code of a form with two inputs.", "html"),
+        ("OCR scores 44% and Rec 69%, so Rec is highest.", "json"),  # a bar labelled OCR on a chart
+        ("The JSON file open in the editor has three keys.", "ocr"),  # a screenshot of an editor
+    ],
+)
+def test_wording_the_image_may_show_is_a_question_for_the_judge(text: str, language: str) -> None:
+    found = role_play.find(compose(text, "B"), language)
+    assert found is not None and found.kind == "question"
+    passed, detail = check_mentions_description({**row(compose(text, "B")), "formal_language": language}, cfg())
+    assert passed and "no judge asked" in detail
+
+
+def test_the_judge_settles_the_role_play_the_rule_cannot(tmp_path: Path) -> None:
+    """Through the real protocol: a document's figure caption is kept, a caption written about a
+    photo (the description's own labelled part) is broken; the judge's answer is the check's verdict."""
+    image = imaging.to_png(Image.new("RGB", (64, 64), "white"))
+
+    def item(question: str, language: str, formalization: str, think: str) -> dict:
+        record = records.new_record(source="t", question=question, image_type="text", image=image, answer="B")
+        return {**record, "formal_language": language, "formalization": formalization,
+                "reasoning": compose(think, "B"), "predicted_answer": "B"}  # fmt: skip
+
+    document = item(
+        "Which curve falls fastest?",
+        "ocr",
+        "OCR:\nFigure 2: loss of curve B falls fastest\nReconstruction:\n# Loss",
+        "The caption under Figure 2 says the loss of curve B falls fastest, so curve B.",
+    )
+    photo = item(
+        "Which animal is on the sofa?",
+        "strategy",
+        "Strategy: count animals\nCaption: a dog B on a sofa",
+        "The caption says a dog is on the sofa, so the dog, B.",
+    )
+    source = str(tmp_path / "in")
+    records.write_dataset(source, [document, photo])
+    with serve([source]) as url:
+        config = FilterConfig(input_uri=source, output_uri=str(tmp_path / "out"),
+                              judge=TeacherConfig(base_url=url, model="judge"), min_accepted_fraction=0)  # fmt: skip
+        run(config)
+    accepted, rejected = _parts(config.output_uri)
+    assert set(accepted) == {document["id"]} and set(rejected) == {photo["id"]}
+    assert rejected[photo["id"]]["reject_reason"].startswith("mentions_description: role-play broken")
+    kept = next(v for v in accepted[document["id"]]["verdicts"] if v["name"] == "mentions_description")
+    assert kept["passed"] and "the judge: role-play kept" in kept["detail"]
+
+
+def test_parse_role_play() -> None:
+    assert parse_role_play('{"verdict": "pass", "role_play": "kept", "reason": "x"}') is True
+    assert parse_role_play('{"verdict": "pass", "role_play": "Broken"}') is False
+    assert parse_role_play('{"verdict": "pass"}') is None
 
 
 def test_parse_judgement() -> None:

@@ -17,6 +17,7 @@ SUITES = {
     "train": "r1ov.bench.training",
     "upload": "r1ov.bench.upload",
     "eval": "r1ov.bench.evaluation",
+    "role_play": "r1ov.bench.role_play",
 }
 
 

@@ -6,7 +6,8 @@
 Rule checks (``CHECKS``, name -> ``check(record, cfg) -> (passed, detail)``) run on every
 record, in order: format, answer agreement, length, repetition, role-play. With a judge
 configured, an LLM then decides whether the reasoning is consistent with the formal
-description (rows that already failed a rule are only judged with ``judge_failed``).
+description (rows that already failed a rule are only judged with ``judge_failed``), and
+settles the role-play of a chain whose wording the rule cannot (``filtering.role_play``).
 Every record carries all verdicts; a rejected one's reason is its first failed check.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 from r1ov.config import FilterConfig
 from r1ov.data import records
 from r1ov.data.outcome import check_floor
+from r1ov.filtering import role_play
 from r1ov.scoring.answers import answers_match
 from r1ov.scoring.reasoning import parse
 from r1ov.teachers import protocol
@@ -83,32 +85,24 @@ def check_repetition(row: Row, cfg: FilterConfig) -> Verdict:
     return ratio <= cfg.max_repeated_ngram_ratio, detail
 
 
-# Phrases that give away the role-play: the teacher read a text, the student will see an image.
-# Not "in the text", "based on the text" or "the HTML code": documents and screenshots show text
-# and code, and a chain that reads them says so (tests/test_filtering.py holds both lists).
-_MENTIONS = re.compile(
-    r"\b(?:the|this|that|provided|given)\s+(?:formal\s+|textual\s+|image\s+)?(?:description|formalization|formalisation)\b"
-    r"|\b(?:according to|based on|from|in)\s+the\s+(?:formal\s+|textual\s+)?description\b"
-    r"|\bformal\s+(?:text|description|representation|language)\b"
-    r"|\b(?:netlist|plantuml|spice)\b"
-    r"|\bthe\s+(?:csv|json)(?:\s+(?:data|text|object|snippet))?\b",
-    re.IGNORECASE,
-)
-
-
 def check_mentions_description(row: Row, cfg: FilterConfig) -> Verdict:
-    match = _MENTIONS.search(row.get("reasoning") or "")
-    if match:
-        return False, f"role-play broken: mentions {match.group(0)!r}"
-    return True, "speaks of the image only"
+    """The role-play rule (``filtering.role_play``): a break fails; a phrase the image may show is
+    kept here and, with a judge, decided by the judge's ``role_play`` answer (:func:`filter_batch`)."""
+    found = role_play.find(row.get("reasoning") or "", row.get("formal_language"))
+    if found is None:
+        return True, "speaks of the image only"
+    if found.kind == "break":
+        return False, f"role-play broken: mentions {found.phrase!r}"
+    return True, f"mentions {found.phrase!r}, which the image may show; no judge asked"
 
 
+ROLE_PLAY = "mentions_description"
 CHECKS: dict[str, Callable[[Row, FilterConfig], Verdict]] = {
     "format": check_format,
     "answer_agreement": check_answer_agreement,
     "length": check_length,
     "repetition": check_repetition,
-    "mentions_description": check_mentions_description,
+    ROLE_PLAY: check_mentions_description,
 }
 
 
@@ -130,15 +124,42 @@ def parse_judgement(text: str) -> Verdict:
     return verdict == "pass", str(data.get("reason", "")).strip() or verdict
 
 
+def parse_role_play(text: str) -> bool | None:
+    """The judge's ``"role_play": "kept"|"broken"`` answer: True when kept, None when not given."""
+    match = _JSON_OBJECT.search(text or "")
+    try:
+        data = json.loads(match.group(0)) if match else None
+    except json.JSONDecodeError:
+        return None
+    answer = str(data.get("role_play", "")).strip().lower() if isinstance(data, dict) else ""
+    return {"kept": True, "broken": False}.get(answer)
+
+
+_REPLY_SHAPE = '{"verdict": "pass" or "fail", "role_play": "kept" or "broken", "reason": "..."}'
+
+
 def _judgement_problem(reply: Any) -> str | None:
     verdict = parse_judgement(reply.text)
     if verdict[0] is False and verdict[1].startswith("unparseable judge reply"):
-        return 'reply with one JSON object {"verdict": "pass" or "fail", "reason": "..."}'
+        return f"reply with one JSON object {_REPLY_SHAPE}"
     return None
 
 
-def judge_rows(rows: list[Row], client: TeacherClient) -> list[tuple[Verdict, Exception | None]]:
-    """One judge request per row; each result is (verdict, the request's exception if it failed)."""
+def _role_play_problem(reply: Any) -> str | None:
+    """For a chain with a phrase the judge must weigh, the reply must also answer ``role_play``."""
+    problem = _judgement_problem(reply)
+    if problem is None and parse_role_play(reply.text) is None:
+        return f'answer "role_play" as well: reply with one JSON object {_REPLY_SHAPE}'
+    return problem
+
+
+def judge_rows(
+    rows: list[Row], client: TeacherClient, ask_role_play: list[bool] | None = None
+) -> list[tuple[Verdict, bool | None, Exception | None]]:
+    """One judge request per row; each result is (verdict, the role-play answer (None: not given),
+    the request's exception if it failed). Where ``ask_role_play`` is set, a reply without a
+    role-play answer gets the corrective ask."""
+    ask = ask_role_play or [False] * len(rows)
     requests = [
         Request(
             protocol.judge_messages(
@@ -148,18 +169,18 @@ def judge_rows(rows: list[Row], client: TeacherClient) -> list[tuple[Verdict, Ex
                 row.get("options"),
                 row.get("reasoning") or "",
             ),
-            check=_judgement_problem,
+            check=_role_play_problem if asked else _judgement_problem,
         )
-        for row in rows
+        for row, asked in zip(rows, ask, strict=True)
     ]
-    results: list[tuple[Verdict, Exception | None]] = []
+    results: list[tuple[Verdict, bool | None, Exception | None]] = []
     for reply in client.complete_all(requests, desc=JUDGE):
         if isinstance(reply, InvalidReply):  # asked twice, never a verdict: a verdict of its own
-            results.append(((False, describe_error(reply)), None))
+            results.append(((False, describe_error(reply)), None, None))
         elif isinstance(reply, Exception):
-            results.append(((False, describe_error(reply)), reply))
+            results.append(((False, describe_error(reply)), None, reply))
         else:
-            results.append((parse_judgement(reply.text), None))
+            results.append((parse_judgement(reply.text), parse_role_play(reply.text), None))
     return results
 
 
@@ -174,10 +195,19 @@ def filter_batch(rows: list[Row], cfg: FilterConfig, judge: TeacherClient | None
     errors: dict[int, Exception] = {}
     if judge is not None:
         chosen = [i for i, v in enumerate(verdicts) if cfg.judge_failed or all(p for p, _ in v.values())]
-        for i, (verdict, error) in zip(chosen, judge_rows([rows[i] for i in chosen], judge), strict=True):
+        questions = [role_play.find(rows[i].get("reasoning") or "", rows[i].get("formal_language")) for i in chosen]
+        ask = [found is not None and found.kind == "question" for found in questions]
+        judged = judge_rows([rows[i] for i in chosen], judge, ask)
+        for i, found, asked, (verdict, kept, error) in zip(chosen, questions, ask, judged, strict=True):
             verdicts[i][JUDGE] = verdict
             if error is not None:
                 errors[i] = error
+            elif asked and found is not None:  # the phrase the rule could not settle: the judge's answer
+                verdicts[i][ROLE_PLAY] = (
+                    (True, f"mentions {found.phrase!r}; the judge: role-play kept")
+                    if kept
+                    else (False, f"role-play broken: mentions {found.phrase!r} (judged: {verdict[1]})")
+                )
         for v in verdicts:
             v.setdefault(JUDGE, (None, "skipped: an earlier check failed"))
     prompt = protocol.load_prompt(protocol.JUDGE) if judge else ""

@@ -248,15 +248,31 @@ def _tokens(text: str) -> set[str]:
 def judge(formalization: str, question: str, reasoning: str) -> dict[str, str]:
     """Pass when the chain cites at least two specifics of the image beyond the question's words.
 
-    Option texts count as specifics: naming what the image shows is what grounds a choice.
+    Option texts count as specifics: naming what the image shows is what grounds a choice. The
+    role-play answer is "broken" when the chain names one of the description's own labelled parts
+    (``Caption:``, ``OCR:``, ``Reconstruction:``) or the description itself, and "kept" otherwise:
+    a stand-in for a reading judge, which does not model telling a caption printed in a document
+    from one written about a photo when the description has no such label.
     """
     think = parse(reasoning).think or reasoning
     stem = question.split("\nOptions:", 1)[0]
     specifics = _tokens(formalization) - _tokens(stem) - _COMMON - _SYNTAX
     cited = sorted(specifics & _tokens(think))
+    labels = {label.lower() for label in _LABEL.findall(formalization)}
+    named = [label for label in labels if re.search(rf"\bthe\s+{re.escape(label)}\b", think, re.IGNORECASE)]
+    role_play = "broken" if named or re.search(r"\bthe\s+description\b", think, re.IGNORECASE) else "kept"
     if len(cited) >= min(2, len(specifics)):
-        return {"verdict": "pass", "reason": f"the steps use what the image shows ({', '.join(cited[:5])})"}
-    return {"verdict": "fail", "reason": "the steps never refer to anything the image actually shows"}
+        return {"verdict": "pass", "role_play": role_play,
+                "reason": f"the steps use what the image shows ({', '.join(cited[:5])})"}  # fmt: skip
+    return {
+        "verdict": "fail",
+        "role_play": role_play,
+        "reason": "the steps never refer to anything the image actually shows",
+    }
+
+
+# A labelled part of a formal description: a line that starts "Caption:", "OCR:", "Reconstruction:".
+_LABEL = re.compile(r"^([A-Za-z][A-Za-z ]{1,30}):", re.MULTILINE)
 
 
 # --------------------------------------------------------------------------- the oracle
