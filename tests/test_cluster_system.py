@@ -284,6 +284,10 @@ def run_grpo(sft_model: Model, inputs: dict[str, str], launcher: str, run_id: st
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
         max_steps=2,
+        # A random tiny model earns no accuracy or format; a user's own module:function reward, imported
+        # in every pod, gives each group a spread, so the weights must move. It is the task's input, as
+        # a user sets it: an input's value may not be overridden through extra_config.
+        rewards="accuracy,format,r1ov.testing.rewards:length",
         generation="hf",
         launcher=launcher,
         nnodes=2,
@@ -328,9 +332,11 @@ def test_sft_then_grpo_on_the_cluster(cluster: Cluster, inputs: dict[str, str], 
 
     grpo_model = run_grpo(sft_model, inputs, launcher, run_id, tmp_path)
     assert grpo_model.uri == f"s3://{BUCKET}/runs/{run_id}/grpo"
-    # A random tiny model earns no reward, so GRPO's weights need not move; its steps ran and it saved.
-    assert set(weights(grpo_model.uri, tmp_path)) == set(base)
-    assert '"steps": 2' in storage.read_text(storage.join(grpo_model.uri, "train_summary.json"))
+    # GRPO on the pods earned reward and moved the weights it started from (the SFT model's).
+    assert trained(weights(sft_model.uri, tmp_path), weights(grpo_model.uri, tmp_path))
+    grpo_summary = json.loads(storage.read_text(storage.join(grpo_model.uri, "train_summary.json")))
+    assert grpo_summary["steps"] == 2 and grpo_summary["reward"] > 0
+    assert grpo_summary["rewards"]["r1ov.testing.rewards:length"] > 0
     # Every pod of the run ran as the platform chart's service account (its IRSA / Workload Identity annotations).
     accounts = {pod.service_account for pod in cluster.api.pods.values() if pod.labels.get(RUN_LABEL) == run_id}
     assert accounts == {SERVICE_ACCOUNT}

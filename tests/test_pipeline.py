@@ -200,6 +200,30 @@ def test_extra_config_arrives_as_a_mapping_with_its_integers() -> None:
         parse_extra("[1, 2]")
 
 
+def test_an_extra_config_value_that_an_input_sets_is_refused_not_dropped() -> None:
+    """Every task input has a value (its default when unset), and it used to replace the same field in
+    extra_config without a word: GRPO's ``rewards`` input ("accuracy,format") dropped a user's own reward
+    given there, and the run trained without it. A contradiction is refused; agreeing values, other
+    fields and a mapping input's keys (the run's tracking tag beside the user's tags) combine."""
+    from r1ov.config import ConfigError
+    from r1ov.pipeline.tasks import stage_config
+
+    inputs = {
+        "model_name_or_path": "/models/sft", "train_uri": "/data/clevr", "output_dir": "/out", "generation": "hf",
+        "rewards": ["accuracy", "format"], "tracking.tags": {"r1ov.pipeline_run_id": "run-1"},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"rewards: \['accuracy', 'format', 'pkg.mod:fn'\] in extra_config"):
+        stage_config("grpo", inputs, "rewards: [accuracy, format, 'pkg.mod:fn']")
+    with pytest.raises(ConfigError, match=r"tracking.tags.r1ov.pipeline_run_id: 'other' in extra_config"):
+        stage_config("grpo", inputs, {"tracking": {"tags": {"r1ov.pipeline_run_id": "other"}}})
+
+    config = stage_config(
+        "grpo", inputs, {"rewards": ["accuracy", "format"], "max_pixels": 12544, "tracking": {"tags": {"team": "vl"}}}
+    )
+    assert config.rewards == ["accuracy", "format"] and config.max_pixels == 12544
+    assert config.tracking.tags == {"team": "vl", "r1ov.pipeline_run_id": "run-1"}
+
+
 def test_a_failed_run_ends_its_mlflow_story_failed(tmp_path: Path) -> None:
     """Our exit handler, loaded from its YAML, after a stage that opened the pipeline's MLflow run
     and its own nested run and then failed (as a pod killed mid-stage would): both end FAILED."""

@@ -2,7 +2,8 @@
 
 Components in ``components/`` stay a typed signature plus one call into this module, so the
 same code runs under ``kfp.local``, on a cluster and in tests. Explicit component inputs
-(dotted config keys) win over ``extra_config``, a YAML/JSON mapping of any other config field.
+(dotted config keys) set their fields; ``extra_config``, a YAML/JSON mapping, sets any other
+config field. An ``extra_config`` value that contradicts an input is refused, not dropped.
 """
 
 from __future__ import annotations
@@ -33,12 +34,29 @@ class MetricsArtifact(Protocol):
     def log_metric(self, metric: str, value: float) -> None: ...
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, contradictions: list[str]) -> None:
+    """Set ``dotted`` to an input's value over what extra_config holds, noting each value it contradicts."""
     node = data
     *parents, leaf = dotted.split(".")
     for part in parents:
         node = node.setdefault(part, {})
-    node[leaf] = value
+    _merge_input(node, leaf, value, dotted, contradictions)
+
+
+def _merge_input(node: dict[str, Any], key: str, value: Any, path: str, contradictions: list[str]) -> None:
+    """A mapping input (tracking tags, pod labels) adds its keys to the extra ones; any other value replaces
+    the extra one, and a different extra value is a contradiction: the user asked for it, and would not get it."""
+    if key not in node:
+        node[key] = value
+        return
+    current = node[key]
+    if isinstance(current, dict) and isinstance(value, dict):
+        for sub_key, sub_value in value.items():
+            _merge_input(current, sub_key, sub_value, f"{path}.{sub_key}", contradictions)
+        return
+    if current != value:
+        contradictions.append(f"{path}: {current!r} in extra_config, {value!r} as the task's input")
+    node[key] = value
 
 
 def _restore_integers(value: Any) -> Any:
@@ -68,11 +86,22 @@ def parse_extra(extra_config: dict[str, Any] | str | None) -> dict[str, Any]:
 
 
 def stage_config(stage: str, fields: dict[str, Any], extra_config: dict[str, Any] | str | None = None) -> Any:
-    """The validated config for ``stage`` from explicit fields (dotted keys) over extras."""
+    """The validated config for ``stage`` from explicit fields (dotted keys) and extras.
+
+    Every input has a value (its default when the user gave none), so an extra_config value for an
+    input's field would be silently lost: e.g. ``rewards`` in GRPO's extra_config, under the task's
+    ``rewards`` input ("accuracy,format"), trained without the user's reward. Refused instead.
+    """
     data = parse_extra(extra_config)
+    contradictions: list[str] = []
     for key, value in fields.items():
         if value is not None:
-            _set_dotted(data, key, value)
+            _set_dotted(data, key, value, contradictions)
+    if contradictions:
+        raise cfg.ConfigError(
+            f"{stage}: extra_config sets field(s) that the task's inputs set: {'; '.join(contradictions)}. "
+            "Set them through the inputs (the pipeline's parameters) and leave them out of extra_config."
+        )
     return cfg.build(STAGES[stage][0], data, name=stage)
 
 
