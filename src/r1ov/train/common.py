@@ -410,5 +410,32 @@ def summarize(
         "world_size": runtime.world_size,
         "backend": runtime.backend,
         "deepspeed": cfg.distributed.deepspeed,
+        "deepspeed_engine": deepspeed_engine_settings(trainer),
         "mlflow_run_id": run_id,
+    }
+
+
+def deepspeed_engine_settings(trainer: Any) -> dict[str, Any] | None:
+    """What the DeepSpeed engine that trained actually ran with (None without DeepSpeed).
+
+    Read back from the engine, after transformers filled the ``"auto"`` values and DeepSpeed parsed the
+    config (deepspeed/runtime/engine.py ``zero_optimization_stage``, ``zero_reduce_bucket_size``,
+    ``zero_allgather_bucket_size``, ``gradient_clipping``; ``basic_optimizer`` is the optimizer ZeRO
+    wraps), and from the ZeRO optimizer (runtime/zero/stage_1_and_2.py ``cpu_offload``): a user's JSON
+    or an offload setting that did not take effect shows here, not only in the dict handed over. The ZeRO-3
+    optimizer names its flag ``offload_optimizer`` (runtime/zero/stage3.py).
+    """
+    engine = getattr(trainer, "deepspeed", None)
+    if engine is None:
+        return None
+    return {
+        "zero_stage": int(engine.zero_optimization_stage()),
+        "optimizer": type(engine.basic_optimizer).__name__,  # DeepSpeedCPUAdam when the optimizer is offloaded
+        "optimizer_offloaded": bool(
+            getattr(engine.optimizer, "cpu_offload", False) or getattr(engine.optimizer, "offload_optimizer", False)
+        ),
+        "reduce_bucket_size": int(engine.zero_reduce_bucket_size()),
+        "allgather_bucket_size": int(engine.zero_allgather_bucket_size()),
+        "gradient_clipping": float(engine.gradient_clipping()),
+        "train_batch_size": int(engine.train_batch_size()),
     }
