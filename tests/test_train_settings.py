@@ -223,3 +223,19 @@ def test_a_custom_deepspeed_json_is_used_and_checked_before_launch(
     with pytest.raises(ConfigError, match=f"distributed.deepspeed_config: .*{message}"):
         launch.launch("sft", stage)
     assert not (tmp_path / "out").exists()  # refused before anything started
+
+
+def test_an_odd_allgather_bucket_is_refused_before_launch_not_at_engine_start() -> None:
+    """DeepSpeed's config model takes any integer; its ZeRO-1/2 optimizer asserts an even one only
+    once the engine starts on every node (stage_1_and_2.py, nccl_start_alignment_factor = 2)."""
+    from r1ov.config import DistributedConfig
+    from r1ov.train import zero
+
+    section = {"stage": 2, "allgather_bucket_size": 1234567}
+    with pytest.raises(ConfigError, match="allgather_bucket_size 1234567 must be even"):
+        zero.check({"zero_optimization": section}, DistributedConfig(deepspeed="zero2"), "ds.json")
+    zero.check(
+        {"zero_optimization": {**section, "allgather_bucket_size": 1234568}},
+        DistributedConfig(deepspeed="zero2"),
+        "ds.json",
+    )

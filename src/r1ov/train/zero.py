@@ -89,12 +89,20 @@ def check(config: dict[str, Any], dist: DistributedConfig, source: str) -> None:
 
     concrete = {key: value for key, value in section.items() if value != "auto"}  # transformers fills these in
     try:
-        DeepSpeedZeroConfig(**concrete)
+        zero = DeepSpeedZeroConfig(**concrete)
     except (ValidationError, AssertionError, ValueError) as exc:
         first = str(exc).strip().splitlines()
         raise ConfigError(
             f"distributed.deepspeed_config: DeepSpeed refuses {source}'s zero_optimization: {' '.join(first[:3])}"
         ) from exc
+    # The config model accepts any integer; the ZeRO-1/2 optimizer then asserts at engine start, after
+    # launch, that all-gather buffers start 4-byte aligned in fp16: a multiple of 2 elements
+    # (deepspeed/runtime/zero/stage_1_and_2.py, nccl_start_alignment_factor).
+    if stage in (1, 2) and int(zero.allgather_bucket_size) % 2:
+        raise ConfigError(
+            f"distributed.deepspeed_config: {source}'s zero_optimization.allgather_bucket_size "
+            f"{zero.allgather_bucket_size} must be even (DeepSpeed aligns all-gather buffers to 2 fp16 elements)"
+        )
 
 
 def build(dist: DistributedConfig, cuda: bool) -> dict[str, Any] | None:
