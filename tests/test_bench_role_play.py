@@ -56,3 +56,15 @@ def test_a_checkout_without_the_file_names_it(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("R1OV_MATHVISTA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="R1OV_MATHVISTA_DIR should be a checkout of lupantech/MathVista"):
         list(role_play._mathvista(["bard/output_bard"]))
+
+
+def test_without_a_checkout_or_network_it_says_what_to_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("R1OV_MATHV_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(role_play.urllib.request, "urlopen", offline)
+    with pytest.raises(SystemExit, match="set R1OV_MATHV_DIR to a checkout of mathllm/MATH-V at a1f5cc3add20"):
+        list(role_play._mathv(["closed-source/Gemini/Gemini-Pro-CoT"]))

@@ -90,8 +90,13 @@ def _published(source: tuple[str, str, str], path: str) -> Path:
         cached.parent.mkdir(parents=True, exist_ok=True)
         url = f"https://raw.githubusercontent.com/{repo}/{commit}/{urllib.request.quote(path)}"
         partial = cached.with_suffix(".partial")
-        with urllib.request.urlopen(url, timeout=120) as response:
-            partial.write_bytes(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=120) as response:
+                partial.write_bytes(response.read())
+        except OSError as exc:  # URLError and timeouts are OSErrors
+            raise SystemExit(
+                f"cannot download {url} ({exc}); set {variable} to a checkout of {repo} at {commit[:12]}"
+            ) from exc
         partial.replace(cached)
     return cached
 
