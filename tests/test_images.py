@@ -743,6 +743,11 @@ def test_train_image_prebuilds_the_deepspeed_op_a_run_loads() -> None:
     assert any("g++" in run and "apt-get install" in run for run in runs), "the op needs a C++ compiler"
     final = stages(instructions(DOCKERFILES["train"]))[-1]
     assert any(s.cmd == "COPY" and s.args == "--from=build /opt/venv /opt/venv" for s in final)
+    # Offload's cpu_adam is JIT-built in the pod for its node's CPU (-march=native: builder.py cpu_arch),
+    # from the CPU accelerator's builder also under CUDA (accelerator/cuda_accelerator.py): g++ must be there.
+    assert "-march=native" in _deepspeed_source("ops/op_builder/builder.py")
+    assert '"CPUAdamBuilder"' in _deepspeed_source("accelerator/cuda_accelerator.py")
+    assert any(s.cmd == "RUN" and "g++" in s.args and "apt-get install" in s.args for s in final)
     # No cache path of the image's own: r1ov's keyed cache (r1ov.train.extensions_dir) applies in the
     # image and the pod spec's work volume in pods (r1ov.k8s.podspec.cache_env).
     assert "TORCH_EXTENSIONS_DIR" not in _env(final)
@@ -752,8 +757,9 @@ def test_packaged_deepspeed_configs_load_no_cuda_op() -> None:
     """On GPUs the image prebuilds nothing (no nvcc in the runtime base) because the packaged ZeRO configs
     load no CUDA op: no DeepSpeed optimizer (FusedAdam: ops/adam/fused_adam.py), no offload
     (DeepSpeedCPUAdam, with -march=native of the building host: op_builder/builder.py ``cpu_arch``), no
-    ZeRO++ quantization (QuantizerBuilder: runtime/zero/partition_parameters.py). Adding one needs a
-    devel-base build stage with DS_ACCELERATOR=cuda and TORCH_CUDA_ARCH_LIST set (Dockerfile.train)."""
+    ZeRO++ quantization (QuantizerBuilder: runtime/zero/partition_parameters.py). Adding a CUDA op needs a
+    devel-base build stage with DS_ACCELERATOR=cuda and TORCH_CUDA_ARCH_LIST set; offload, when a user
+    asks for it, JIT-builds cpu_adam in the pod with the runtime image's g++ (Dockerfile.train)."""
     import json
     from importlib import resources
 

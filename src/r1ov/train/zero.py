@@ -14,9 +14,10 @@ With the optimizer offloaded, the configs name no DeepSpeed optimizer, so transf
 AdamW and accelerate swaps it for ``DeepSpeedCPUAdam`` on the same param groups
 (accelerate/utils/deepspeed.py ``map_pytorch_optim_to_deepspeed``; DeepSpeed alone would refuse a torch
 optimizer there, runtime/engine.py ``zero_force_ds_cpu_optimizer``). That loads DeepSpeed's ``cpu_adam``
-op, a JIT C++ build (``-march=native``, about a minute) kept in ``r1ov.train.extensions_dir()``; the
-training image prebuilds only ``deepspeed_shm_comm`` and keeps no compiler (images/Dockerfile.train), so
-an offloaded run there needs an image that adds the op. The step itself is the same fp32 AdamW as
+op, a JIT C++ build (``-march=native``, about a minute) kept in ``r1ov.train.extensions_dir()``. The
+training image does not prebuild it (``-march=native`` of the building host would not run on every
+node) but carries g++, so each pod builds it for its own CPU at start, into its work volume
+(images/Dockerfile.train). The step itself is the same fp32 AdamW as
 without offload, in another order of float operations: on CPU (tests/test_train_offload.py) two runs
 with and without it end within rounding of each other, and the summary's ``deepspeed_engine`` reports
 what the running engine used (stage, optimizer, offload, bucket sizes of a user's JSON).
