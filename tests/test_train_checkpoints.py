@@ -330,3 +330,52 @@ def test_local_rotation_never_deletes_a_checkpoint_still_uploading(tmp_path: Pat
     assert copied == ["store/checkpoint-2", "store/checkpoint-4"]  # in the order saved
     checkpoints.rotate_local(str(tmp_path), keep=1, protected=uploader.keep_locally())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6"]
+
+
+def test_a_node_that_gives_its_part_up_fails_the_checkpoint_at_once_not_after_the_peer_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes' callbacks as torchrun sets them up (GROUP_RANK / GROUP_WORLD_SIZE): node 1's store
+    refuses its part; the main node learns it from node 1's marker and gives the checkpoint up naming
+    node 1, instead of waiting peer_wait_s (an hour by default) once per retry."""
+    import shutil
+
+    monkeypatch.setattr(uploads, "RETRY_BACKOFF_S", 0.0)
+    cfg = SimpleNamespace(output_dir=str(tmp_path / "out"), checkpoint_uri=str(tmp_path / "store"))
+    main_copies: list[str] = []
+
+    def copy(local: Path, target: str) -> int:
+        main_copies.append(target)
+        shutil.copytree(local, target, dirs_exist_ok=True)
+        return 0
+
+    def refused(local: Path, target: str) -> int:
+        raise PermissionError("AccessDenied: node 1's credentials expired")
+
+    callbacks = {}
+    for node, copier in ((0, copy), (1, refused)):
+        monkeypatch.setenv("GROUP_RANK", str(node))
+        monkeypatch.setenv("GROUP_WORLD_SIZE", "2")
+        uploader = uploads.Uploader(copy=copier)
+        callbacks[node] = checkpoints.DurableCheckpoints(cfg, keep=2, uploader=uploader, peer_wait_s=3600)
+    callbacks[1].token = callbacks[0].token  # rank 0's token, as the broadcast at train begin gives it
+    for node, callback in callbacks.items():
+        local = tmp_path / f"node{node}"
+        (local / "checkpoint-2").mkdir(parents=True)
+        (local / "checkpoint-2" / "weights.bin").write_bytes(b"w")
+        callback.on_save(
+            SimpleNamespace(output_dir=str(local)),
+            SimpleNamespace(global_step=2, is_world_process_zero=node == 0),
+            None,
+        )
+    for callback in callbacks.values():
+        assert callback.uploader.wait(120), "the main node is still waiting for node 1's part"
+
+    target = Path(checkpoints.store(cfg)) / "checkpoint-2"
+    assert "AccessDenied" in (target / "UPLOAD-FAILED-node-1").read_text()
+    assert not (target / checkpoints.COMPLETE).exists() and checkpoints.complete_steps(checkpoints.store(cfg)) == []
+    assert len(main_copies) == 1  # given up at once: the peer's failure is not retried
+    with pytest.raises(uploads.UploadFailed, match=r"node 1 could not upload its part of .*AccessDenied"):
+        callbacks[0].uploader.close()
+    with pytest.raises(uploads.UploadFailed, match="AccessDenied"):
+        callbacks[1].uploader.close()

@@ -212,6 +212,10 @@ def _uploaded_marker(node: int) -> str:
     return f"UPLOADED-node-{node}"
 
 
+def _failed_marker(node: int) -> str:
+    return f"UPLOAD-FAILED-node-{node}"
+
+
 class DurableCheckpoints(TrainerCallback):
     """After each Trainer save: upload this node's part in the background, mark it complete, rotate.
 
@@ -223,7 +227,10 @@ class DurableCheckpoints(TrainerCallback):
       all-reduces, so no rank sits in one collective past its timeout.
     - Every node's uploader, after its part, leaves ``UPLOADED-node-<rank>`` holding this run's token;
       the main process's uploader writes ``COMPLETE`` once every node's marker is there, then deletes
-      the store's oldest complete checkpoints beyond ``keep``. The token (drawn by rank 0 at the start)
+      the store's oldest complete checkpoints beyond ``keep``. A node that gives its part up leaves
+      ``UPLOAD-FAILED-node-<rank>`` (token and error) instead, and the main process gives that
+      checkpoint up at once, naming the node, rather than wait ``peer_wait_s`` for a part that will
+      not come; a wait that runs out is given up once, not retried. The token (drawn by rank 0 at the start)
       keeps a marker left by an earlier attempt at the same step from counting.
     - Each node keeps only the newest ``keep`` checkpoints on its disk (the Trainer's own rotation,
       off here, runs on the main process only and would delete a checkpoint still uploading); one
@@ -303,11 +310,17 @@ class DurableCheckpoints(TrainerCallback):
             else:
                 storage.write_text(storage.join(target, _uploaded_marker(self.node)), self.token)
 
+        def failed(error: str) -> None:
+            if not main:
+                storage.write_text(storage.join(target, _failed_marker(self.node)), f"{self.token}\n{error}")
+
         if local.is_dir():
-            self.uploader.submit(name, local, target, then)
+            self.uploader.submit(name, local, target, then, failed)
         rotate_local(args.output_dir, self.local_keep, self.uploader.keep_locally())
 
     def _await_peers(self, target: str) -> None:
+        """Until every other node's part of ``target`` is uploaded; UploadFailed (not retried) when a node
+        gave its part up or ``peer_wait_s`` runs out."""
         deadline = time.monotonic() + self.peer_wait_s
         waiting = set(range(1, self.nodes))
         while waiting:
@@ -315,9 +328,18 @@ class DurableCheckpoints(TrainerCallback):
                 marker = storage.join(target, _uploaded_marker(node))
                 if storage.exists(marker) and storage.read_text(marker) == self.token:
                     waiting.discard(node)
+                    continue
+                failure = storage.join(target, _failed_marker(node))
+                if storage.exists(failure):
+                    token, _, error = storage.read_text(failure).partition("\n")
+                    if token == self.token:
+                        raise uploads.UploadFailed(f"node {node} could not upload its part of {target}: {error}")
             if waiting:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"node(s) {sorted(waiting)} did not upload their part of {target}")
+                    late = sorted(waiting)
+                    raise uploads.UploadFailed(
+                        f"node(s) {late} did not upload their part of {target} within {self.peer_wait_s:.0f} s"
+                    )
                 time.sleep(0.5)
 
     def _complete(self, target: str, step: int) -> None:

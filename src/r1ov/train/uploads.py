@@ -95,6 +95,7 @@ class _Job:
     local: Path
     target: str
     then: Callable[[], None] | None  # after the files are in place (the completion marker, rotation)
+    on_failure: Callable[[str], None] | None = None  # once, with the error, when the upload is given up
 
 
 _STOP = object()
@@ -147,11 +148,23 @@ class Uploader:
         with self._lock:
             return set(self._staged) | set(self.failed)
 
-    def submit(self, name: str, local: Path, target: str, then: Callable[[], None] | None = None) -> None:
-        """Queue ``local`` for upload to ``target`` and return at once (call :meth:`full` first to bound staging)."""
+    def submit(
+        self,
+        name: str,
+        local: Path,
+        target: str,
+        then: Callable[[], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        """Queue ``local`` for upload to ``target`` and return at once (call :meth:`full` first to bound staging).
+
+        ``then`` runs after the copy, inside the same attempt; where it raises :class:`UploadFailed` the
+        upload is given up at once (a decided failure, such as another node's, is not retried).
+        ``on_failure`` is called once with the error when the upload is given up.
+        """
         with self._lock:
             self._staged[name] = local
-        self._queue.put(_Job(name, local, target, then))
+        self._queue.put(_Job(name, local, target, then, on_failure))
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until nothing is staged; False if ``timeout_s`` passed first."""
@@ -183,6 +196,15 @@ class Uploader:
                     self._staged.pop(job.name, None)
                     self._lock.notify_all()
 
+    @staticmethod
+    def _report(job: _Job, error: str) -> None:
+        if job.on_failure is None:
+            return
+        try:
+            job.on_failure(error)
+        except Exception as exc:  # the store that failed the upload may refuse this too
+            logger.warning("could not report the failed upload of %s (%s)", job.name, exc)
+
     def _upload(self, job: _Job) -> None:
         for attempt in range(1, self.attempts + 1):
             started = time.monotonic()
@@ -192,9 +214,10 @@ class Uploader:
                     job.then()
             except Exception as exc:  # any failure of the store: retried, then reported at the end
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                if attempt == self.attempts:
+                if attempt == self.attempts or isinstance(exc, UploadFailed):
                     logger.error("upload of %s to %s failed (%s); giving up", job.name, job.target, error)
                     self.failed[job.name] = error
+                    self._report(job, error)
                     return
                 logger.warning(
                     "upload of %s failed (%s), attempt %d of %d; retrying in %.0f s",
