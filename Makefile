@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: venv system-deps demo test test-fast lint compile check-compiled bench constraints clean images
+.PHONY: venv system-deps demo test test-fast lint compile bench constraints clean images
 
 venv: $(STAMP)
 
