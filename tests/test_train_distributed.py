@@ -182,7 +182,10 @@ def test_zero_overlaps_communication_on_gpus_only(stage: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("torch_extensions")
-@pytest.mark.parametrize(("stage", "zero", "port"), [("sft", "zero3", 29623), ("grpo", "zero2", 29624)])
+@pytest.mark.parametrize(
+    ("stage", "zero", "port"),
+    [("sft", "zero3", 29623), ("grpo", "zero2", 29624), ("sft", "zero2", 29625), ("grpo", "zero3", 29626)],
+)
 def test_a_zero_run_resumed_from_a_checkpoint_ends_with_the_uninterrupted_weights(
     stage: str, zero: str, port: int, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
