@@ -152,6 +152,7 @@ def test_role_play_lets_image_talk_pass(text: str, language: str) -> None:
         ("The caption under Figure 2 says the loss falls.", "ocr"),  # a document's figure caption
         ("The screenshot shows the HTML code of a form with two inputs.", "html"),
         ("OCR scores 44% and Rec 69%, so Rec is highest.", "json"),  # a bar labelled OCR on a chart
+        ("The abstract says OCR errors fall by half.", "ocr"),  # a page about OCR, given as OCR
         ("The JSON file open in the editor has three keys.", "ocr"),  # a screenshot of an editor
     ],
 )

@@ -59,14 +59,16 @@ _PARTS: dict[str, re.Pattern[str]] = {
     "json": re.compile(r"\bthe\s+json\b", re.IGNORECASE),
     "html": re.compile(r"\bthe\s+html(?:\s+(?:code|markup|source|snippet))?\b", re.IGNORECASE),
     "ocr": re.compile(
-        r"\bthe\s+ocr(?:\s+(?:text|section|output|result|lines|words))?\b|\bthe\s+reconstruction\b|\bocr\b",
-        re.IGNORECASE,
+        r"\bthe\s+ocr(?:\s+(?:text|section|output|result|lines|words))?\b|\bthe\s+reconstruction\b", re.IGNORECASE
     ),
     "boxes": re.compile(
         r"\bthe\s+captions?\b|\bbounding\s+box(?:es)?\b|\bthe\s+detections?\b|\bthe\s+(?:box|boxes)\s+list\b",
         re.IGNORECASE,
     ),
 }
+# "OCR" alone is a question whatever the image: a page about OCR, a chart with an "OCR" bar (three
+# published chains by models that saw the image) say it as often as a teacher that read OCR output.
+_ANY_OCR = re.compile(r"\bocr\b", re.IGNORECASE)
 # Which part names are the record's own: a table is given as CSV, a chart or a CLEVR scene as JSON.
 _OWN_PARTS = {"csv": ("csv",), "json": ("json",), "ocr": ("ocr",), "boxes": ("boxes",)}
 
@@ -101,4 +103,5 @@ def find(reasoning: str, language: str | None) -> Finding | None:
         match = pattern.search(text)
         if match:
             return Finding("question", match.group(0))
-    return None
+    match = _ANY_OCR.search(text)
+    return Finding("question", match.group(0)) if match else None
