@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_gpu)
         if item.get_closest_marker("vllm") and importlib.util.find_spec("vllm") is None:
             item.add_marker(no_vllm)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT handled as in an interactive Python (KeyboardInterrupt), for tests that press Ctrl-C with
+    ``_thread.interrupt_main``: a suite started in the background by a non-interactive shell inherits
+    SIGINT ignored (bash ignores it for asynchronous commands), Python then leaves it ignored, and
+    ``interrupt_main`` does nothing for an ignored signal (CPython docs, ``_thread.interrupt_main``)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

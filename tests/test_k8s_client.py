@@ -133,6 +133,7 @@ def test_timeout_deletes_the_job(api: StandInAPI, kube: ApiClient) -> None:
     assert _deleted(api, "sft") and ("pytorchjobs", NS, "sft") not in api.objects
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.parametrize("how", ["sigterm", "interrupt"])
 def test_cancel_deletes_the_job(api: StandInAPI, kube: ApiClient, how: str) -> None:
     api.script = [("Running", "PyTorchJobRunning", "")]

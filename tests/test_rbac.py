@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,22 @@ def exercise(api: StandInAPI, kube: ApiClient, monkeypatch: pytest.MonkeyPatch) 
         client.run_to_completion(build_pytorchjob("pytorchjob-ok", ["x"], _dist("pytorchjob"), {}), NS, api_client=kube)
     api.script = [("Running", "Running", "")]
     timer = threading.Timer(0.3, _thread.interrupt_main)
+    # Ctrl-C raises KeyboardInterrupt here even where the suite inherited SIGINT ignored; a bound on
+    # the wait turns a lost interrupt into a failure instead of a hang.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer.start()
-    with contextlib.suppress(KeyboardInterrupt):
-        client.run_to_completion(
-            build_pytorchjob("cancel", ["x"], _dist("pytorchjob"), {}), NS, poll_s=0.02, api_client=kube
-        )
-    timer.cancel()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            client.run_to_completion(
+                build_pytorchjob("cancel", ["x"], _dist("pytorchjob"), {}),
+                NS,
+                poll_s=0.02,
+                timeout_s=60,
+                api_client=kube,
+            )
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
 
     # GRPO rollout servers: up before the trainers, torn down however the job ends.
     from r1ov.train import launch
