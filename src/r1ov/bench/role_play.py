@@ -30,8 +30,9 @@ import json
 import os
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from r1ov.bench.report import Result
@@ -77,6 +78,12 @@ class Chain:
     language: str | None
     text: str
 
+    @cached_property
+    def kind(self) -> str | None:
+        """The role-play check's finding ("break", "question") or None, found once per chain."""
+        found = role_play.find(self.text, self.language)
+        return found.kind if found else None
+
 
 def _published(source: tuple[str, str, str], path: str) -> Path:
     repo, commit, variable = source
@@ -120,17 +127,15 @@ def _mathv(runs: list[str]) -> Iterator[Chain]:
 
 
 def _rejected(chain: Chain) -> bool:
-    found = role_play.find(chain.text, chain.language)
-    return found is not None and found.kind == "break"
+    return chain.kind == "break"
 
 
 def _asked(chain: Chain) -> bool:
-    found = role_play.find(chain.text, chain.language)
-    return found is not None and found.kind == "question"
+    return chain.kind == "question"
 
 
-def _share(chains: list[Chain], test: object) -> float:
-    return 100 * sum(1 for chain in chains if test(chain)) / len(chains)  # type: ignore[operator]
+def _share(chains: list[Chain], test: Callable[[Chain], bool]) -> float:
+    return 100 * sum(1 for chain in chains if test(chain)) / len(chains)
 
 
 def run() -> list[Result]:

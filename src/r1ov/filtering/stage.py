@@ -111,14 +111,20 @@ CHECKS: dict[str, Callable[[Row, FilterConfig], Verdict]] = {
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
-def parse_judgement(text: str) -> Verdict:
-    """``{"verdict": "pass"|"fail", "reason": ...}`` (found anywhere in the reply) -> verdict."""
+def _reply_object(text: str) -> dict[str, Any]:
+    """The JSON object found anywhere in a judge's reply ({} when there is none)."""
     match = _JSON_OBJECT.search(text or "")
     try:
         data = json.loads(match.group(0)) if match else None
     except json.JSONDecodeError:
         data = None
-    verdict = str(data.get("verdict", "")).strip().lower() if isinstance(data, dict) else ""
+    return data if isinstance(data, dict) else {}
+
+
+def parse_judgement(text: str) -> Verdict:
+    """``{"verdict": "pass"|"fail", "reason": ...}`` (found anywhere in the reply) -> verdict."""
+    data = _reply_object(text)
+    verdict = str(data.get("verdict", "")).strip().lower()
     if verdict not in ("pass", "fail"):
         return False, f"unparseable judge reply: {(text or '')[:80]!r}"
     return verdict == "pass", str(data.get("reason", "")).strip() or verdict
@@ -126,12 +132,7 @@ def parse_judgement(text: str) -> Verdict:
 
 def parse_role_play(text: str) -> bool | None:
     """The judge's ``"role_play": "kept"|"broken"`` answer: True when kept, None when not given."""
-    match = _JSON_OBJECT.search(text or "")
-    try:
-        data = json.loads(match.group(0)) if match else None
-    except json.JSONDecodeError:
-        return None
-    answer = str(data.get("role_play", "")).strip().lower() if isinstance(data, dict) else ""
+    answer = str(_reply_object(text).get("role_play", "")).strip().lower()
     return {"kept": True, "broken": False}.get(answer)
 
 

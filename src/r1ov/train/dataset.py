@@ -161,7 +161,7 @@ def _size_problem(size: tuple[int, int]) -> str | None:
 
 
 def _shard_rows(
-    table: pa.Table, required: tuple[str, ...], check: Check | None, shard_index: int = 0
+    table: pa.Table, required: tuple[str, ...], check: Check | None, shard_index: int
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
     """The text columns of one shard's rows that train, each with its place (SHARD, ROW), and
     (id, reason) for each row set aside."""
